@@ -1,0 +1,36 @@
+"""Feature spec and CTR models: pure torch, no Flower, no Opacus."""
+
+from models import dcnv2, deepfm, fm, fusion, lr  # noqa: F401  (register the models)
+from models.base import CTRModel, build_model, register_model, registered_models
+from models.config import ModelConfig
+from models.encoding import canonical_scalar, hash_column, hash_value, transform_numeric
+from models.errors import FeatureSpecError, SpecMismatchError, UnknownModelError
+from models.spec import (
+    CategoricalFeature,
+    EmbeddingFeature,
+    FeatureSpec,
+    NumericFeature,
+    builtin_spec_path,
+    load_spec,
+)
+
+__all__ = [
+    "CTRModel",
+    "CategoricalFeature",
+    "EmbeddingFeature",
+    "FeatureSpec",
+    "FeatureSpecError",
+    "ModelConfig",
+    "NumericFeature",
+    "SpecMismatchError",
+    "UnknownModelError",
+    "build_model",
+    "builtin_spec_path",
+    "canonical_scalar",
+    "hash_column",
+    "hash_value",
+    "load_spec",
+    "register_model",
+    "registered_models",
+    "transform_numeric",
+]

@@ -1,0 +1,31 @@
+"""Logistic regression over hashed categoricals and numeric features."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.base import CTRModel, register_model
+from models.config import ModelConfig
+from models.layers import FieldEmbedding, numeric_or_zero
+from models.spec import FeatureSpec
+
+
+@register_model("lr")
+class LogisticRegression(CTRModel):
+    """``sum_f w[bucket_f] + w_num . x_num + b``: the baseline every other model must beat."""
+
+    def __init__(self, spec: FeatureSpec, config: ModelConfig) -> None:
+        super().__init__(spec, config)
+        self.first_order = FieldEmbedding(spec.bucket_sizes or (1,), 1)
+        nn.init.zeros_(self.first_order.embedding.weight)
+        self.has_cat = spec.num_categorical > 0
+        self.linear = nn.Linear(max(spec.num_numeric, 1) + spec.dense_dim(), 1)
+
+    def forward(
+        self, x_cat: torch.Tensor, x_num: torch.Tensor, x_dense: torch.Tensor
+    ) -> torch.Tensor:
+        out = self.linear(torch.cat([numeric_or_zero(x_num), x_dense], dim=1)).squeeze(1)
+        if self.has_cat:
+            out = out + self.first_order(x_cat).sum(dim=(1, 2))
+        return out

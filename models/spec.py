@@ -1,0 +1,285 @@
+"""The feature spec: one declarative, versioned file every partner shares.
+
+The spec is the only thing partners must agree on to train one model: which column
+is the label, which columns are categorical (hashed into buckets with a
+federation-wide salt, so no vocabulary is ever exchanged), which are numeric
+(fixed, data-independent transforms, so no statistics leak) and which are dense
+embedding vectors for the fusion model. Its hash goes into every model card so a
+model is never scored with a spec it was not trained for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from models.errors import FeatureSpecError
+
+SPEC_FORMAT_VERSION = 1
+
+Scope = Literal["user", "context"]
+NumericTransform = Literal["identity", "log1p", "standard"]
+Modality = Literal["text", "image", "behaviour"]
+
+_SCOPES = ("user", "context")
+_TRANSFORMS = ("identity", "log1p", "standard")
+_MODALITIES = ("text", "image", "behaviour")
+
+
+def _finite(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise FeatureSpecError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise FeatureSpecError(f"{name} must be finite, got {value!r}")
+    return float(value)
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise FeatureSpecError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class CategoricalFeature:
+    """A column hashed into ``buckets`` slots; bucket 0 is reserved for missing values.
+
+    ``scope`` says whether the value describes the user ("user": dropped when a
+    request asks for non-personalised scoring) or the ad/placement ("context").
+    """
+
+    name: str
+    buckets: int
+    scope: Scope = "context"
+
+    def __post_init__(self) -> None:
+        _positive_int(f"categorical '{self.name}' buckets", self.buckets)
+        if self.buckets < 2:
+            raise FeatureSpecError(f"categorical '{self.name}' needs at least 2 buckets")
+        if self.scope not in _SCOPES:
+            raise FeatureSpecError(
+                f"categorical '{self.name}' scope must be one of {_SCOPES}, got {self.scope!r}"
+            )
+
+
+@dataclass(frozen=True)
+class NumericFeature:
+    """A numeric column with a fixed transform, then clipped to ``[clip_min, clip_max]``.
+
+    ``log1p`` is sign-preserving (``sign(x) * log1p(|x|)``); ``standard`` uses the
+    ``mean``/``std`` written in the spec, never statistics of a partner's data.
+    Missing values become ``fill`` (after the transform).
+    """
+
+    name: str
+    transform: NumericTransform = "log1p"
+    clip_min: float = -10.0
+    clip_max: float = 10.0
+    mean: float = 0.0
+    std: float = 1.0
+    fill: float = 0.0
+    scope: Scope = "context"
+
+    def __post_init__(self) -> None:
+        if self.transform not in _TRANSFORMS:
+            raise FeatureSpecError(
+                f"numeric '{self.name}' transform must be one of {_TRANSFORMS}, "
+                f"got {self.transform!r}"
+            )
+        for attr in ("clip_min", "clip_max", "mean", "std", "fill"):
+            _finite(f"numeric '{self.name}' {attr}", getattr(self, attr))
+        if self.clip_min >= self.clip_max:
+            raise FeatureSpecError(f"numeric '{self.name}' needs clip_min < clip_max")
+        if self.std <= 0:
+            raise FeatureSpecError(f"numeric '{self.name}' std must be > 0")
+        if self.scope not in _SCOPES:
+            raise FeatureSpecError(f"numeric '{self.name}' scope must be one of {_SCOPES}")
+
+
+@dataclass(frozen=True)
+class EmbeddingFeature:
+    """A dense vector column (text/image/behaviour embedding) for the fusion model.
+
+    In Parquet it is a list<float> column; in CSV a string of ``dim`` numbers
+    separated by spaces.
+    """
+
+    name: str
+    dim: int
+    modality: Modality
+    scope: Scope = "context"
+
+    def __post_init__(self) -> None:
+        _positive_int(f"embedding '{self.name}' dim", self.dim)
+        if self.modality not in _MODALITIES:
+            raise FeatureSpecError(
+                f"embedding '{self.name}' modality must be one of {_MODALITIES}, "
+                f"got {self.modality!r}"
+            )
+        if self.scope not in _SCOPES:
+            raise FeatureSpecError(f"embedding '{self.name}' scope must be one of {_SCOPES}")
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """A validated feature spec; build it with :func:`load_spec` or :meth:`from_dict`."""
+
+    name: str
+    salt: str
+    label: str
+    categorical: tuple[CategoricalFeature, ...] = ()
+    numeric: tuple[NumericFeature, ...] = ()
+    embedding: tuple[EmbeddingFeature, ...] = ()
+    positive_labels: tuple[str, ...] = ("1", "1.0", "true", "True")
+    version: int = SPEC_FORMAT_VERSION
+    _hash: str = field(default="", init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.version != SPEC_FORMAT_VERSION:
+            raise FeatureSpecError(
+                f"feature spec version {self.version} is not supported "
+                f"(this fedctr reads version {SPEC_FORMAT_VERSION})"
+            )
+        if not self.salt:
+            raise FeatureSpecError(
+                "feature spec needs a non-empty federation-wide 'salt' for hashing"
+            )
+        if not self.label:
+            raise FeatureSpecError("feature spec needs a 'label' column")
+        if not (self.categorical or self.numeric or self.embedding):
+            raise FeatureSpecError("feature spec declares no feature columns")
+        names = [self.label, *self.column_names]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise FeatureSpecError(f"feature spec names columns more than once: {dupes}")
+        object.__setattr__(self, "_hash", _hash_dict(self.to_dict()))
+
+    # ---- derived views -------------------------------------------------
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        """Every feature column, in model-input order (label excluded)."""
+        return (
+            tuple(f.name for f in self.categorical)
+            + tuple(f.name for f in self.numeric)
+            + tuple(f.name for f in self.embedding)
+        )
+
+    @property
+    def spec_hash(self) -> str:
+        """SHA-256 of the canonical JSON form: formatting and comments do not change it."""
+        return self._hash
+
+    @property
+    def num_categorical(self) -> int:
+        return len(self.categorical)
+
+    @property
+    def num_numeric(self) -> int:
+        return len(self.numeric)
+
+    @property
+    def bucket_sizes(self) -> tuple[int, ...]:
+        return tuple(f.buckets for f in self.categorical)
+
+    def dense_dim(self, modality: Modality | None = None) -> int:
+        """Width of the concatenated embedding columns (optionally of one modality)."""
+        return sum(f.dim for f in self.embedding if modality is None or f.modality == modality)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Canonical dict form (what is hashed and what a TOML/JSON file holds)."""
+        return {
+            "version": self.version,
+            "name": self.name,
+            "salt": self.salt,
+            "label": self.label,
+            "positive_labels": list(self.positive_labels),
+            "categorical": [asdict(f) for f in self.categorical],
+            "numeric": [asdict(f) for f in self.numeric],
+            "embedding": [asdict(f) for f in self.embedding],
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], *, source: str = "<dict>") -> FeatureSpec:
+        """Validate an untrusted dict field by field; errors name the source and field."""
+        if not isinstance(raw, dict):
+            raise FeatureSpecError(f"{source}: a feature spec must be a table/object")
+        known = {"version", "name", "salt", "label", "positive_labels", "buckets",
+                 "categorical", "numeric", "embedding"}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise FeatureSpecError(f"{source}: unknown top-level keys {unknown}")
+        default_buckets = raw.get("buckets", 2**16)
+        try:
+            categorical = tuple(
+                CategoricalFeature(**{"buckets": default_buckets, **_table(c, "categorical")})
+                for c in raw.get("categorical", [])
+            )
+            numeric = tuple(NumericFeature(**_table(n, "numeric")) for n in raw.get("numeric", []))
+            embedding = tuple(
+                EmbeddingFeature(**_table(e, "embedding")) for e in raw.get("embedding", [])
+            )
+            return cls(
+                version=raw.get("version", SPEC_FORMAT_VERSION),
+                name=str(raw.get("name", "unnamed")),
+                salt=str(raw.get("salt", "")),
+                label=str(raw.get("label", "")),
+                positive_labels=tuple(str(v) for v in raw.get("positive_labels",
+                                                              ("1", "1.0", "true", "True"))),
+                categorical=categorical,
+                numeric=numeric,
+                embedding=embedding,
+            )
+        except FeatureSpecError as exc:
+            raise FeatureSpecError(f"{source}: {exc}") from exc
+        except TypeError as exc:  # unexpected/missing keyword in a column table
+            raise FeatureSpecError(f"{source}: {exc}") from exc
+
+
+def _table(value: Any, kind: str) -> dict[str, Any]:
+    if not isinstance(value, dict) or "name" not in value:
+        raise FeatureSpecError(f"each [[{kind}]] entry must be a table with a 'name', got {value!r}")
+    return dict(value)
+
+
+def _hash_dict(d: dict[str, Any]) -> str:
+    canonical = json.dumps(d, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def load_spec(path: str | Path) -> FeatureSpec:
+    """Read a spec from a TOML or JSON file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise FeatureSpecError(f"cannot read feature spec {path}: {exc.strerror}") from exc
+    try:
+        raw = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise FeatureSpecError(f"{path}: not valid {path.suffix.lstrip('.') or 'TOML'}: {exc}") from exc
+    return FeatureSpec.from_dict(raw, source=str(path))
+
+
+def builtin_spec_path(name: str) -> Path:
+    """Path of a spec shipped with fedctr (``models/specs/<name>.toml``)."""
+    path = Path(__file__).parent / "specs" / f"{name}.toml"
+    if not path.is_file():
+        available = sorted(p.stem for p in path.parent.glob("*.toml"))
+        raise FeatureSpecError(f"no built-in feature spec '{name}'; available: {available}")
+    return path
+
+
+__all__ = [
+    "SPEC_FORMAT_VERSION",
+    "CategoricalFeature",
+    "EmbeddingFeature",
+    "FeatureSpec",
+    "NumericFeature",
+    "builtin_spec_path",
+    "load_spec",
+]

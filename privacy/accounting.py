@@ -1,0 +1,136 @@
+"""Training-time accounting of a partner's whole participation, across rounds.
+
+Wraps Opacus' accountants (RDP or PRV): the same objects the PrivacyEngine steps
+during training. State is a plain, versioned dict so it survives in Flower's
+``Context.state`` and on disk between rounds and restarts.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from opacus.accountants import IAccountant, create_accountant
+
+from privacy.budget import ACCOUNTANT_KINDS, AccountantKind, DPSGDRound, PrivacyBudget
+from privacy.errors import AccountantStateError, AccountingMismatchError, BudgetExceededError
+
+STATE_SCHEMA_VERSION = 1
+History = list[tuple[float, float, int]]
+
+
+class PartnerAccountant:
+    """Everything a partner has released so far, and what one more round would cost."""
+
+    def __init__(self, *, kind: AccountantKind, history: History | None = None) -> None:
+        if kind not in ACCOUNTANT_KINDS:
+            raise AccountantStateError(f"accountant kind must be one of {ACCOUNTANT_KINDS}")
+        self.kind: AccountantKind = kind
+        self._history: History = list(history or [])
+
+    # ---- queries -------------------------------------------------------
+    @property
+    def history(self) -> History:
+        """``(noise_multiplier, sample_rate, steps)`` per release, oldest first."""
+        return list(self._history)
+
+    @property
+    def total_steps(self) -> int:
+        return sum(steps for _, _, steps in self._history)
+
+    def epsilon(self, delta: float) -> float:
+        """Epsilon spent so far at ``delta`` (0 before the first release)."""
+        return _epsilon(self.kind, self._history, delta)
+
+    def epsilon_after(self, release: DPSGDRound, delta: float) -> float:
+        """Epsilon the partner would have spent after ``release``."""
+        return _epsilon(self.kind, [*self._history, _entry(release)], delta)
+
+    def would_exceed(self, release: DPSGDRound, budget: PrivacyBudget) -> bool:
+        """True if ``release`` would push the partner past ``budget``."""
+        return self.epsilon_after(release, budget.delta) > budget.epsilon * (1 + 1e-9)
+
+    # ---- updates -------------------------------------------------------
+    def check(self, release: DPSGDRound, budget: PrivacyBudget) -> float:
+        """Raise :class:`BudgetExceededError` unless ``release`` fits; return the
+        epsilon it would leave the partner at."""
+        eps_after = self.epsilon_after(release, budget.delta)
+        if eps_after > budget.epsilon * (1 + 1e-9):
+            raise BudgetExceededError(
+                f"this round would raise epsilon from {self.epsilon(budget.delta):.4f} to "
+                f"{eps_after:.4f}, over the partner's budget of epsilon={budget.epsilon} "
+                f"(delta={budget.delta}); the node refuses the round"
+            )
+        return eps_after
+
+    def record_opacus_steps(self, release: DPSGDRound, opacus_accountant: IAccountant) -> None:
+        """Record a finished round from what Opacus' accountant actually saw.
+
+        The steps the optimizer took must be the approved ``release``: same noise,
+        same sample rate, no more steps. Validate first, then change state.
+        """
+        seen = [(float(s), float(q), int(n)) for s, q, n in opacus_accountant.history]
+        taken = sum(n for s, q, n in seen)
+        for sigma, rate, _ in seen:
+            if not (math.isclose(sigma, release.noise_multiplier, rel_tol=1e-9)
+                    and math.isclose(rate, release.sample_rate, rel_tol=1e-9)):
+                raise AccountingMismatchError(
+                    f"optimizer ran with noise {sigma} / sample rate {rate}, but the round was "
+                    f"approved for {release.noise_multiplier} / {release.sample_rate}"
+                )
+        if taken > release.steps:
+            raise AccountingMismatchError(
+                f"optimizer took {taken} steps; only {release.steps} were approved"
+            )
+        if taken:
+            self._history.append((release.noise_multiplier, release.sample_rate, taken))
+
+    # ---- persistence ---------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": STATE_SCHEMA_VERSION,
+            "kind": self.kind,
+            "history": [[s, q, n] for s, q, n in self._history],
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: Any) -> PartnerAccountant:
+        """Parse untrusted stored state field by field."""
+        if not isinstance(state, dict):
+            raise AccountantStateError("accountant state must be a mapping")
+        if state.get("schema_version") != STATE_SCHEMA_VERSION:
+            raise AccountantStateError(
+                f"accountant state schema {state.get('schema_version')!r} is not "
+                f"{STATE_SCHEMA_VERSION}"
+            )
+        history: History = []
+        for item in state.get("history", []):
+            try:
+                sigma, rate, steps = item
+                release = DPSGDRound(noise_multiplier=float(sigma), sample_rate=float(rate),
+                                     steps=int(steps), max_grad_norm=1.0)
+            except (TypeError, ValueError) as exc:
+                raise AccountantStateError(f"bad accountant history entry {item!r}") from exc
+            history.append(_entry(release))
+        return cls(kind=state.get("kind"), history=history)
+
+
+def _entry(release: DPSGDRound) -> tuple[float, float, int]:
+    return (release.noise_multiplier, release.sample_rate, release.steps)
+
+
+def _epsilon(kind: AccountantKind, history: History, delta: float) -> float:
+    history = [h for h in history if h[2] > 0]
+    if not history:
+        return 0.0
+    accountant = create_accountant(mechanism=kind)
+    accountant.history = list(history)
+    return float(accountant.get_epsilon(delta=delta))
+
+
+def opacus_accountant(kind: AccountantKind) -> IAccountant:
+    """A fresh Opacus accountant to hand to the PrivacyEngine for one round."""
+    return create_accountant(mechanism=kind)
+
+
+__all__ = ["STATE_SCHEMA_VERSION", "PartnerAccountant", "opacus_accountant"]

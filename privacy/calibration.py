@@ -1,0 +1,64 @@
+"""Noise calibration: the one place a noise multiplier is derived from a budget."""
+
+from __future__ import annotations
+
+import math
+
+from opacus.accountants.utils import get_noise_multiplier
+
+from privacy.budget import ACCOUNTANT_KINDS, AccountantKind, PrivacyBudget
+from privacy.errors import InvalidPrivacyParameter
+
+
+def poisson_schedule(*, num_examples: int, batch_size: int, local_epochs: int) -> tuple[float, int]:
+    """Sample rate and steps of one round, as Opacus' Poisson DataLoader will run them.
+
+    Opacus replaces a loader of ``L = ceil(n / B)`` batches by Poisson sampling at rate
+    ``1 / L`` for ``L`` steps per epoch; calibrating on anything else would be wrong.
+    """
+    if num_examples <= 0:
+        raise InvalidPrivacyParameter("a partner needs at least one training example")
+    if batch_size <= 0 or local_epochs <= 0:
+        raise InvalidPrivacyParameter("batch_size and local_epochs must be positive")
+    batches = math.ceil(num_examples / batch_size)
+    return 1.0 / batches, batches * local_epochs
+
+
+def calibrate_noise_multiplier(
+    *,
+    budget: PrivacyBudget,
+    sample_rate: float,
+    total_steps: int,
+    accountant: AccountantKind,
+    epsilon_tolerance: float = 0.01,
+) -> float:
+    """Smallest noise multiplier (within tolerance) that keeps ``total_steps`` steps at
+    rate ``sample_rate`` inside ``budget`` under ``accountant``.
+
+    ``total_steps`` covers every round the partner plans to join, so the per-round
+    budget check can admit exactly those rounds.
+    """
+    if accountant not in ACCOUNTANT_KINDS:
+        raise InvalidPrivacyParameter(f"accountant must be one of {ACCOUNTANT_KINDS}")
+    if total_steps <= 0:
+        raise InvalidPrivacyParameter("total_steps must be positive")
+    try:
+        return float(
+            get_noise_multiplier(
+                target_epsilon=budget.epsilon,
+                target_delta=budget.delta,
+                sample_rate=sample_rate,
+                steps=total_steps,
+                accountant=accountant,
+                epsilon_tolerance=epsilon_tolerance,
+            )
+        )
+    except ValueError as exc:
+        raise InvalidPrivacyParameter(
+            f"cannot reach epsilon={budget.epsilon}, delta={budget.delta} with "
+            f"{total_steps} steps at sample rate {sample_rate:.4g}: {exc} "
+            "Raise epsilon, plan fewer rounds or local epochs, or use larger batches."
+        ) from exc
+
+
+__all__ = ["calibrate_noise_multiplier", "poisson_schedule"]
