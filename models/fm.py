@@ -36,7 +36,7 @@ class FactorizationMachine(CTRModel):
     ) -> torch.Tensor:
         out = self.linear(torch.cat([numeric_or_zero(x_num), x_dense], dim=1)).squeeze(1)
         if self.has_cat:
-            out = out + self.first_order(x_cat).sum(dim=(1, 2)) + fm_interaction(
-                self.factors(x_cat)
+            out = (
+                out + self.first_order(x_cat).sum(dim=(1, 2)) + fm_interaction(self.factors(x_cat))
             )
         return out

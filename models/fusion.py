@@ -24,9 +24,7 @@ class FusionCTR(CTRModel):
 
     def __init__(self, spec: FeatureSpec, config: ModelConfig) -> None:
         super().__init__(spec, config)
-        self.modalities = tuple(
-            m for m in ("text", "image", "behaviour") if spec.dense_dim(m) > 0
-        )
+        self.modalities = tuple(m for m in ("text", "image", "behaviour") if spec.dense_dim(m) > 0)
         if not self.modalities:
             raise FeatureSpecError(
                 "the fusion model needs at least one [[embedding]] column in the feature spec"
@@ -38,8 +36,9 @@ class FusionCTR(CTRModel):
             slices[feature.modality].extend(range(start, start + feature.dim))
             start += feature.dim
         for m in self.modalities:
-            self.register_buffer(f"idx_{m}", torch.tensor(slices[m], dtype=torch.long),
-                                 persistent=False)
+            self.register_buffer(
+                f"idx_{m}", torch.tensor(slices[m], dtype=torch.long), persistent=False
+            )
         self.projections = nn.ModuleDict(
             {m: nn.Linear(len(slices[m]), config.modality_proj) for m in self.modalities}
         )

@@ -208,8 +208,17 @@ class FeatureSpec:
         """Validate an untrusted dict field by field; errors name the source and field."""
         if not isinstance(raw, dict):
             raise FeatureSpecError(f"{source}: a feature spec must be a table/object")
-        known = {"version", "name", "salt", "label", "positive_labels", "buckets",
-                 "categorical", "numeric", "embedding"}
+        known = {
+            "version",
+            "name",
+            "salt",
+            "label",
+            "positive_labels",
+            "buckets",
+            "categorical",
+            "numeric",
+            "embedding",
+        }
         unknown = sorted(set(raw) - known)
         if unknown:
             raise FeatureSpecError(f"{source}: unknown top-level keys {unknown}")
@@ -228,8 +237,9 @@ class FeatureSpec:
                 name=str(raw.get("name", "unnamed")),
                 salt=str(raw.get("salt", "")),
                 label=str(raw.get("label", "")),
-                positive_labels=tuple(str(v) for v in raw.get("positive_labels",
-                                                              ("1", "1.0", "true", "True"))),
+                positive_labels=tuple(
+                    str(v) for v in raw.get("positive_labels", ("1", "1.0", "true", "True"))
+                ),
                 categorical=categorical,
                 numeric=numeric,
                 embedding=embedding,
@@ -242,7 +252,9 @@ class FeatureSpec:
 
 def _table(value: Any, kind: str) -> dict[str, Any]:
     if not isinstance(value, dict) or "name" not in value:
-        raise FeatureSpecError(f"each [[{kind}]] entry must be a table with a 'name', got {value!r}")
+        raise FeatureSpecError(
+            f"each [[{kind}]] entry must be a table with a 'name', got {value!r}"
+        )
     return dict(value)
 
 
@@ -261,7 +273,9 @@ def load_spec(path: str | Path) -> FeatureSpec:
     try:
         raw = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-        raise FeatureSpecError(f"{path}: not valid {path.suffix.lstrip('.') or 'TOML'}: {exc}") from exc
+        raise FeatureSpecError(
+            f"{path}: not valid {path.suffix.lstrip('.') or 'TOML'}: {exc}"
+        ) from exc
     return FeatureSpec.from_dict(raw, source=str(path))
 
 

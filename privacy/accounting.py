@@ -72,8 +72,10 @@ class PartnerAccountant:
         seen = [(float(s), float(q), int(n)) for s, q, n in opacus_accountant.history]
         taken = sum(n for s, q, n in seen)
         for sigma, rate, _ in seen:
-            if not (math.isclose(sigma, release.noise_multiplier, rel_tol=1e-9)
-                    and math.isclose(rate, release.sample_rate, rel_tol=1e-9)):
+            if not (
+                math.isclose(sigma, release.noise_multiplier, rel_tol=1e-9)
+                and math.isclose(rate, release.sample_rate, rel_tol=1e-9)
+            ):
                 raise AccountingMismatchError(
                     f"optimizer ran with noise {sigma} / sample rate {rate}, but the round was "
                     f"approved for {release.noise_multiplier} / {release.sample_rate}"
@@ -107,8 +109,12 @@ class PartnerAccountant:
         for item in state.get("history", []):
             try:
                 sigma, rate, steps = item
-                release = DPSGDRound(noise_multiplier=float(sigma), sample_rate=float(rate),
-                                     steps=int(steps), max_grad_norm=1.0)
+                release = DPSGDRound(
+                    noise_multiplier=float(sigma),
+                    sample_rate=float(rate),
+                    steps=int(steps),
+                    max_grad_norm=1.0,
+                )
             except (TypeError, ValueError) as exc:
                 raise AccountantStateError(f"bad accountant history entry {item!r}") from exc
             history.append(_entry(release))

@@ -56,7 +56,9 @@ class DPSGDRound:
         if not 0 < _real("sample_rate", self.sample_rate) <= 1:
             raise InvalidPrivacyParameter(f"sample_rate must be in (0, 1], got {self.sample_rate}")
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 0:
-            raise InvalidPrivacyParameter(f"steps must be a non-negative integer, got {self.steps!r}")
+            raise InvalidPrivacyParameter(
+                f"steps must be a non-negative integer, got {self.steps!r}"
+            )
         if _real("max_grad_norm", self.max_grad_norm) <= 0:
             raise InvalidPrivacyParameter("max_grad_norm must be > 0")
         if self.sampling != "poisson":

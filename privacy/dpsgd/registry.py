@@ -35,8 +35,7 @@ def get_implementation(name: str) -> DPSGDImplementation:
         return _IMPLEMENTATIONS[name]()
     except KeyError:
         raise InvalidPrivacyParameter(
-            f"unknown DP-SGD implementation '{name}'; choose one of "
-            f"{available_implementations()}"
+            f"unknown DP-SGD implementation '{name}'; choose one of {available_implementations()}"
         ) from None
 
 
