@@ -5,6 +5,7 @@ from models.base import CTRModel, build_model, register_model, registered_models
 from models.config import ModelConfig
 from models.encoding import canonical_scalar, hash_column, hash_value, transform_numeric
 from models.errors import FeatureSpecError, SpecMismatchError, UnknownModelError
+from models.metrics import log_loss, predict_proba, roc_auc
 from models.spec import (
     CategoricalFeature,
     EmbeddingFeature,
@@ -13,6 +14,7 @@ from models.spec import (
     builtin_spec_path,
     load_spec,
 )
+from models.weights import state_dict_sha256
 
 __all__ = [
     "CTRModel",
@@ -30,7 +32,11 @@ __all__ = [
     "hash_column",
     "hash_value",
     "load_spec",
+    "log_loss",
+    "predict_proba",
     "register_model",
     "registered_models",
+    "roc_auc",
+    "state_dict_sha256",
     "transform_numeric",
 ]

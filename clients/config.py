@@ -1,0 +1,178 @@
+"""A partner node's own configuration: its data, its spec, and its privacy budget.
+
+The budget lives here, on the partner's machine, and nowhere the server can change
+it: the server sends a model and a round number, never an epsilon.
+
+Example ``partner.toml`` (paths relative to the file)::
+
+    [partner]
+    id = "shop-a"
+    data = "data/shop-a.parquet"
+    spec = "spec.toml"
+    state_dir = "state"
+    signing_key = "keys/shop-a.key"
+    bad_rows = "skip"            # or "reject"
+
+    [privacy]
+    epsilon = 8.0
+    delta = 1e-5
+    planned_rounds = 5
+    max_grad_norm = 1.0
+    accountant = "rdp"           # or "prv"
+
+    [training]
+    batch_size = 512
+    local_epochs = 1
+    learning_rate = 0.01
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from clients.data import BadRowPolicy
+from clients.errors import PartnerConfigError
+from privacy import ACCOUNTANT_KINDS, AccountantKind, PrivacyBudget
+from privacy.dpsgd import DEFAULT_IMPLEMENTATION, available_implementations
+from privacy.errors import InvalidPrivacyParameter
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrivacySettings:
+    """The partner's DP-SGD settings; ``enabled = false`` exists for non-private baselines."""
+
+    epsilon: float = 8.0
+    delta: float = 1e-5
+    planned_rounds: int = 5
+    max_grad_norm: float = 1.0
+    accountant: AccountantKind = "rdp"
+    dp_implementation: str = DEFAULT_IMPLEMENTATION
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        if self.accountant not in ACCOUNTANT_KINDS:
+            raise PartnerConfigError(f"[privacy] accountant must be one of {ACCOUNTANT_KINDS}")
+        if not isinstance(self.planned_rounds, int) or self.planned_rounds <= 0:
+            raise PartnerConfigError("[privacy] planned_rounds must be a positive integer")
+        if not (isinstance(self.max_grad_norm, int | float) and self.max_grad_norm > 0):
+            raise PartnerConfigError("[privacy] max_grad_norm must be > 0")
+        if self.dp_implementation not in available_implementations():
+            raise PartnerConfigError(
+                f"[privacy] dp_implementation must be one of {available_implementations()}"
+            )
+        try:
+            self.budget  # noqa: B018  (validates epsilon and delta)
+        except InvalidPrivacyParameter as exc:
+            raise PartnerConfigError(f"[privacy] {exc}") from exc
+
+    @property
+    def budget(self) -> PrivacyBudget:
+        return PrivacyBudget(epsilon=self.epsilon, delta=self.delta)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingSettings:
+    """Local optimisation per round."""
+
+    batch_size: int = 512
+    local_epochs: int = 1
+    learning_rate: float = 0.01
+    optimizer: str = "adam"
+    holdout_fraction: float = 0.2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "local_epochs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise PartnerConfigError(f"[training] {name} must be a positive integer")
+        if not (
+            isinstance(self.learning_rate, int | float)
+            and math.isfinite(self.learning_rate)
+            and self.learning_rate > 0
+        ):
+            raise PartnerConfigError("[training] learning_rate must be a positive number")
+        if self.optimizer not in ("adam", "sgd"):
+            raise PartnerConfigError("[training] optimizer must be 'adam' or 'sgd'")
+        if not 0 <= self.holdout_fraction < 1:
+            raise PartnerConfigError("[training] holdout_fraction must be in [0, 1)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PartnerConfig:
+    """Everything a partner node needs; paths are absolute after loading."""
+
+    partner_id: str
+    data: Path
+    spec: Path
+    state_dir: Path
+    signing_key: Path | None = None
+    bad_rows: BadRowPolicy = BadRowPolicy.SKIP
+    privacy: PrivacySettings = field(default_factory=PrivacySettings)
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+
+    def __post_init__(self) -> None:
+        if not self.partner_id or not self.partner_id.replace("-", "").replace("_", "").isalnum():
+            raise PartnerConfigError(
+                f"[partner] id must be letters, digits, '-' or '_', got {self.partner_id!r}"
+            )
+
+
+def _section(raw: dict[str, Any], name: str, cls: type, source: Path) -> Any:
+    table = raw.get(name, {})
+    if not isinstance(table, dict):
+        raise PartnerConfigError(f"{source}: [{name}] must be a table")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise PartnerConfigError(f"{source}: unknown keys in [{name}]: {unknown}")
+    try:
+        return cls(**table)
+    except PartnerConfigError as exc:
+        raise PartnerConfigError(f"{source}: {exc}") from exc
+    except TypeError as exc:
+        raise PartnerConfigError(f"{source}: [{name}]: {exc}") from exc
+
+
+def load_partner_config(path: str | Path) -> PartnerConfig:
+    """Parse and validate a partner TOML file; relative paths resolve against its folder."""
+    path = Path(path).resolve()
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise PartnerConfigError(f"cannot read partner config {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise PartnerConfigError(f"{path}: not valid TOML: {exc}") from exc
+    unknown = sorted(set(raw) - {"partner", "privacy", "training"})
+    if unknown:
+        raise PartnerConfigError(f"{path}: unknown sections {unknown}")
+    partner = raw.get("partner", {})
+    for key in ("id", "data", "spec"):
+        if key not in partner:
+            raise PartnerConfigError(f"{path}: [partner] needs '{key}'")
+    unknown = sorted(set(partner) - {"id", "data", "spec", "state_dir", "signing_key", "bad_rows"})
+    if unknown:
+        raise PartnerConfigError(f"{path}: unknown keys in [partner]: {unknown}")
+    base = path.parent
+    try:
+        policy = BadRowPolicy(partner.get("bad_rows", "skip"))
+    except ValueError:
+        raise PartnerConfigError(f"{path}: [partner] bad_rows must be 'skip' or 'reject'") from None
+    key = partner.get("signing_key")
+    return PartnerConfig(
+        partner_id=str(partner["id"]),
+        data=(base / partner["data"]).resolve(),
+        spec=(base / partner["spec"]).resolve(),
+        state_dir=(base / partner.get("state_dir", "state")).resolve(),
+        signing_key=(base / key).resolve() if key else None,
+        bad_rows=policy,
+        privacy=_section(raw, "privacy", PrivacySettings, path),
+        training=_section(raw, "training", TrainingSettings, path),
+    )
+
+
+__all__ = ["PartnerConfig", "PrivacySettings", "TrainingSettings", "load_partner_config"]

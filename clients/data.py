@@ -1,0 +1,326 @@
+"""Read a partner's conversion log (CSV or Parquet) through the feature spec.
+
+Nothing here guesses: a missing column rejects the file; a bad value (a label
+that is not 0/1, a number that does not parse or is infinite, an embedding of the
+wrong length) is either fatal for the file (policy ``reject``) or skips that row
+(policy ``skip``), and every skipped row is counted and reported with its row
+number, column and reason. Missing values are fine: categoricals go to bucket 0,
+numerics to the spec's fill value.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import torch
+from torch.utils.data import TensorDataset
+
+from clients.errors import DataFileError
+from models.encoding import hash_column, transform_numeric
+from models.spec import EmbeddingFeature, FeatureSpec
+
+logger = logging.getLogger(__name__)
+
+_NEGATIVE_LABELS = ("0", "0.0", "false", "False")
+
+
+class BadRowPolicy(StrEnum):
+    """What to do with a row that breaks the spec."""
+
+    REJECT = "reject"
+    SKIP = "skip"
+
+
+@dataclass(frozen=True)
+class RowIssue:
+    """One bad value: ``row`` is the 1-based data row (CSV line = row + 1)."""
+
+    row: int
+    column: str
+    reason: str
+
+    def describe(self, file: str) -> str:
+        return f"{file}: row {self.row}, column '{self.column}': {self.reason}"
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What reading a file did; ``issues`` keeps the first few examples."""
+
+    file: str
+    rows_read: int
+    rows_kept: int
+    issues: tuple[RowIssue, ...] = ()
+    issue_count: int = 0
+
+    @property
+    def rows_skipped(self) -> int:
+        return self.rows_read - self.rows_kept
+
+    def summary(self) -> str:
+        text = f"{self.file}: read {self.rows_read} rows, kept {self.rows_kept}"
+        if self.rows_skipped:
+            text += f", skipped {self.rows_skipped} bad rows ({self.issue_count} bad values)"
+            text += "; e.g. " + "; ".join(
+                f"row {i.row} column '{i.column}': {i.reason}" for i in self.issues[:3]
+            )
+        return text
+
+
+@dataclass(frozen=True)
+class EncodedData:
+    """Model-ready arrays of one partner (or one split of it)."""
+
+    x_cat: np.ndarray  # int64 [N, F]
+    x_num: np.ndarray  # float32 [N, D]
+    x_dense: np.ndarray  # float32 [N, E]
+    y: np.ndarray  # float32 [N]
+    report: LoadReport | None = field(default=None, compare=False)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        return (
+            torch.from_numpy(self.x_cat),
+            torch.from_numpy(self.x_num),
+            torch.from_numpy(self.x_dense),
+            torch.from_numpy(self.y),
+        )
+
+    def dataset(self) -> TensorDataset:
+        return TensorDataset(*self.tensors())
+
+    def take(self, index: np.ndarray) -> EncodedData:
+        return EncodedData(
+            self.x_cat[index], self.x_num[index], self.x_dense[index], self.y[index], self.report
+        )
+
+    def split(self, holdout_fraction: float, *, seed: int) -> tuple[EncodedData, EncodedData]:
+        """Deterministic (train, holdout) split; the holdout serves local evaluation."""
+        if not 0 <= holdout_fraction < 1:
+            raise ValueError("holdout_fraction must be in [0, 1)")
+        order = np.random.default_rng(seed).permutation(len(self))
+        n_hold = round(len(self) * holdout_fraction)
+        return self.take(np.sort(order[n_hold:])), self.take(np.sort(order[:n_hold]))
+
+
+class _Issues:
+    def __init__(self, file: str, policy: BadRowPolicy, keep: int) -> None:
+        self.file, self.policy, self.keep = file, policy, keep
+        self.samples: list[RowIssue] = []
+        self.count = 0
+
+    def add(self, rows: np.ndarray, column: str, reason: str) -> None:
+        for r in rows[: max(self.keep - len(self.samples), 0)]:
+            self.samples.append(RowIssue(int(r) + 1, column, reason))
+        self.count += len(rows)
+        if len(rows) and self.policy is BadRowPolicy.REJECT:
+            first = RowIssue(int(rows[0]) + 1, column, reason)
+            raise DataFileError(
+                f"{first.describe(self.file)} ({len(rows)} such rows). The file is rejected "
+                "(bad_rows = 'reject'); fix the file or set bad_rows = 'skip' to drop bad rows.",
+                file=self.file,
+                row=first.row,
+                column=column,
+            )
+
+
+def _read_table(path: Path, columns: list[str]) -> pa.Table:
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            schema = pq.read_schema(path)
+            _require_columns(path, schema.names, columns)
+            return pq.read_table(path, columns=columns)
+        if suffix in (".csv", ".txt", ".tsv"):
+            delimiter = "\t" if suffix == ".tsv" else ","
+            names = pacsv.open_csv(
+                path, parse_options=pacsv.ParseOptions(delimiter=delimiter)
+            ).schema.names
+            _require_columns(path, names, columns)
+            return pacsv.read_csv(
+                path,
+                parse_options=pacsv.ParseOptions(delimiter=delimiter),
+                convert_options=pacsv.ConvertOptions(
+                    include_columns=columns,
+                    column_types={c: pa.string() for c in columns},
+                    strings_can_be_null=True,
+                    quoted_strings_can_be_null=True,
+                ),
+            )
+    except pa.ArrowInvalid as exc:
+        raise DataFileError(
+            f"{path}: cannot parse the file as {suffix.lstrip('.')}: {exc}", file=str(path)
+        ) from exc
+    except OSError as exc:
+        raise DataFileError(f"cannot read {path}: {exc}", file=str(path)) from exc
+    raise DataFileError(
+        f"{path}: unsupported file type '{suffix}'; use .csv, .tsv or .parquet", file=str(path)
+    )
+
+
+def _require_columns(path: Path, present: list[str], required: list[str]) -> None:
+    missing = [c for c in required if c not in present]
+    if missing:
+        raise DataFileError(
+            f"{path}: missing column(s) {missing} required by the feature spec; "
+            f"the file has {present[:12]}{'...' if len(present) > 12 else ''}",
+            file=str(path),
+            column=missing[0],
+        )
+
+
+def _as_strings(column: pa.ChunkedArray) -> list[str | None]:
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        return column.to_pylist()
+    return [None if v is None else str(v) for v in column.to_pylist()]
+
+
+def _parse_label(column: pa.ChunkedArray, spec: FeatureSpec, issues: _Issues) -> np.ndarray:
+    values = _as_strings(column)
+    y = np.full(len(values), np.nan, dtype=np.float32)
+    for i, v in enumerate(values):
+        text = None if v is None else v.strip()
+        if text in spec.positive_labels:
+            y[i] = 1.0
+        elif text in _NEGATIVE_LABELS:
+            y[i] = 0.0
+    bad = np.flatnonzero(np.isnan(y))
+    if len(bad):
+        sample = values[bad[0]]
+        issues.add(bad, spec.label, f"label must be 0 or 1, got {sample!r}")
+    return y
+
+
+def _parse_numeric(column: pa.ChunkedArray, name: str, issues: _Issues) -> np.ndarray:
+    """Float values with NaN for missing; unparseable or infinite values are issues."""
+    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+        x = column.to_numpy(zero_copy_only=False).astype(np.float64)
+    else:
+        try:
+            x = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64)
+        except pa.ArrowInvalid:
+            raw = _as_strings(column)
+            x = np.full(len(raw), np.nan)
+            bad: list[int] = []
+            for i, v in enumerate(raw):
+                if v is None or not v.strip():
+                    continue
+                try:
+                    x[i] = float(v)
+                except ValueError:
+                    bad.append(i)
+            if bad:
+                issues.add(np.array(bad), name, f"not a number: {raw[bad[0]]!r}")
+                x[bad] = np.inf  # marked bad below, whatever the policy
+                return _mark_inf(x, name, issues, already_reported=set(bad))
+    return _mark_inf(x, name, issues, already_reported=set())
+
+
+def _mark_inf(x: np.ndarray, name: str, issues: _Issues, already_reported: set[int]) -> np.ndarray:
+    inf = np.flatnonzero(np.isinf(x))
+    fresh = np.array([i for i in inf if i not in already_reported], dtype=np.int64)
+    if len(fresh):
+        issues.add(fresh, name, "value is infinite")
+    return x
+
+
+def _parse_embedding(column: pa.ChunkedArray, feature: EmbeddingFeature, issues: _Issues):
+    values = column.to_pylist()
+    out = np.zeros((len(values), feature.dim), dtype=np.float32)
+    bad_rows: list[int] = []
+    reason = ""
+    for i, v in enumerate(values):
+        if v is None:
+            continue  # missing embedding: zeros
+        try:
+            vec = [float(t) for t in v.split()] if isinstance(v, str) else [float(t) for t in v]
+        except (TypeError, ValueError):
+            bad_rows.append(i)
+            reason = reason or "embedding must be numbers separated by spaces"
+            continue
+        if len(vec) != feature.dim or not all(math.isfinite(t) for t in vec):
+            bad_rows.append(i)
+            reason = reason or f"embedding must have {feature.dim} finite values, got {len(vec)}"
+            continue
+        out[i] = vec
+    if bad_rows:
+        issues.add(np.array(bad_rows), feature.name, reason)
+    return out, np.array(bad_rows, dtype=np.int64)
+
+
+def read_partner_log(
+    path: str | Path,
+    spec: FeatureSpec,
+    *,
+    policy: BadRowPolicy = BadRowPolicy.SKIP,
+    max_issue_samples: int = 20,
+) -> EncodedData:
+    """Read and encode one conversion log; raises :class:`DataFileError` on a file-level
+    problem or (policy ``reject``) on the first bad value."""
+    path = Path(path)
+    columns = [spec.label, *spec.column_names]
+    table = _read_table(path, columns)
+    n = table.num_rows
+    if n == 0:
+        raise DataFileError(f"{path}: the file has no data rows", file=str(path))
+    issues = _Issues(str(path), BadRowPolicy(policy), max_issue_samples)
+    bad = np.zeros(n, dtype=bool)
+
+    y = _parse_label(table.column(spec.label), spec, issues)
+    bad |= np.isnan(y)
+
+    x_num = np.zeros((n, spec.num_numeric), dtype=np.float32)
+    for j, feature in enumerate(spec.numeric):
+        raw = _parse_numeric(table.column(feature.name), feature.name, issues)
+        bad |= np.isinf(raw)
+        x_num[:, j] = transform_numeric(np.where(np.isinf(raw), np.nan, raw), feature=feature)
+
+    x_cat = np.zeros((n, spec.num_categorical), dtype=np.int64)
+    for j, feature in enumerate(spec.categorical):
+        try:
+            x_cat[:, j] = hash_column(table.column(feature.name), feature=feature, salt=spec.salt)
+        except TypeError as exc:
+            raise DataFileError(
+                f"{path}: column '{feature.name}': {exc}", file=str(path), column=feature.name
+            ) from exc
+
+    dense_parts = []
+    for feature in spec.embedding:
+        values, bad_rows = _parse_embedding(table.column(feature.name), feature, issues)
+        bad[bad_rows] = True
+        dense_parts.append(values)
+    x_dense = np.concatenate(dense_parts, axis=1) if dense_parts else np.zeros((n, 0), np.float32)
+
+    keep = ~bad
+    report = LoadReport(
+        file=str(path),
+        rows_read=n,
+        rows_kept=int(keep.sum()),
+        issues=tuple(issues.samples),
+        issue_count=issues.count,
+    )
+    if report.rows_kept == 0:
+        raise DataFileError(f"{path}: every row is bad ({report.summary()})", file=str(path))
+    if report.rows_skipped:
+        logger.warning("%s", report.summary())
+    return EncodedData(
+        np.ascontiguousarray(x_cat[keep]),
+        np.ascontiguousarray(x_num[keep]),
+        np.ascontiguousarray(x_dense[keep]),
+        np.ascontiguousarray(y[keep]),
+        report,
+    )
+
+
+__all__ = ["BadRowPolicy", "EncodedData", "LoadReport", "RowIssue", "read_partner_log"]

@@ -1,0 +1,127 @@
+"""Local training of one round, private (DP-SGD via privacy.dpsgd) or not."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+from opacus import PrivacyEngine
+from torch import nn
+from torch.utils.data import DataLoader
+
+from clients.config import TrainingSettings
+from clients.data import EncodedData
+from privacy import AccountantKind, DPSGDRound
+from privacy.dpsgd import get_implementation
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LocalTrainingResult:
+    """What a round of local training did (the model is updated in place)."""
+
+    num_examples: int
+    mean_loss: float
+    steps: int
+    dp_implementation: str | None
+    engine: PrivacyEngine | None  # its accountant saw every private step
+
+
+def _optimizer(model: nn.Module, training: TrainingSettings) -> torch.optim.Optimizer:
+    if training.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=training.learning_rate)
+    return torch.optim.Adam(model.parameters(), lr=training.learning_rate)
+
+
+def _proximal_step(model: nn.Module, anchor: list[torch.Tensor], mu: float, lr: float) -> None:
+    """FedProx pull towards the global model, applied after each optimizer step.
+
+    It depends on no example, so under DP it is post-processing and costs no budget.
+    """
+    with torch.no_grad():
+        for p, a in zip(model.parameters(), anchor, strict=True):
+            p.sub_(lr * mu * (p - a))
+
+
+def train_locally(
+    model: nn.Module,
+    data: EncodedData,
+    *,
+    training: TrainingSettings,
+    release: DPSGDRound | None,
+    accountant: AccountantKind,
+    dp_implementation: str,
+    generator: torch.Generator,
+    proximal_mu: float = 0.0,
+) -> LocalTrainingResult:
+    """Train ``model`` in place for ``training.local_epochs`` epochs.
+
+    With ``release`` set, training is DP-SGD with exactly that noise multiplier,
+    clipping norm and Poisson sample rate, under a fresh Opacus PrivacyEngine whose
+    accountant records the steps. Without it, ordinary mini-batch training.
+    """
+    loader = DataLoader(
+        data.dataset(), batch_size=training.batch_size, shuffle=release is None, generator=generator
+    )
+    anchor = [p.detach().clone() for p in model.parameters()] if proximal_mu > 0 else []
+    model.train()
+    optimizer = _optimizer(model, training)
+    if release is None:
+        return _train_plain(model, loader, optimizer, training, anchor, proximal_mu)
+
+    engine = PrivacyEngine(accountant=accountant)
+    impl = get_implementation(dp_implementation)
+    private = impl.make_private(
+        engine,
+        module=model,
+        optimizer=optimizer,
+        data_loader=loader,
+        noise_multiplier=release.noise_multiplier,
+        max_grad_norm=release.max_grad_norm,
+        noise_generator=generator,
+    )
+    total, count, steps = 0.0, 0, 0
+    for _ in range(training.local_epochs):
+        for *inputs, y in private.data_loader:
+            private.optimizer.zero_grad()
+            loss = private.criterion(private.module(*inputs), y)
+            loss.backward()
+            private.optimizer.step()
+            if anchor:
+                _proximal_step(
+                    impl.unwrap(private.module), anchor, proximal_mu, training.learning_rate
+                )
+            steps += 1
+            if len(y):
+                total += float(loss.detach()) * len(y)
+                count += len(y)
+    return LocalTrainingResult(len(data), total / max(count, 1), steps, impl.name, engine)
+
+
+def _train_plain(
+    model: nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    training: TrainingSettings,
+    anchor: list[torch.Tensor],
+    proximal_mu: float,
+) -> LocalTrainingResult:
+    loss_fn = nn.BCEWithLogitsLoss()
+    total, count, steps = 0.0, 0, 0
+    for _ in range(training.local_epochs):
+        for *inputs, y in loader:
+            optimizer.zero_grad()
+            loss = loss_fn(model(*inputs), y)
+            loss.backward()
+            optimizer.step()
+            if anchor:
+                _proximal_step(model, anchor, proximal_mu, training.learning_rate)
+            steps += 1
+            total += float(loss.detach()) * len(y)
+            count += len(y)
+    return LocalTrainingResult(len(loader.dataset), total / max(count, 1), steps, None, None)
+
+
+__all__ = ["LocalTrainingResult", "train_locally"]
