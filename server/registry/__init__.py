@@ -1,0 +1,56 @@
+"""The signed model registry: publish, verify and load global models.
+
+A published model is ``models/<version>/{model.safetensors, card.json, card.sig}``
+plus an atomically replaced ``LATEST`` pointer. Nothing is unpickled, and nothing
+is trusted before the Ed25519 signature over the card and the weights hash verify.
+"""
+
+from server.registry.card import (
+    CARD_FORMAT_VERSION,
+    ContextFallback,
+    ModelCardFields,
+    PartnerProvenance,
+    ServingGuard,
+    fallback_from_card,
+    serving_guard_from_card,
+)
+from server.registry.cli import build_verify_parser, verify_model, verify_model_main
+from server.registry.errors import (
+    ArtifactNotFound,
+    ArtifactTampered,
+    CardFieldError,
+    CardFormatError,
+    RegistryError,
+    SpecMismatchError,
+)
+from server.registry.layout import LATEST_FILE, list_versions, read_latest, resolve_version_dir
+from server.registry.reader import LoadedModel, load_verified, verify_card
+from server.registry.writer import PublishedModel, publish_model
+
+__all__ = [
+    "CARD_FORMAT_VERSION",
+    "LATEST_FILE",
+    "ArtifactNotFound",
+    "ArtifactTampered",
+    "CardFieldError",
+    "CardFormatError",
+    "ContextFallback",
+    "LoadedModel",
+    "ModelCardFields",
+    "PartnerProvenance",
+    "PublishedModel",
+    "RegistryError",
+    "ServingGuard",
+    "SpecMismatchError",
+    "build_verify_parser",
+    "fallback_from_card",
+    "list_versions",
+    "load_verified",
+    "publish_model",
+    "read_latest",
+    "resolve_version_dir",
+    "serving_guard_from_card",
+    "verify_card",
+    "verify_model",
+    "verify_model_main",
+]
