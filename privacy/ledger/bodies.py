@@ -1,0 +1,389 @@
+"""What a ledger entry says: one frozen dataclass per kind of entry.
+
+Bodies are read back from disk and from other parties, so ``from_dict`` parses
+untrusted input field by field: exact key sets, no bool for a number, no NaN/inf,
+hashes as 64 lowercase hex characters. Mechanism and budget reuse the types the
+training-time budget check uses, so what was approved is what gets recorded.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from types import MappingProxyType
+from typing import Any, ClassVar, Literal
+
+from privacy.budget import ACCOUNTANT_KINDS, AccountantKind, DPSGDRound, PrivacyBudget
+from privacy.errors import InvalidPrivacyParameter
+from privacy.ledger.errors import LedgerEntryInvalid
+
+EntryKind = Literal["partner-release", "platform-report", "platform-publish"]
+ENTRY_KINDS: tuple[str, ...] = ("partner-release", "platform-report", "platform-publish")
+UNIT_OF_PRIVACY = "example"
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_TEXT = re.compile(r"[\x20-\x7e]{1,128}")
+
+
+# ---- field parsers -------------------------------------------------------------
+def _fields(data: Any, what: str, keys: frozenset[str]) -> Mapping[str, Any]:
+    if not isinstance(data, Mapping):
+        raise LedgerEntryInvalid(f"{what} must be a JSON object, got {type(data).__name__}")
+    missing = keys - data.keys()
+    extra = data.keys() - keys
+    if missing or extra:
+        raise LedgerEntryInvalid(
+            f"{what}: missing fields {sorted(missing)}, unknown fields {sorted(map(str, extra))}"
+        )
+    return data
+
+
+def _str(data: Mapping[str, Any], name: str, pattern: re.Pattern[str] = _TEXT) -> str:
+    value = data[name]
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise LedgerEntryInvalid(f"{name} must be a string matching {pattern.pattern}")
+    return value
+
+
+def _hash(data: Mapping[str, Any], name: str) -> str:
+    return _str(data, name, _HEX64)
+
+
+def ident(value: Any, name: str = "identifier") -> str:
+    """Check a partner/run/owner identifier: 1-64 of ``[A-Za-z0-9_.-]``, safe as a file name."""
+    if not isinstance(value, str) or not _IDENT.fullmatch(value):
+        raise LedgerEntryInvalid(f"{name} must match {_IDENT.pattern}, got {value!r}")
+    return value
+
+
+def _int(data: Mapping[str, Any], name: str, minimum: int) -> int:
+    value = data[name]
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise LedgerEntryInvalid(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _real(data: Mapping[str, Any], name: str) -> float:
+    value = data[name]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise LedgerEntryInvalid(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _delta(data: Mapping[str, Any], name: str = "delta") -> float:
+    value = _real(data, name)
+    if not 0 < value < 1:
+        raise LedgerEntryInvalid(f"{name} must be in (0, 1), got {value}")
+    return value
+
+
+def _epsilon(data: Mapping[str, Any], name: str) -> float:
+    value = _real(data, name)
+    if value < 0:
+        raise LedgerEntryInvalid(f"{name} must be >= 0, got {value}")
+    return value
+
+
+def _accountant(data: Mapping[str, Any]) -> AccountantKind:
+    value = data["accountant"]
+    if value not in ACCOUNTANT_KINDS:
+        raise LedgerEntryInvalid(f"accountant must be one of {ACCOUNTANT_KINDS}, got {value!r}")
+    return value
+
+
+_MECHANISM_KEYS = frozenset(
+    {"noise_multiplier", "max_grad_norm", "sample_rate", "sampling", "steps"}
+)
+
+
+def parse_mechanism(data: Any) -> DPSGDRound:
+    """A recorded DP-SGD round: subsampled Gaussian, Poisson sampling, ``steps`` steps."""
+    data = _fields(data, "mechanism", _MECHANISM_KEYS)
+    if data["sampling"] != "poisson":
+        raise LedgerEntryInvalid(f"mechanism.sampling must be 'poisson', got {data['sampling']!r}")
+    try:
+        return DPSGDRound(
+            noise_multiplier=_real(data, "noise_multiplier"),
+            max_grad_norm=_real(data, "max_grad_norm"),
+            sample_rate=_real(data, "sample_rate"),
+            steps=_int(data, "steps", 0),
+        )
+    except InvalidPrivacyParameter as exc:
+        raise LedgerEntryInvalid(f"mechanism: {exc}") from exc
+
+
+def parse_budget(data: Any) -> PrivacyBudget:
+    data = _fields(data, "budget", frozenset({"epsilon", "delta"}))
+    try:
+        return PrivacyBudget(epsilon=_real(data, "epsilon"), delta=_real(data, "delta"))
+    except InvalidPrivacyParameter as exc:
+        raise LedgerEntryInvalid(f"budget: {exc}") from exc
+
+
+def mechanism_dict(mechanism: DPSGDRound) -> dict[str, Any]:
+    return {
+        "noise_multiplier": mechanism.noise_multiplier,
+        "max_grad_norm": mechanism.max_grad_norm,
+        "sample_rate": mechanism.sample_rate,
+        "sampling": mechanism.sampling,
+        "steps": mechanism.steps,
+    }
+
+
+# ---- bodies ----------------------------------------------------------------------
+def _validate(body: Any, values: Any) -> None:
+    """Run the untrusted-input parser over a body built in code, so both paths agree."""
+    try:
+        data = body.to_dict()
+    except AttributeError as exc:
+        raise TypeError(f"{type(body).__name__}: a nested field has the wrong type") from exc
+    values(data)
+
+
+def _release_values(data: Any) -> dict[str, Any]:
+    data = _fields(data, "partner-release", _RELEASE_KEYS)
+    if data["unit_of_privacy"] != UNIT_OF_PRIVACY:
+        raise LedgerEntryInvalid(f"unit_of_privacy must be {UNIT_OF_PRIVACY!r}")
+    return {
+        "run_id": ident(data["run_id"], "run_id"),
+        "round": _int(data, "round", 1),
+        "partner_id": ident(data["partner_id"], "partner_id"),
+        "base_model_hash": _hash(data, "base_model_hash"),
+        "update_hash": _hash(data, "update_hash"),
+        "mechanism": parse_mechanism(data["mechanism"]),
+        "accountant": _accountant(data),
+        "dp_implementation": _str(data, "dp_implementation"),
+        "unit_of_privacy": UNIT_OF_PRIVACY,
+        "epsilon_after": _epsilon(data, "epsilon_after"),
+        "delta": _delta(data),
+        "budget": parse_budget(data["budget"]),
+        "num_examples": _int(data, "num_examples", 1),
+    }
+
+
+@dataclass(frozen=True, kw_only=True)
+class PartnerRelease:
+    """One DP release by a partner: the update it sent in one round, and what it cost.
+
+    ``epsilon_after`` is cumulative over every release in this partner's ledger,
+    at ``delta``, by the training-time ``accountant``; ``mechanism.steps`` are the
+    steps the optimizer actually took.
+    """
+
+    KIND: ClassVar[EntryKind] = "partner-release"
+
+    run_id: str
+    round: int
+    partner_id: str
+    base_model_hash: str
+    update_hash: str
+    mechanism: DPSGDRound
+    accountant: AccountantKind
+    dp_implementation: str
+    unit_of_privacy: Literal["example"]
+    epsilon_after: float
+    delta: float
+    budget: PrivacyBudget
+    num_examples: int
+
+    def __post_init__(self) -> None:
+        _validate(self, _release_values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "round": self.round,
+            "partner_id": self.partner_id,
+            "base_model_hash": self.base_model_hash,
+            "update_hash": self.update_hash,
+            "mechanism": mechanism_dict(self.mechanism),
+            "accountant": self.accountant,
+            "dp_implementation": self.dp_implementation,
+            "unit_of_privacy": self.unit_of_privacy,
+            "epsilon_after": self.epsilon_after,
+            "delta": self.delta,
+            "budget": {"epsilon": self.budget.epsilon, "delta": self.budget.delta},
+            "num_examples": self.num_examples,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> PartnerRelease:
+        return cls(**_release_values(data))
+
+
+def _report_values(data: Any) -> dict[str, Any]:
+    data = _fields(data, "platform-report", _REPORT_KEYS)
+    if not isinstance(data["accepted"], bool):
+        raise LedgerEntryInvalid("accepted must be true or false")
+    return {
+        "run_id": ident(data["run_id"], "run_id"),
+        "round": _int(data, "round", 1),
+        "partner_id": ident(data["partner_id"], "partner_id"),
+        "partner_entry_hash": _hash(data, "partner_entry_hash"),
+        "epsilon_after": _epsilon(data, "epsilon_after"),
+        "delta": _delta(data),
+        "update_hash": _hash(data, "update_hash"),
+        "num_examples": _int(data, "num_examples", 1),
+        "accountant": _accountant(data),
+        "mechanism": parse_mechanism(data["mechanism"]),
+        "accepted": data["accepted"],
+    }
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlatformReport:
+    """What the platform received from a partner in one round (a copy of its release).
+
+    ``partner_entry_hash`` is the hash of the partner's signed ledger entry that came
+    with the update: it anchors the partner's chain in the platform's ledger, so a
+    partner cannot later drop or rewrite that entry unnoticed.
+    """
+
+    KIND: ClassVar[EntryKind] = "platform-report"
+
+    run_id: str
+    round: int
+    partner_id: str
+    partner_entry_hash: str
+    epsilon_after: float
+    delta: float
+    update_hash: str
+    num_examples: int
+    accountant: AccountantKind
+    mechanism: DPSGDRound
+    accepted: bool
+
+    def __post_init__(self) -> None:
+        _validate(self, _report_values)
+
+    @classmethod
+    def from_release(
+        cls, release: PartnerRelease, *, partner_entry_hash: str, accepted: bool
+    ) -> PlatformReport:
+        """The report of ``release``, as received inside the partner's signed entry."""
+        return cls(
+            run_id=release.run_id,
+            round=release.round,
+            partner_id=release.partner_id,
+            partner_entry_hash=partner_entry_hash,
+            epsilon_after=release.epsilon_after,
+            delta=release.delta,
+            update_hash=release.update_hash,
+            num_examples=release.num_examples,
+            accountant=release.accountant,
+            mechanism=release.mechanism,
+            accepted=accepted,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "round": self.round,
+            "partner_id": self.partner_id,
+            "partner_entry_hash": self.partner_entry_hash,
+            "epsilon_after": self.epsilon_after,
+            "delta": self.delta,
+            "update_hash": self.update_hash,
+            "num_examples": self.num_examples,
+            "accountant": self.accountant,
+            "mechanism": mechanism_dict(self.mechanism),
+            "accepted": self.accepted,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> PlatformReport:
+        return cls(**_report_values(data))
+
+
+def _publish_values(data: Any) -> dict[str, Any]:
+    data = _fields(data, "platform-publish", _PUBLISH_KEYS)
+    partners = data["partners"]
+    if not isinstance(partners, list | tuple):
+        raise LedgerEntryInvalid("partners must be a list of partner ids")
+    parsed = tuple(ident(p, "partners[]") for p in partners)
+    if len(set(parsed)) != len(parsed):
+        raise LedgerEntryInvalid("partners must not repeat a partner id")
+    return {
+        "run_id": ident(data["run_id"], "run_id"),
+        "model_version": _str(data, "model_version"),
+        "weights_sha256": _hash(data, "weights_sha256"),
+        "card_sha256": _hash(data, "card_sha256"),
+        "rounds": _int(data, "rounds", 0),
+        "partners": parsed,
+    }
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlatformPublish:
+    """A model the platform published: the global model after round ``rounds`` of ``run_id``.
+
+    ``partners`` are the partners whose accepted updates went into it; ``card_sha256``
+    is the SHA-256 of the model card file exactly as published.
+    """
+
+    KIND: ClassVar[EntryKind] = "platform-publish"
+
+    run_id: str
+    model_version: str
+    weights_sha256: str
+    card_sha256: str
+    rounds: int
+    partners: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        _validate(self, _publish_values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "model_version": self.model_version,
+            "weights_sha256": self.weights_sha256,
+            "card_sha256": self.card_sha256,
+            "rounds": self.rounds,
+            "partners": list(self.partners),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> PlatformPublish:
+        return cls(**_publish_values(data))
+
+
+_RELEASE_KEYS = frozenset(f.name for f in fields(PartnerRelease))
+_REPORT_KEYS = frozenset(f.name for f in fields(PlatformReport))
+_PUBLISH_KEYS = frozenset(f.name for f in fields(PlatformPublish))
+
+LedgerBody = PartnerRelease | PlatformReport | PlatformPublish
+BODY_TYPES: Mapping[str, type[PartnerRelease] | type[PlatformReport] | type[PlatformPublish]] = (
+    MappingProxyType({cls.KIND: cls for cls in (PartnerRelease, PlatformReport, PlatformPublish)})
+)
+
+
+def parse_body(kind: str, data: Any) -> LedgerBody:
+    """Parse the body of an entry of ``kind``; raise :class:`LedgerEntryInvalid` if malformed."""
+    try:
+        body_type = BODY_TYPES[kind]
+    except (KeyError, TypeError) as exc:
+        raise LedgerEntryInvalid(
+            f"unknown entry kind {kind!r}; expected one of {ENTRY_KINDS}"
+        ) from exc
+    return body_type.from_dict(data)
+
+
+__all__ = [
+    "BODY_TYPES",
+    "ENTRY_KINDS",
+    "UNIT_OF_PRIVACY",
+    "EntryKind",
+    "LedgerBody",
+    "PartnerRelease",
+    "PlatformPublish",
+    "PlatformReport",
+    "ident",
+    "mechanism_dict",
+    "parse_body",
+    "parse_budget",
+    "parse_mechanism",
+]
