@@ -119,9 +119,11 @@ def test_every_append_is_fsynced_and_creation_fsyncs_the_directory(tmp_path, key
 
 def test_a_second_writer_is_refused(tmp_path, key):
     """One writer at a time: the open ledger is locked."""
-    with Ledger.open(tmp_path / "acme.jsonl", signing_key=key, owner="acme"):
-        with pytest.raises(LedgerLocked):
-            Ledger.open(tmp_path / "acme.jsonl", signing_key=key, owner="acme")
+    with (
+        Ledger.open(tmp_path / "acme.jsonl", signing_key=key, owner="acme"),
+        pytest.raises(LedgerLocked),
+    ):
+        Ledger.open(tmp_path / "acme.jsonl", signing_key=key, owner="acme")
 
 
 # ---- what a ledger refuses ----------------------------------------------------------------
