@@ -20,12 +20,21 @@ import contextlib
 import fcntl
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import Any, overload
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from privacy.ledger.bodies import LedgerBody, PartnerRelease, PlatformPublish, PlatformReport, ident
+from privacy.ledger.bodies import (
+    LedgerBody,
+    PartnerRelease,
+    PlatformPublish,
+    PlatformReport,
+    ident,
+    parse_body,
+)
 from privacy.ledger.entry import GENESIS_HASH, Entry, make_entry
 from privacy.ledger.errors import (
     LedgerCorrupt,
@@ -200,11 +209,24 @@ class Ledger:
     def head_hash(self) -> str:
         return self._entries[-1].hash if self._entries else GENESIS_HASH
 
-    def append(self, body: LedgerBody) -> Entry:
-        """Sign ``body``, chain it, write it durably, and return the entry as written.
+    @overload
+    def append(self, body: LedgerBody, /) -> Entry: ...
+    @overload
+    def append(self, kind: str, body: Mapping[str, Any], /) -> Entry: ...
 
-        Write it *before* the release it records leaves the node.
+    def append(self, first: LedgerBody | str, data: Mapping[str, Any] | None = None, /) -> Entry:
+        """Sign a body, chain it, write it durably, and return the entry as written.
+
+        Pass a typed body (``append(PartnerRelease(...))``) or a kind and a plain
+        mapping (``append("partner-release", {...})``), which is parsed like untrusted
+        input. Write it *before* the release it records leaves the node.
         """
+        if isinstance(first, str):
+            body = parse_body(first, data)
+        elif data is not None:
+            raise TypeError("pass either a typed body, or a kind and a mapping")
+        else:
+            body = first
         if self._fd is None:
             raise LedgerError(f"{self.path} is closed")
         if self._broken:

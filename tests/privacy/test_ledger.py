@@ -126,6 +126,17 @@ def test_a_second_writer_is_refused(tmp_path, key):
         Ledger.open(tmp_path / "acme.jsonl", signing_key=key, owner="acme")
 
 
+def test_a_kind_and_a_plain_mapping_are_parsed_like_untrusted_input(tmp_path, key):
+    """``append(kind, dict)`` records the same entry as the typed body, or refuses bad data."""
+    with Ledger.open(tmp_path / "acme.jsonl", signing_key=key, owner="acme") as ledger:
+        entry = ledger.append("partner-release", release(1).to_dict())
+        with pytest.raises(LedgerEntryInvalid):
+            ledger.append("partner-release", {**release(2).to_dict(), "epsilon_after": None})
+
+    assert entry.parsed_body() == release(1)
+    assert [e.seq for e in read_ledger(tmp_path / "acme.jsonl").entries] == [0]
+
+
 # ---- what a ledger refuses ----------------------------------------------------------------
 def test_writer_refuses_entries_that_do_not_belong(tmp_path, key):
     """Wrong kind for the owner, another partner's release, a second entry for a round."""
