@@ -1,0 +1,189 @@
+"""What an audit concluded: findings, per-partner epsilon series, model lineage, inputs.
+
+Plain frozen data with a ``to_dict`` that is the machine-readable report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from privacy.audit.recompute import ReferenceKind
+from privacy.ledger import Finding
+
+REPORT_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class EpsilonRow:
+    """One partner release: the claimed cumulative epsilon against the independent ones."""
+
+    partner_id: str
+    seq: int
+    run_id: str
+    round: int
+    accountant: str
+    dp_implementation: str
+    noise_multiplier: float
+    sample_rate: float
+    steps: int
+    max_grad_norm: float
+    delta: float
+    claimed: float
+    independent_rdp: float
+    independent_pld: float | None
+    reference: ReferenceKind
+    budget_epsilon: float
+    understated: bool
+    over_budget: bool
+
+    @property
+    def reference_value(self) -> float:
+        if self.reference == "pld" and self.independent_pld is not None:
+            return self.independent_pld
+        return self.independent_rdp
+
+    @property
+    def tightest(self) -> str:
+        """Which of the three figures is the smallest (the tightest valid bound, if sound)."""
+        figures = {"claimed": self.claimed, "dp_accounting RDP": self.independent_rdp}
+        if self.independent_pld is not None:
+            figures["dp_accounting PLD"] = self.independent_pld
+        return min(figures, key=lambda k: figures[k])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "partner_id": self.partner_id,
+            "seq": self.seq,
+            "run_id": self.run_id,
+            "round": self.round,
+            "accountant": self.accountant,
+            "dp_implementation": self.dp_implementation,
+            "mechanism": {
+                "noise_multiplier": self.noise_multiplier,
+                "sample_rate": self.sample_rate,
+                "steps": self.steps,
+                "max_grad_norm": self.max_grad_norm,
+                "sampling": "poisson",
+            },
+            "delta": self.delta,
+            "epsilon_claimed": self.claimed,
+            "epsilon_independent_rdp": self.independent_rdp,
+            "epsilon_independent_pld": self.independent_pld,
+            "reference": self.reference,
+            "budget_epsilon": self.budget_epsilon,
+            "tightest": self.tightest,
+            "understated": self.understated,
+            "over_budget": self.over_budget,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class PartnerSummary:
+    """One partner's ledger, summarised for the privacy statement and the plots."""
+
+    partner_id: str
+    ledger: str
+    entries: int
+    rows: tuple[EpsilonRow, ...]
+
+    @property
+    def final(self) -> EpsilonRow | None:
+        return self.rows[-1] if self.rows else None
+
+    def to_dict(self) -> dict[str, Any]:
+        final = self.final
+        return {
+            "partner_id": self.partner_id,
+            "ledger": self.ledger,
+            "entries": self.entries,
+            "final": None if final is None else final.to_dict(),
+            "releases": [row.to_dict() for row in self.rows],
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class LineageRow:
+    """One published model, as the platform ledger records it (and its card, if found)."""
+
+    model_version: str
+    run_id: str
+    rounds: int
+    partners: tuple[str, ...]
+    weights_sha256: str
+    card_sha256: str
+    publish_seq: int
+    card_source: str | None
+    partner_epsilons: tuple[tuple[str, float], ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model_version": self.model_version,
+            "run_id": self.run_id,
+            "rounds": self.rounds,
+            "partners": list(self.partners),
+            "weights_sha256": self.weights_sha256,
+            "card_sha256": self.card_sha256,
+            "publish_seq": self.publish_seq,
+            "card": self.card_source,
+            "partner_epsilons": dict(self.partner_epsilons),
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class InputFile:
+    """One file the audit read, with its hash so the audit can be reproduced."""
+
+    role: str
+    name: str
+    sha256: str | None
+    entries: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "role": self.role,
+            "name": self.name,
+            "sha256": self.sha256,
+            "entries": self.entries,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditResult:
+    """The audit's verdict: it passes only with no finding at all."""
+
+    findings: tuple[Finding, ...]
+    partners: tuple[PartnerSummary, ...]
+    lineage: tuple[LineageRow, ...]
+    inputs: tuple[InputFile, ...]
+    tolerance: float
+
+    @property
+    def passed(self) -> bool:
+        return not self.findings
+
+    @property
+    def verdict(self) -> str:
+        return "PASS" if self.passed else "FAIL"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": REPORT_SCHEMA_VERSION,
+            "verdict": self.verdict,
+            "passed": self.passed,
+            "tolerance": self.tolerance,
+            "findings": [f.to_dict() for f in self.findings],
+            "partners": [p.to_dict() for p in self.partners],
+            "lineage": [m.to_dict() for m in self.lineage],
+            "inputs": [i.to_dict() for i in self.inputs],
+        }
+
+
+__all__ = [
+    "REPORT_SCHEMA_VERSION",
+    "AuditResult",
+    "EpsilonRow",
+    "InputFile",
+    "LineageRow",
+    "PartnerSummary",
+]
