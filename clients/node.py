@@ -67,6 +67,7 @@ class EvalReport:
     num_examples: int
     auc: float
     logloss: float
+    mean_prediction: float
 
 
 class PartnerNode:
@@ -216,6 +217,7 @@ class PartnerNode:
             len(holdout),
             roc_auc(y.numpy(), probs),
             log_loss(y.numpy(), probs),
+            float(probs.mean()),
         )
 
 

@@ -1,0 +1,179 @@
+"""The platform's run configuration: a TOML file validated into frozen dataclasses.
+
+Example ``platform.toml`` (paths relative to the file)::
+
+    [platform]
+    run_name = "demo"
+    spec = "spec.toml"
+    work_dir = "runs"
+    registry = "registry"
+    signing_key = "keys/platform.key"
+    ledger = "ledgers/platform.jsonl"
+    eval_data = "data/platform-test.parquet"   # optional, platform-held test data
+
+    [federation]
+    rounds = 5
+    strategy = "fedavg"        # fedprox, fedadam, fedmedian, fedtrimmedavg, krum
+    min_partners = 2
+    timeout_s = 600
+
+    [model]
+    name = "deepfm"
+    embed_dim = 8
+    hidden = [64, 32]
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from models import FeatureSpec, ModelConfig, UnknownModelError, load_spec
+from server.errors import PlatformConfigError
+from server.orchestrator import FederationPlan
+from server.strategies.registry import StrategyConfig
+
+PLATFORM_CONFIG_KEY = "platform-config"
+PLATFORM_CONFIG_ENV = "FEDCTR_PLATFORM_CONFIG"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlatformConfig:
+    """The platform's settings; build with :func:`load_platform_config`."""
+
+    source: Path
+    run_name: str
+    spec_path: Path
+    work_dir: Path
+    registry: Path
+    signing_key: Path
+    ledger: Path
+    eval_data: Path | None
+    rounds: int
+    timeout_s: float
+    strategy: StrategyConfig
+    model: ModelConfig
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.rounds, bool) or not isinstance(self.rounds, int) or self.rounds < 1:
+            raise PlatformConfigError(f"{self.source}: [federation] rounds must be >= 1")
+
+    def spec(self) -> FeatureSpec:
+        return load_spec(self.spec_path)
+
+    def plan(self, *, run_id: str | None = None) -> FederationPlan:
+        run_id = run_id or f"{self.run_name}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+        return FederationPlan(
+            run_id=run_id,
+            rounds=self.rounds,
+            spec=self.spec(),
+            model=self.model,
+            strategy=self.strategy,
+            work_dir=self.work_dir / run_id,
+            eval_data=self.eval_data,
+            timeout_s=self.timeout_s,
+            seed=self.seed,
+        )
+
+
+def _table(raw: dict[str, Any], name: str, source: Path) -> dict[str, Any]:
+    table = raw.get(name, {})
+    if not isinstance(table, dict):
+        raise PlatformConfigError(f"{source}: [{name}] must be a table")
+    return dict(table)
+
+
+def load_platform_config(path: str | Path) -> PlatformConfig:
+    """Parse and validate ``platform.toml``; errors name the file and key."""
+    source = Path(path).resolve()
+    try:
+        raw = tomllib.loads(source.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise PlatformConfigError(f"cannot read platform config {source}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise PlatformConfigError(f"{source}: not valid TOML: {exc}") from exc
+    unknown = sorted(set(raw) - {"platform", "federation", "model"})
+    if unknown:
+        raise PlatformConfigError(f"{source}: unknown sections {unknown}")
+    platform = _table(raw, "platform", source)
+    federation = _table(raw, "federation", source)
+    base = source.parent
+
+    def path_of(key: str, default: str | None = None) -> Path:
+        value = platform.get(key, default)
+        if value is None:
+            raise PlatformConfigError(f"{source}: [platform] needs '{key}'")
+        return (base / value).resolve()
+
+    known_platform = {
+        "run_name",
+        "spec",
+        "work_dir",
+        "registry",
+        "signing_key",
+        "ledger",
+        "eval_data",
+        "seed",
+    }
+    if sorted(set(platform) - known_platform):
+        raise PlatformConfigError(
+            f"{source}: unknown keys in [platform]: {sorted(set(platform) - known_platform)}"
+        )
+    strategy_keys = {f.name for f in fields(StrategyConfig)}
+    known_fed = {"rounds", "timeout_s", "strategy"} | (strategy_keys - {"name"})
+    if sorted(set(federation) - known_fed):
+        raise PlatformConfigError(
+            f"{source}: unknown keys in [federation]: {sorted(set(federation) - known_fed)}"
+        )
+    strategy_args = {k: v for k, v in federation.items() if k in strategy_keys}
+    try:
+        strategy = StrategyConfig(name=federation.get("strategy", "fedavg"), **strategy_args)
+        model = ModelConfig.from_dict(_table(raw, "model", source))
+    except (PlatformConfigError, UnknownModelError, ValueError, TypeError) as exc:
+        raise PlatformConfigError(f"{source}: {exc}") from exc
+    eval_data = platform.get("eval_data")
+    return PlatformConfig(
+        source=source,
+        run_name=str(platform.get("run_name", "fedctr")),
+        spec_path=path_of("spec"),
+        work_dir=path_of("work_dir", "runs"),
+        registry=path_of("registry", "registry"),
+        signing_key=path_of("signing_key", "keys/platform.key"),
+        ledger=path_of("ledger", "ledgers/platform.jsonl"),
+        eval_data=(base / eval_data).resolve() if eval_data else None,
+        rounds=federation.get("rounds", 3),
+        timeout_s=float(federation.get("timeout_s", 600)),
+        strategy=strategy,
+        model=model,
+        seed=int(platform.get("seed", 0)),
+    )
+
+
+def resolve_platform_config(run_config: dict[str, Any]) -> PlatformConfig:
+    """Find the platform config: Flower run config key, else the environment.
+
+    ``flwr run`` passes it as run config; the in-process simulation launcher sets
+    the environment variable, since Flower's simulation gives the ServerApp an
+    empty run config.
+    """
+    path = str(run_config.get(PLATFORM_CONFIG_KEY, "") or os.environ.get(PLATFORM_CONFIG_ENV, ""))
+    if not path:
+        raise PlatformConfigError(
+            f"no platform config: pass --run-config '{PLATFORM_CONFIG_KEY}=\"/path/platform.toml\"' "
+            f"or set {PLATFORM_CONFIG_ENV}"
+        )
+    return load_platform_config(path)
+
+
+__all__ = [
+    "PLATFORM_CONFIG_ENV",
+    "PLATFORM_CONFIG_KEY",
+    "PlatformConfig",
+    "load_platform_config",
+    "resolve_platform_config",
+]

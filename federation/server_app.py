@@ -1,0 +1,45 @@
+"""The platform's Flower ServerApp: run the federation, then publish and record it.
+
+The same app object serves ``flwr run`` against a SuperLink and the in-process
+simulation engine; only where the platform config comes from differs (see
+:func:`federation.config.resolve_platform_config`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
+
+from federation.config import resolve_platform_config
+from server.orchestrator import run_federation
+from server.publishing import publish_outcome
+
+logger = logging.getLogger(__name__)
+
+RUN_ID_KEY = "run-id"
+RUN_ID_ENV = "FEDCTR_RUN_ID"
+
+app = ServerApp()
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    """Train for the configured rounds, publish the signed model, ledger it."""
+    config = resolve_platform_config(dict(context.run_config))
+    run_id = str(
+        context.run_config.get(RUN_ID_KEY, "")
+        or os.environ.get(RUN_ID_ENV, "")
+        or f"{config.run_name}-{context.run_id}"
+    )
+    plan = config.plan(run_id=run_id)
+    logger.info(
+        "run %s: %d rounds of %s with %s", run_id, plan.rounds, plan.model.name, plan.strategy.name
+    )
+    outcome = run_federation(grid, plan)
+    publish_outcome(outcome, config)
+
+
+__all__ = ["RUN_ID_ENV", "RUN_ID_KEY", "app"]

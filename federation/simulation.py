@@ -1,0 +1,88 @@
+"""Run a federation on Flower's simulation engine (Ray): many virtual partners, one host.
+
+Each virtual SuperNode serves one partner config, in its own Ray worker process,
+with its own data, budget and state directory, exactly as a real node would.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from federation.client_app import SIM_PARTNERS_ENV
+from federation.config import PLATFORM_CONFIG_ENV
+from federation.server_app import RUN_ID_ENV
+
+logger = logging.getLogger(__name__)
+
+FLOWER_QUIET_ENV = {
+    "FLWR_TELEMETRY_ENABLED": "0",
+    "FLWR_DISABLE_UPDATE_CHECK": "1",
+    "RAY_DEDUP_LOGS": "0",
+    "RAY_DISABLE_USAGE_STATS": "1",
+    "RAY_USAGE_STATS_ENABLED": "0",
+}
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+def run_simulation(
+    *,
+    platform_config: Path,
+    partner_configs: Sequence[Path],
+    run_id: str,
+    num_cpus: int | None = None,
+    flwr_home: Path | None = None,
+) -> None:
+    """Run the ServerApp against ``len(partner_configs)`` virtual partners.
+
+    Ray workers inherit this process's environment, which is how each virtual node
+    finds its partner config and the ServerApp its platform config.
+    """
+    from flwr.simulation import run_simulation as flwr_run_simulation
+
+    from federation.client_app import app as client_app
+    from federation.server_app import app as server_app
+
+    cpus = num_cpus or os.cpu_count() or 1
+    env = {
+        **FLOWER_QUIET_ENV,
+        PLATFORM_CONFIG_ENV: str(Path(platform_config).resolve()),
+        SIM_PARTNERS_ENV: os.pathsep.join(str(Path(p).resolve()) for p in partner_configs),
+        RUN_ID_ENV: run_id,
+    }
+    if flwr_home is not None:
+        env["FLWR_HOME"] = str(flwr_home)
+    with _environment(env):
+        flwr_run_simulation(
+            server_app=server_app,
+            client_app=client_app,
+            num_supernodes=len(partner_configs),
+            backend_config={
+                "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+                "init_args": {
+                    "num_cpus": cpus,
+                    "include_dashboard": False,
+                    "logging_level": "WARNING",
+                    "log_to_driver": True,
+                },
+            },
+        )
+
+
+__all__ = ["run_simulation"]

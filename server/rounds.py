@@ -1,0 +1,125 @@
+"""The platform's record of a run, round by round, as partners reported it.
+
+Kept explicitly (passed to the strategy wrapper, never hidden in it) and appended
+to ``rounds.jsonl`` after each round so progress can be followed live and the
+model card can be built from it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PartnerTrainRecord:
+    """One partner's training reply, as received."""
+
+    partner_id: str
+    node_id: int
+    num_examples: int
+    train_loss: float
+    epsilon: float | None  # None: the partner trained without DP
+    delta: float | None
+    report: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PartnerEvalRecord:
+    partner_id: str
+    node_id: int
+    num_examples: int
+    auc: float
+    logloss: float
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A partner that did not contribute: refusal, bad data, crash or timeout."""
+
+    node_id: int
+    kind: str
+    reason: str
+
+
+@dataclass
+class RoundRecord:
+    round: int
+    train: list[PartnerTrainRecord] = field(default_factory=list)
+    evaluate: list[PartnerEvalRecord] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    aggregated: bool = False
+    global_metrics: dict[str, float] = field(default_factory=dict)
+    federated_metrics: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return _finite(asdict(self))
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+class RoundLog:
+    """Accumulates :class:`RoundRecord` objects; one JSON line per finished round."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
+        self.rounds: dict[int, RoundRecord] = {}
+
+    def round(self, server_round: int) -> RoundRecord:
+        return self.rounds.setdefault(server_round, RoundRecord(server_round))
+
+    def flush(self, server_round: int) -> None:
+        """Append the finished round to the JSONL file."""
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as fh:
+            fh.write(json.dumps(self.round(server_round).to_json()) + "\n")
+
+    def contributors(self) -> dict[str, list[PartnerTrainRecord]]:
+        """Partner id -> its accepted training replies, in round order."""
+        out: dict[str, list[PartnerTrainRecord]] = {}
+        for rnd in sorted(self.rounds):
+            record = self.rounds[rnd]
+            if not record.aggregated:
+                continue
+            for t in record.train:
+                out.setdefault(t.partner_id, []).append(t)
+        return out
+
+
+def read_round_log(path: Path) -> list[dict[str, Any]]:
+    """Rounds written so far (skips a partially written last line)."""
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return rows
+
+
+__all__ = [
+    "Failure",
+    "PartnerEvalRecord",
+    "PartnerTrainRecord",
+    "RoundLog",
+    "RoundRecord",
+    "read_round_log",
+]
