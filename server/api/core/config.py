@@ -1,0 +1,56 @@
+"""Scoring-service settings, from ``FEDCTR_SERVE_*`` environment variables.
+
+Read through the cached :func:`get_settings` dependency, never a module-level
+object, so tests override them (``app.dependency_overrides``) and uvicorn workers
+(separate processes) each build their own from the environment ``fedctr serve``
+exported.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "FEDCTR_SERVE_"
+
+
+class Settings(BaseSettings):
+    """Everything the scoring service needs; no secrets (only the platform's public key)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    registry: Path = Field(description="model registry directory (contains LATEST)")
+    public_key: Path = Field(description="platform Ed25519 public key (PEM)")
+    spec: str | None = Field(
+        default=None,
+        description="feature spec (file or built-in name) requests are hashed with; "
+        "default: the spec of the model LATEST names at start-up",
+    )
+    poll_interval_s: float = Field(default=0.5, gt=0, le=60)
+    max_batch_rows: int = Field(default=10_000, ge=1, le=1_000_000)
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    inference: Literal["numpy", "torch"] = "numpy"
+    context_cache_size: int = Field(default=100_000, ge=0)
+    breaker_window: int = Field(default=2000, ge=1)
+    breaker_min_samples: int = Field(default=200, ge=1)
+    breaker_cooldown_s: float = Field(default=5.0, ge=0)
+
+    @field_validator("public_key")
+    @classmethod
+    def _key_exists(cls, value: Path) -> Path:
+        if not value.is_file():
+            raise ValueError(f"public key file {value} does not exist")
+        return value
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings (cached: read the environment once)."""
+    return Settings()  # type: ignore[call-arg]  (required fields come from the environment)
+
+
+__all__ = ["ENV_PREFIX", "Settings", "get_settings"]

@@ -1,0 +1,87 @@
+"""The inference path: encode rows, run the kernel, apply the non-personalised shift.
+
+One :class:`Scorer` per loaded model version; it is immutable after construction,
+so a hot reload builds a new one next to the old and swaps a reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from models.base import CTRModel
+from models.spec import FeatureSpec
+from server.registry.card import ContextFallback
+from server.scoring.encoder import FeatureEncoder
+from server.scoring.kernels import Kernel, TorchKernel, build_kernel
+
+Inference = Literal["numpy", "torch"]
+
+
+class ScoringError(ValueError):
+    """A warm-up check failed: the fast kernel disagrees with the torch model."""
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Click probability in float64; saturates instead of overflowing."""
+    z = np.asarray(logits, dtype=np.float64)
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-z))
+
+
+class Scorer:
+    """Scores rows keyed by spec column names with one model version."""
+
+    def __init__(
+        self,
+        model: CTRModel,
+        spec: FeatureSpec,
+        *,
+        fallback: ContextFallback,
+        inference: Inference = "numpy",
+        context_cache_size: int = 100_000,
+    ) -> None:
+        if model.spec_hash != spec.spec_hash:
+            raise ValueError("scorer spec differs from the model's spec")
+        self.spec = spec
+        self.model = model
+        self.fallback = fallback
+        self.encoder = FeatureEncoder(spec, context_cache_size=context_cache_size)
+        self.kernel: Kernel = build_kernel(model, prefer=inference)
+        self.inference = "torch" if isinstance(self.kernel, TorchKernel) else "numpy"
+
+    def logits(self, rows: Sequence[Mapping[str, Any]], *, personalized: bool) -> np.ndarray:
+        batch = self.encoder.encode(rows, personalized=personalized)
+        out = self.kernel(batch.x_cat, batch.x_num, batch.x_dense)
+        if not personalized and self.fallback.logit_shift:
+            out = out + np.float32(self.fallback.logit_shift)
+        return out
+
+    def score(self, rows: Sequence[Mapping[str, Any]], *, personalized: bool) -> np.ndarray:
+        """Click probabilities (float64, may be non-finite if the model is broken)."""
+        return sigmoid(self.logits(rows, personalized=personalized))
+
+    def warm_up(self, *, rows: int = 64, seed: int = 0, atol: float = 1e-5) -> None:
+        """Run both paths on random inputs; refuse the model if the kernel disagrees."""
+        rng = np.random.default_rng(seed)
+        x_cat = (
+            np.stack([rng.integers(0, b, rows) for b in self.spec.bucket_sizes], axis=1)
+            .reshape(rows, self.spec.num_categorical)
+            .astype(np.int64)
+        )
+        x_num = rng.standard_normal((rows, self.spec.num_numeric)).astype(np.float32)
+        x_dense = rng.standard_normal((rows, self.spec.dense_dim())).astype(np.float32)
+        fast = self.kernel(x_cat, x_num, x_dense)
+        ref = TorchKernel(self.model)(x_cat, x_num, x_dense)
+        if not np.allclose(sigmoid(fast), sigmoid(ref), rtol=0, atol=atol, equal_nan=True):
+            raise ScoringError(
+                f"{self.inference} kernel of model '{self.model.config.name}' disagrees with "
+                "its torch forward pass; refusing to serve it"
+            )
+        self.score([{}], personalized=True)
+        self.score([{}], personalized=False)
+
+
+__all__ = ["Inference", "Scorer", "ScoringError", "sigmoid"]
