@@ -1,19 +1,27 @@
 """DP-SGD implementations behind one seam; see :mod:`privacy.dpsgd.base`."""
 
-from privacy.dpsgd import opacus_impl  # noqa: F401  (registers opacus-hooks, opacus-ghost)
+from privacy.dpsgd import opacus_impl, sparse_impl  # noqa: F401  (register the implementations)
 from privacy.dpsgd.base import DPSGDImplementation, PrivateTraining
+from privacy.dpsgd.errors import TrainingLoopError, UnsupportedLayerError
 from privacy.dpsgd.registry import (
     available_implementations,
     get_implementation,
     register_implementation,
 )
+from privacy.dpsgd.sparse_impl import FedctrSparse, SparseDPModule
+from privacy.dpsgd.sparse_optimizer import SparseDPOptimizer
 
 DEFAULT_IMPLEMENTATION = "opacus-ghost"
 
 __all__ = [
     "DEFAULT_IMPLEMENTATION",
     "DPSGDImplementation",
+    "FedctrSparse",
     "PrivateTraining",
+    "SparseDPModule",
+    "SparseDPOptimizer",
+    "TrainingLoopError",
+    "UnsupportedLayerError",
     "available_implementations",
     "get_implementation",
     "register_implementation",

@@ -1,0 +1,19 @@
+"""Errors of the DP-SGD implementations: each subclass means one thing."""
+
+from privacy.errors import PrivacyError
+
+
+class UnsupportedLayerError(PrivacyError, ValueError):
+    """The model has a trainable tensor the implementation cannot clip per example.
+
+    Raised before training starts, so no privacy budget is spent on a model whose
+    per-example gradient norms would be wrong.
+    """
+
+
+class TrainingLoopError(PrivacyError, RuntimeError):
+    """The training loop broke the one-batch-per-step contract of :mod:`privacy.dpsgd.base`
+    (for example two backward passes before ``optimizer.step()``)."""
+
+
+__all__ = ["TrainingLoopError", "UnsupportedLayerError"]

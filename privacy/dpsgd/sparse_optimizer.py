@@ -1,0 +1,149 @@
+"""Opacus' DPOptimizer with fused clipping and noise for the sparse path.
+
+The privacy-relevant arithmetic is Opacus' own, in a different order:
+
+    Opacus:  p.grad = (sum_i c_i g_i + N(0, (sigma C)^2)) / B
+    here:    p.grad =  N(0, (sigma C / B)^2) + sum_i (c_i / B) g_i
+
+with ``c_i = min(1, C / (|g_i| + 1e-6))`` over all parameters jointly and ``B`` the
+expected batch size. The noise for *every* parameter (every row of every
+embedding table, touched or not) is drawn by one ``normal_`` call into one flat
+buffer whose slices are the parameters' ``.grad``; the clipped sums then land on
+top of it (only the touched rows of a table). The accountant hook Opacus attaches
+runs exactly as in ``DPOptimizer.pre_step``, once per step, with the same noise
+multiplier and sample rate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from opacus.optimizers.optimizer import DPOptimizer, _generate_noise
+from torch import nn
+
+from privacy.dpsgd.errors import TrainingLoopError, UnsupportedLayerError
+from privacy.dpsgd.sparse_norms import clip_factors
+from privacy.dpsgd.sparse_taps import LayerTaps
+
+
+class SparseDPOptimizer(DPOptimizer):
+    """DP-SGD step from recorded activations/backprops instead of per-sample gradients."""
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        *,
+        taps: LayerTaps,
+        noise_multiplier: float,
+        max_grad_norm: float,
+        expected_batch_size: int,
+        generator: torch.Generator | None,
+        secure_mode: bool,
+    ) -> None:
+        super().__init__(
+            optimizer,
+            noise_multiplier=noise_multiplier,
+            max_grad_norm=max_grad_norm,
+            expected_batch_size=expected_batch_size,
+            loss_reduction="mean",
+            generator=generator,
+            secure_mode=secure_mode,
+        )
+        trainable = taps.parameters()
+        optimized = self.params
+        if {id(p) for p in trainable} != {id(p) for p in optimized} or len(optimized) != len(
+            trainable
+        ):
+            raise UnsupportedLayerError(
+                "the optimizer must hold exactly the model's trainable parameters "
+                f"({len(trainable)} tensors, it holds {len(optimized)}): a trainable tensor "
+                "outside the optimizer would count in the clipping norm but never be "
+                "updated; freeze it with requires_grad_(False) or add it to the optimizer"
+            )
+        self._taps = taps
+        self._buffers: list[tuple[torch.Tensor, list[tuple[nn.Parameter, torch.Tensor]]]] = []
+        self.per_sample_norms: torch.Tensor | None = None
+        self.per_sample_clip_factor: torch.Tensor | None = None
+
+    # ---- what Opacus' accountant hook and BatchMemoryManager ask -------
+    @property
+    def accumulated_iterations(self) -> int:
+        """One Poisson batch per step (accumulation is refused by the taps)."""
+        return 1
+
+    # ---- the step ------------------------------------------------------
+    def pre_step(self, closure: Callable[[], float] | None = None) -> bool:
+        """Clip, noise and scale every gradient; then let the accountant count the step."""
+        if self._step_skip_queue:
+            raise TrainingLoopError(
+                "virtual steps (signal_skip_step / BatchMemoryManager) are not supported by "
+                "fedctr-sparse; use batches that fit in memory"
+            )
+        batch = self._taps.batch()
+        norms = batch.per_sample_norms()
+        coeff = clip_factors(norms, self.max_grad_norm)
+        scale = 1.0 / self.expected_batch_size
+        grads = self._noise(std=self.noise_multiplier * self.max_grad_norm * scale)
+        batch.clipped_sum_(grads, coeff * scale)
+        self._taps.clear()
+        self.per_sample_norms = norms
+        self.per_sample_clip_factor = coeff
+        if self.step_hook:
+            self.step_hook(self)
+        self._is_last_step_skipped = False
+        return True
+
+    def _noise(self, *, std: float) -> dict[nn.Parameter, torch.Tensor]:
+        """Fill every parameter's ``.grad`` with N(0, std^2) and return the gradients."""
+        if not self._buffers:
+            self._buffers = _flat_buffers(self.params)
+        grads: dict[nn.Parameter, torch.Tensor] = {}
+        for flat, views in self._buffers:
+            if self.secure_mode:
+                for _, view in views:
+                    view.copy_(_generate_noise(std, view, self.generator, secure_mode=True))
+            elif std > 0:
+                flat.normal_(0.0, std, generator=self.generator)
+            else:
+                flat.zero_()
+            for p, view in views:
+                p.grad = view
+                grads[p] = view
+        return grads
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Forget the recorded batch and clear ``.grad`` (the noise buffer is reused)."""
+        self._taps.clear()
+        self.original_optimizer.zero_grad(set_to_none)
+
+    # ---- Opacus' per-sample-gradient stages do not exist here ----------
+    def clip_and_accumulate(self) -> None:
+        raise NotImplementedError("fedctr-sparse clips and noises in one fused pre_step()")
+
+    def add_noise(self) -> None:
+        raise NotImplementedError("fedctr-sparse clips and noises in one fused pre_step()")
+
+    def scale_grad(self) -> None:
+        raise NotImplementedError("fedctr-sparse clips and noises in one fused pre_step()")
+
+
+def _flat_buffers(
+    params: list[nn.Parameter],
+) -> list[tuple[torch.Tensor, list[tuple[nn.Parameter, torch.Tensor]]]]:
+    """One contiguous buffer per (dtype, device); each parameter's gradient is a slice."""
+    groups: dict[tuple[torch.dtype, torch.device], list[nn.Parameter]] = {}
+    for p in params:
+        groups.setdefault((p.dtype, p.device), []).append(p)
+    out = []
+    for (dtype, device), members in groups.items():
+        flat = torch.empty(sum(p.numel() for p in members), dtype=dtype, device=device)
+        views, offset = [], 0
+        for p in members:
+            views.append((p, flat[offset : offset + p.numel()].view_as(p)))
+            offset += p.numel()
+        out.append((flat, views))
+    return out
+
+
+__all__ = ["SparseDPOptimizer"]
