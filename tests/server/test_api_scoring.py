@@ -46,6 +46,52 @@ def demo_row(i: int = 0) -> dict:
     }
 
 
+def torch_reference(
+    model: torch.nn.Module, spec: FeatureSpec, rows: list[dict], *, personalized: bool
+) -> np.ndarray:
+    """Click probabilities of the torch model on the training-time (pyarrow) encoding."""
+    if not personalized:
+        user = {
+            f.name for f in (*spec.categorical, *spec.numeric, *spec.embedding) if f.scope == "user"
+        }
+        rows = [{k: (None if k in user else v) for k, v in r.items()} for r in rows]
+    x_cat = np.stack(
+        [
+            hash_column(
+                pa.array(
+                    [None if r.get(f.name) is None else str(r[f.name]) for r in rows],
+                    type=pa.string(),
+                ),
+                feature=f,
+                salt=spec.salt,
+            )
+            for f in spec.categorical
+        ],
+        axis=1,
+    )
+    x_num = np.stack(
+        [
+            transform_numeric(
+                np.array([np.nan if r.get(f.name) is None else r[f.name] for r in rows]), feature=f
+            )
+            for f in spec.numeric
+        ],
+        axis=1,
+    ).reshape(len(rows), spec.num_numeric)
+    x_dense = np.concatenate(
+        [np.zeros((len(rows), 0), np.float32)]
+        + [
+            np.array([r.get(f.name) or [0.0] * f.dim for r in rows], dtype=np.float32)
+            for f in spec.embedding
+        ],
+        axis=1,
+    )
+    with torch.no_grad():
+        return torch.sigmoid(
+            model(torch.from_numpy(x_cat), torch.from_numpy(x_num), torch.from_numpy(x_dense))
+        ).numpy()
+
+
 @pytest.mark.parametrize("name", registered_models())
 @pytest.mark.parametrize("spec", [DEMO, CRITEO], ids=["demo", "criteo"])
 def test_numpy_kernel_equals_torch(name: str, spec: FeatureSpec) -> None:
@@ -71,33 +117,7 @@ def test_scorer_equals_torch_on_raw_rows(name: str) -> None:
     rows = [demo_row(i) for i in range(40)]
     single = np.array([scorer.score([r], personalized=True)[0] for r in rows])
     batch = scorer.score(rows, personalized=True)
-    x_cat = np.stack(
-        [
-            hash_column(pa.array([r[f.name] for r in rows]), feature=f, salt=DEMO.salt)
-            for f in DEMO.categorical
-        ],
-        axis=1,
-    )
-    x_num = np.stack(
-        [
-            transform_numeric(
-                np.array([np.nan if r[f.name] is None else r[f.name] for r in rows]), feature=f
-            )
-            for f in DEMO.numeric
-        ],
-        axis=1,
-    )
-    x_dense = np.concatenate(
-        [
-            np.array([r[f.name] or [0.0] * f.dim for r in rows], dtype=np.float32)
-            for f in DEMO.embedding
-        ],
-        axis=1,
-    )
-    with torch.no_grad():
-        expected = torch.sigmoid(
-            model(torch.from_numpy(x_cat), torch.from_numpy(x_num), torch.from_numpy(x_dense))
-        ).numpy()
+    expected = torch_reference(model, DEMO, rows, personalized=True)
     np.testing.assert_allclose(single, expected, rtol=0, atol=1e-5)
     np.testing.assert_allclose(batch, expected, rtol=0, atol=1e-5)
 
