@@ -1,16 +1,35 @@
 """The compliance audit: signatures, chains, cross-checks, independent epsilon, report."""
 
 from privacy.audit.audit import run_audit
+from privacy.audit.cards import CardClaims, CardInvalid, CardVerifier, verify_signed_card
+from privacy.audit.cli import audit_main, build_audit_parser, run_audit_command
 from privacy.audit.directories import AuditInputError, audit_directories
+from privacy.audit.recompute import IndependentEpsilon, independent_epsilons
+from privacy.audit.report import render_html, report_dict, write_report
 from privacy.audit.result import AuditResult, EpsilonRow, InputFile, LineageRow, PartnerSummary
+from privacy.audit.statement import PrivacyStatement, privacy_statement
 
 __all__ = [
     "AuditInputError",
     "AuditResult",
+    "CardClaims",
+    "CardInvalid",
+    "CardVerifier",
     "EpsilonRow",
+    "IndependentEpsilon",
     "InputFile",
     "LineageRow",
     "PartnerSummary",
+    "PrivacyStatement",
     "audit_directories",
+    "audit_main",
+    "build_audit_parser",
+    "independent_epsilons",
+    "privacy_statement",
+    "render_html",
+    "report_dict",
     "run_audit",
+    "run_audit_command",
+    "verify_signed_card",
+    "write_report",
 ]

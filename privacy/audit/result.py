@@ -28,6 +28,7 @@ class EpsilonRow:
     sample_rate: float
     steps: int
     max_grad_norm: float
+    num_examples: int
     delta: float
     claimed: float
     independent_rdp: float
@@ -45,10 +46,12 @@ class EpsilonRow:
 
     @property
     def tightest(self) -> str:
-        """Which of the three figures is the smallest (the tightest valid bound, if sound)."""
-        figures = {"claimed": self.claimed, "dp_accounting RDP": self.independent_rdp}
+        """The smallest figure that is a valid bound: the claim counts only if not understated."""
+        figures = {"dp_accounting RDP": self.independent_rdp}
         if self.independent_pld is not None:
             figures["dp_accounting PLD"] = self.independent_pld
+        if not self.understated:
+            figures["claimed"] = self.claimed
         return min(figures, key=lambda k: figures[k])
 
     def to_dict(self) -> dict[str, Any]:
@@ -66,6 +69,7 @@ class EpsilonRow:
                 "max_grad_norm": self.max_grad_norm,
                 "sampling": "poisson",
             },
+            "num_examples": self.num_examples,
             "delta": self.delta,
             "epsilon_claimed": self.claimed,
             "epsilon_independent_rdp": self.independent_rdp,

@@ -1,0 +1,283 @@
+"""Spec of the audit report and CLI: self-contained HTML with verdict and plots, JSON for
+machines, exit codes; and the HTML as a person sees it, rendered by headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+import zlib
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from privacy.audit import AuditResult, audit_directories, audit_main, render_html, write_report
+from privacy.audit.plots import BUDGET_COLOR, CLAIMED_COLOR, PLD_COLOR
+from privacy.audit.synthetic import SyntheticPartner, SyntheticRun, write_synthetic_run
+from privacy.budget import PrivacyBudget
+from privacy.ledger import Finding, FindingCode
+
+WHEN = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+BUDGET = PrivacyBudget(epsilon=1.0, delta=1e-5)
+PASS_RGB = (0x1A, 0x7F, 0x37)
+FAIL_RGB = (0xCF, 0x22, 0x2E)
+
+
+def partners(globex_scale: float) -> list[SyntheticPartner]:
+    return [
+        SyntheticPartner(
+            partner_id="acme",
+            noise_multiplier=2.5,
+            sample_rate=0.02,
+            steps_per_round=100,
+            budget=BUDGET,
+        ),
+        SyntheticPartner(
+            partner_id="globex",
+            noise_multiplier=3.0,
+            sample_rate=0.02,
+            steps_per_round=100,
+            budget=BUDGET,
+            accountant="prv",
+            epsilon_scale=globex_scale,
+        ),
+    ]
+
+
+@pytest.fixture(scope="module")
+def honest(tmp_path_factory) -> SyntheticRun:
+    return write_synthetic_run(tmp_path_factory.mktemp("honest"), partners=partners(1.0), rounds=3)
+
+
+@pytest.fixture(scope="module")
+def understating(tmp_path_factory) -> SyntheticRun:
+    return write_synthetic_run(tmp_path_factory.mktemp("under"), partners=partners(0.8), rounds=3)
+
+
+def audit(run: SyntheticRun) -> AuditResult:
+    return audit_directories(
+        ledgers_dir=run.ledgers_dir, keys_dir=run.keys_dir, registry_dir=run.registry_dir
+    )
+
+
+def cli(run: SyntheticRun, out: Path) -> int:
+    return audit_main(
+        [
+            "--ledgers",
+            str(run.ledgers_dir),
+            "--keys",
+            str(run.keys_dir),
+            "--registry",
+            str(run.registry_dir),
+            "--out",
+            str(out),
+        ]
+    )
+
+
+# ---- HTML and JSON ------------------------------------------------------------------------------
+def test_html_report_is_self_contained_with_verdict_plots_statement_and_lineage(honest):
+    """No scripts, no external resources; one plot per partner; NIST-style statement."""
+    page = render_html(audit(honest), generated_at=WHEN)
+
+    assert 'data-testid="verdict" data-verdict="PASS"' in page
+    assert 'data-testid="epsilon-plot-acme"' in page
+    assert 'data-testid="epsilon-plot-globex"' in page
+    assert "<script" not in page.lower()
+    assert " src=" not in page and " href=" not in page
+    assert page.count("http") == page.count('xmlns="http://www.w3.org/2000/svg"')
+    for text in ("Unit of privacy", "one row of a partner", "What this guarantee does not cover"):
+        assert text in page
+    assert "v0001-" in page  # lineage: the published version
+    assert "2026-01-02T03:04:05+00:00" in page
+
+
+def test_failing_report_lists_each_finding_with_its_entry(understating):
+    """Verdict FAIL, every finding in the table with where it is and the entry itself."""
+    result = audit(understating)
+    page = render_html(result, generated_at=WHEN)
+
+    assert 'data-verdict="FAIL"' in page
+    assert len(result.findings) == 3
+    for finding in result.findings:
+        assert finding.where() in page
+    assert page.count("<details><summary>entry</summary>") == 3
+
+
+def test_report_escapes_everything_it_quotes():
+    """Text from ledgers and cards is data, never markup."""
+    result = AuditResult(
+        findings=(
+            Finding(
+                code=FindingCode.CARD_UNREADABLE,
+                source="models/<img src=x>/card.json",
+                message="<script>alert(1)</script>",
+            ),
+        ),
+        partners=(),
+        lineage=(),
+        inputs=(),
+        tolerance=0.01,
+    )
+
+    page = render_html(result, generated_at=WHEN)
+
+    assert "<script>" not in page and "<img" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_json_report_is_machine_readable(understating, tmp_path):
+    """The JSON carries the verdict, the findings, every release's three epsilons and the
+    privacy statement."""
+    write_report(audit(understating), tmp_path / "a.html", tmp_path / "a.json", generated_at=WHEN)
+
+    report = json.loads((tmp_path / "a.json").read_text())
+
+    assert report["verdict"] == "FAIL" and report["passed"] is False
+    assert {f["code"] for f in report["findings"]} == {"epsilon-understated"}
+    globex = next(p for p in report["partners"] if p["partner_id"] == "globex")
+    release = globex["releases"][0]
+    assert release["epsilon_claimed"] < release["epsilon_independent_pld"]
+    assert release["reference"] == "pld"
+    assert report["privacy_statement"]["unit_of_privacy"].startswith("one example")
+    assert {i["role"] for i in report["inputs"]} == {
+        "platform-ledger",
+        "partner-ledger",
+        "model-card",
+    }
+
+
+# ---- CLI -----------------------------------------------------------------------------------------
+def test_cli_exit_codes_pass_findings_and_bad_input(honest, understating, tmp_path, capsys):
+    """0 with no finding, 1 with any, 2 when the input cannot be audited."""
+    assert cli(honest, tmp_path / "ok") == 0
+    assert (tmp_path / "ok" / "audit.html").is_file() and (tmp_path / "ok" / "audit.json").is_file()
+    assert "audit verdict: PASS" in capsys.readouterr().out
+
+    assert cli(understating, tmp_path / "bad") == 1
+    assert "[epsilon-understated] globex.jsonl seq 0" in capsys.readouterr().out
+
+    missing = audit_main(
+        ["--ledgers", str(tmp_path / "nope"), "--keys", str(tmp_path), "--out", str(tmp_path)]
+    )
+    assert missing == 2
+    assert audit_main(["--bogus"]) == 2
+
+
+# ---- as a person sees it -------------------------------------------------------------------------
+def chromium_or_skip() -> str:
+    path = shutil.which("chromium")
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium is required under CI: apt-get install -y chromium")
+        pytest.skip("chromium not installed (apt-get install -y chromium); CI runs this test")
+    return path
+
+
+def screenshot(chromium: str, page: Path, png: Path, profile: Path) -> None:
+    subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            f"--screenshot={png}",
+            "--window-size=1280,2000",
+            page.resolve().as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=180,
+        env={**os.environ, "HOME": str(profile)},
+    )
+
+
+def read_png_rows(path: Path, rows: int) -> np.ndarray:
+    """The first ``rows`` rows of an 8-bit RGB/RGBA PNG as an array [rows, width, 3]."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, header = 8, b"", None
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    width, height, depth, color, _, _, interlace = header
+    assert depth == 8 and color in (2, 6) and interlace == 0
+    bpp = 3 if color == 2 else 4
+    stride = width * bpp
+    raw = zlib.decompress(idat)
+    out = np.zeros((min(rows, height), stride), dtype=np.uint8)
+    prior = bytearray(stride)
+    for y in range(out.shape[0]):
+        kind = raw[y * (stride + 1)]
+        line = bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
+        if kind == 1:  # Sub: a running sum per channel
+            line = bytearray(
+                np.cumsum(np.frombuffer(line, np.uint8).reshape(-1, bpp), axis=0, dtype=np.uint64)
+                .astype(np.uint8)
+                .tobytes()
+            )
+        elif kind == 2:  # Up
+            line = bytearray(
+                (np.frombuffer(line, np.uint8) + np.frombuffer(prior, np.uint8)).tobytes()
+            )
+        elif kind in (3, 4):  # Average, Paeth: sequential
+            for i in range(stride):
+                a = line[i - bpp] if i >= bpp else 0
+                b = prior[i]
+                if kind == 3:
+                    line[i] = (line[i] + (a + b) // 2) & 0xFF
+                    continue
+                c = prior[i - bpp] if i >= bpp else 0
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+                line[i] = (line[i] + pred) & 0xFF
+        out[y] = np.frombuffer(line, np.uint8)
+        prior = line
+    return out.reshape(out.shape[0], width, bpp)[:, :, :3]
+
+
+def near(pixels: np.ndarray, hex_color: str, tolerance: int = 24) -> np.ndarray:
+    rgb = np.array([int(hex_color[i : i + 2], 16) for i in (1, 3, 5)], dtype=np.int16)
+    return np.abs(pixels.astype(np.int16) - rgb).max(axis=-1) <= tolerance
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("fixture", "verdict_rgb"), [("honest", PASS_RGB), ("understating", FAIL_RGB)]
+)
+def test_chromium_screenshot_shows_the_verdict_banner_and_one_plot_per_partner(
+    fixture, verdict_rgb, request, tmp_path
+):
+    """Headless Chromium renders the report: a full-width banner in the verdict's colour at
+    the top, and side by side two plots, each with its claimed line and its budget line."""
+    chromium = chromium_or_skip()
+    run = request.getfixturevalue(fixture)
+    write_report(audit(run), tmp_path / "audit.html", tmp_path / "audit.json", generated_at=WHEN)
+    png = tmp_path / "audit.png"
+
+    screenshot(chromium, tmp_path / "audit.html", png, tmp_path / "profile")
+    pixels = read_png_rows(png, rows=1100)
+
+    banner = pixels[8:100, :1200]
+    assert (np.abs(banner.astype(int) - verdict_rgb).max(axis=-1) <= 8).mean() > 0.8
+    plots = pixels[300:1100]
+    for half in (plots[:, :640], plots[:, 640:]):
+        assert near(half, CLAIMED_COLOR).sum() > 150
+        assert near(half, BUDGET_COLOR).sum() > 150
+        assert near(half, PLD_COLOR).sum() > 50
