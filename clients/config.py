@@ -10,7 +10,8 @@ Example ``partner.toml`` (paths relative to the file)::
     data = "data/shop-a.parquet"
     spec = "spec.toml"
     state_dir = "state"
-    signing_key = "keys/shop-a.key"
+    signing_key = "keys/shop-a.key"   # Ed25519, signs the partner's ledger
+    ledger = "ledger.jsonl"
     bad_rows = "skip"            # or "reject"
 
     [privacy]
@@ -111,6 +112,7 @@ class PartnerConfig:
     spec: Path
     state_dir: Path
     signing_key: Path | None = None
+    ledger: Path | None = None
     bad_rows: BadRowPolicy = BadRowPolicy.SKIP
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
     training: TrainingSettings = field(default_factory=TrainingSettings)
@@ -154,7 +156,9 @@ def load_partner_config(path: str | Path) -> PartnerConfig:
     for key in ("id", "data", "spec"):
         if key not in partner:
             raise PartnerConfigError(f"{path}: [partner] needs '{key}'")
-    unknown = sorted(set(partner) - {"id", "data", "spec", "state_dir", "signing_key", "bad_rows"})
+    unknown = sorted(
+        set(partner) - {"id", "data", "spec", "state_dir", "signing_key", "ledger", "bad_rows"}
+    )
     if unknown:
         raise PartnerConfigError(f"{path}: unknown keys in [partner]: {unknown}")
     base = path.parent
@@ -169,6 +173,7 @@ def load_partner_config(path: str | Path) -> PartnerConfig:
         spec=(base / partner["spec"]).resolve(),
         state_dir=(base / partner.get("state_dir", "state")).resolve(),
         signing_key=(base / key).resolve() if key else None,
+        ledger=(base / partner.get("ledger", "ledger.jsonl")).resolve(),
         bad_rows=policy,
         privacy=_section(raw, "privacy", PrivacySettings, path),
         training=_section(raw, "training", TrainingSettings, path),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -57,6 +57,7 @@ class TrainReport:
     base_model_hash: str
     update_hash: str
     rows_skipped: int
+    ledger_entry: str | None = None  # the signed ledger entry, JSON
 
 
 @dataclass(frozen=True)
@@ -180,16 +181,21 @@ class PartnerNode:
             train_loss=result.mean_loss,
             epsilon=state.accountant.epsilon(p.delta) if p.enabled else float("inf"),
             delta=p.delta if p.enabled else 0.0,
-            release=release,
+            release=None if release is None else replace(release, steps=result.steps),
             accountant=p.accountant,
             dp_implementation=result.dp_implementation,
             base_model_hash=base_hash,
             update_hash=state_dict_sha256(new_weights),
             rows_skipped=train_data.report.rows_skipped if train_data.report else 0,
         )
-        self._release_log.record(
-            report, run_id=run_id, server_round=server_round, budget=p.budget if p.enabled else None
+        entry = self._release_log.record(
+            report,
+            run_id=run_id,
+            server_round=server_round,
+            budget=p.budget if p.enabled else None,
         )
+        if entry is not None:
+            report = replace(report, ledger_entry=entry.to_json())
         logger.info(
             "partner %s round %d: %d examples, loss %.4f, epsilon %.3f / %.3f",
             report.partner_id,

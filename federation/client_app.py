@@ -106,6 +106,7 @@ def train(msg: Message, context: Context) -> Message:
             "budget-epsilon": node.config.privacy.epsilon,
             "budget-delta": node.config.privacy.delta,
             "unit-of-privacy": "example",
+            "ledger-entry": report.ledger_entry or "",
         }
     )
     content = RecordDict({P.ARRAYS: ArrayRecord(weights), P.METRICS: metrics, P.REPORT: details})

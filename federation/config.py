@@ -164,8 +164,8 @@ def resolve_platform_config(run_config: dict[str, Any]) -> PlatformConfig:
     path = str(run_config.get(PLATFORM_CONFIG_KEY, "") or os.environ.get(PLATFORM_CONFIG_ENV, ""))
     if not path:
         raise PlatformConfigError(
-            f"no platform config: pass --run-config '{PLATFORM_CONFIG_KEY}=\"/path/platform.toml\"' "
-            f"or set {PLATFORM_CONFIG_ENV}"
+            "no platform config: pass --run-config "
+            f"'{PLATFORM_CONFIG_KEY}=\"/path/platform.toml\"' or set {PLATFORM_CONFIG_ENV}"
         )
     return load_platform_config(path)
 

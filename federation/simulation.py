@@ -24,6 +24,10 @@ FLOWER_QUIET_ENV = {
     "RAY_DEDUP_LOGS": "0",
     "RAY_DISABLE_USAGE_STATS": "1",
     "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",
+    # Partner logs go to the Ray session logs and the partner's own ledger, not the
+    # platform operator's terminal; Opacus' secure-RNG and RDP-order notices are known.
+    "PYTHONWARNINGS": "ignore::UserWarning,ignore::FutureWarning,ignore::DeprecationWarning",
 }
 
 
@@ -79,7 +83,7 @@ def run_simulation(
                     "num_cpus": cpus,
                     "include_dashboard": False,
                     "logging_level": "WARNING",
-                    "log_to_driver": True,
+                    "log_to_driver": False,
                 },
             },
         )

@@ -22,6 +22,7 @@ from federation import protocol as P
 from models import CTRModel, FeatureSpec, ModelConfig, build_model
 from server.checkpoint import save_checkpoint
 from server.evaluation import GlobalMetrics, evaluate_global
+from server.platform_ledger import PlatformLedger
 from server.rounds import RoundLog
 from server.strategies.accountable import AccountableStrategy
 from server.strategies.registry import StrategyConfig, build_strategy
@@ -64,8 +65,10 @@ def initial_model(plan: FederationPlan) -> CTRModel:
     return build_model(plan.spec, plan.model)
 
 
-def run_federation(grid: Grid, plan: FederationPlan) -> FederationOutcome:
-    """Run ``plan.rounds`` rounds on ``grid``; checkpoint and evaluate after each."""
+def run_federation(
+    grid: Grid, plan: FederationPlan, *, ledger: PlatformLedger | None = None
+) -> FederationOutcome:
+    """Run ``plan.rounds`` rounds on ``grid``; checkpoint, evaluate and ledger each."""
     started = time.monotonic()
     model = initial_model(plan)
     round_log = RoundLog(plan.work_dir / "rounds.jsonl")
@@ -87,6 +90,8 @@ def run_federation(grid: Grid, plan: FederationPlan) -> FederationOutcome:
             outcome.global_metrics[server_round] = metrics
             record.global_metrics = metrics.as_dict()
             result = MetricRecord(metrics.as_dict())
+        if ledger is not None:
+            ledger.record_round(record)
         round_log.flush(server_round)
         return result
 

@@ -17,6 +17,7 @@ from privacy.signing import load_private_key
 from server.checkpoint import write_json
 from server.errors import NotEnoughPartnersError, PlatformError
 from server.orchestrator import FederationOutcome
+from server.platform_ledger import PlatformLedger
 from server.registry import (
     ModelCardFields,
     PartnerProvenance,
@@ -139,6 +140,12 @@ def publish_outcome(outcome: FederationOutcome, config: PlatformConfig) -> Publi
         spec=outcome.plan.spec,
         card=fields,
         signing_key=load_private_key(config.signing_key),
+    )
+    PlatformLedger(config.ledger, load_private_key(config.signing_key)).record_publish(
+        run_id=outcome.plan.run_id,
+        published=published,
+        rounds=fields.rounds,
+        partners=tuple(p.partner_id for p in fields.partners),
     )
     logger.info(
         "published %s (weights sha256 %s)", published.version, published.weights_sha256[:16]

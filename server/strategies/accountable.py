@@ -20,6 +20,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from federation import protocol as P
+from models import state_dict_sha256
 from server.rounds import Failure, PartnerEvalRecord, PartnerTrainRecord, RoundLog
 
 logger = logging.getLogger(__name__)
@@ -37,11 +38,24 @@ def _report(msg: Message) -> dict[str, object]:
     return dict(record) if record is not None else {}
 
 
-def _finite_arrays(msg: Message) -> bool:
+def _update_problem(msg: Message, report: dict[str, object]) -> str | None:
+    """Why an update cannot be aggregated, or None if it can.
+
+    The weights must be finite and hash to the ``update-hash`` the partner signed
+    into its ledger entry, so what is aggregated is what was ledgered.
+    """
     arrays = msg.content.array_records.get(P.ARRAYS)
-    if arrays is None:
-        return False
-    return all(np.isfinite(a.numpy()).all() for a in arrays.values())
+    if arrays is None or msg.content.metric_records.get(P.METRICS) is None:
+        return "reply lacks weights or metrics"
+    if P.PARTNER_ID not in report:
+        return "reply lacks the partner report"
+    state = {name: a.numpy() for name, a in arrays.items()}
+    if not all(np.isfinite(v).all() for v in state.values()):
+        return "update has non-finite weights"
+    claimed = report.get("update-hash")
+    if claimed and claimed != state_dict_sha256(state):
+        return "update does not match the update-hash the partner reported"
+    return None
 
 
 class AccountableStrategy(Strategy):
@@ -80,12 +94,9 @@ class AccountableStrategy(Strategy):
                 continue
             report = _report(msg)
             metrics = msg.content.metric_records.get(P.METRICS)
-            if metrics is None or P.PARTNER_ID not in report or not _finite_arrays(msg):
-                failure = Failure(
-                    msg.metadata.src_node_id,
-                    "invalid-update",
-                    "reply lacks metrics/report or has non-finite weights",
-                )
+            problem = _update_problem(msg, report)
+            if metrics is None or problem is not None:
+                failure = Failure(msg.metadata.src_node_id, "invalid-update", str(problem))
                 record.failures.append(failure)
                 logger.warning(
                     "round %d: dropped node %d: %s", server_round, failure.node_id, failure.reason
@@ -112,7 +123,6 @@ class AccountableStrategy(Strategy):
                 len(accepted),
                 self.min_partners,
             )
-            record.train.clear()
             return None, None
         arrays, metrics = self.strategy.aggregate_train(server_round, accepted)
         record.aggregated = arrays is not None

@@ -1,0 +1,256 @@
+"""The ``fedctr`` command: one entry point for partners, the platform and auditors.
+
+Subcommands are registered in a table (name -> parser builder, handler); each
+handler returns the process exit code. Domain errors print one actionable line,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from fedctr.errors import FedctrError
+
+logger = logging.getLogger("fedctr")
+
+Handler = Callable[[argparse.Namespace], int]
+Builder = Callable[[argparse.ArgumentParser], None]
+
+
+def _configure_logging(verbose: bool, log_file: Path | None = None) -> None:
+    level = logging.DEBUG if verbose else logging.INFO
+    handlers: list[logging.Handler] = []
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file))
+    else:
+        handlers.append(logging.StreamHandler(sys.stderr))
+    logging.basicConfig(
+        level=level,
+        handlers=handlers,
+        force=True,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if log_file is not None:
+        flwr_logger = logging.getLogger("flwr")
+        for h in list(flwr_logger.handlers):
+            flwr_logger.removeHandler(h)
+        flwr_logger.propagate = True
+    for noisy in ("opacus", "ray"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+# ---- demo ---------------------------------------------------------------
+def _demo_parser(p: argparse.ArgumentParser) -> None:
+    from privacy.dpsgd import DEFAULT_IMPLEMENTATION, available_implementations
+
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("fedctr-demo"),
+        help="where the federation, registry, ledgers and audit go (recreated)",
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="real partner files instead of the generated federation",
+    )
+    p.add_argument("--spec", type=Path, default=None, help="feature spec for --data")
+    p.add_argument("--partners", type=int, default=3, help="partners to split --data into")
+    p.add_argument("--split-column", default=None, help="categorical column to split --data by")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--model", default="deepfm", help="lr, fm, deepfm, dcnv2 or fusion")
+    p.add_argument("--strategy", default="fedavg")
+    p.add_argument("--min-partners", type=int, default=2)
+    p.add_argument("--epsilon", type=float, default=8.0, help="each partner's budget")
+    p.add_argument("--delta", type=float, default=1e-5)
+    p.add_argument("--max-grad-norm", type=float, default=5.0)
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--local-epochs", type=int, default=1)
+    p.add_argument("--learning-rate", type=float, default=0.01)
+    p.add_argument(
+        "--dp-implementation", default=DEFAULT_IMPLEMENTATION, choices=available_implementations()
+    )
+    p.add_argument(
+        "--compare-centralized",
+        action="store_true",
+        help="also train the same model centrally without DP and compare AUC",
+    )
+    p.add_argument("--no-serve", action="store_true", help="skip the scoring step")
+    p.add_argument("--no-audit", action="store_true", help="skip the audit step")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from federation.demo import DemoOptions, run_demo
+
+    workdir = args.workdir.resolve()
+    _configure_logging(args.verbose, workdir.parent / f"{workdir.name}.log")
+    opts = DemoOptions(
+        workdir=workdir,
+        data=args.data,
+        spec=args.spec,
+        partners=args.partners,
+        split_column=args.split_column,
+        rounds=args.rounds,
+        model=args.model,
+        strategy=args.strategy,
+        min_partners=args.min_partners,
+        epsilon=args.epsilon,
+        delta=args.delta,
+        max_grad_norm=args.max_grad_norm,
+        batch_size=args.batch_size,
+        local_epochs=args.local_epochs,
+        learning_rate=args.learning_rate,
+        dp_implementation=args.dp_implementation,
+        compare_centralized=args.compare_centralized,
+        serve=not args.no_serve,
+        audit=not args.no_audit,
+    )
+    console = Console(width=max(Console().width, 120))
+    console.print(f"(detailed log: {workdir.parent / f'{workdir.name}.log'})")
+    return run_demo(opts, console)
+
+
+# ---- verify-model / serve / audit ----------------------------------------
+def _verify_parser(p: argparse.ArgumentParser) -> None:
+    from server.registry import build_verify_parser
+
+    build_verify_parser(p)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from server.registry import verify_model
+
+    return verify_model(args)
+
+
+def _serve_parser(p: argparse.ArgumentParser) -> None:
+    from server.api.serve import build_serve_parser
+
+    build_serve_parser(p)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from server.api.serve import serve
+
+    return serve(args)
+
+
+def _audit_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--ledgers",
+        type=Path,
+        required=True,
+        help="folder of <owner>.jsonl ledgers (platform.jsonl + one per partner)",
+    )
+    p.add_argument(
+        "--keys", type=Path, required=True, help="folder of <owner>.pub Ed25519 public keys"
+    )
+    p.add_argument("--registry", type=Path, default=None, help="model registry to check cards of")
+    p.add_argument("--out", type=Path, required=True, help="where report.html/report.json go")
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.01,
+        help="relative slack before a claimed epsilon below the independent one is a finding",
+    )
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from privacy.audit import audit_directories, write_report
+
+    result = audit_directories(
+        ledgers_dir=args.ledgers,
+        keys_dir=args.keys,
+        registry_dir=args.registry,
+        tolerance=args.tolerance,
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_report(result, args.out / "report.html", args.out / "report.json")
+    print(
+        f"audit: {result.verdict} ({len(result.findings)} finding(s)); "
+        f"report: {args.out / 'report.html'}"
+    )
+    for finding in result.findings:
+        print(f"  - {finding}")
+    return 0 if result.passed else 1
+
+
+COMMANDS: dict[str, tuple[str, Builder, Handler]] = {
+    "demo": ("run the whole story end to end on one machine", _demo_parser, _demo),
+    "verify-model": (
+        "verify a published model against the platform public key",
+        _verify_parser,
+        _verify,
+    ),
+    "serve": ("serve the signed global model over HTTP (FastAPI/uvicorn)", _serve_parser, _serve),
+    "audit": (
+        "verify ledgers, model cards and every epsilon; write a report",
+        _audit_parser,
+        _audit,
+    ),
+}
+
+
+def register_command(name: str, help_text: str, builder: Builder, handler: Handler) -> None:
+    """Add a subcommand (used by the deployment commands); duplicates are an error."""
+    if name in COMMANDS:
+        raise ValueError(f"command '{name}' is already registered")
+    COMMANDS[name] = (help_text, builder, handler)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fedctr",
+        description="Privacy-preserving federated CTR learning: partners train with DP-SGD, "
+        "the platform aggregates and publishes signed models, auditors verify every epsilon.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _load_deployment_commands()
+    for name, (help_text, builder, _) in COMMANDS.items():
+        builder(sub.add_parser(name, help=help_text, description=help_text))
+    return parser
+
+
+def _load_deployment_commands() -> None:
+    try:
+        import federation.deployment.commands  # noqa: F401  (registers platform/partner)
+    except ModuleNotFoundError as exc:
+        if exc.name != "federation.deployment" and not str(exc.name).startswith(
+            "federation.deployment"
+        ):
+            raise
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+    os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command != "demo":
+        _configure_logging(args.verbose)
+    _, _, handler = COMMANDS[args.command]
+    try:
+        return handler(args)
+    except FedctrError as exc:
+        logger.debug("command failed", exc_info=True)
+        print(f"fedctr {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["COMMANDS", "build_parser", "main", "register_command"]
