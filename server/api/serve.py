@@ -115,7 +115,16 @@ def serve(args: argparse.Namespace) -> int:
         metrics_dir = tempfile.mkdtemp(prefix="fedctr-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:
-        uvicorn.run("server.api.main:create_app", factory=True, workers=args.workers, **common)
+        uvicorn.run(
+            "server.api.main:create_app",
+            factory=True,
+            workers=args.workers,
+            # A worker imports torch and verifies + warms up the model before it answers
+            # uvicorn's pings; on a busy 2-core box that can exceed the default 5 s, and the
+            # supervisor would then kill and restart it forever.
+            timeout_worker_healthcheck=120,
+            **common,
+        )
     finally:
         if own_dir:
             shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from pathlib import Path
@@ -11,8 +10,6 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
-from test_api_scoring import demo_row, torch_reference
-from test_registry import example_card, random_model
 
 from models import builtin_spec_path, load_spec
 from privacy.signing import save_public_key
@@ -21,7 +18,9 @@ from server.api.deps import get_active_model
 from server.api.holder import prepare_model
 from server.api.metrics import ServiceMetrics
 from server.api.reloader import reload_once
+from server.api.testing import bad_request_cases, example_row, torch_reference
 from server.registry import publish_model
+from server.registry.examples import example_card, random_model
 from server.registry.layout import write_latest
 
 SPEC = load_spec(builtin_spec_path("demo"))
@@ -30,48 +29,11 @@ WIDE_BAND = (0.001, 0.999)
 
 
 def good_features(i: int = 0) -> dict:
-    return demo_row(i)
+    return example_row(SPEC, i)
 
 
 def bad_requests() -> list[tuple[str, str, str]]:
-    """(path, raw body, a fragment the error must name) for every kind of bad input."""
-    ok = good_features()
-
-    def with_(**change: object) -> str:
-        return json.dumps({"features": {**ok, **change}})
-
-    def without(name: str) -> str:
-        return json.dumps({"features": {k: v for k, v in ok.items() if k != name}})
-
-    row = json.dumps(ok)
-    return [
-        ("/v1/score", json.dumps({"features": ok, "extra": 1}), "extra"),
-        ("/v1/score", with_(zzz=1), "zzz"),
-        ("/v1/score", without("ad_id"), "ad_id"),
-        ("/v1/score", without("user_segment"), "user_segment"),
-        ("/v1/score", with_(hour="13"), "hour"),
-        ("/v1/score", with_(hour=True), "hour"),
-        ("/v1/score", with_(ad_id=1.5), "ad_id"),
-        ("/v1/score", with_(ad_id=2**70), "ad_id"),
-        ("/v1/score", with_(ad_id="x" * 300), "ad_id"),
-        ("/v1/score", with_(ad_id=["a"]), "ad_id"),
-        ("/v1/score", with_(hour=None).replace('"hour": null', '"hour": NaN'), "hour"),
-        ("/v1/score", with_(hour=None).replace('"hour": null', '"hour": Infinity'), "hour"),
-        ("/v1/score", with_(hour=None).replace('"hour": null', '"hour": -1e999'), "hour"),
-        ("/v1/score", with_(text_emb=[0.1] * 15), "text_emb"),
-        ("/v1/score", with_(text_emb=[0.1] * 15 + ["a"]), "text_emb"),
-        ("/v1/score", json.dumps({"features": ok, "personalized": "yes"}), "personalized"),
-        ("/v1/score", json.dumps({"features": ok, "request_id": "a b"}), "request_id"),
-        ("/v1/score", json.dumps({"features": []}), "features"),
-        ("/v1/score", json.dumps({}), "features"),
-        ("/v1/score", "{", "body"),
-        ("/v1/score", "[]", "body"),
-        ("/v1/score", "", "body"),
-        ("/v1/score/batch", json.dumps({"rows": [ok] * (MAX_ROWS + 1)}), "rows"),
-        ("/v1/score/batch", json.dumps({"rows": []}), "rows"),
-        ("/v1/score/batch", '{"rows": [' + row + ', {"ad_id": 1}]}', "rows"),
-        ("/v1/score/batch", json.dumps({"rows": [ok], "extra": True}), "extra"),
-    ]
+    return bad_request_cases(SPEC, max_batch_rows=MAX_ROWS)
 
 
 @pytest.fixture

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pyarrow as pa
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_registry import random_model
 
 from models import FeatureSpec, builtin_spec_path, hash_column, load_spec, registered_models
 from models.encoding import transform_numeric
+from server.api.testing import example_row, torch_reference
 from server.registry import ContextFallback, ServingGuard
+from server.registry.examples import random_model
 from server.scoring import BreakerSettings, CircuitBreaker, Scorer, TorchKernel, build_kernel
 
 DEMO = load_spec(builtin_spec_path("demo"))
@@ -32,64 +31,7 @@ def random_encoded(spec: FeatureSpec, n: int, seed: int) -> tuple[np.ndarray, ..
 
 
 def demo_row(i: int = 0) -> dict:
-    return {
-        "user_segment": f"seg-{i % 7}",
-        "ad_id": 1000 + i,
-        "advertiser": f"adv-{i % 3}",
-        "placement": None if i % 5 == 0 else "top",
-        "device": "ios",
-        "hour": float(i % 24),
-        "user_visits_7d": None if i % 4 == 0 else float(i),
-        "bid_price": 0.5 + i / 10,
-        "text_emb": [math.sin(i + k) for k in range(16)],
-        "image_emb": None if i % 3 == 0 else [math.cos(i * k) for k in range(16)],
-    }
-
-
-def torch_reference(
-    model: torch.nn.Module, spec: FeatureSpec, rows: list[dict], *, personalized: bool
-) -> np.ndarray:
-    """Click probabilities of the torch model on the training-time (pyarrow) encoding."""
-    if not personalized:
-        user = {
-            f.name for f in (*spec.categorical, *spec.numeric, *spec.embedding) if f.scope == "user"
-        }
-        rows = [{k: (None if k in user else v) for k, v in r.items()} for r in rows]
-    x_cat = np.stack(
-        [
-            hash_column(
-                pa.array(
-                    [None if r.get(f.name) is None else str(r[f.name]) for r in rows],
-                    type=pa.string(),
-                ),
-                feature=f,
-                salt=spec.salt,
-            )
-            for f in spec.categorical
-        ],
-        axis=1,
-    )
-    x_num = np.stack(
-        [
-            transform_numeric(
-                np.array([np.nan if r.get(f.name) is None else r[f.name] for r in rows]), feature=f
-            )
-            for f in spec.numeric
-        ],
-        axis=1,
-    ).reshape(len(rows), spec.num_numeric)
-    x_dense = np.concatenate(
-        [np.zeros((len(rows), 0), np.float32)]
-        + [
-            np.array([r.get(f.name) or [0.0] * f.dim for r in rows], dtype=np.float32)
-            for f in spec.embedding
-        ],
-        axis=1,
-    )
-    with torch.no_grad():
-        return torch.sigmoid(
-            model(torch.from_numpy(x_cat), torch.from_numpy(x_num), torch.from_numpy(x_dense))
-        ).numpy()
+    return example_row(DEMO, i)
 
 
 @pytest.mark.parametrize("name", registered_models())

@@ -12,17 +12,14 @@ import pytest
 import torch
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from models import FeatureSpec, ModelConfig, build_model, builtin_spec_path, load_spec
-from models.base import CTRModel
+from models import FeatureSpec, builtin_spec_path, load_spec
 from privacy.signing import save_public_key
 from server.registry import (
     ArtifactNotFound,
     ArtifactTampered,
     CardFieldError,
-    ContextFallback,
     ModelCardFields,
     PartnerProvenance,
-    ServingGuard,
     SpecMismatchError,
     build_verify_parser,
     list_versions,
@@ -32,45 +29,7 @@ from server.registry import (
     verify_model,
     verify_model_main,
 )
-
-
-def example_card(
-    *, base_rate: float = 0.1, band: tuple[float, float] = (0.02, 0.4)
-) -> ModelCardFields:
-    """Card fields as the ServerApp would fill them after a 3-partner run."""
-    return ModelCardFields(
-        run_id="test-run",
-        rounds=3,
-        partners=tuple(
-            PartnerProvenance(
-                partner_id=f"partner-{i}",
-                epsilon=8.0 - i,
-                delta=1e-5,
-                accountant="rdp",
-                unit_of_privacy="example",
-                dp_implementation="opacus-ghost",
-                num_examples=1000 * (i + 1),
-                rounds_contributed=3,
-            )
-            for i in range(3)
-        ),
-        metrics={"auc": 0.71, "logloss": 0.42},
-        training={"strategy": "fedavg", "local_epochs": 1},
-        serving=ServingGuard(
-            base_rate=base_rate, mean_prediction_low=band[0], mean_prediction_high=band[1]
-        ),
-        fallback=ContextFallback(),
-    )
-
-
-def random_model(spec: FeatureSpec, name: str = "deepfm", seed: int = 0) -> CTRModel:
-    """A model with random (non-zero) weights: nothing is trained in these tests."""
-    torch.manual_seed(seed)
-    model = build_model(spec, ModelConfig(name=name, hidden=(16, 8)))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0.0, 0.1)
-    return model.eval()
+from server.registry.examples import example_card, random_model
 
 
 def random_inputs(spec: FeatureSpec, n: int = 32, seed: int = 1) -> tuple[torch.Tensor, ...]:
