@@ -145,43 +145,15 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _audit_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--ledgers",
-        type=Path,
-        required=True,
-        help="folder of <owner>.jsonl ledgers (platform.jsonl + one per partner)",
-    )
-    p.add_argument(
-        "--keys", type=Path, required=True, help="folder of <owner>.pub Ed25519 public keys"
-    )
-    p.add_argument("--registry", type=Path, default=None, help="model registry to check cards of")
-    p.add_argument("--out", type=Path, required=True, help="where report.html/report.json go")
-    p.add_argument(
-        "--tolerance",
-        type=float,
-        default=0.01,
-        help="relative slack before a claimed epsilon below the independent one is a finding",
-    )
+    from privacy.audit.cli import build_audit_parser
+
+    build_audit_parser(p)
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from privacy.audit import audit_directories, write_report
+    from privacy.audit.cli import run_audit_command
 
-    result = audit_directories(
-        ledgers_dir=args.ledgers,
-        keys_dir=args.keys,
-        registry_dir=args.registry,
-        tolerance=args.tolerance,
-    )
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_report(result, args.out / "report.html", args.out / "report.json")
-    print(
-        f"audit: {result.verdict} ({len(result.findings)} finding(s)); "
-        f"report: {args.out / 'report.html'}"
-    )
-    for finding in result.findings:
-        print(f"  - {finding}")
-    return 0 if result.passed else 1
+    return run_audit_command(args)
 
 
 COMMANDS: dict[str, tuple[str, Builder, Handler]] = {

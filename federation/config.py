@@ -9,6 +9,7 @@ Example ``platform.toml`` (paths relative to the file)::
     registry = "registry"
     signing_key = "keys/platform.key"
     ledger = "ledgers/platform.jsonl"
+    partner_keys = "partner-keys"     # <partner_id>.pub: ledger keys of registered partners
     eval_data = "data/platform-test.parquet"   # optional, platform-held test data
 
     [federation]
@@ -52,6 +53,7 @@ class PlatformConfig:
     registry: Path
     signing_key: Path
     ledger: Path
+    partner_keys: Path
     eval_data: Path | None
     rounds: int
     timeout_s: float
@@ -145,6 +147,7 @@ def load_platform_config(path: str | Path) -> PlatformConfig:
         registry=path_of("registry", "registry"),
         signing_key=path_of("signing_key", "keys/platform.key"),
         ledger=path_of("ledger", "ledgers/platform.jsonl"),
+        partner_keys=path_of("partner_keys", "partner-keys"),
         eval_data=(base / eval_data).resolve() if eval_data else None,
         rounds=federation.get("rounds", 3),
         timeout_s=float(federation.get("timeout_s", 600)),

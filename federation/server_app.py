@@ -16,7 +16,7 @@ from flwr.serverapp import Grid, ServerApp
 from federation.config import resolve_platform_config
 from privacy.signing import load_private_key
 from server.orchestrator import run_federation
-from server.platform_ledger import PlatformLedger
+from server.platform_ledger import PlatformLedger, load_partner_keys
 from server.publishing import publish_outcome
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,11 @@ def main(grid: Grid, context: Context) -> None:
     logger.info(
         "run %s: %d rounds of %s with %s", run_id, plan.rounds, plan.model.name, plan.strategy.name
     )
-    ledger = PlatformLedger(config.ledger, load_private_key(config.signing_key))
+    ledger = PlatformLedger(
+        config.ledger,
+        load_private_key(config.signing_key),
+        partner_keys=load_partner_keys(config.partner_keys),
+    )
     outcome = run_federation(grid, plan, ledger=ledger)
     publish_outcome(outcome, config)
 

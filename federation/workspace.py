@@ -137,6 +137,7 @@ def create_workspace(
                     "registry": "registry",
                     "signing_key": "keys/platform.key",
                     "ledger": "ledgers/platform.jsonl",
+                    "partner_keys": "partner-keys",
                     "eval_data": str(eval_data.resolve()) if eval_data else None,
                 },
                 "federation": {"rounds": rounds, **strategy_table},

@@ -96,7 +96,14 @@ def run_federation(
         return result
 
     strategy = AccountableStrategy(
-        build_strategy(plan.strategy), round_log, min_partners=plan.strategy.min_partners
+        build_strategy(plan.strategy),
+        round_log,
+        min_partners=plan.strategy.min_partners,
+        check_reply=None
+        if ledger is None
+        else lambda rnd, report: ledger.entry_problem(
+            run_id=plan.run_id, server_round=rnd, report=report
+        ),
     )
     config = ConfigRecord(
         {

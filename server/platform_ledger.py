@@ -1,16 +1,19 @@
 """The platform's own signed ledger: what each partner reported, and what was published.
 
-Each accepted (or rejected) training reply is anchored by the hash of the partner's
-signed ledger entry that came with it, so the auditor can tie the two chains
-together; each published model is recorded with its weights and card hashes.
+Each training reply carries the partner's signed ledger entry for that release.
+Before an update is aggregated the platform checks the entry (signature, partner,
+run, round, update hash); afterwards it anchors the entry's hash in its own
+chain, marked accepted or not, so the auditor can tie the two chains together.
+Each published model is recorded with its weights and card hashes.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from privacy.ledger import (
     PLATFORM_OWNER,
@@ -20,46 +23,109 @@ from privacy.ledger import (
     PartnerRelease,
     PlatformPublish,
     PlatformReport,
+    verify_entry,
 )
+from privacy.signing import KeyFileError, SignatureInvalid, load_public_key
 from server.registry import PublishedModel
-from server.rounds import RoundRecord
+from server.rounds import PartnerTrainRecord, RoundRecord
 
 logger = logging.getLogger(__name__)
 
 LEDGER_ENTRY_KEY = "ledger-entry"
 
 
-class PlatformLedger:
-    """Appends platform entries; opened per write so a crash never holds the file."""
+def load_partner_keys(directory: Path | None) -> dict[str, Ed25519PublicKey]:
+    """``<partner_id>.pub`` files of registered partners (empty if no folder)."""
+    if directory is None or not directory.is_dir():
+        return {}
+    keys = {}
+    for path in sorted(directory.glob("*.pub")):
+        try:
+            keys[path.stem] = load_public_key(path)
+        except KeyFileError as exc:
+            logger.warning("ignoring partner key %s: %s", path, exc)
+    return keys
 
-    def __init__(self, path: Path, signing_key: Ed25519PrivateKey) -> None:
+
+def _entry(report: Mapping[str, object]) -> tuple[Entry, PartnerRelease] | None:
+    raw = str(report.get(LEDGER_ENTRY_KEY, "") or "")
+    if not raw:
+        return None
+    entry = Entry.from_json(raw)
+    release = entry.parsed_body()
+    if not isinstance(release, PartnerRelease):
+        raise LedgerError(f"entry kind '{entry.kind}' is not a partner release")
+    return entry, release
+
+
+class PlatformLedger:
+    """Checks partner entries and appends platform entries (opened per write)."""
+
+    def __init__(
+        self,
+        path: Path,
+        signing_key: Ed25519PrivateKey,
+        *,
+        partner_keys: Mapping[str, Ed25519PublicKey] | None = None,
+    ) -> None:
         self.path = path
         self._key = signing_key
+        self.partner_keys = dict(partner_keys or {})
+
+    def entry_problem(
+        self, *, run_id: str, server_round: int, report: Mapping[str, object]
+    ) -> str | None:
+        """Why the ledger entry in ``report`` does not vouch for this update, or None."""
+        try:
+            found = _entry(report)
+        except (LedgerError, ValueError) as exc:
+            return f"unreadable ledger entry: {exc}"
+        if found is None:
+            return None  # non-private round: nothing ledgered (publishing refuses it later)
+        entry, release = found
+        partner = str(report.get("partner-id", ""))
+        if release.partner_id != partner or entry.owner != partner:
+            return f"ledger entry is for partner '{release.partner_id}', reply from '{partner}'"
+        if release.run_id != run_id or release.round != server_round:
+            return (
+                f"ledger entry is for run {release.run_id} round {release.round}, "
+                f"not run {run_id} round {server_round}"
+            )
+        if release.update_hash != report.get("update-hash"):
+            return "ledger entry's update hash differs from the update sent"
+        key = self.partner_keys.get(partner)
+        if key is not None:
+            try:
+                verify_entry(entry, key)
+            except (SignatureInvalid, LedgerError):
+                return "ledger entry signature does not verify with the partner's key"
+        return None
 
     def record_round(self, record: RoundRecord) -> int:
-        """One ``platform-report`` per partner reply carrying a signed release entry."""
+        """One ``platform-report`` per reply that carried a release entry."""
+        rows: list[tuple[PartnerTrainRecord, bool]] = [
+            *((t, record.aggregated) for t in record.train),
+            *((t, False) for t in record.rejected),
+        ]
         written = 0
         with Ledger.open(self.path, signing_key=self._key, owner=PLATFORM_OWNER) as ledger:
-            for train in record.train:
-                raw = str(train.report.get(LEDGER_ENTRY_KEY, "") or "")
-                if not raw:
-                    continue
+            for train, accepted in rows:
                 try:
-                    entry = Entry.from_json(raw)
-                    release = entry.parsed_body()
+                    found = _entry(train.report)
                 except (LedgerError, ValueError) as exc:
                     logger.warning(
-                        "round %d: partner %s sent an unreadable ledger entry: %s",
+                        "round %d: partner %s: unreadable ledger entry: %s",
                         record.round,
                         train.partner_id,
                         exc,
                     )
                     continue
-                if not isinstance(release, PartnerRelease):
+                if found is None:
                     continue
+                entry, release = found
                 ledger.append(
                     PlatformReport.from_release(
-                        release, partner_entry_hash=entry.hash, accepted=record.aggregated
+                        release, partner_entry_hash=entry.hash, accepted=accepted
                     )
                 )
                 written += 1
@@ -81,4 +147,4 @@ class PlatformLedger:
             )
 
 
-__all__ = ["LEDGER_ENTRY_KEY", "PlatformLedger"]
+__all__ = ["LEDGER_ENTRY_KEY", "PlatformLedger", "load_partner_keys"]

@@ -52,6 +52,7 @@ class Failure:
 class RoundRecord:
     round: int
     train: list[PartnerTrainRecord] = field(default_factory=list)
+    rejected: list[PartnerTrainRecord] = field(default_factory=list)
     evaluate: list[PartnerEvalRecord] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     aggregated: bool = False

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
@@ -24,6 +24,9 @@ from models import state_dict_sha256
 from server.rounds import Failure, PartnerEvalRecord, PartnerTrainRecord, RoundLog
 
 logger = logging.getLogger(__name__)
+
+ReplyCheck = Callable[[int, dict[str, object]], str | None]
+"""(server round, partner report) -> why the reply must be dropped, or None."""
 
 
 def _failure(msg: Message) -> Failure:
@@ -58,13 +61,39 @@ def _update_problem(msg: Message, report: dict[str, object]) -> str | None:
     return None
 
 
+def _train_record(
+    msg: Message, metrics: MetricRecord, report: dict[str, object]
+) -> PartnerTrainRecord | None:
+    try:
+        epsilon = float(metrics[P.EPSILON])
+        return PartnerTrainRecord(
+            partner_id=str(report[P.PARTNER_ID]),
+            node_id=msg.metadata.src_node_id,
+            num_examples=int(metrics[P.NUM_EXAMPLES]),
+            train_loss=float(metrics[P.TRAIN_LOSS]),
+            epsilon=epsilon if math.isfinite(epsilon) else None,
+            delta=float(metrics[P.DELTA]) if math.isfinite(epsilon) else None,
+            report=report,
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 class AccountableStrategy(Strategy):
     """Delegate to ``strategy``; record, validate and gate on contributors."""
 
-    def __init__(self, strategy: Strategy, round_log: RoundLog, *, min_partners: int) -> None:
+    def __init__(
+        self,
+        strategy: Strategy,
+        round_log: RoundLog,
+        *,
+        min_partners: int,
+        check_reply: ReplyCheck | None = None,
+    ) -> None:
         self.strategy = strategy
         self.round_log = round_log
         self.min_partners = min_partners
+        self.check_reply = check_reply
 
     def summary(self) -> None:
         logger.info("AccountableStrategy(min_partners=%d) wrapping:", self.min_partners)
@@ -95,25 +124,23 @@ class AccountableStrategy(Strategy):
             report = _report(msg)
             metrics = msg.content.metric_records.get(P.METRICS)
             problem = _update_problem(msg, report)
-            if metrics is None or problem is not None:
+            if problem is None and self.check_reply is not None:
+                problem = self.check_reply(server_round, report)
+            train = (
+                None
+                if metrics is None or P.PARTNER_ID not in report
+                else _train_record(msg, metrics, report)
+            )
+            if problem is not None or train is None:
                 failure = Failure(msg.metadata.src_node_id, "invalid-update", str(problem))
                 record.failures.append(failure)
+                if train is not None:
+                    record.rejected.append(train)  # its release is ledgered, not accepted
                 logger.warning(
                     "round %d: dropped node %d: %s", server_round, failure.node_id, failure.reason
                 )
                 continue
-            epsilon = float(metrics[P.EPSILON])
-            record.train.append(
-                PartnerTrainRecord(
-                    partner_id=str(report[P.PARTNER_ID]),
-                    node_id=msg.metadata.src_node_id,
-                    num_examples=int(metrics[P.NUM_EXAMPLES]),
-                    train_loss=float(metrics[P.TRAIN_LOSS]),
-                    epsilon=epsilon if math.isfinite(epsilon) else None,
-                    delta=float(metrics[P.DELTA]) if math.isfinite(epsilon) else None,
-                    report=report,
-                )
-            )
+            record.train.append(train)
             accepted.append(msg)
         if len(accepted) < self.min_partners:
             logger.error(
