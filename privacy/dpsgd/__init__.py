@@ -11,7 +11,7 @@ from privacy.dpsgd.registry import (
 from privacy.dpsgd.sparse_impl import FedctrSparse, SparseDPModule
 from privacy.dpsgd.sparse_optimizer import SparseDPOptimizer
 
-DEFAULT_IMPLEMENTATION = "opacus-ghost"
+DEFAULT_IMPLEMENTATION = "fedctr-sparse"
 
 __all__ = [
     "DEFAULT_IMPLEMENTATION",

@@ -19,10 +19,6 @@ from __future__ import annotations
 
 import torch
 
-# Up to this many lookups per example, matching indices through an [N, L, L] Gram
-# matrix beats sorting (it is a batched matmul); beyond it, sort-based grouping wins.
-GRAM_MAX_LOOKUPS = 64
-
 # Opacus' DPOptimizer adds this to the norm before dividing (keeps a zero gradient finite).
 _NORM_EPS = 1e-6
 
@@ -73,43 +69,32 @@ def linear_clipped_sum_(
         grad_bias.add_(scaled.sum(0))
 
 
-def embedding_norm_sq(
-    indices: torch.Tensor, backprops: torch.Tensor, *, num_embeddings: int
-) -> torch.Tensor:
+def embedding_norm_sq(indices: torch.Tensor, backprops: torch.Tensor) -> torch.Tensor:
     """Squared per-example gradient norm of an embedding table.
 
     ``indices`` is ``[N, L]`` and ``backprops`` ``[N, L, D]``. Example ``i``'s gradient
     has row ``r`` equal to the sum of ``backprops[i, j]`` over the positions ``j`` with
-    ``indices[i, j] == r``: repeated indices are summed *before* squaring. Positions
-    that must not count (padding) are expected to carry zero backprops.
+    ``indices[i, j] == r``: repeated indices are summed *before* squaring (after sorting
+    each example's indices, equal ones are neighbours). Summing first also keeps float32
+    exact where repeated rows' gradients cancel. Positions that must not count
+    (padding) are expected to carry zero backprops.
     """
     n, lookups = indices.shape
     if n == 0 or lookups == 0:
         return backprops.new_zeros(n)
-    if lookups <= GRAM_MAX_LOOKUPS:
-        return _embedding_norm_sq_gram(indices, backprops)
-    return _embedding_norm_sq_sorted(indices, backprops, num_embeddings=num_embeddings)
-
-
-def _embedding_norm_sq_gram(indices: torch.Tensor, backprops: torch.Tensor) -> torch.Tensor:
-    # |sum_j e_{idx_j} g_j^T|^2 = sum_{j,k} [idx_j == idx_k] g_j . g_k
-    gram = torch.bmm(backprops, backprops.transpose(1, 2))
-    same_row = indices.unsqueeze(2) == indices.unsqueeze(1)
-    return (gram * same_row).sum((1, 2)).clamp(min=0)
-
-
-def _embedding_norm_sq_sorted(
-    indices: torch.Tensor, backprops: torch.Tensor, *, num_embeddings: int
-) -> torch.Tensor:
-    n = indices.shape[0]
     dim = backprops.shape[2]
-    example = torch.arange(n, device=indices.device).unsqueeze(1)
-    keys = (example * num_embeddings + indices).reshape(-1)
-    unique, inverse = torch.unique(keys, return_inverse=True)
-    rows = backprops.new_zeros(unique.shape[0], dim)
-    rows.index_add_(0, inverse, backprops.reshape(-1, dim))
+    ordered, perm = indices.sort(dim=1)
+    grads = backprops.gather(1, perm.unsqueeze(2).expand(-1, -1, dim))
+    starts = torch.ones_like(ordered, dtype=torch.bool)
+    starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    flat_starts = starts.reshape(-1)
+    segment = flat_starts.cumsum(0) - 1  # one id per (example, distinct row)
+    num_segments = int(segment[-1]) + 1
+    rows = backprops.new_zeros(num_segments, dim)
+    rows.index_add_(0, segment, grads.reshape(-1, dim))
+    owner = torch.arange(n, device=indices.device).repeat_interleave(lookups)[flat_starts]
     out = backprops.new_zeros(n)
-    out.index_add_(0, torch.div(unique, num_embeddings, rounding_mode="floor"), rows.pow(2).sum(1))
+    out.index_add_(0, owner, rows.pow(2).sum(1))
     return out
 
 
@@ -128,7 +113,6 @@ def clip_factors(norms: torch.Tensor, max_grad_norm: float) -> torch.Tensor:
 
 
 __all__ = [
-    "GRAM_MAX_LOOKUPS",
     "clip_factors",
     "embedding_clipped_sum_",
     "embedding_norm_sq",

@@ -155,7 +155,7 @@ class _EmbeddingTap(_LayerTap):
 
     def norm_sq(self, calls: list[_Call], batch_size: int) -> torch.Tensor:
         idx, g = self._stack(calls, batch_size)
-        return embedding_norm_sq(idx, g, num_embeddings=self.module.num_embeddings)
+        return embedding_norm_sq(idx, g)
 
     def clipped_sum_(
         self,
