@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import torch
-from torch.utils.data import TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
 from clients.errors import DataFileError
 from models.encoding import hash_column, transform_numeric
@@ -100,6 +100,23 @@ class EncodedData:
     def dataset(self) -> TensorDataset:
         return TensorDataset(*self.tensors())
 
+    def loader(
+        self, *, batch_size: int, shuffle: bool, generator: torch.Generator | None = None
+    ) -> DataLoader:
+        """Mini-batches ``(x_cat, x_num, x_dense, y)`` of these rows, fetched a batch at a time.
+
+        Same batches as ``DataLoader(self.dataset(), ...)`` (same sampler, same order),
+        without its per-row fetch and stack, which cost ~30x the indexing on CTR logs of a
+        few columns. Opacus' Poisson loader keeps the dataset and collate function.
+        """
+        return DataLoader(
+            _BatchFetchDataset(*self.tensors()),
+            batch_size=batch_size,
+            shuffle=shuffle,
+            generator=generator,
+            collate_fn=_already_collated,
+        )
+
     def take(self, index: np.ndarray) -> EncodedData:
         return EncodedData(
             self.x_cat[index], self.x_num[index], self.x_dense[index], self.y[index], self.report
@@ -112,6 +129,18 @@ class EncodedData:
         order = np.random.default_rng(seed).permutation(len(self))
         n_hold = round(len(self) * holdout_fraction)
         return self.take(np.sort(order[n_hold:])), self.take(np.sort(order[:n_hold]))
+
+
+class _BatchFetchDataset(TensorDataset):
+    """A TensorDataset that DataLoader reads one batch per call (``__getitems__``)."""
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
+        index = torch.as_tensor(indices, dtype=torch.long)
+        return tuple(t[index] for t in self.tensors)
+
+
+def _already_collated(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    return batch
 
 
 class _Issues:

@@ -62,8 +62,8 @@ def train_locally(
     clipping norm and Poisson sample rate, under a fresh Opacus PrivacyEngine whose
     accountant records the steps. Without it, ordinary mini-batch training.
     """
-    loader = DataLoader(
-        data.dataset(), batch_size=training.batch_size, shuffle=release is None, generator=generator
+    loader = data.loader(
+        batch_size=training.batch_size, shuffle=release is None, generator=generator
     )
     anchor = [p.detach().clone() for p in model.parameters()] if proximal_mu > 0 else []
     model.train()
