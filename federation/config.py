@@ -99,7 +99,8 @@ def load_platform_config(path: str | Path) -> PlatformConfig:
         raise PlatformConfigError(f"cannot read platform config {source}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise PlatformConfigError(f"{source}: not valid TOML: {exc}") from exc
-    unknown = sorted(set(raw) - {"platform", "federation", "model"})
+    # [superlink] (address, TLS files) belongs to federation.deployment, which reads it.
+    unknown = sorted(set(raw) - {"platform", "federation", "model", "superlink"})
     if unknown:
         raise PlatformConfigError(f"{source}: unknown sections {unknown}")
     platform = _table(raw, "platform", source)
@@ -119,6 +120,7 @@ def load_platform_config(path: str | Path) -> PlatformConfig:
         "registry",
         "signing_key",
         "ledger",
+        "partner_keys",
         "eval_data",
         "seed",
     }

@@ -131,7 +131,7 @@ def _write_csv(table: pa.Table, path: Path, bad_rows: int, rng: np.random.Genera
         if k % 3 == 0:
             columns["click"] = _replace(columns["click"], i, "yes")
         elif k % 3 == 1:
-            columns["bid_price"] = _replace(columns["bid_price"], i, "n/a")
+            columns["bid_price"] = _replace(columns["bid_price"], i, "cheap")
         else:
             columns["text_emb"] = _replace(columns["text_emb"], i, "0.1 0.2")
     pacsv.write_csv(pa.table(columns), path)

@@ -20,8 +20,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from clients.config import PrivacySettings, TrainingSettings
 from models import FeatureSpec, ModelConfig
+from privacy.ledger import Ledger
 from privacy.signing import generate_signing_key, save_private_key, save_public_key
 from server.strategies.registry import StrategyConfig
 
@@ -85,13 +88,14 @@ def _toml(sections: dict[str, dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
-def _keypair(private: Path, public_copies: list[Path]) -> None:
+def _keypair(private: Path, public_copies: list[Path]) -> Ed25519PrivateKey:
     private.parent.mkdir(parents=True, exist_ok=True)
     key = generate_signing_key()
     save_private_key(key, private)
     for pub in public_copies:
         pub.parent.mkdir(parents=True, exist_ok=True)
         save_public_key(key, pub)
+    return key
 
 
 def create_workspace(
@@ -149,10 +153,12 @@ def create_workspace(
     partner_configs: dict[str, Path] = {}
     for p in partners:
         folder = root / "partners" / p.partner_id
-        _keypair(
+        key = _keypair(
             folder / "keys" / f"{p.partner_id}.key",
             [folder / "keys" / f"{p.partner_id}.pub", auditor / f"{p.partner_id}.pub"],
         )
+        # An empty ledger from day one: "never released anything" is auditable too.
+        Ledger.open(folder / "ledger.jsonl", signing_key=key, owner=p.partner_id).close()
         config = folder / "partner.toml"
         config.write_text(
             _toml(

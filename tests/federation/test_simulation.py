@@ -1,0 +1,128 @@
+"""A real Flower simulation (Ray) of a federation where things go wrong, end to end.
+
+One run covers: a partner that runs out of budget and refuses, a partner whose
+file is broken, a partner with bad rows it skips; the platform aggregates the
+rest, publishes a signed model whose card names only real contributors, and the
+audit passes. No mock stands in for Flower, Opacus or the signature.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from clients.config import PrivacySettings, TrainingSettings
+from federation.simulation import run_simulation
+from federation.workspace import PartnerSetup, create_workspace
+from models import ModelConfig, builtin_spec_path, load_spec
+from privacy.audit import audit_directories
+from privacy.ledger import read_ledger
+from server.registry import verify_model_main
+from server.strategies.registry import StrategyConfig
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory, synthetic_logs):
+    logs, test_file = synthetic_logs
+    root = tmp_path_factory.mktemp("sim")
+    broken = root / "broken-d.parquet"
+    broken.write_bytes(b"PAR1 not really parquet")
+    privacy = PrivacySettings(epsilon=4.0, delta=1e-5, planned_rounds=2, max_grad_norm=5.0)
+    training = TrainingSettings(batch_size=256, local_epochs=1, learning_rate=0.01)
+    partners = [
+        PartnerSetup("shop-a", logs["shop-a"], privacy, training),
+        PartnerSetup(
+            "advertiser-b", logs["advertiser-b"], replace(privacy, planned_rounds=1), training
+        ),
+        PartnerSetup("crm-c", logs["crm-c"], privacy, training),
+        PartnerSetup("broken-d", broken, privacy, training),
+    ]
+    spec_file = builtin_spec_path("demo")
+    ws = create_workspace(
+        root / "fed",
+        spec_file=spec_file,
+        spec=load_spec(spec_file),
+        partners=partners,
+        model=ModelConfig(name="lr"),
+        strategy=StrategyConfig(min_partners=2),
+        rounds=2,
+        eval_data=test_file,
+    )
+    run_simulation(
+        platform_config=ws.platform_config,
+        partner_configs=list(ws.partner_configs.values()),
+        run_id="sim-test",
+        flwr_home=root / "flwr-home",
+    )
+    summary = json.loads((ws.runs / "sim-test" / "summary.json").read_text())
+    return ws, summary
+
+
+def test_refusals_and_broken_files_do_not_stop_the_federation(finished_run) -> None:
+    """Round 1: three contribute, the broken file fails; round 2: the partner out of
+    budget refuses; both rounds aggregate."""
+    _, summary = finished_run
+    r1, r2 = summary["rounds"]
+
+    assert sorted(t["partner_id"] for t in r1["train"]) == ["advertiser-b", "crm-c", "shop-a"]
+    assert sorted(t["partner_id"] for t in r2["train"]) == ["crm-c", "shop-a"]
+    assert [f["kind"] for f in r1["failures"]] == ["bad-data"]
+    assert sorted(f["kind"] for f in r2["failures"]) == ["bad-data", "budget-refused"]
+    assert r1["aggregated"] and r2["aggregated"]
+    assert r2["global_metrics"]["auc"] > 0.5
+
+
+def test_epsilon_is_the_worst_partner_and_within_each_budget(finished_run) -> None:
+    _, summary = finished_run
+    for row in summary["rounds"]:
+        for t in row["train"]:
+            assert 0 < t["epsilon"] <= 4.0
+    crm = [t for t in summary["rounds"][1]["train"] if t["partner_id"] == "crm-c"][0]
+    assert crm["report"]["rows-skipped"] == 3  # bad rows skipped and reported, not silent
+
+
+def test_card_names_only_partners_that_contributed(finished_run) -> None:
+    _, summary = finished_run
+    card = json.loads((Path(summary["model_path"]) / "card.json").read_text())
+    partners = {p["partner_id"]: p for p in card["privacy"]["partners"]}
+
+    assert set(partners) == {"shop-a", "advertiser-b", "crm-c"}
+    assert partners["advertiser-b"]["rounds_contributed"] == 1
+    assert partners["shop-a"]["rounds_contributed"] == 2
+    assert partners["shop-a"]["epsilon"] <= 4.0
+    assert card["feature_spec"]["hash"] == load_spec(builtin_spec_path("demo")).spec_hash
+
+
+def test_published_model_verifies_and_one_flipped_byte_does_not(finished_run) -> None:
+    ws, summary = finished_run
+    model_dir = Path(summary["model_path"])
+    args = [str(model_dir), "--public-key", str(ws.platform_public_key)]
+
+    assert verify_model_main(args) == 0
+    weights = model_dir / "model.safetensors"
+    blob = bytearray(weights.read_bytes())
+    blob[len(blob) // 2] ^= 0x01
+    weights.write_bytes(bytes(blob))
+    try:
+        assert verify_model_main(args) != 0
+    finally:
+        blob[len(blob) // 2] ^= 0x01
+        weights.write_bytes(bytes(blob))
+
+
+def test_ledgers_match_and_the_audit_passes(finished_run, tmp_path: Path) -> None:
+    from federation.auditing import collect_audit_inputs
+
+    ws, _ = finished_run
+    assert len(read_ledger(ws.partner_dir("shop-a") / "ledger.jsonl").entries) == 2
+    assert len(read_ledger(ws.partner_dir("advertiser-b") / "ledger.jsonl").entries) == 1
+    assert read_ledger(ws.partner_dir("broken-d") / "ledger.jsonl").entries == ()
+    ledgers, keys = collect_audit_inputs(ws, tmp_path / "audit")
+
+    result = audit_directories(ledgers_dir=ledgers, keys_dir=keys, registry_dir=ws.registry)
+    assert result.passed, [str(f) for f in result.findings]
