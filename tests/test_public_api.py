@@ -1,0 +1,46 @@
+"""Every package declares its public names, and each of them exists."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+PACKAGES = [
+    "fedctr",
+    "models",
+    "privacy",
+    "privacy.dpsgd",
+    "privacy.ledger",
+    "privacy.audit",
+    "clients",
+    "server",
+    "server.registry",
+    "server.strategies",
+    "federation",
+]
+
+
+@pytest.mark.parametrize("name", PACKAGES)
+def test_star_import_exposes_exactly_all(name: str) -> None:
+    """``from pkg import *`` works and every name in ``__all__`` is defined."""
+    module = importlib.import_module(name)
+    assert hasattr(module, "__all__"), f"{name} has no __all__"
+    namespace: dict[str, object] = {}
+    exec(f"from {name} import *", namespace)  # noqa: S102
+    missing = [n for n in module.__all__ if n not in namespace]
+    assert not missing
+
+
+def test_fedctr_errors_share_one_root() -> None:
+    """Every domain error is a FedctrError, so a process boundary can catch them all."""
+    from clients.errors import DataFileError
+    from fedctr.errors import FedctrError
+    from models.errors import FeatureSpecError
+    from privacy.errors import BudgetExceededError
+    from server.errors import PlatformConfigError
+    from server.registry import ArtifactTampered
+
+    for cls in (DataFileError, FeatureSpecError, BudgetExceededError, PlatformConfigError,
+                ArtifactTampered):
+        assert issubclass(cls, FedctrError)
