@@ -73,6 +73,12 @@ class ServiceMetrics:
         )
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self._rows = {True: self.rows.labels("true"), False: self.rows.labels("false")}
+        self._open: bool | None = None
+
+    def breaker_state(self, is_open: bool) -> None:
+        if is_open is not self._open:
+            self._open = is_open
+            self.breaker_open.set(int(is_open))
 
     def count_rows(self, n: int, *, personalized: bool, conservative: bool) -> None:
         self._rows[personalized].inc(n)

@@ -214,7 +214,11 @@ class ServerProcess:
                 ok = httpx.get(self.url + "/v1/ready", timeout=2).status_code == 200
             except httpx.TransportError:
                 ok = False
-            if ok and self.log.read_text().count("Application startup complete") >= workers_ready:
+            # each worker logs this at info level once its model is verified and warm
+            if ok and (
+                workers_ready <= 1
+                or self.log.read_text().count("Application startup complete") >= workers_ready
+            ):
                 return
             time.sleep(0.05)
         raise TimeoutError(f"server did not become ready in {timeout} s")

@@ -9,6 +9,7 @@ the window mean back in band, it closes again. Each server process keeps its own
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,7 +50,7 @@ class CircuitBreaker:
         self.guard = guard
         self.settings = settings
         self._clock = clock
-        self._buf = np.zeros(settings.window, dtype=np.float64)
+        self._buf = [0.0] * settings.window
         self._pos = 0
         self._count = 0
         self._sum = 0.0
@@ -67,22 +68,34 @@ class CircuitBreaker:
     def window_mean(self) -> float | None:
         return self._sum / self._count if self._count else None
 
-    def _push(self, values: np.ndarray) -> None:
+    def _push(self, values: list[float]) -> None:
         """Append to the ring; unfilled slots hold 0, so the running sum stays exact."""
         w = self.settings.window
         values = values[-w:]
         first = min(len(values), w - self._pos)
         for chunk in (values[:first], values[first:]):
-            if not len(chunk):
+            if not chunk:
                 continue
             end = self._pos + len(chunk)
-            self._sum += float(chunk.sum()) - float(self._buf[self._pos : end].sum())
+            self._sum += sum(chunk) - sum(self._buf[self._pos : end])
             self._buf[self._pos : end] = chunk
             self._pos = end % w
         self._count = min(w, self._count + len(values))
         self._pushes += len(values)
         if self._pushes >= w:  # re-sum now and then so float error cannot accumulate
-            self._sum = float(self._buf.sum())
+            self._sum = math.fsum(self._buf)
+            self._pushes = 0
+
+    def _push_one(self, value: float) -> None:
+        pos = self._pos
+        self._sum += value - self._buf[pos]
+        self._buf[pos] = value
+        self._pos = (pos + 1) % self.settings.window
+        if self._count < self.settings.window:
+            self._count += 1
+        self._pushes += 1
+        if self._pushes >= self.settings.window:
+            self._sum = math.fsum(self._buf)
             self._pushes = 0
 
     def _in_band(self) -> bool:
@@ -97,8 +110,23 @@ class CircuitBreaker:
         self._opened_at = now
         self.reason = reason
 
+    def _settle(self, now: float) -> bool:
+        """Close after the cooldown if the evidence allows; return whether it is open."""
+        if self._opened_at is not None and (
+            now - self._opened_at >= self.settings.cooldown_s
+            and now - self._last_non_finite >= self.settings.cooldown_s
+            and self._in_band()
+        ):
+            self._opened_at = None
+            self.reason = None
+        return self._opened_at is not None
+
+    def _judge_drift(self, now: float) -> None:
+        if not self._in_band() and (self._opened_at is None or self.reason != NON_FINITE):
+            self._trip(OUT_OF_BAND, now)
+
     def apply(self, scores: np.ndarray, *, track: bool) -> tuple[np.ndarray, bool]:
-        """Return the scores to serve and whether they are (partly) conservative.
+        """Return the scores to serve and whether they are the conservative base rate.
 
         ``track``: feed finite scores into the drift window (personalised traffic only:
         the card's band describes the personalised model).
@@ -110,19 +138,24 @@ class CircuitBreaker:
             self._last_non_finite = now
             self._trip(NON_FINITE, now)
         if track:
-            self._push(scores if all_finite else scores[finite])
-            if not self._in_band() and (self._opened_at is None or self.reason != NON_FINITE):
-                self._trip(OUT_OF_BAND, now)
-        if self._opened_at is not None and (
-            now - self._opened_at >= self.settings.cooldown_s
-            and now - self._last_non_finite >= self.settings.cooldown_s
-            and self._in_band()
-        ):
-            self._opened_at = None
-            self.reason = None
-        if self._opened_at is not None:
+            self._push((scores if all_finite else scores[finite]).tolist())
+            self._judge_drift(now)
+        if self._settle(now):
             return np.full(scores.shape, self.guard.base_rate), True
         return scores, False
+
+    def apply_one(self, score: float, *, track: bool) -> tuple[float, bool]:
+        """:meth:`apply` for one score, without numpy."""
+        now = self._clock()
+        if not math.isfinite(score):
+            self._last_non_finite = now
+            self._trip(NON_FINITE, now)
+        elif track:
+            self._push_one(score)
+            self._judge_drift(now)
+        if self._settle(now):
+            return self.guard.base_rate, True
+        return score, False
 
 
 __all__ = ["NON_FINITE", "OUT_OF_BAND", "BreakerSettings", "CircuitBreaker"]

@@ -137,8 +137,11 @@ class FeatureEncoder:
         x = np.clip(x, self._lo, self._hi)
         return np.where(missing, self._fill, x).astype(np.float32)
 
-    def _encode_one(self, row: Mapping[str, Any], personalized: bool) -> EncodedBatch:
-        """One row in plain Python: the same float64 arithmetic, a tenth of the numpy calls."""
+    def encode_one(
+        self, row: Mapping[str, Any], *, personalized: bool
+    ) -> tuple[list[int], list[float], list[float]]:
+        """One row in plain Python: bucket ids, numerics (float64, to be rounded to float32 by
+        the caller) and the concatenated dense vectors; the same arithmetic as the batch path."""
         cats = [
             0 if is_user and not personalized else hasher.one(row.get(name))
             for name, hasher, is_user in self._cats_one
@@ -158,6 +161,10 @@ class FeatureEncoder:
         for name, dim, is_user in self._emb:
             v = row.get(name) if personalized or not is_user else None
             dense.extend([0.0] * dim if v is None else v)
+        return cats, nums, dense
+
+    def _encode_one(self, row: Mapping[str, Any], personalized: bool) -> EncodedBatch:
+        cats, nums, dense = self.encode_one(row, personalized=personalized)
         return EncodedBatch(
             x_cat=np.array([cats], dtype=np.int64).reshape(1, len(cats)),
             x_num=np.array([nums], dtype=np.float32).reshape(1, len(nums)),

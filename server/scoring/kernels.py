@@ -81,6 +81,10 @@ class _Gather:
         n, f = x_cat.shape
         return self.table.take((x_cat + self.offsets).ravel(), axis=0).reshape(n, f, self.width)
 
+    def one(self, cats: list[int]) -> Array:
+        """``[F, width]`` rows of one impression."""
+        return self.table.take(np.add(cats, self.offsets), axis=0)
+
     def field_sum(self, g: Array) -> Array:
         """Sum over fields of a gathered ``[N, F, W]``: ``[N, W]`` in one matmul."""
         return np.matmul(self.ones, g)
@@ -93,10 +97,20 @@ def _numeric_or_zero(x_num: Array) -> Array:
 
 
 class Kernel(ABC):
-    """Logits ``[N]`` (float32) from encoded inputs."""
+    """Logits ``[N]`` (float32) from encoded inputs; :meth:`one` for a single row."""
 
     @abstractmethod
     def __call__(self, x_cat: Array, x_num: Array, x_dense: Array) -> Array: ...
+
+    def one(self, cats: list[int], nums: list[float], dense: list[float]) -> float:
+        """Logit of one row given as lists (kernels override this with a 1-D path)."""
+        return float(
+            self(
+                np.array([cats], dtype=np.int64).reshape(1, len(cats)),
+                np.array([nums], dtype=np.float32).reshape(1, len(nums)),
+                np.array([dense], dtype=np.float32).reshape(1, len(dense)),
+            )[0]
+        )
 
 
 class TorchKernel(Kernel):
@@ -158,6 +172,20 @@ class _FirstOrder(Kernel):
         # FM: 0.5 * (|sum_f v_f|^2 - sum_f |v_f|^2), the second term precomputed per bucket
         return c[:, 0] + 0.5 * (np.einsum("nk,nk->n", s, s) - c[:, 1]), g[:, :, 2:]
 
+    def cat_one(self, cats: list[int]) -> tuple[float, Array]:
+        """:meth:`cat_part` of one row: a scalar and the ``[F * k]`` flattened factors."""
+        g = self.gather.one(cats)
+        c = self.gather.ones.dot(g)
+        if g.shape[1] == 1:
+            return c[0], g[:, 1:].ravel()
+        s = c[2:]
+        return c[0] + 0.5 * (s.dot(s) - c[1]), g[:, 2:].ravel()
+
+
+def _dense_one(nums: list[float], dense: list[float]) -> Array:
+    """``[numeric_or_zero, dense]`` of one row as float32."""
+    return np.array((nums or [0.0]) + dense, dtype=np.float32)
+
 
 @register_kernel("lr")
 class LRKernel(_FirstOrder):
@@ -168,6 +196,10 @@ class LRKernel(_FirstOrder):
         out = self.linear(np.concatenate([_numeric_or_zero(x_num), x_dense], axis=1))[:, 0]
         return out + self.cat_part(x_cat)[0] if self.has_cat else out
 
+    def one(self, cats: list[int], nums: list[float], dense: list[float]) -> float:
+        out = self.linear(_dense_one(nums, dense))[0]
+        return float(out + self.cat_one(cats)[0] if self.has_cat else out)
+
 
 @register_kernel("fm")
 class FMKernel(_FirstOrder):
@@ -177,6 +209,10 @@ class FMKernel(_FirstOrder):
     def __call__(self, x_cat: Array, x_num: Array, x_dense: Array) -> Array:
         out = self.linear(np.concatenate([_numeric_or_zero(x_num), x_dense], axis=1))[:, 0]
         return out + self.cat_part(x_cat)[0] if self.has_cat else out
+
+    def one(self, cats: list[int], nums: list[float], dense: list[float]) -> float:
+        out = self.linear(_dense_one(nums, dense))[0]
+        return float(out + self.cat_one(cats)[0] if self.has_cat else out)
 
 
 @register_kernel("deepfm")
@@ -195,6 +231,15 @@ class DeepFMKernel(_FirstOrder):
             out += cat
             dense = np.concatenate([v.reshape(n, -1), dense], axis=1)
         return out + self.deep_out(self.deep(dense))[:, 0]
+
+    def one(self, cats: list[int], nums: list[float], dense: list[float]) -> float:
+        x = _dense_one(nums, dense)
+        out = self.linear(x)[0]
+        if self.has_cat:
+            cat, v = self.cat_one(cats)
+            out += cat
+            x = np.concatenate((v, x))
+        return float(out + self.deep_out(self.deep(x))[0])
 
 
 @register_kernel("dcnv2")
@@ -216,6 +261,15 @@ class DCNv2Kernel(Kernel):
         for down, up in self.cross:
             xl = x0 * up(down(xl)) + xl
         return self.head(np.concatenate([xl, self.deep(x0)], axis=1))[:, 0]
+
+    def one(self, cats: list[int], nums: list[float], dense: list[float]) -> float:
+        x0 = _dense_one(nums, dense)
+        if self.has_cat:
+            x0 = np.concatenate((self.gather.one(cats).ravel(), x0))
+        xl = x0
+        for down, up in self.cross:
+            xl = x0 * up(down(xl)) + xl
+        return float(self.head(np.concatenate((xl, self.deep(x0))))[0])
 
 
 @register_kernel("fusion")
@@ -244,6 +298,21 @@ class FusionKernel(_FirstOrder):
             out += cat
             parts.insert(0, v.reshape(n, -1))
         return out + self.head(self.deep(np.concatenate(parts, axis=1)))[:, 0]
+
+    def one(self, cats: list[int], nums: list[float], dense: list[float]) -> float:
+        num = np.array(nums or [0.0], dtype=np.float32)
+        x = np.array(dense, dtype=np.float32)
+        out = self.linear(num)[0]
+        projected = np.concatenate([p(x.take(i)) for i, p in self.projections])
+        np.maximum(projected, 0.0, out=projected)
+        fused = self.fuse(projected)
+        np.maximum(fused, 0.0, out=fused)
+        parts = [num, fused]
+        if self.has_cat:
+            cat, v = self.cat_one(cats)
+            out += cat
+            parts.insert(0, v)
+        return float(out + self.head(self.deep(np.concatenate(parts)))[0])
 
 
 __all__ = ["Kernel", "TorchKernel", "build_kernel", "kernel_names", "register_kernel"]

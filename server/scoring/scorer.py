@@ -6,6 +6,7 @@ so a hot reload builds a new one next to the old and swaps a reference.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -59,6 +60,17 @@ class Scorer:
             out = out + np.float32(self.fallback.logit_shift)
         return out
 
+    def score_one(self, row: Mapping[str, Any], *, personalized: bool) -> float:
+        """Click probability of one row (the latency path: lists and 1-D arrays only)."""
+        cats, nums, dense = self.encoder.encode_one(row, personalized=personalized)
+        z = self.kernel.one(cats, nums, dense)
+        if not personalized:
+            z += self.fallback.logit_shift
+        if z >= 0:
+            return 1.0 / (1.0 + math.exp(-z))
+        e = math.exp(z)  # also NaN for NaN
+        return e / (1.0 + e)
+
     def score(self, rows: Sequence[Mapping[str, Any]], *, personalized: bool) -> np.ndarray:
         """Click probabilities (float64, may be non-finite if the model is broken)."""
         return sigmoid(self.logits(rows, personalized=personalized))
@@ -80,8 +92,16 @@ class Scorer:
                 f"{self.inference} kernel of model '{self.model.config.name}' disagrees with "
                 "its torch forward pass; refusing to serve it"
             )
-        self.score([{}], personalized=True)
-        self.score([{}], personalized=False)
+        row = {}
+        for i in range(rows):
+            one = self.kernel.one(x_cat[i].tolist(), x_num[i].tolist(), x_dense[i].tolist())
+            if not math.isclose(one, float(ref[i]), rel_tol=0, abs_tol=10 * atol):
+                raise ScoringError(
+                    f"single-row kernel of model '{self.model.config.name}' disagrees with its "
+                    "torch forward pass; refusing to serve it"
+                )
+        self.score([row], personalized=True)
+        self.score_one(row, personalized=False)
 
 
 __all__ = ["Inference", "Scorer", "ScoringError", "sigmoid"]

@@ -9,13 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi import HTTPException
 from fastapi.testclient import TestClient
 
 from models import builtin_spec_path, load_spec
 from privacy.signing import save_public_key
 from server.api import Settings, create_app
-from server.api.deps import get_active_model
-from server.api.holder import prepare_model
+from server.api.deps import get_active_model, get_holder
+from server.api.holder import ModelHolder, prepare_model
 from server.api.metrics import ServiceMetrics
 from server.api.reloader import reload_once
 from server.api.testing import bad_request_cases, example_row, torch_reference
@@ -152,18 +153,30 @@ def test_circuit_breaker_serves_base_rate_on_nan(client, platform) -> None:
         settings_for(platform),
         expected_spec_hash=None,
     )
-    active.scorer.kernel = lambda *a: np.full(a[0].shape[0], np.nan, dtype=np.float32)
+    active.scorer.kernel.one = lambda *a: float("nan")
+    client.app.state.holder.swap(active)
+    body = client.post("/v1/score", json={"features": good_features()}).json()
+    assert body["conservative"] is True and body["score"] == 0.1  # the card's base rate
+    text = client.get("/metrics").text
+    assert "fedctr_conservative_rows_total 1.0" in text
+    assert "fedctr_circuit_breaker_open 1.0" in text
+    assert client.get("/v1/model").json()["circuit_breaker"]["reason"] == "non_finite_output"
 
-    async def broken() -> object:
-        return active
 
-    client.app.dependency_overrides[get_active_model] = broken
+def test_routes_read_the_holder_through_dependencies(client) -> None:
+    """Readiness and the model card use overridable dependencies (here: an empty holder)."""
+    client.app.dependency_overrides[get_holder] = lambda: ModelHolder()
+
+    async def no_model() -> object:
+        raise HTTPException(status_code=503, detail="no model")
+
+    client.app.dependency_overrides[get_active_model] = no_model
     try:
-        body = client.post("/v1/score", json={"features": good_features()}).json()
+        assert client.get("/v1/ready").status_code == 503
+        assert client.get("/v1/model").status_code == 503
     finally:
         client.app.dependency_overrides.clear()
-    assert body["conservative"] is True and body["score"] == 0.1  # the card's base rate
-    assert "fedctr_conservative_rows_total 1.0" in client.get("/metrics").text
+    assert client.get("/v1/ready").status_code == 200
 
 
 def test_not_ready_without_a_model(platform, tmp_path) -> None:

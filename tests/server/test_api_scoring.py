@@ -49,6 +49,8 @@ def test_numpy_kernel_equals_torch(name: str, spec: FeatureSpec) -> None:
             expected = torch.sigmoid(model(*(torch.from_numpy(a) for a in inputs))).numpy()
         got = 1 / (1 + np.exp(-kernel(*inputs).astype(np.float64)))
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+        one = [kernel.one(*(a[i].tolist() for a in inputs)) for i in range(n)]
+        np.testing.assert_allclose(1 / (1 + np.exp(-np.array(one))), expected, rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", registered_models())
@@ -57,11 +59,16 @@ def test_scorer_equals_torch_on_raw_rows(name: str) -> None:
     model = random_model(DEMO, name, seed=4)
     scorer = Scorer(model, DEMO, fallback=ContextFallback())
     rows = [demo_row(i) for i in range(40)]
-    single = np.array([scorer.score([r], personalized=True)[0] for r in rows])
+    single = np.array([scorer.score_one(r, personalized=True) for r in rows])
+    via_batch_path = np.array([scorer.score([r], personalized=True)[0] for r in rows])
     batch = scorer.score(rows, personalized=True)
     expected = torch_reference(model, DEMO, rows, personalized=True)
     np.testing.assert_allclose(single, expected, rtol=0, atol=1e-5)
     np.testing.assert_allclose(batch, expected, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(via_batch_path, expected, rtol=0, atol=1e-5)
+    off = [scorer.score_one(r, personalized=False) for r in rows]
+    expected_off = torch_reference(model, DEMO, rows, personalized=False)
+    np.testing.assert_allclose(off, expected_off, rtol=0, atol=1e-5)
 
 
 values = st.one_of(
@@ -167,6 +174,21 @@ def test_breaker_trips_on_drift_and_recovers_when_back_in_band() -> None:
     clock.now = 6.5
     out, flagged = b.apply(np.array([0.1]), track=True)
     assert not flagged and out[0] == 0.1 and b.window_mean == pytest.approx(0.1)
+
+
+def test_breaker_single_score_path_matches_batch_path() -> None:
+    """apply_one makes the same decisions as apply on one-element arrays."""
+    clock_a, clock_b = FakeClock(), FakeClock()
+    cfg = BreakerSettings(window=5, min_samples=3, cooldown_s=1)
+    a = CircuitBreaker(GUARD, cfg, clock=clock_a)
+    b = CircuitBreaker(GUARD, cfg, clock=clock_b)
+    stream = [0.1, 0.1, float("nan"), 0.5, 0.5, 0.5, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]
+    for t, x in enumerate(stream):
+        clock_a.now = clock_b.now = t * 0.4
+        one = a.apply_one(x, track=True)
+        arr, flag = b.apply(np.array([x]), track=True)
+        assert one == (float(arr[0]), flag)
+    assert a.window_mean == pytest.approx(b.window_mean)
 
 
 def test_breaker_window_mean_is_exact_over_wraparound() -> None:

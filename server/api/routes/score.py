@@ -15,8 +15,8 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from server.api.deps import ActiveModelDep, MetricsDep
 from server.api.errors import VALUE_ERRORS, rejected_response, validation_response
+from server.api.holder import ActiveModel
 from server.api.schemas import BatchScoreResponse, ErrorResponse, RequestSchemas, ScoreResponse
 
 log = logging.getLogger("fedctr.serve")
@@ -46,6 +46,17 @@ def _body(schema_name: str) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {JSON: {"schema": ref}}}}
 
 
+def current_model(request: Request) -> ActiveModel:
+    """The served model, read once per request (the hot routes skip FastAPI's dependency
+    resolution: it costs more than scoring). 503 until a verified model is loaded."""
+    active = request.app.state.holder.current
+    if active is None:
+        raise HTTPException(
+            status_code=503, detail="no verified model is loaded yet; see /v1/ready"
+        )
+    return active
+
+
 def _internal_error(request: Request, exc: Exception) -> JSONResponse:
     log.error("scoring failed on %s: %s", request.url.path, type(exc).__name__)
     return JSONResponse(status_code=500, content={"detail": "internal error while scoring"})
@@ -71,11 +82,9 @@ def build_score_router(schemas: RequestSchemas, *, max_body_bytes: int) -> APIRo
         openapi_extra=_body(score_model.__name__),
         summary="Click probability of one impression",
     )
-    async def score(
-        request: Request,
-        active: ActiveModelDep,
-        metrics: MetricsDep,
-    ) -> Response:
+    async def score(request: Request) -> Response:
+        active = current_model(request)
+        metrics = request.app.state.metrics
         body = await read_body(request, max_body_bytes)
         try:
             req = score_model.model_validate_json(body)
@@ -83,18 +92,18 @@ def build_score_router(schemas: RequestSchemas, *, max_body_bytes: int) -> APIRo
             return validation_response(exc)
         personalized = req.personalized
         try:
-            raw = active.scorer.score((req.features,), personalized=personalized)
-            scores, conservative = active.breaker.apply(raw, track=personalized)
+            raw = active.scorer.score_one(req.features, personalized=personalized)
+            value, conservative = active.breaker.apply_one(raw, track=personalized)
         except VALUE_ERRORS as exc:
             return rejected_response(request, exc)
         except Exception as exc:
             return _internal_error(request, exc)
         metrics.count_rows(1, personalized=personalized, conservative=conservative)
-        metrics.breaker_open.set(active.breaker.is_open)
+        metrics.breaker_state(active.breaker.is_open)
         rid = req.request_id
         return Response(
             content=(
-                f'{{"score":{float(scores[0])!r},"model_version":"{active.version}",'
+                f'{{"score":{value!r},"model_version":"{active.version}",'
                 f'"personalized":{"true" if personalized else "false"},'
                 f'"conservative":{"true" if conservative else "false"},'
                 f'"request_id":{"null" if rid is None else chr(34) + rid + chr(34)}}}'
@@ -109,11 +118,9 @@ def build_score_router(schemas: RequestSchemas, *, max_body_bytes: int) -> APIRo
         openapi_extra=_body(batch_model.__name__),
         summary="Click probabilities of a batch of impressions (one model version)",
     )
-    async def score_batch(
-        request: Request,
-        active: ActiveModelDep,
-        metrics: MetricsDep,
-    ) -> Response:
+    async def score_batch(request: Request) -> Response:
+        active = current_model(request)
+        metrics = request.app.state.metrics
         body = await read_body(request, max_body_bytes)
         try:
             req = batch_model.model_validate_json(body)
@@ -129,7 +136,7 @@ def build_score_router(schemas: RequestSchemas, *, max_body_bytes: int) -> APIRo
         except Exception as exc:
             return _internal_error(request, exc)
         metrics.count_rows(len(rows), personalized=personalized, conservative=conservative)
-        metrics.breaker_open.set(active.breaker.is_open)
+        metrics.breaker_state(active.breaker.is_open)
         return Response(
             content=(
                 f'{{"scores":[{",".join(map(repr, scores.tolist()))}],'

@@ -1,0 +1,219 @@
+"""Scoring API throughput and latency against the real uvicorn server on 127.0.0.1.
+
+Load comes from a separate process: ``wrk`` (Debian package ``wrk``) when it is on
+PATH, otherwise a Python keep-alive load generator in another process (it saturates
+earlier; the table says which was used). Every configuration runs in this one
+process, one after the other, so the table's ratios compare like with like.
+
+    .venv/bin/python bench/bench_scoring.py                # deepfm, demo spec, 10 s each
+    .venv/bin/python bench/bench_scoring.py --model dcnv2 --duration 5
+
+Configurations: the naive baseline (the same FastAPI service with torch inference,
+1 worker), the numpy inference path with 1 worker, and with 2 workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from models import builtin_spec_path, load_spec  # noqa: E402
+from privacy.signing import generate_signing_key, save_public_key  # noqa: E402
+from server.api.testing import ServerProcess, example_row, torch_reference  # noqa: E402
+from server.registry import publish_model  # noqa: E402
+from server.registry.examples import example_card, random_model  # noqa: E402
+
+
+@dataclass
+class Load:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+
+def run_wrk(url: str, body: str, *, connections: int, duration: float, tmp: Path) -> Load:
+    script = tmp / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+        f"wrk.body = [==[{body}]==]\n"
+    )
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    pct = dict(re.findall(r"^\s+(\d+)%\s+(\S+)$", out, re.M))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    return Load(
+        rps=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        p50_ms=_ms(pct["50"]),
+        p99_ms=_ms(pct["99"]),
+        errors=(int(errors.group(1)) if errors else 0) + (1 if socket_errors else 0),
+    )
+
+
+def _py_worker(url: str, body: bytes, deadline: float, queue: mp.Queue) -> None:
+    lat, errors = [], 0
+    with httpx.Client(headers={"content-type": "application/json"}) as c:
+        while time.monotonic() < deadline:
+            t = time.perf_counter()
+            r = c.post(url, content=body)
+            lat.append(time.perf_counter() - t)
+            errors += r.status_code != 200
+    queue.put((lat, errors))
+
+
+def run_python_load(url: str, body: str, *, connections: int, duration: float) -> Load:
+    """Fallback load generator: ``connections`` processes with one keep-alive client each."""
+    ctx = mp.get_context("spawn")
+    queue: mp.Queue = ctx.Queue()
+    deadline = time.monotonic() + 2 + duration
+    procs = [
+        ctx.Process(target=_py_worker, args=(url, body.encode(), deadline, queue))
+        for _ in range(connections)
+    ]
+    for p in procs:
+        p.start()
+    results = [queue.get() for _ in procs]
+    for p in procs:
+        p.join()
+    lat = np.concatenate([np.array(r[0]) for r in results])
+    return Load(
+        rps=len(lat) / duration,
+        p50_ms=float(np.percentile(lat, 50) * 1e3),
+        p99_ms=float(np.percentile(lat, 99) * 1e3),
+        errors=sum(r[1] for r in results),
+    )
+
+
+def measure(url: str, body: str, *, connections: int, duration: float, tmp: Path) -> Load:
+    if shutil.which("wrk"):
+        return run_wrk(url, body, connections=connections, duration=duration, tmp=tmp)
+    return run_python_load(url, body, connections=connections, duration=duration)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="deepfm")
+    parser.add_argument("--spec", default="demo", help="built-in spec name")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
+    parser.add_argument("--batch-rows", type=int, default=1000)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--configs", default="torch:1,numpy:1,numpy:2", help="inference:workers, comma-separated"
+    )
+    args = parser.parse_args(argv)
+
+    spec = load_spec(builtin_spec_path(args.spec))
+    tmp = Path(tempfile.mkdtemp(prefix="fedctr-bench-"))
+    key = generate_signing_key()
+    model = random_model(spec, args.model, seed=1, hidden=(64, 32))
+    publish_model(
+        registry_dir=tmp / "registry",
+        model=model,
+        spec=spec,
+        card=example_card(band=(0.001, 0.999)),
+        signing_key=key,
+    )
+    pub = save_public_key(key, tmp / "platform.pub")
+    single = json.dumps({"features": example_row(spec, 3)})
+    rows = [example_row(spec, i) for i in range(args.batch_rows)]
+    batch = json.dumps({"rows": rows})
+    expected = torch_reference(model, spec, rows[:50], personalized=True)
+    loader = "wrk" if shutil.which("wrk") else "python (wrk not found)"
+    results = {}
+    try:
+        for config in args.configs.split(","):
+            inference, workers = config.split(":")
+            srv = ServerProcess(
+                registry=tmp / "registry",
+                public_key=pub,
+                log=tmp / f"{config}.log",
+                workers=int(workers),
+                cwd=REPO,
+                extra_args=(
+                    "--inference",
+                    inference,
+                    "--max-batch-rows",
+                    str(args.batch_rows),
+                    "--log-level",
+                    "info",
+                ),
+            )
+            try:
+                srv.wait_ready(workers_ready=int(workers))
+                got = httpx.post(srv.url + "/v1/score/batch", json={"rows": rows[:50]}).json()
+                diff = float(np.max(np.abs(np.array(got["scores"]) - expected)))
+                measure(srv.url + "/v1/score", single, connections=4, duration=1, tmp=tmp)
+                r16 = measure(
+                    srv.url + "/v1/score",
+                    single,
+                    connections=args.connections,
+                    duration=args.duration,
+                    tmp=tmp,
+                )
+                r1 = measure(
+                    srv.url + "/v1/score", single, connections=1, duration=args.duration, tmp=tmp
+                )
+                rb = measure(
+                    srv.url + "/v1/score/batch",
+                    batch,
+                    connections=int(workers) * 2,
+                    duration=args.duration,
+                    tmp=tmp,
+                )
+                results[config] = (r16, r1, rb, diff)
+                print(f"done {config}", file=sys.stderr)
+            finally:
+                srv.stop()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    base = results.get("torch:1")
+    print(
+        f"\nfedctr scoring API, model {args.model}, spec {args.spec}, load: {loader}, "
+        f"{args.duration:g} s per cell, single = 1 impression/request, "
+        f"batch = {args.batch_rows} rows/request"
+    )
+    head = (
+        f"{'config':<14}{'single c' + str(args.connections) + ' req/s':>18}{'p50 ms':>9}"
+        f"{'p99 ms':>9}{'c1 p50 ms':>11}{'c1 req/s':>10}{'batch rows/s':>14}"
+        f"{'errors':>8}{'max|Δ| vs torch':>17}{'x naive':>9}"
+    )
+    print(head)
+    print("-" * len(head))
+    for config, (r16, r1, rb, diff) in results.items():
+        ratio = f"{r16.rps / base[0].rps:.1f}x" if base else "-"
+        print(
+            f"{config:<14}{r16.rps:>18,.0f}{r16.p50_ms:>9.2f}{r16.p99_ms:>9.2f}"
+            f"{r1.p50_ms:>11.3f}{r1.rps:>10,.0f}{rb.rps * args.batch_rows:>14,.0f}"
+            f"{r16.errors + r1.errors + rb.errors:>8}{diff:>17.1e}{ratio:>9}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
