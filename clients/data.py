@@ -1,4 +1,5 @@
-"""Read a partner's conversion log (CSV or Parquet) through the feature spec.
+"""Read a partner's conversion log (CSV, Parquet, or a format the spec's ``[source]``
+names; see :mod:`clients.formats`) through the feature spec.
 
 Nothing here guesses: a missing column rejects the file; a bad value (a label
 that is not 0/1, a number that does not parse or is infinite, an embedding of the
@@ -19,12 +20,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from clients.errors import DataFileError
+from clients.formats import read_spec_columns
 from models.encoding import hash_column, transform_numeric
 from models.spec import EmbeddingFeature, FeatureSpec
 
@@ -164,51 +164,6 @@ class _Issues:
             )
 
 
-def _read_table(path: Path, columns: list[str]) -> pa.Table:
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".parquet", ".pq"):
-            schema = pq.read_schema(path)
-            _require_columns(path, schema.names, columns)
-            return pq.read_table(path, columns=columns)
-        if suffix in (".csv", ".txt", ".tsv"):
-            delimiter = "\t" if suffix == ".tsv" else ","
-            names = pacsv.open_csv(
-                path, parse_options=pacsv.ParseOptions(delimiter=delimiter)
-            ).schema.names
-            _require_columns(path, names, columns)
-            return pacsv.read_csv(
-                path,
-                parse_options=pacsv.ParseOptions(delimiter=delimiter),
-                convert_options=pacsv.ConvertOptions(
-                    include_columns=columns,
-                    column_types={c: pa.string() for c in columns},
-                    strings_can_be_null=True,
-                    quoted_strings_can_be_null=True,
-                ),
-            )
-    except pa.ArrowInvalid as exc:
-        raise DataFileError(
-            f"{path}: cannot parse the file as {suffix.lstrip('.')}: {exc}", file=str(path)
-        ) from exc
-    except OSError as exc:
-        raise DataFileError(f"cannot read {path}: {exc}", file=str(path)) from exc
-    raise DataFileError(
-        f"{path}: unsupported file type '{suffix}'; use .csv, .tsv or .parquet", file=str(path)
-    )
-
-
-def _require_columns(path: Path, present: list[str], required: list[str]) -> None:
-    missing = [c for c in required if c not in present]
-    if missing:
-        raise DataFileError(
-            f"{path}: missing column(s) {missing} required by the feature spec; "
-            f"the file has {present[:12]}{'...' if len(present) > 12 else ''}",
-            file=str(path),
-            column=missing[0],
-        )
-
-
 def _as_strings(column: pa.ChunkedArray) -> list[str | None]:
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
         return column.to_pylist()
@@ -298,13 +253,16 @@ def read_partner_log(
     """Read and encode one conversion log; raises :class:`DataFileError` on a file-level
     problem or (policy ``reject``) on the first bad value."""
     path = Path(path)
-    columns = [spec.label, *spec.column_names]
-    table = _read_table(path, columns)
+    read = read_spec_columns(path, spec)
+    table = read.table
     n = table.num_rows
     if n == 0:
         raise DataFileError(f"{path}: the file has no data rows", file=str(path))
     issues = _Issues(str(path), BadRowPolicy(policy), max_issue_samples)
     bad = np.zeros(n, dtype=bool)
+    for problem in read.problems:  # rows the format reader could not lay out
+        issues.add(np.array([problem.row]), problem.column, problem.reason)
+        bad[problem.row] = True
 
     y = _parse_label(table.column(spec.label), spec, issues)
     bad |= np.isnan(y)

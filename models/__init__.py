@@ -6,6 +6,7 @@ from models.config import ModelConfig
 from models.encoding import canonical_scalar, hash_column, hash_value, transform_numeric
 from models.errors import FeatureSpecError, SpecMismatchError, UnknownModelError
 from models.metrics import log_loss, predict_proba, roc_auc
+from models.source_layout import SourceLayout
 from models.spec import (
     CategoricalFeature,
     EmbeddingFeature,
@@ -24,6 +25,7 @@ __all__ = [
     "FeatureSpecError",
     "ModelConfig",
     "NumericFeature",
+    "SourceLayout",
     "SpecMismatchError",
     "UnknownModelError",
     "build_model",

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from models.errors import FeatureSpecError
+from models.source_layout import SourceLayout
 
 SPEC_FORMAT_VERSION = 1
 
@@ -137,6 +138,8 @@ class FeatureSpec:
     embedding: tuple[EmbeddingFeature, ...] = ()
     positive_labels: tuple[str, ...] = ("1", "1.0", "true", "True")
     version: int = SPEC_FORMAT_VERSION
+    # How this partner's files hold the columns: local, so neither hashed nor compared.
+    source: SourceLayout = field(default_factory=SourceLayout, compare=False)
     _hash: str = field(default="", init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -191,7 +194,8 @@ class FeatureSpec:
         return sum(f.dim for f in self.embedding if modality is None or f.modality == modality)
 
     def to_dict(self) -> dict[str, Any]:
-        """Canonical dict form (what is hashed and what a TOML/JSON file holds)."""
+        """Canonical dict form (what is hashed and what a TOML/JSON file holds); the
+        partner-local ``[source]`` table is left out (see ``source.to_dict()``)."""
         return {
             "version": self.version,
             "name": self.name,
@@ -218,6 +222,7 @@ class FeatureSpec:
             "categorical",
             "numeric",
             "embedding",
+            "source",
         }
         unknown = sorted(set(raw) - known)
         if unknown:
@@ -232,6 +237,9 @@ class FeatureSpec:
             embedding = tuple(
                 EmbeddingFeature(**_table(e, "embedding")) for e in raw.get("embedding", [])
             )
+            columns = (*(f.name for f in categorical), *(f.name for f in numeric))
+            columns += tuple(f.name for f in embedding)
+            layout = SourceLayout.from_dict(raw.get("source", {}), spec_columns=columns)
             return cls(
                 version=raw.get("version", SPEC_FORMAT_VERSION),
                 name=str(raw.get("name", "unnamed")),
@@ -243,6 +251,7 @@ class FeatureSpec:
                 categorical=categorical,
                 numeric=numeric,
                 embedding=embedding,
+                source=layout,
             )
         except FeatureSpecError as exc:
             raise FeatureSpecError(f"{source}: {exc}") from exc
