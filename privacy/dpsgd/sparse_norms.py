@@ -38,9 +38,9 @@ def linear_norm_sq(
     out = backprops.new_zeros(n)
     if weight:
         if t == 1:
-            a = activations[:, 0]
-            g = backprops[:, 0]
-            out += a.pow(2).sum(1) * g.pow(2).sum(1)
+            a_norm = torch.linalg.vector_norm(activations[:, 0], dim=1)
+            g_norm = torch.linalg.vector_norm(backprops[:, 0], dim=1)
+            out += (a_norm * g_norm).pow(2)
         elif t * t * (d_in + d_out) <= t * d_in * d_out:
             aa = torch.bmm(activations, activations.transpose(1, 2))
             gg = torch.bmm(backprops, backprops.transpose(1, 2))
@@ -48,7 +48,7 @@ def linear_norm_sq(
         else:
             out += torch.bmm(backprops.transpose(1, 2), activations).pow(2).sum((1, 2))
     if bias:
-        out += backprops.sum(1).pow(2).sum(1)
+        out += torch.linalg.vector_norm(backprops.sum(1), dim=1).pow(2)
     return out
 
 

@@ -67,6 +67,11 @@ def _grads(calls: list[_Call]) -> list[torch.Tensor]:
     return [c.grad for c in calls if c.grad is not None]
 
 
+def _cat(parts: list[torch.Tensor]) -> torch.Tensor:
+    """Several calls of one layer side by side along the position axis (no copy for one)."""
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+
 class _LayerTap:
     """The calls recorded for one layer and the per-example math for its type."""
 
@@ -106,11 +111,8 @@ class _LinearTap(_LayerTap):
 
     def _stack(self, calls: list[_Call], n: int) -> tuple[torch.Tensor, torch.Tensor]:
         d_in, d_out = self.module.in_features, self.module.out_features
-        acts = [c.inputs.reshape(n, -1, d_in) for c in calls]
-        backs = [g.reshape(n, -1, d_out) for g in _grads(calls)]
-        if len(acts) == 1:
-            return acts[0], backs[0]
-        return torch.cat(acts, dim=1), torch.cat(backs, dim=1)
+        acts = _cat([c.inputs.reshape(n, -1, d_in) for c in calls])
+        return acts, _cat([g.reshape(n, -1, d_out) for g in _grads(calls)])
 
     def norm_sq(self, calls: list[_Call], batch_size: int) -> torch.Tensor:
         a, g = self._stack(calls, batch_size)
@@ -145,8 +147,8 @@ class _EmbeddingTap(_LayerTap):
 
     def _stack(self, calls: list[_Call], n: int) -> tuple[torch.Tensor, torch.Tensor]:
         dim = self.module.embedding_dim
-        idx = torch.cat([c.inputs.reshape(n, -1) for c in calls], dim=1)
-        g = torch.cat([g.reshape(n, -1, dim) for g in _grads(calls)], dim=1)
+        idx = _cat([c.inputs.reshape(n, -1) for c in calls])
+        g = _cat([g.reshape(n, -1, dim) for g in _grads(calls)])
         pad = self.module.padding_idx
         if pad is not None:
             # F.embedding never sends gradient to the padding row.

@@ -1,0 +1,334 @@
+"""DP-SGD cost on embedding-heavy CTR models: non-private vs Opacus ghost vs fedctr-sparse.
+
+Usage::
+
+    .venv/bin/python bench/bench_dpsgd.py            # the models of issue 5 (a few minutes)
+    .venv/bin/python bench/bench_dpsgd.py --quick    # small smoke run (well under a minute)
+
+For every model, epoch times come from ONE worker process that builds the data once
+and trains every implementation on it, one epoch each in turn, for ``--rounds``
+rounds (interleaving keeps the ratios fair on a machine shared with other jobs);
+the table shows the median epoch and the median CPU seconds. Peak memory needs a
+clean process per implementation: a fresh worker builds the same data and model,
+resets the kernel's high-water mark (``/proc/self/clear_refs``), trains
+``--memory-steps`` steps and reads ``VmHWM``. "train MB" is that peak minus the
+resident size just before training (data and model already built): what the
+training step itself costs.
+
+Models (synthetic click data, 26 categorical fields, 5% missing values, long-tailed
+values hashed into buckets; labels from a hidden logistic model):
+
+* ``emb-mlp``: issue 5's model, all fields hashed into one 2^18-bucket table of dim 8,
+  MLP 208-512-256-128-1: 2.37M parameters, 100k rows.
+* ``deepfm`` / ``dcnv2``: the models of ``models/``, 2^20 buckets split over the
+  26 fields, 13 numeric features, 100k rows.
+* ``emb-mlp-small``: a 2^12-bucket table where Opacus' hooks mode (dense per-example
+  gradients) is affordable, as a reference point.
+
+Every private run uses noise multiplier 1.0, clipping norm 1.0, batch 1024 (Poisson
+rate 1024/rows), the optimizer of ``--optimizer`` (Adam by default, as the partner
+trainer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from opacus import PrivacyEngine
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from models import ModelConfig, build_model
+from models.spec import CategoricalFeature, FeatureSpec, NumericFeature
+from privacy.dpsgd import get_implementation
+
+logger = logging.getLogger("bench_dpsgd")
+
+NON_PRIVATE = "non-private"
+SEED = 0
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One model and its synthetic data."""
+
+    name: str
+    model: str  # "emb-mlp" or a name in models.registered_models()
+    rows: int
+    buckets: int  # total hashed buckets (split over the fields for models/ models)
+    hidden: tuple[int, ...]
+    implementations: tuple[str, ...]
+    fields: int = 26
+    numeric: int = 13
+    embed_dim: int = 8
+    batch_size: int = 1024
+
+
+FAST = (NON_PRIVATE, "opacus-ghost", "fedctr-sparse")
+FULL_WORKLOADS = (
+    Workload("emb-mlp 2^18", "emb-mlp", 100_000, 2**18, (512, 256, 128), FAST),
+    Workload("deepfm 2^20", "deepfm", 100_000, 2**20, (64, 32), FAST),
+    Workload("dcnv2 2^20", "dcnv2", 100_000, 2**20, (64, 32), FAST),
+    Workload("emb-mlp 2^12", "emb-mlp", 20_000, 2**12, (64, 32), (*FAST, "opacus-hooks")),
+)
+QUICK_WORKLOADS = (
+    Workload("emb-mlp 2^14", "emb-mlp", 8_000, 2**14, (64, 32), FAST),
+    Workload("deepfm 2^16", "deepfm", 8_000, 2**16, (64, 32), FAST),
+    Workload("emb-mlp 2^10", "emb-mlp", 4_000, 2**10, (32,), (*FAST, "opacus-hooks")),
+)
+
+
+# ---- data and models --------------------------------------------------------------------
+
+
+class EmbeddingMLP(nn.Module):
+    """Issue 5's model: every field hashed into one shared table, concatenated, MLP."""
+
+    def __init__(self, buckets: int, fields: int, dim: int, hidden: tuple[int, ...]) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(buckets, dim)
+        nn.init.normal_(self.embedding.weight, std=0.01)
+        layers: list[nn.Module] = []
+        width = fields * dim
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        self.mlp = nn.Sequential(*layers, nn.Linear(width, 1))
+
+    def forward(self, x_cat: torch.Tensor) -> torch.Tensor:
+        return self.mlp(self.embedding(x_cat).flatten(1)).squeeze(1)
+
+
+def synthetic(w: Workload) -> TensorDataset:
+    """Long-tailed categorical values, 5% missing (bucket 0), clicks from a hidden model."""
+    rng = np.random.default_rng(SEED)
+    shared = w.model == "emb-mlp"
+    per_field = w.buckets if shared else w.buckets // w.fields
+    cardinality = np.geomspace(10, 200_000, w.fields).astype(np.int64)
+    raw = np.floor(cardinality ** rng.random((w.rows, w.fields))).astype(np.int64)
+    field = np.arange(w.fields, dtype=np.int64)
+    hashed = (raw * 0x9E3779B1 + field * 0x85EBCA6B) % (per_field - 1) + 1
+    hashed[rng.random((w.rows, w.fields)) < 0.05] = 0
+    weights = rng.normal(0.0, 0.4, per_field)
+    logit = -1.5 + weights[hashed].sum(1) / np.sqrt(w.fields)
+    numeric = np.log1p(rng.lognormal(1.0, 1.5, (w.rows, w.numeric))).astype(np.float32)
+    if not shared:
+        logit += 0.3 * (numeric[:, 0] - numeric[:, 0].mean())
+    y = (rng.random(w.rows) < 1 / (1 + np.exp(-logit))).astype(np.float32)
+    x_cat = torch.from_numpy(hashed)
+    if shared:
+        return TensorDataset(x_cat, torch.from_numpy(y))
+    return TensorDataset(
+        x_cat, torch.from_numpy(numeric), torch.zeros(w.rows, 0), torch.from_numpy(y)
+    )
+
+
+def build(w: Workload) -> nn.Module:
+    torch.manual_seed(SEED)
+    if w.model == "emb-mlp":
+        return EmbeddingMLP(w.buckets, w.fields, w.embed_dim, w.hidden)
+    spec = FeatureSpec(
+        name="bench",
+        salt="bench",
+        label="y",
+        categorical=tuple(
+            CategoricalFeature(name=f"C{i}", buckets=w.buckets // w.fields) for i in range(w.fields)
+        ),
+        numeric=tuple(NumericFeature(name=f"I{i}") for i in range(w.numeric)),
+    )
+    return build_model(spec, ModelConfig(name=w.model, embed_dim=w.embed_dim, hidden=w.hidden))
+
+
+@dataclass
+class Trainer:
+    """One implementation's model, optimizer, loader and criterion, ready to step."""
+
+    module: nn.Module
+    optimizer: torch.optim.Optimizer
+    loader: DataLoader
+    criterion: object
+    engine: object | None
+
+
+def trainer(w: Workload, data: TensorDataset, implementation: str, optimizer: str) -> Trainer:
+    model = build(w)
+    opt_cls = torch.optim.Adam if optimizer == "adam" else torch.optim.SGD
+    opt = opt_cls(model.parameters(), lr=1e-3 if optimizer == "adam" else 0.1)
+    gen = torch.Generator().manual_seed(SEED)
+    loader = DataLoader(data, batch_size=w.batch_size, shuffle=True, generator=gen)
+    if implementation == NON_PRIVATE:
+        return Trainer(model, opt, loader, nn.BCEWithLogitsLoss(), None)
+    engine = PrivacyEngine(accountant="rdp")
+    private = get_implementation(implementation).make_private(
+        engine,
+        module=model,
+        optimizer=opt,
+        data_loader=loader,
+        noise_multiplier=1.0,
+        max_grad_norm=1.0,
+        noise_generator=torch.Generator().manual_seed(SEED + 1),
+    )
+    return Trainer(
+        private.module, private.optimizer, private.data_loader, private.criterion, engine
+    )
+
+
+def run_steps(t: Trainer, max_steps: int | None = None) -> tuple[int, float]:
+    steps, total = 0, 0.0
+    for *inputs, y in t.loader:
+        t.optimizer.zero_grad()
+        loss = t.criterion(t.module(*inputs), y)
+        loss.backward()
+        t.optimizer.step()
+        total += float(loss.item()) if len(y) else 0.0
+        steps += 1
+        if max_steps is not None and steps >= max_steps:
+            break
+    return steps, total / max(steps, 1)
+
+
+# ---- workers (one fresh process each) ---------------------------------------------------
+
+
+def worker_time(w: Workload, rounds: int, optimizer: str) -> dict:
+    """Interleaved epochs of every implementation on the same data, in this process."""
+    data = synthetic(w)
+    trainers = {impl: trainer(w, data, impl, optimizer) for impl in w.implementations}
+    for t in trainers.values():  # warm-up: allocate optimizer state and buffers
+        run_steps(t, max_steps=3)
+    out: dict[str, dict] = {impl: {"wall": [], "cpu": [], "loss": []} for impl in w.implementations}
+    for r in range(rounds):
+        for impl, t in trainers.items():
+            wall0, cpu0 = time.perf_counter(), time.process_time()
+            steps, loss = run_steps(t)
+            out[impl]["wall"].append(time.perf_counter() - wall0)
+            out[impl]["cpu"].append(time.process_time() - cpu0)
+            out[impl]["loss"].append(loss)
+            out[impl]["steps"] = steps
+            logger.info("%s round %d %s: %.2f s", w.name, r, impl, out[impl]["wall"][-1])
+    out["_params"] = sum(p.numel() for p in build(w).parameters())
+    return out
+
+
+def _rss_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} missing from /proc/self/status")
+
+
+def worker_memory(w: Workload, implementation: str, steps: int, optimizer: str) -> dict:
+    """Peak resident memory of a few training steps, in a process of its own."""
+    data = synthetic(w)
+    t = trainer(w, data, implementation, optimizer)
+    before_kb = _rss_kb("VmRSS")
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+        reset = True
+    except OSError:
+        reset = False
+    run_steps(t, max_steps=steps)
+    peak_kb = _rss_kb("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"before_mb": before_kb / 1024, "peak_mb": peak_kb / 1024, "hwm_reset": reset}
+
+
+# ---- the parent: spawn, collect, print ----------------------------------------------------
+
+
+def spawn(args: list[str]) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", *args]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def ratio(value: float, base: float) -> str:
+    return f"{value / base:5.2f}x" if base > 0 else "  n/a"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small data and tables")
+    parser.add_argument("--rounds", type=int, default=None, help="timed epochs per implementation")
+    parser.add_argument("--memory-steps", type=int, default=20)
+    parser.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    parser.add_argument("--only", default="", help="comma-separated workload names to run")
+    parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    warnings.filterwarnings("ignore")
+
+    if args.worker:
+        kind, raw, *rest = args.worker
+        fields = json.loads(raw)
+        w = Workload(
+            **{
+                **fields,
+                "hidden": tuple(fields["hidden"]),
+                "implementations": tuple(fields["implementations"]),
+            }
+        )
+        if kind == "time":
+            result = worker_time(w, int(rest[0]), rest[1])
+        else:
+            result = worker_memory(w, rest[0], int(rest[1]), rest[2])
+        print(json.dumps(result))
+        return
+
+    workloads = QUICK_WORKLOADS if args.quick else FULL_WORKLOADS
+    if args.only:
+        wanted = {s.strip() for s in args.only.split(",")}
+        workloads = tuple(w for w in workloads if w.name in wanted)
+    rounds = args.rounds or (1 if args.quick else 3)
+    mem_steps = min(args.memory_steps, 5) if args.quick else args.memory_steps
+    header = (
+        f"{'model':<14} {'implementation':<14} {'params':>9} {'epoch s':>8} {'x np':>6} "
+        f"{'cpu s':>7} {'x np':>6} {'peak MB':>8} {'x np':>6} {'train MB':>9} {'x np':>6}"
+    )
+    lines = [header, "-" * len(header)]
+    for w in workloads:
+        spec = json.dumps(asdict(w))
+        logger.info("timing %s (%d rounds)", w.name, rounds)
+        timing = spawn(["time", spec, str(rounds), args.optimizer])
+        memory = {}
+        for impl in w.implementations:
+            logger.info("memory %s %s", w.name, impl)
+            memory[impl] = spawn(["memory", spec, impl, str(mem_steps), args.optimizer])
+        base_t = statistics.median(timing[NON_PRIVATE]["wall"])
+        base_c = statistics.median(timing[NON_PRIVATE]["cpu"])
+        base_peak = memory[NON_PRIVATE]["peak_mb"]
+        base_train = base_peak - memory[NON_PRIVATE]["before_mb"]
+        for impl in w.implementations:
+            wall = statistics.median(timing[impl]["wall"])
+            cpu = statistics.median(timing[impl]["cpu"])
+            peak = memory[impl]["peak_mb"]
+            train = peak - memory[impl]["before_mb"]
+            lines.append(
+                f"{w.name:<14} {impl:<14} {timing['_params']:>9,} {wall:8.2f} "
+                f"{ratio(wall, base_t):>6} {cpu:7.2f} {ratio(cpu, base_c):>6} {peak:8.0f} "
+                f"{ratio(peak, base_peak):>6} {train:9.0f} {ratio(train, base_train):>6}"
+            )
+        lines.append("")
+    print(
+        f"DP-SGD epoch cost, batch 1024, sigma=1.0, C=1.0, optimizer={args.optimizer}, "
+        f"median of {rounds} interleaved epoch(s); memory after {mem_steps} steps; "
+        f"torch threads={torch.get_num_threads()}"
+    )
+    print("\n".join(lines).rstrip())
+
+
+if __name__ == "__main__":
+    main()
