@@ -22,6 +22,8 @@ from fedctr.errors import FedctrError
 from privacy.signing import load_public_key
 from server.api.core.config import Settings, get_settings
 from server.api.errors import install_error_handlers
+from server.api.fastpath import ScoringFastPath
+from server.api.handlers import ScoreHandlers
 from server.api.holder import ModelHolder, prepare_model
 from server.api.metrics import MetricsMiddleware, ServiceMetrics
 from server.api.reloader import watch_registry
@@ -116,9 +118,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.holder = holder
     app.state.metrics = service_metrics
     app.state.spec = spec
+    handlers = ScoreHandlers(holder=holder, metrics=service_metrics, schemas=schemas)
     known = {"/openapi.json", "/docs", "/redoc"}
     for router, prefix in (
-        (build_score_router(schemas, max_body_bytes=settings.max_body_bytes), API_PREFIX),
+        (build_score_router(handlers, schemas, max_body_bytes=settings.max_body_bytes), API_PREFIX),
         (model.router, API_PREFIX),
         (health.router, API_PREFIX),
         (metrics.router, ""),
@@ -126,6 +129,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router, prefix=prefix)
         known.update(prefix + r.path for r in router.routes if hasattr(r, "path"))
     install_error_handlers(app)
+    if settings.fast_path:
+        app.add_middleware(
+            ScoringFastPath,
+            handlers=handlers,
+            routes={f"{API_PREFIX}/score": "single", f"{API_PREFIX}/score/batch": "batch"},
+            limit=settings.max_body_bytes,
+        )
     app.add_middleware(MetricsMiddleware, metrics=service_metrics, routes=frozenset(known))
     _install_openapi(app, schemas)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -113,6 +114,28 @@ def test_bad_input_is_a_4xx_naming_the_field(client, path, body, field) -> None:
     detail = r.json()["detail"]
     assert any(field in [str(p) for p in d["loc"]] or field in d["msg"] for d in detail), detail
     assert all(set(d) == {"loc", "msg", "type"} for d in detail)  # values are never echoed
+
+
+def test_fast_path_and_fastapi_routes_answer_alike(platform) -> None:
+    """The ASGI fast path and the documented FastAPI routes give identical answers."""
+    bodies = [
+        ("/v1/score", json.dumps({"features": good_features(5), "request_id": "r-1"})),
+        ("/v1/score/batch", json.dumps({"rows": [good_features(i) for i in range(3)]})),
+        *((path, body) for path, body, _ in bad_requests()),
+    ]
+    answers = []
+    for fast in (True, False):
+        with TestClient(create_app(settings_for(platform, fast_path=fast))) as c:
+            answers.append(
+                [
+                    (r.status_code, r.content)
+                    for r in (
+                        c.post(p, content=b, headers={"content-type": "application/json"})
+                        for p, b in bodies
+                    )
+                ]
+            )
+    assert answers[0] == answers[1]
 
 
 def test_oversize_body_is_413(client) -> None:

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     max_batch_rows: int = Field(default=10_000, ge=1, le=1_000_000)
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     inference: Literal["numpy", "torch"] = "numpy"
+    fast_path: bool = Field(
+        default=True, description="answer the scoring routes before FastAPI's routing"
+    )
     context_cache_size: int = Field(default=100_000, ge=0)
     breaker_window: int = Field(default=2000, ge=1)
     breaker_min_samples: int = Field(default=200, ge=1)
