@@ -15,7 +15,7 @@ gradient would be missing from the norm, and the guarantee with it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -215,29 +215,15 @@ class LayerTaps:
             self.taps.append(tap)
         self._anchor = torch.zeros((), requires_grad=True)
         self._recording = False
-        self._handles: list[RemovableHandle] = [
-            tap.module.register_forward_hook(self._hook_for(tap)) for tap in self.taps
-        ]
+        self._handles: list[RemovableHandle] = []
+        for tap in self.taps:
+            _drop_stale_hooks(tap.module)
+            self._handles.append(tap.module.register_forward_hook(_TapHook(self, tap)))
 
     # ---- recording -----------------------------------------------------
     def parameters(self) -> list[nn.Parameter]:
         """Every trainable tensor of the model, layer by layer."""
         return [p for tap in self.taps for p in tap.trainable()]
-
-    def _hook_for(self, tap: _LayerTap) -> Callable[..., torch.Tensor | None]:
-        def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
-            if not self._recording or not torch.is_grad_enabled():
-                return None
-            x = inputs[0]
-            call = _Call(inputs=x.detach(), version=x._version)
-            tap.calls.append(call)
-            replaced = None
-            if not output.requires_grad:
-                output = replaced = _Leaf.apply(output, self._anchor)
-            output.register_hook(call.capture)
-            return replaced
-
-        return hook
 
     @contextmanager
     def recording(self) -> Iterator[None]:
@@ -270,6 +256,19 @@ class LayerTaps:
             handle.remove()
         self._handles.clear()
         self.clear()
+
+    def record(self, tap: _LayerTap, inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
+        """Forward hook body: keep the layer input, watch the gradient of its output."""
+        if not self._recording or not torch.is_grad_enabled():
+            return None
+        x = inputs[0]
+        call = _Call(inputs=x.detach(), version=x._version)
+        tap.calls.append(call)
+        replaced = None
+        if not output.requires_grad:
+            output = replaced = _Leaf.apply(output, self._anchor)
+        output.register_hook(call.capture)
+        return replaced
 
     # ---- the batch -----------------------------------------------------
     def batch(self) -> RecordedBatch:
@@ -323,6 +322,26 @@ class RecordedBatch:
         for tap, calls in self.calls.items():
             if calls and self.batch_size > 0:
                 tap.clipped_sum_(calls, grads, scaled, self.batch_size)
+
+
+class _TapHook:
+    """The forward hook of one layer (a class, so a later LayerTaps can find and drop it)."""
+
+    def __init__(self, taps: LayerTaps, tap: _LayerTap) -> None:
+        self.taps = taps
+        self.tap = tap
+
+    def __call__(
+        self, module: nn.Module, inputs: tuple, output: torch.Tensor
+    ) -> torch.Tensor | None:
+        return self.taps.record(self.tap, inputs, output)
+
+
+def _drop_stale_hooks(module: nn.Module) -> None:
+    """A model made private again (next round, same object) keeps one set of hooks."""
+    for key, hook in list(module._forward_hooks.items()):
+        if isinstance(hook, _TapHook):
+            del module._forward_hooks[key]
 
 
 def _reject_batch_mixing(module: nn.Module) -> None:

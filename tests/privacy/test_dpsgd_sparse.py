@@ -409,6 +409,19 @@ def test_evaluation_and_unwrap_see_the_plain_model():
     assert private.implementation == "fedctr-sparse"
 
 
+def test_a_model_made_private_again_keeps_one_set_of_hooks():
+    """Next round, same model object: the new wrapper trains and the old hooks are gone."""
+    model = deepfm()
+    make("fedctr-sparse", model)
+    hooks_once = sum(len(m._forward_hooks) for m in model.modules())
+
+    again = make("fedctr-sparse", model)
+    step(again, poisson_batch())
+
+    assert sum(len(m._forward_hooks) for m in model.modules()) == hooks_once
+    assert again.optimizer.per_sample_norms is not None
+
+
 def test_fedctr_sparse_is_registered_and_the_default():
     """The partner trainer's default implementation is the fast path."""
     assert {"opacus-hooks", "opacus-ghost", "fedctr-sparse"} <= set(available_implementations())
