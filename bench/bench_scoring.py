@@ -8,8 +8,9 @@ process, one after the other, so the table's ratios compare like with like.
     .venv/bin/python bench/bench_scoring.py                # deepfm, demo spec, 10 s each
     .venv/bin/python bench/bench_scoring.py --model dcnv2 --duration 5
 
-Configurations: the naive baseline (the same FastAPI service with torch inference,
-1 worker), the numpy inference path with 1 worker, and with 2 workers.
+Configurations (``inference:workers[:route]``): the naive baseline ``torch:1:route``
+(torch inference behind ordinary FastAPI routes, 1 worker), numpy inference behind
+the FastAPI routes, and numpy inference with the ASGI fast path on 1 and 2 workers.
 """
 
 from __future__ import annotations
@@ -59,12 +60,23 @@ def run_wrk(url: str, body: str, *, connections: int, duration: float, tmp: Path
         f"wrk.body = [==[{body}]==]\n"
     )
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency", "-s", str(script), url],
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{max(1, round(duration))}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    pct = dict(re.findall(r"^\s+(\d+)%\s+(\S+)$", out, re.M))
+    pct = dict(re.findall(r"^\s+(\d+)%\s+(\S+)\s*$", out, re.M))
+    if "99" not in pct:
+        raise RuntimeError(f"unexpected wrk output:\n{out}")
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)", out)
     return Load(
@@ -123,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-rows", type=int, default=1000)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument(
-        "--configs", default="torch:1,numpy:1,numpy:2", help="inference:workers, comma-separated"
+        "--configs",
+        default="torch:1:route,numpy:1:route,numpy:1,numpy:2",
+        help="inference:workers[:route], comma-separated (route: FastAPI routes, no fast path)",
     )
     args = parser.parse_args(argv)
 
@@ -147,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     try:
         for config in args.configs.split(","):
-            inference, workers = config.split(":")
+            inference, workers, *route = config.split(":")
             srv = ServerProcess(
                 registry=tmp / "registry",
                 public_key=pub,
@@ -155,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
                 workers=int(workers),
                 cwd=REPO,
                 extra_args=(
+                    *(("--no-fast-path",) if route else ()),
                     "--inference",
                     inference,
                     "--max-batch-rows",
@@ -192,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    base = results.get("torch:1")
+    base = results.get("torch:1:route")
     print(
         f"\nfedctr scoring API, model {args.model}, spec {args.spec}, load: {loader}, "
         f"{args.duration:g} s per cell, single = 1 impression/request, "

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, MetricRecord
 from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
 
 from clients.data import BadRowPolicy, EncodedData, read_partner_log
 from federation import protocol as P
@@ -25,7 +26,9 @@ from server.evaluation import GlobalMetrics, evaluate_global
 from server.platform_ledger import PlatformLedger
 from server.rounds import RoundLog
 from server.strategies.accountable import AccountableStrategy
+from server.strategies.evaluate_in_train import EvaluateInTrain
 from server.strategies.registry import StrategyConfig, build_strategy
+from server.strategies.round_timing import TIMING_FILE, RoundTimer
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +46,7 @@ class FederationPlan:
     eval_data: Path | None = None
     timeout_s: float = 600.0
     seed: int = 0
+    evaluate_in_train: bool = False  # partners evaluate the model they receive (one message)
 
 
 @dataclass
@@ -92,10 +96,16 @@ def run_federation(
             result = MetricRecord(metrics.as_dict())
         if ledger is not None:
             ledger.record_round(record)
-        round_log.flush(server_round)
+        if not plan.evaluate_in_train:
+            round_log.flush(server_round)
+        else:  # round r's partner evaluations arrive with round r + 1's train replies
+            if server_round > 1:
+                round_log.flush(server_round - 1)
+            if server_round == plan.rounds:
+                round_log.flush(server_round)
         return result
 
-    strategy = AccountableStrategy(
+    strategy: Strategy = AccountableStrategy(
         build_strategy(plan.strategy),
         round_log,
         min_partners=plan.strategy.min_partners,
@@ -105,6 +115,10 @@ def run_federation(
             run_id=plan.run_id, server_round=rnd, report=report
         ),
     )
+    if plan.evaluate_in_train:
+        strategy = EvaluateInTrain(strategy, round_log, num_rounds=plan.rounds)
+    strategy = RoundTimer(strategy, plan.work_dir / TIMING_FILE)
+    (plan.work_dir / TIMING_FILE).unlink(missing_ok=True)
     config = ConfigRecord(
         {
             P.RUN_ID: plan.run_id,
