@@ -81,8 +81,41 @@ def log_config(level: str) -> dict:
     return config
 
 
+BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _argv(args: argparse.Namespace) -> list[str]:
+    """The command line that reproduces ``args`` (for the re-exec below)."""
+    argv = [
+        "--registry", str(args.registry), "--public-key", str(args.public_key),
+        "--host", args.host, "--port", str(args.port), "--workers", str(args.workers),
+        "--inference", args.inference, "--poll-interval", str(args.poll_interval),
+        "--max-batch-rows", str(args.max_batch_rows), "--log-level", args.log_level,
+    ]  # fmt: skip
+    if args.spec is not None:
+        argv += ["--spec", args.spec]
+    if args.no_fast_path:
+        argv.append("--no-fast-path")
+    return argv
+
+
+def _one_blas_thread(args: argparse.Namespace) -> None:
+    """One BLAS thread per process: OpenBLAS threads spin-wait, and on a busy 2-core
+    machine a 1000-row matmul took 7 ms with them instead of 0.1 ms. The count is fixed
+    when numpy loads, so if the caller (e.g. the ``fedctr`` CLI) already imported numpy
+    without the setting, re-execute cleanly as ``python -m server.api.serve``."""
+    unset = [v for v in BLAS_THREAD_VARS if v not in os.environ]
+    for var in unset:
+        os.environ[var] = "1"
+    if unset and "numpy" in sys.modules:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, [sys.executable, "-m", "server.api.serve", *_argv(args)])
+
+
 def serve(args: argparse.Namespace) -> int:
     """Validate the configuration, then run uvicorn until interrupted."""
+    _one_blas_thread(args)
     import uvicorn
 
     from server.api.main import create_app
@@ -135,25 +168,9 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
-
 def serve_main(argv: Sequence[str] | None = None) -> int:
-    """Entry point for ``fedctr serve``: parses ``argv`` (sys.argv[1:] if None).
-
-    Scoring wants one BLAS thread per process: OpenBLAS threads spin-wait, and on a
-    busy 2-core machine a 1000-row matmul went from 0.1 ms to 7 ms with them. The
-    thread count is fixed when numpy is imported, so if numpy is already loaded (by
-    the calling CLI) without that setting, the process re-executes itself cleanly.
-    """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_serve_parser().parse_args(argv)
-    unset = [v for v in BLAS_THREAD_VARS if v not in os.environ]
-    for var in unset:
-        os.environ[var] = "1"
-    if unset and "numpy" in sys.modules:
-        os.execv(sys.executable, [sys.executable, "-m", "server.api.serve", *argv])
-    return serve(args)
+    """Entry point for ``fedctr serve``: parses ``argv`` (sys.argv[1:] if None)."""
+    return serve(build_serve_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from server.api.deps import get_active_model, get_holder
 from server.api.holder import ModelHolder, prepare_model
 from server.api.metrics import ServiceMetrics
 from server.api.reloader import reload_once
+from server.api.serve import _argv, build_serve_parser
 from server.api.testing import bad_request_cases, example_row, torch_reference
 from server.registry import publish_model
 from server.registry.examples import example_card, random_model
@@ -307,3 +308,13 @@ def test_logs_hold_no_feature_values(client, caplog) -> None:
         client.post("/v1/score", json={"features": row, "bogus": secret})
     for needle in (secret, "adv-7e3b", "13.37", "x-9d2a"):
         assert needle not in caplog.text
+
+
+def test_serve_command_line_round_trips() -> None:
+    """The re-exec that pins BLAS threads reproduces every serve option."""
+    parser = build_serve_parser()
+    args = parser.parse_args(
+        ["--registry", "reg", "--public-key", "k.pub", "--spec", "demo", "--workers", "2",
+         "--no-fast-path", "--inference", "torch", "--poll-interval", "0.2"]
+    )  # fmt: skip
+    assert parser.parse_args(_argv(args)) == args
