@@ -68,18 +68,12 @@ class _FieldHasher:
 
     def buckets(self, values: Sequence[Any]) -> list[int]:
         """Buckets of many values; each distinct value is hashed once."""
-        cache = self._cache
-        if cache is None:  # user scope: dedupe within this call only
-            local: dict[Any, int] = {}
-            out = []
-            for v in values:
-                b = local.get(v)
-                if b is None:
-                    b = local[v] = self.bucket(v)
-                out.append(b)
-            return out
-        if len(cache) > self._cache_size:
-            cache.clear()
+        if self._cache is None:
+            cache: dict[Any, int] = {}  # user scope: dedupe within this call only
+        else:
+            cache = self._cache
+            if len(cache) > self._cache_size:
+                cache.clear()
         out = []
         for v in values:
             b = cache.get(v)

@@ -189,8 +189,12 @@ def _dense_one(nums: list[float], dense: list[float]) -> Array:
 
 @register_kernel("lr")
 class LRKernel(_FirstOrder):
+    """Logistic regression; :class:`FMKernel` is the same with the factors in the table."""
+
+    factors = False
+
     def __init__(self, model: CTRModel) -> None:
-        super().__init__(model, factors=False)
+        super().__init__(model, factors=self.factors)
 
     def __call__(self, x_cat: Array, x_num: Array, x_dense: Array) -> Array:
         out = self.linear(np.concatenate([_numeric_or_zero(x_num), x_dense], axis=1))[:, 0]
@@ -202,17 +206,8 @@ class LRKernel(_FirstOrder):
 
 
 @register_kernel("fm")
-class FMKernel(_FirstOrder):
-    def __init__(self, model: CTRModel) -> None:
-        super().__init__(model, factors=True)
-
-    def __call__(self, x_cat: Array, x_num: Array, x_dense: Array) -> Array:
-        out = self.linear(np.concatenate([_numeric_or_zero(x_num), x_dense], axis=1))[:, 0]
-        return out + self.cat_part(x_cat)[0] if self.has_cat else out
-
-    def one(self, cats: list[int], nums: list[float], dense: list[float]) -> float:
-        out = self.linear(_dense_one(nums, dense))[0]
-        return float(out + self.cat_one(cats)[0] if self.has_cat else out)
+class FMKernel(LRKernel):
+    factors = True
 
 
 @register_kernel("deepfm")
