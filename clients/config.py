@@ -149,7 +149,8 @@ def load_partner_config(path: str | Path) -> PartnerConfig:
         raise PartnerConfigError(f"cannot read partner config {path}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise PartnerConfigError(f"{path}: not valid TOML: {exc}") from exc
-    unknown = sorted(set(raw) - {"partner", "privacy", "training"})
+    # [node] (SuperLink address, CA, Flower node key) belongs to federation.deployment.
+    unknown = sorted(set(raw) - {"partner", "privacy", "training", "node"})
     if unknown:
         raise PartnerConfigError(f"{path}: unknown sections {unknown}")
     partner = raw.get("partner", {})

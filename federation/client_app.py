@@ -13,13 +13,14 @@ import json
 import logging
 import math
 import os
+import time
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from clients.config import PartnerConfig, load_partner_config
 from clients.errors import DataFileError, PartnerConfigError
-from clients.node import PartnerNode
+from clients.node import EvalReport, PartnerNode
 from fedctr.errors import FedctrError
 from federation import protocol as P
 from models import ModelConfig, SpecMismatchError
@@ -66,14 +67,52 @@ def _config(msg: Message) -> tuple[ConfigRecord, ModelConfig]:
     return config, ModelConfig.from_dict(json.loads(str(config[P.MODEL_CONFIG])))
 
 
+def _evaluation_record(report: EvalReport) -> ConfigRecord:
+    return ConfigRecord(
+        {
+            P.NUM_EXAMPLES: report.num_examples,
+            P.AUC: report.auc,
+            P.LOGLOSS: report.logloss,
+            P.MEAN_PREDICTION: report.mean_prediction,
+        }
+    )
+
+
+def _evaluate_first(
+    node: PartnerNode, weights: dict, model_config: ModelConfig, spec_hash: str
+) -> ConfigRecord | None:
+    """Evaluate the received global model before training it (``evaluate-first``).
+
+    Unusable data or a spec mismatch fail the whole message (training would fail
+    the same way); any other evaluation problem only drops the evaluation.
+    """
+    try:
+        report = node.evaluate(weights, model_config=model_config, spec_hash=spec_hash)
+    except (DataFileError, SpecMismatchError):
+        raise
+    except FedctrError as exc:
+        logger.warning("evaluation before training skipped: %s", exc)
+        return None
+    return _evaluation_record(report)
+
+
 @app.train()
 def train(msg: Message, context: Context) -> Message:
-    """One local DP round on the partner's data; refusals are error replies."""
+    """One local DP round on the partner's data; refusals are error replies.
+
+    With ``evaluate-first`` in the config, the received model is first evaluated
+    on the holdout and the evaluation travels back in the same reply.
+    """
+    started = time.perf_counter()
+    evaluation = None
     try:
         node = PartnerNode(partner_config_for(context))
         config, model_config = _config(msg)
+        weights = msg.content[P.ARRAYS].to_torch_state_dict()
+        if bool(config.get(P.EVALUATE_FIRST, False)):
+            evaluation = _evaluate_first(node, weights, model_config, str(config[P.SPEC_HASH]))
         weights, report = node.train(
-            msg.content[P.ARRAYS].to_torch_state_dict(),
+            weights,
             model_config=model_config,
             spec_hash=str(config[P.SPEC_HASH]),
             run_id=str(config[P.RUN_ID]),
@@ -107,15 +146,19 @@ def train(msg: Message, context: Context) -> Message:
             "budget-delta": node.config.privacy.delta,
             "unit-of-privacy": "example",
             "ledger-entry": report.ledger_entry or "",
+            P.COMPUTE_SECONDS: time.perf_counter() - started,
         }
     )
     content = RecordDict({P.ARRAYS: ArrayRecord(weights), P.METRICS: metrics, P.REPORT: details})
+    if evaluation is not None:
+        content[P.EVALUATION] = evaluation
     return Message(content=content, reply_to=msg)
 
 
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
     """AUC and log loss of the received global model on the partner's holdout."""
+    started = time.perf_counter()
     try:
         node = PartnerNode(partner_config_for(context))
         config, model_config = _config(msg)
@@ -134,7 +177,9 @@ def evaluate(msg: Message, context: Context) -> Message:
             P.MEAN_PREDICTION: report.mean_prediction,
         }
     )
-    details = ConfigRecord({P.PARTNER_ID: report.partner_id})
+    details = ConfigRecord(
+        {P.PARTNER_ID: report.partner_id, P.COMPUTE_SECONDS: time.perf_counter() - started}
+    )
     return Message(content=RecordDict({P.METRICS: metrics, P.REPORT: details}), reply_to=msg)
 
 

@@ -17,6 +17,9 @@ RUN_ID = "run-id"
 SPEC_HASH = "spec-hash"
 MODEL_CONFIG = "model-config"  # JSON of models.ModelConfig
 PROXIMAL_MU = "proximal-mu"
+# Evaluate the received global model before training it, and send the evaluation in
+# the train reply (saves a message round trip per round; see EvaluateInTrain).
+EVALUATE_FIRST = "evaluate-first"
 
 # Partner -> server (MetricRecord "metrics").
 NUM_EXAMPLES = "num-examples"
@@ -30,6 +33,10 @@ MAX_AGGREGATED = (EPSILON, DELTA)  # privacy metrics are the worst partner's, ne
 
 # Partner -> server (ConfigRecord "report").
 PARTNER_ID = "partner-id"
+COMPUTE_SECONDS = "compute-seconds"  # the partner's own work on this message (timing)
+# Partner -> server (ConfigRecord "evaluation" in a train reply): AUC, LOGLOSS,
+# MEAN_PREDICTION and NUM_EXAMPLES of the received model on the partner's holdout.
+EVALUATION = "evaluation"
 
 # Error codes of fedctr refusals (Flower's own codes are small integers).
 ERROR_BUDGET_REFUSED = 1001
@@ -46,6 +53,7 @@ ERROR_NAMES = {
 __all__ = [
     "ARRAYS",
     "AUC",
+    "COMPUTE_SECONDS",
     "CONFIG",
     "DELTA",
     "EPSILON",
@@ -54,6 +62,8 @@ __all__ = [
     "ERROR_NAMES",
     "ERROR_PARTNER",
     "ERROR_SPEC_MISMATCH",
+    "EVALUATE_FIRST",
+    "EVALUATION",
     "LOGLOSS",
     "MAX_AGGREGATED",
     "MEAN_PREDICTION",

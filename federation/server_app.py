@@ -14,6 +14,7 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from federation.config import resolve_platform_config
+from federation.deployment.grid import responsive_grid
 from privacy.signing import load_private_key
 from server.orchestrator import run_federation
 from server.platform_ledger import PlatformLedger, load_partner_keys
@@ -45,7 +46,7 @@ def main(grid: Grid, context: Context) -> None:
         load_private_key(config.signing_key),
         partner_keys=load_partner_keys(config.partner_keys),
     )
-    outcome = run_federation(grid, plan, ledger=ledger)
+    outcome = run_federation(responsive_grid(grid), plan, ledger=ledger)
     publish_outcome(outcome, config)
 
 

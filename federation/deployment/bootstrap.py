@@ -1,0 +1,342 @@
+"""``init`` and ``add-partner``: the folders, keys, certificates and configs of each side.
+
+Platform folder (``fedctr platform init DIR``)::
+
+    platform.toml  spec.toml
+    tls/ca.crt ca.key superlink.crt superlink.key   (keys 0600; give partners ca.crt)
+    keys/platform.key platform.pub                   (Ed25519: signs models and ledger)
+    node-keys/<id>.pub  partner-keys/<id>.pub        (filled by add-partner)
+    registry/ runs/ ledgers/ flwr-home/ logs/ run/
+
+Partner folder (``fedctr partner init DIR``)::
+
+    partner.toml  spec.toml  tls/ca.crt
+    keys/<id>.key <id>.pub    (Ed25519: signs the partner's ledger)
+    keys/node.key node.pub    (Flower node key: EC P-384, OpenSSH format)
+    registration.toml         (public keys only: send this to the platform)
+    state/ flwr-home/ logs/ run/
+
+Private keys are written 0600 and never printed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from clients.config import PrivacySettings, TrainingSettings, load_partner_config
+from federation.config import load_platform_config
+from federation.deployment.credentials import (
+    create_dev_tls,
+    create_node_key,
+    load_node_public_key,
+    node_key_fingerprint,
+    validate_hosts,
+)
+from federation.deployment.errors import CredentialError, DeploymentConfigError
+from federation.deployment.settings import (
+    load_node_settings,
+    load_superlink_settings,
+    split_address,
+)
+from models import ModelConfig, builtin_spec_path
+from models.spec import FeatureSpecError
+from privacy.signing import generate_signing_key, save_private_key, save_public_key
+from server.strategies.registry import StrategyConfig
+
+REGISTRATION_FILE = "registration.toml"
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, list | tuple):  # inline, one line
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
+
+
+def _line(key: str, value: Any, comment: str = "") -> str:
+    text = f"{key} = {_value(value)}"
+    return f"{text:<40} # {comment}" if comment else text
+
+
+def _fresh_dir(path: Path) -> Path:
+    path = path.resolve()
+    if path.exists() and any(path.iterdir()):
+        raise DeploymentConfigError(f"{path} exists and is not empty; choose a new folder")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def resolve_spec(spec: str | Path) -> Path:
+    """A spec file path, or the name of a built-in spec (``demo``)."""
+    path = Path(spec)
+    if path.is_file():
+        return path.resolve()
+    try:
+        return builtin_spec_path(str(spec))
+    except FeatureSpecError as exc:
+        raise DeploymentConfigError(f"--spec {spec}: no such file; {exc}") from exc
+
+
+# ---- platform ---------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class PlatformOptions:
+    hosts: tuple[str, ...]
+    spec: Path
+    port: int = 9093
+    listen: str = "0.0.0.0"
+    rounds: int = 3
+    min_partners: int = 2
+    strategy: str = "fedavg"
+    model: str = "lr"
+    timeout_s: float = 600.0
+    eval_data: Path | None = None
+    run_name: str = "fedctr"
+
+
+def init_platform(root: Path, opts: PlatformOptions) -> Path:
+    """Create the platform folder; returns the path of platform.toml."""
+    hosts = validate_hosts(opts.hosts)
+    StrategyConfig(name=opts.strategy, min_partners=opts.min_partners)  # validates
+    ModelConfig(name=opts.model)
+    root = _fresh_dir(root)
+    shutil.copyfile(opts.spec, root / "spec.toml")
+    create_dev_tls(root / "tls", hosts=hosts)
+    key = generate_signing_key()
+    (root / "keys").mkdir()
+    save_private_key(key, root / "keys" / "platform.key")
+    save_public_key(key, root / "keys" / "platform.pub")
+    for folder in ("node-keys", "partner-keys", "registry", "runs", "ledgers", "flwr-home"):
+        (root / folder).mkdir()
+    host = hosts[0]
+    address = f"[{host}]:{opts.port}" if ":" in host else f"{host}:{opts.port}"
+    model = ModelConfig(name=opts.model).to_dict()
+    lines = [
+        "# fedctr platform: written by `fedctr platform init`; paths relative to this file.",
+        "[platform]",
+        _line("run_name", opts.run_name),
+        _line("spec", "spec.toml", "partners must use this exact spec"),
+        _line("work_dir", "runs"),
+        _line("registry", "registry", "signed models"),
+        _line("signing_key", "keys/platform.key", "Ed25519, 0600"),
+        _line("ledger", "ledgers/platform.jsonl"),
+        _line("partner_keys", "partner-keys", "<partner_id>.pub: partners' ledger keys"),
+    ]
+    if opts.eval_data is not None:
+        lines.append(_line("eval_data", str(opts.eval_data.resolve()), "platform test data"))
+    lines += [
+        "",
+        "[federation]",
+        _line("rounds", opts.rounds),
+        _line("strategy", opts.strategy, "fedprox, fedadam, fedmedian, fedtrimmedavg, krum"),
+        _line("min_partners", opts.min_partners, "a round aggregates only with this many"),
+        _line("timeout_s", opts.timeout_s, "longest wait for partners' replies per round"),
+        _line("evaluate_in_train", True, "one message per round (saves a round trip)"),
+        "",
+        "[model]",
+        *(_line(k, v) for k, v in model.items()),
+        "",
+        "[superlink]",
+        _line("host", opts.listen, "interface to listen on"),
+        _line("port", opts.port, "Fleet + Control + Runtime APIs"),
+        _line("address", address, "what partners dial (host in the certificate)"),
+        _line("hosts", list(hosts), "certificate SAN entries (informational)"),
+        _line("ca_cert", "tls/ca.crt", "give this file to partners"),
+        _line("server_cert", "tls/superlink.crt"),
+        _line("server_key", "tls/superlink.key"),
+        _line("node_keys", "node-keys", "<partner_id>.pub: registered Flower node keys"),
+        _line("flwr_home", "flwr-home"),
+        "",
+    ]
+    config = root / "platform.toml"
+    config.write_text("\n".join(lines))
+    load_platform_config(config)  # what we wrote must load
+    load_superlink_settings(config)
+    return config
+
+
+# ---- partner ----------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class PartnerOptions:
+    partner_id: str
+    data: Path
+    spec: Path
+    superlink: str
+    ca_cert: Path
+    privacy: PrivacySettings
+    training: TrainingSettings
+    bad_rows: str = "skip"
+
+
+def init_partner(root: Path, opts: PartnerOptions) -> Path:
+    """Create the partner folder; returns the path of partner.toml."""
+    split_address(opts.superlink, "--superlink")
+    if not opts.data.is_file():
+        raise DeploymentConfigError(f"--data {opts.data}: no such file")
+    if not opts.ca_cert.is_file():
+        raise DeploymentConfigError(
+            f"--ca {opts.ca_cert}: no such file (the platform's tls/ca.crt)"
+        )
+    root = _fresh_dir(root)
+    pid = opts.partner_id
+    shutil.copyfile(opts.spec, root / "spec.toml")
+    (root / "tls").mkdir()
+    shutil.copyfile(opts.ca_cert, root / "tls" / "ca.crt")
+    (root / "keys").mkdir()
+    ledger_key = generate_signing_key()
+    save_private_key(ledger_key, root / "keys" / f"{pid}.key")
+    save_public_key(ledger_key, root / "keys" / f"{pid}.pub")
+    create_node_key(root / "keys" / "node.key", root / "keys" / "node.pub", comment=pid)
+    for folder in ("state", "flwr-home"):
+        (root / folder).mkdir()
+    p, t = opts.privacy, opts.training
+    lines = [
+        "# fedctr partner node: written by `fedctr partner init`; paths relative to this file.",
+        "# The privacy budget lives here only: the platform never sends or changes it.",
+        "[partner]",
+        _line("id", pid),
+        _line("data", str(opts.data.resolve()), "conversion log; never leaves this machine"),
+        _line("spec", "spec.toml", "must be the platform's spec"),
+        _line("state_dir", "state", "privacy spend so far"),
+        _line("signing_key", f"keys/{pid}.key", "Ed25519, signs the ledger; 0600"),
+        _line("ledger", "ledger.jsonl"),
+        _line("bad_rows", opts.bad_rows, "skip or reject"),
+        "",
+        "[privacy]",
+        _line("epsilon", p.epsilon, "total budget over all rounds"),
+        _line("delta", p.delta),
+        _line("planned_rounds", p.planned_rounds, "rounds the budget is spread over"),
+        _line("max_grad_norm", p.max_grad_norm),
+        _line("accountant", p.accountant, "rdp or prv"),
+        _line("dp_implementation", p.dp_implementation),
+        "",
+        "[training]",
+        _line("batch_size", t.batch_size),
+        _line("local_epochs", t.local_epochs),
+        _line("learning_rate", t.learning_rate),
+        _line("optimizer", t.optimizer),
+        _line("holdout_fraction", t.holdout_fraction),
+        _line("seed", t.seed),
+        "",
+        "[node]",
+        _line("superlink", opts.superlink, "the platform's SuperLink"),
+        _line("root_certificates", "tls/ca.crt", "the platform's CA certificate"),
+        _line("node_key", "keys/node.key", "Flower node key (EC P-384, OpenSSH); 0600"),
+        _line("runtime_port", 0, "local Runtime API port; 0 = any free port"),
+        _line("flwr_home", "flwr-home"),
+        "",
+    ]
+    config = root / "partner.toml"
+    config.write_text("\n".join(lines))
+    load_partner_config(config)  # what we wrote must load
+    load_node_settings(config)
+    write_registration(root, pid)
+    return config
+
+
+def write_registration(root: Path, partner_id: str) -> Path:
+    """The partner's public keys, in one file for the platform operator."""
+    node_pub = (root / "keys" / "node.pub").read_text().strip()
+    ledger_pub = (root / "keys" / f"{partner_id}.pub").read_text()
+    text = (
+        "# Public keys of a fedctr partner (no secrets). The platform registers them with\n"
+        f"#   fedctr platform add-partner PLATFORM_DIR {REGISTRATION_FILE}\n"
+        + tomli_w.dumps(
+            {
+                "partner_id": partner_id,
+                "node_public_key": node_pub,
+                "ledger_public_key": ledger_pub,
+            },
+            multiline_strings=True,
+        )
+    )
+    path = root / REGISTRATION_FILE
+    path.write_text(text)
+    return path
+
+
+# ---- registration at the platform ----------------------------------------------
+@dataclass(frozen=True)
+class Registration:
+    partner_id: str
+    node_public_key: str
+    ledger_public_key_pem: str
+
+    @property
+    def fingerprint(self) -> str:
+        return node_key_fingerprint(self.node_public_key)
+
+
+def read_registration(path: Path) -> Registration:
+    """Parse a partner's registration file as untrusted input."""
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise DeploymentConfigError(f"{path}: not a readable registration file") from exc
+    values = {k: raw.get(k) for k in ("partner_id", "node_public_key", "ledger_public_key")}
+    if not all(isinstance(v, str) and v for v in values.values()):
+        raise DeploymentConfigError(
+            f"{path}: needs partner_id, node_public_key and ledger_public_key"
+        )
+    pid, node, ledger = (str(v) for v in values.values())
+    if not pid.replace("-", "").replace("_", "").isalnum():
+        raise DeploymentConfigError(f"{path}: partner_id must be letters, digits, '-' or '_'")
+    load_node_public_key(node)  # raises CredentialError
+    try:
+        key = serialization.load_pem_public_key(ledger.encode())
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise CredentialError(f"{path}: ledger_public_key is not a PEM public key") from exc
+    if not isinstance(key, Ed25519PublicKey):
+        raise CredentialError(f"{path}: ledger_public_key must be an Ed25519 key")
+    return Registration(pid, node.strip(), ledger)
+
+
+def add_partner(platform_toml: Path, registration: Registration, *, replace: bool) -> bool:
+    """Store a partner's node and ledger public keys; True if anything changed."""
+    link = load_superlink_settings(platform_toml)
+    config = load_platform_config(platform_toml)
+    node_file = link.node_keys / f"{registration.partner_id}.pub"
+    ledger_file = config.partner_keys / f"{registration.partner_id}.pub"
+    for other in link.node_keys.glob("*.pub"):
+        if (
+            other != node_file
+            and other.read_text().split()[:2] == (registration.node_public_key.split()[:2])
+        ):
+            raise CredentialError(f"this node key is already registered for partner '{other.stem}'")
+    new = {
+        node_file: registration.node_public_key + "\n",
+        ledger_file: registration.ledger_public_key_pem,
+    }
+    changed = False
+    for path, text in new.items():
+        if path.exists() and path.read_text() == text:
+            continue
+        if path.exists() and not replace:
+            raise CredentialError(
+                f"partner '{registration.partner_id}' is registered with a different key "
+                f"({path}); pass --replace to rotate it"
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        changed = True
+    return changed
+
+
+__all__ = [
+    "REGISTRATION_FILE",
+    "PartnerOptions",
+    "PlatformOptions",
+    "Registration",
+    "add_partner",
+    "init_partner",
+    "init_platform",
+    "read_registration",
+    "resolve_spec",
+]

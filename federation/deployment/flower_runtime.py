@@ -1,0 +1,456 @@
+"""Everything fedctr does with Flower 1.41 internals, in one place, pinned to 1.41.0.
+
+Stock Flower 1.41 starts a fresh ``flwr-clientapp`` process for every message
+(re-importing torch and Opacus, ~3 s each) and waits on fixed sleeps between
+polls. This module removes both costs without changing what runs or what
+crosses the wire:
+
+- :func:`run_forking_executor` replaces ``flower-superexec`` next to a SuperNode
+  started with ``--isolation process``. It imports torch, Opacus, Flower and the
+  partner's installed fedctr once, then asks the SuperNode's Runtime API for
+  tasks and ``fork()``s one child per task; the child runs Flower's unmodified
+  ClientApp entry point (``run_clientapp``) with the task's token and exits.
+- :func:`run_patched_supernode` runs Flower's ``flower-supernode`` entry point
+  after shortening its fixed waits (idle poll 3 s, reply poll 0.5 s, heartbeat
+  30 s, object-pull backoff 1 s) to configurable values.
+- :func:`shorten_object_pull_backoff` does the same for the object-pull backoff
+  in any process (the ServerApp calls it through :mod:`federation.deployment.grid`).
+
+Each touch point is listed in :data:`TOUCH_POINTS`; ``tests/federation/
+test_deployment_flower_pin.py`` checks every one of them against the installed
+Flower and fails loudly on an upgrade. If the installed version is not
+:data:`PINNED_FLOWER`, :func:`fast_path_available` is False and the launchers fall
+back to stock Flower processes (slower, still correct).
+
+Run as ``python -m federation.deployment.flower_runtime {supernode,executor} ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import contextlib
+import importlib
+import inspect
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+from federation.deployment.errors import FlowerVersionError
+
+logger = logging.getLogger(__name__)
+
+PINNED_FLOWER = "1.41.0"
+
+# (module, attribute, what we rely on) for every internal name used below.
+TOUCH_POINTS: tuple[tuple[str, str, str], ...] = (
+    ("flwr.supernode.start_client_internal", "time", "module global used for its sleeps"),
+    ("flwr.supernode.start_client_internal", "start_client_internal", "SuperNode main loop"),
+    ("flwr.supernode.fleet_http_connection", "HEARTBEAT_DEFAULT_INTERVAL", "heartbeat (s)"),
+    ("flwr.supercore.heartbeat", "HEARTBEAT_DEFAULT_INTERVAL", "heartbeat sender's period"),
+    ("flwr.supercore.inflatable.inflatable_utils", "pull_objects", "kw-only backoff"),
+    (
+        "flwr.supercore.inflatable.inflatable_utils",
+        "pull_and_inflate_object_from_tree",
+        "kw-only backoff",
+    ),
+    ("flwr.supernode.cli.flower_supernode", "flower_supernode", "SuperNode entry point"),
+    ("flwr.supernode.runtime.run_clientapp", "run_clientapp", "ClientApp entry point"),
+    ("flwr.supercore.runtime", "RuntimeHttpClient", "Runtime API client (AcquireTask)"),
+    ("flwr.supercore.interceptors", "RuntimeVersionHttpInterceptor", "version header"),
+    ("flwr.supercore.retry", "make_simple_http_retry_invoker", "HTTP retries"),
+    ("flwr.proto.runtime_pb2", "AcquireTaskRequest", "task acquisition request"),
+    ("flwr.supercore.constant", "TaskType", "task type names"),
+    ("flwr.supercore.exit.exit_handler", "registered_exit_handlers", "parent's handlers"),
+)
+# Fixed waits in 1.41's SuperNode loop (start_client_internal.py) we map to our values.
+SUPERNODE_IDLE_SLEEP = 3
+SUPERNODE_REPLY_SLEEP = 0.5
+PULL_BACKOFF_KEYS = ("initial_backoff", "backoff_cap")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Waits:
+    """How often the patched processes poll (seconds); stock values in comments."""
+
+    idle_poll: float = 0.2  # SuperNode: nothing to do, ask the SuperLink again (3 s)
+    reply_poll: float = 0.02  # SuperNode: wait for the ClientApp's reply (0.5 s)
+    task_poll: float = 0.1  # executor: ask the SuperNode for a task (SuperExec: 1 s)
+    pull_backoff: float = 0.05  # object not uploaded yet, first retry (1 s)
+    pull_backoff_cap: float = 0.5  # (10 s)
+    heartbeat: float = 10.0  # SuperNode heartbeat; offline after 2 missed (30 s)
+
+    def __post_init__(self) -> None:
+        for name in ("idle_poll", "reply_poll", "task_poll", "pull_backoff", "pull_backoff_cap"):
+            value = getattr(self, name)
+            if not 0.005 <= value <= 60:
+                raise ValueError(f"{name} must be between 0.005 and 60 seconds, got {value}")
+        if not 10 <= self.heartbeat <= 1800:  # Flower's HEARTBEAT_MIN/MAX_INTERVAL
+            raise ValueError("heartbeat must be between 10 and 1800 seconds")
+
+
+def installed_flower() -> str:
+    from importlib.metadata import version
+
+    return version("flwr")
+
+
+def check_flower_version() -> None:
+    """Raise :class:`FlowerVersionError` unless Flower is the pinned version."""
+    found = installed_flower()
+    if found != PINNED_FLOWER:
+        raise FlowerVersionError(
+            f"federation.deployment.flower_runtime was written for flwr=={PINNED_FLOWER}, "
+            f"found {found}; re-check every TOUCH_POINT against the new source, then bump "
+            "PINNED_FLOWER (tests/federation/test_deployment_flower_pin.py shows what broke)"
+        )
+
+
+def missing_touch_points() -> list[str]:
+    """Touch points absent from the installed Flower (empty when all are present)."""
+    missing = []
+    for module_name, attr, why in TOUCH_POINTS:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            missing.append(f"{module_name} (module; {why})")
+            continue
+        if not hasattr(module, attr):
+            missing.append(f"{module_name}.{attr} ({why})")
+    from flwr.supercore.inflatable import inflatable_utils
+
+    for fn in (inflatable_utils.pull_objects, inflatable_utils.pull_and_inflate_object_from_tree):
+        if not all(k in (fn.__kwdefaults__ or {}) for k in PULL_BACKOFF_KEYS):
+            missing.append(f"{fn.__qualname__} keyword-only {PULL_BACKOFF_KEYS}")
+    return missing
+
+
+def fast_path_available() -> bool:
+    """True when the pinned Flower is installed and every touch point is present."""
+    try:
+        check_flower_version()
+    except FlowerVersionError as exc:
+        logger.warning("%s; using stock Flower processes", exc)
+        return False
+    missing = missing_touch_points()
+    if missing:
+        logger.warning("Flower internals changed (%s); using stock processes", missing)
+        return False
+    return True
+
+
+# ---- patches ----------------------------------------------------------------
+class _RemappedTime(SimpleNamespace):
+    """Stands in for the ``time`` module inside one Flower module: same functions,
+    but the two fixed sleeps of the SuperNode loop are replaced by ours."""
+
+    def __init__(self, mapping: dict[float, float]) -> None:
+        real = time
+        super().__init__(**{n: getattr(real, n) for n in dir(real) if not n.startswith("__")})
+        self._mapping = dict(mapping)
+
+        def sleep(seconds: float) -> None:
+            real.sleep(self._mapping.get(seconds, seconds))
+
+        self.sleep = sleep
+
+
+def shorten_object_pull_backoff(waits: Waits) -> None:
+    """Object pulls retry after ``waits.pull_backoff`` (not 1 s), capped lower."""
+    from flwr.supercore.inflatable import inflatable_utils
+
+    for fn in (inflatable_utils.pull_objects, inflatable_utils.pull_and_inflate_object_from_tree):
+        defaults = dict(fn.__kwdefaults__ or {})
+        defaults["initial_backoff"] = waits.pull_backoff
+        defaults["backoff_cap"] = waits.pull_backoff_cap
+        fn.__kwdefaults__ = defaults
+
+
+def tune_serverapp_process(waits: Waits | None = None) -> bool:
+    """In the ServerApp process: shorten the reply-object pull backoff (if pinned).
+
+    Returns False (and changes nothing) when the installed Flower is not the pinned
+    one; the ServerApp then just runs with Flower's own backoff.
+    """
+    try:
+        check_flower_version()
+    except FlowerVersionError:
+        return False
+    shorten_object_pull_backoff(waits or _waits_from_env())
+    return True
+
+
+def patch_supernode(waits: Waits) -> None:
+    """Shorten the SuperNode's fixed sleeps and heartbeat in this process."""
+    from flwr.supercore import heartbeat
+    from flwr.supernode import fleet_http_connection, start_client_internal
+
+    start_client_internal.time = _RemappedTime(  # type: ignore[attr-defined]
+        {SUPERNODE_IDLE_SLEEP: waits.idle_poll, SUPERNODE_REPLY_SLEEP: waits.reply_poll}
+    )
+    # The interval announced to the SuperLink and the sender's period must agree.
+    fleet_http_connection.HEARTBEAT_DEFAULT_INTERVAL = waits.heartbeat  # type: ignore[attr-defined]
+    heartbeat.HEARTBEAT_DEFAULT_INTERVAL = waits.heartbeat  # type: ignore[attr-defined]
+    shorten_object_pull_backoff(waits)
+
+
+def run_patched_supernode(argv: Sequence[str], waits: Waits) -> None:
+    """Flower's ``flower-supernode`` with our waits; ``argv`` are its own flags."""
+    check_flower_version()
+    patch_supernode(waits)
+    from flwr.supernode.cli.flower_supernode import flower_supernode
+
+    sys.argv = ["flower-supernode", *argv]
+    flower_supernode()
+
+
+# ---- the forking executor ---------------------------------------------------
+PRELOAD_MODULES = (
+    "torch",
+    "opacus",
+    "numpy",
+    "pyarrow.parquet",
+    "pyarrow.csv",
+    "flwr.cli.install",
+    "flwr.clientapp.utils",
+    "flwr.supernode.runtime.run_clientapp",
+    "federation.client_app",
+    "clients.node",
+    "clients.trainer",
+    "privacy.dpsgd",
+)
+
+
+def preload(modules: Sequence[str] = PRELOAD_MODULES) -> list[str]:
+    """Import (never run) what every task needs, so each forked child starts warm.
+
+    The parent must stay single-threaded and compute nothing: a thread pool or
+    OpenMP state created before ``fork()`` would be broken in the children.
+    """
+    loaded = []
+    for name in modules:
+        importlib.import_module(name)
+        loaded.append(name)
+    return loaded
+
+
+def _child_main(runtime_api_address: str, token: str, parent_pid: int) -> None:
+    """In the forked child: become a plain ``flwr-clientapp`` for one task, then exit."""
+    code = 1
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        atexit._clear()  # the parent's exit handlers are not the child's
+        from flwr.supercore.exit import exit_handler
+
+        exit_handler.registered_exit_handlers.clear()
+        from flwr.supernode.runtime.run_clientapp import run_clientapp
+
+        run_clientapp(
+            runtime_api_address=runtime_api_address,
+            token=token,
+            insecure=True,
+            certificates=None,
+            parent_pid=parent_pid,
+            runtime_dependency_install=False,
+        )
+        code = 0
+    except SystemExit as exc:  # flwr_exit() ends every task with sys.exit
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        logger.exception("ClientApp task crashed")
+    finally:
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+class ForkingExecutor:
+    """Acquire ClientApp tasks from a SuperNode and run each in a forked child."""
+
+    def __init__(
+        self,
+        runtime_api_address: str,
+        *,
+        waits: Waits,
+        fork: Callable[[], int] = os.fork,
+    ) -> None:
+        self.runtime_api_address = runtime_api_address
+        self.waits = waits
+        self._fork = fork
+        self.children: set[int] = set()
+        self._stopping = False
+        self._client: Any = None
+
+    def stop(self, *_: object) -> None:
+        self._stopping = True
+
+    def _connect(self) -> Any:
+        from flwr.supercore.interceptors import RuntimeVersionHttpInterceptor
+        from flwr.supercore.retry import make_simple_http_retry_invoker
+        from flwr.supercore.runtime import RuntimeHttpClient
+
+        return RuntimeHttpClient.from_server_address(
+            server_address=self.runtime_api_address,
+            insecure=True,  # the SuperNode's Runtime API listens on loopback only
+            root_certificates=None,
+            interceptors=[RuntimeVersionHttpInterceptor(component_name="SuperExec")],
+            retry_invoker=make_simple_http_retry_invoker(),
+        )
+
+    def _reap(self) -> None:
+        for pid in list(self.children):
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                self.children.discard(pid)
+                continue
+            if done:
+                self.children.discard(pid)
+                code = os.waitstatus_to_exitcode(status)
+                if code != 0:
+                    logger.warning("task process %d exited with %d", pid, code)
+
+    def acquire(self) -> str | None:
+        """One AcquireTask call: the task's token, or None if there is none."""
+        from flwr.proto.runtime_pb2 import AcquireTaskRequest
+        from flwr.supercore.constant import TaskType
+
+        res = self._client.AcquireTask(
+            AcquireTaskRequest(supported_task_types=[TaskType.CLIENT_APP])
+        )
+        if res.HasField("task") and res.token:
+            return str(res.token)
+        return None
+
+    def launch(self, token: str) -> int:
+        parent = os.getpid()
+        pid = self._fork()
+        if pid == 0:
+            _child_main(self.runtime_api_address, token, parent)
+        self.children.add(pid)
+        return pid
+
+    def serve(self, *, parent_pid: int | None = None) -> int:
+        """Poll for tasks until stopped (signal) or ``parent_pid`` goes away."""
+        self._client = self._connect()
+        try:
+            while not self._stopping:
+                self._reap()
+                if parent_pid is not None and os.getppid() != parent_pid:
+                    logger.warning("supervisor %d is gone; executor stops", parent_pid)
+                    break
+                token = self.acquire()
+                if token is not None:
+                    pid = self.launch(token)
+                    logger.debug("task started in process %d", pid)
+                    continue  # there may be more queued
+                time.sleep(self.waits.task_poll)
+        finally:
+            self._client.close()
+            self._stop_children()
+        return 0
+
+    def _stop_children(self, grace: float = 10.0) -> None:
+        for pid in self.children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while self.children and time.monotonic() < deadline:
+            self._reap()
+            time.sleep(0.05)
+        for pid in self.children:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+
+
+def run_forking_executor(
+    runtime_api_address: str, waits: Waits, *, parent_pid: int | None = None
+) -> int:
+    check_flower_version()
+    started = time.monotonic()
+    # Children inherit this: a task may start before the SuperNode has stored all of
+    # the message's objects, and Flower's first retry would come only after 1 s.
+    shorten_object_pull_backoff(waits)
+    preload()
+    logger.info(
+        "fedctr executor ready in %.1fs (torch, opacus, fedctr preloaded); tasks from %s",
+        time.monotonic() - started,
+        runtime_api_address,
+    )
+    executor = ForkingExecutor(runtime_api_address, waits=waits)
+    signal.signal(signal.SIGTERM, executor.stop)
+    signal.signal(signal.SIGINT, executor.stop)
+    return executor.serve(parent_pid=parent_pid)
+
+
+# ---- command line -----------------------------------------------------------
+def _waits_from_env() -> Waits:
+    """Waits from ``FEDCTR_WAIT_<NAME>`` variables (set by the launchers)."""
+    values = {}
+    for name in inspect.signature(Waits).parameters:
+        raw = os.environ.get(f"FEDCTR_WAIT_{name.upper()}")
+        if raw is not None:
+            values[name] = float(raw)
+    return Waits(**values)
+
+
+def waits_to_env(waits: Waits) -> dict[str, str]:
+    return {
+        f"FEDCTR_WAIT_{name.upper()}": repr(getattr(waits, name))
+        for name in inspect.signature(Waits).parameters
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="python -m federation.deployment.flower_runtime")
+    parser.add_argument("role", choices=("supernode", "executor"))
+    parser.add_argument("--runtime-api-address", help="executor: the SuperNode's Runtime API")
+    parser.add_argument("--parent-pid", type=int, default=None)
+    if argv[:1] == ["supernode"]:  # Flower configures its own logging
+        run_patched_supernode(argv[1:], _waits_from_env())
+        return 0
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    for noisy in ("opacus", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not args.runtime_api_address:
+        parser.error("executor needs --runtime-api-address")
+    return run_forking_executor(
+        args.runtime_api_address, _waits_from_env(), parent_pid=args.parent_pid
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = [
+    "PINNED_FLOWER",
+    "TOUCH_POINTS",
+    "ForkingExecutor",
+    "Waits",
+    "check_flower_version",
+    "fast_path_available",
+    "missing_touch_points",
+    "patch_supernode",
+    "run_forking_executor",
+    "run_patched_supernode",
+    "shorten_object_pull_backoff",
+    "tune_serverapp_process",
+    "waits_to_env",
+]

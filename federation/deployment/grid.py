@@ -1,0 +1,112 @@
+"""A Grid that collects replies as soon as they arrive instead of every 3 seconds.
+
+Flower 1.41's ``HttpGrid.send_and_receive`` pushes the messages, then pulls the
+replies with a fixed ``time.sleep(3)`` between pulls, so every message round trip
+of a deployment costs up to 3 s more than the slowest partner. This wrapper keeps
+Flower's grid and its public API (``push_messages`` / ``pull_messages``) and only
+polls more often. The ServerApp wraps every grid it is given, under simulation
+(in-memory grid) and deployment alike; ``FEDCTR_FLOWER_WAITS=stock`` turns it off
+(the benchmark's stock side).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable
+
+from flwr.app import Message, RecordDict
+from flwr.proto.node_pb2 import NodeInfo
+from flwr.serverapp import Grid
+from flwr.supercore.run import Run
+
+WAITS_ENV = "FEDCTR_FLOWER_WAITS"
+STOCK = "stock"
+DEFAULT_POLL_S = 0.05
+
+
+class ResponsiveGrid(Grid):
+    """Delegate everything to ``grid``; poll for replies every ``poll_s`` seconds."""
+
+    def __init__(
+        self,
+        grid: Grid,
+        *,
+        poll_s: float = DEFAULT_POLL_S,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not 0 < poll_s <= 3:
+            raise ValueError("poll_s must be in (0, 3] seconds")
+        self.grid = grid
+        self.poll_s = poll_s
+        self._clock = clock
+        self._sleep = sleep
+
+    # ---- delegated ---------------------------------------------------------
+    def set_run(self, run: Run) -> None:
+        self.grid.set_run(run)
+
+    @property
+    def run(self) -> Run:
+        return self.grid.run
+
+    def create_message(
+        self,
+        content: RecordDict,
+        message_type: str,
+        dst_node_id: int,
+        group_id: str,
+        ttl: float | None = None,
+    ) -> Message:
+        return self.grid.create_message(content, message_type, dst_node_id, group_id, ttl)
+
+    def get_node_ids(self) -> Iterable[int]:
+        return self.grid.get_node_ids()
+
+    def get_nodes(self) -> Iterable[NodeInfo]:
+        return self.grid.get_nodes()
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        return self.grid.push_messages(messages)
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        return self.grid.pull_messages(message_ids)
+
+    # ---- the one change ----------------------------------------------------
+    def send_and_receive(
+        self, messages: Iterable[Message], *, timeout: float | None = None
+    ) -> Iterable[Message]:
+        """Push ``messages``; return the replies that arrive within ``timeout`` seconds."""
+        messages = list(messages)
+        if not messages:
+            return []
+        pending = set(self.grid.push_messages(messages))
+        deadline = None if timeout is None else self._clock() + timeout
+        replies: list[Message] = []
+        while pending:
+            arrived = list(self.grid.pull_messages(pending))
+            replies.extend(arrived)
+            pending.difference_update(m.metadata.reply_to_message_id for m in arrived)
+            if not pending or (deadline is not None and self._clock() >= deadline):
+                break
+            self._sleep(self.poll_s)
+        return replies
+
+
+def responsive_grid(grid: Grid) -> Grid:
+    """``grid`` wrapped in :class:`ResponsiveGrid` unless ``FEDCTR_FLOWER_WAITS=stock``.
+
+    In a real deployment (not the in-memory simulation grid) the ServerApp process
+    also gets Flower's object-pull backoff shortened (pinned internals).
+    """
+    if os.environ.get(WAITS_ENV, "") == STOCK:
+        return grid
+    if type(grid).__name__ != "InMemoryGrid":
+        from federation.deployment.flower_runtime import tune_serverapp_process
+
+        tune_serverapp_process()
+    return ResponsiveGrid(grid)
+
+
+__all__ = ["WAITS_ENV", "ResponsiveGrid", "responsive_grid"]

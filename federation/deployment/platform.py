@@ -1,0 +1,385 @@
+"""The platform side: run the SuperLink, register partners' node keys, submit runs.
+
+``fedctr platform start`` runs Flower's ``flower-superlink`` with TLS, SuperNode
+authentication and runtime dependency installation off, with ``FLWR_HOME`` inside
+the platform folder; then registers every key in ``node-keys/`` with ``flwr
+supernode register``. ``fedctr platform run`` submits the federation with ``flwr
+run`` (run config ``platform-config=...``), follows the rounds and reports the
+published, signed model. The app submitted is a descriptor (pyproject.toml only):
+the ServerApp and ClientApp code is the fedctr installed on each machine, so the
+platform never ships code to partners' machines.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import ssl
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import tomli_w
+
+from federation.config import PLATFORM_CONFIG_KEY, PlatformConfig, load_platform_config
+from federation.deployment.errors import DeploymentError, ProcessFailed
+from federation.deployment.grid import STOCK, WAITS_ENV
+from federation.deployment.processes import StopFlag, Supervisor, executable_env, is_running
+from federation.deployment.settings import SuperLinkSettings, load_superlink_settings
+from federation.server_app import RUN_ID_KEY
+from server.publishing import SUMMARY_FILE
+from server.rounds import read_round_log
+
+logger = logging.getLogger(__name__)
+
+CONNECTION = "fedctr"  # the SuperLink connection name in FLWR_HOME/config.toml
+STATE_FILE = "superlink.json"
+APP_COMPONENTS = {
+    "serverapp": "federation.server_app:app",
+    "clientapp": "federation.client_app:app",
+}
+STARTED_RUN = re.compile(r"Successfully started run (\d+)")
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+def write_flwr_config(link: SuperLinkSettings) -> Path:
+    """``FLWR_HOME/config.toml``: one connection, to this SuperLink over TLS."""
+    link.flwr_home.mkdir(parents=True, exist_ok=True)
+    path = link.flwr_home / "config.toml"
+    path.write_text(
+        tomli_w.dumps(
+            {
+                "superlink": {
+                    "default": CONNECTION,
+                    CONNECTION: {
+                        "address": link.local_address,
+                        "root-certificates": str(link.ca_cert),
+                    },
+                }
+            }
+        )
+    )
+    return path
+
+
+def flwr_env(link: SuperLinkSettings, *, stock: bool = False) -> dict[str, str]:
+    extra = {"FLWR_HOME": str(link.flwr_home)}
+    if stock:
+        extra[WAITS_ENV] = STOCK
+    else:
+        extra["FLWR_SUPEREXEC_TASK_POLL_INTERVAL"] = "0.1"  # ServerApp launch (1 s)
+    return executable_env(extra)
+
+
+def superlink_argv(link: SuperLinkSettings) -> list[str]:
+    return [
+        _bin("flower-superlink"),
+        "--ssl-ca-certfile",
+        str(link.ca_cert),
+        "--ssl-certfile",
+        str(link.server_cert),
+        "--ssl-keyfile",
+        str(link.server_key),
+        "--enable-supernode-auth",
+        "--disable-runtime-dependency-installation",
+        "--host",
+        link.host,
+        "--port",
+        str(link.port),
+    ]
+
+
+def superlink_answers(link: SuperLinkSettings, *, timeout_s: float = 2.0) -> bool:
+    """True once the SuperLink completes a TLS handshake and answers HTTP."""
+    context = ssl.create_default_context(cafile=str(link.ca_cert))
+    context.check_hostname = False  # readiness only; the CA still verifies the cert
+    try:
+        httpx.get(f"https://{link.local_address}/", verify=context, timeout=timeout_s)
+    except httpx.HTTPError:
+        return False
+    return True
+
+
+# ---- state file: is the SuperLink of this folder up? -------------------------
+def _state_path(link: SuperLinkSettings) -> Path:
+    return link.state_dir / STATE_FILE
+
+
+def write_state(link: SuperLinkSettings, **values: Any) -> None:
+    link.state_dir.mkdir(parents=True, exist_ok=True)
+    tmp = _state_path(link).with_suffix(".tmp")
+    tmp.write_text(json.dumps({"pid": os.getpid(), **values}))
+    tmp.replace(_state_path(link))
+
+
+def read_state(link: SuperLinkSettings) -> dict[str, Any] | None:
+    """The running launcher's state, or None if no launcher of this folder is alive."""
+    try:
+        state = json.loads(_state_path(link).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return state if is_running(int(state.get("pid", -1))) else None
+
+
+# ---- registration -----------------------------------------------------------
+def register_nodes(link: SuperLinkSettings, env: dict[str, str], names: list[str]) -> list[str]:
+    """``flwr supernode register`` for ``node-keys/<name>.pub`` (in parallel)."""
+    procs = {
+        name: subprocess.Popen(
+            [
+                _bin("flwr"),
+                "supernode",
+                "register",
+                str(link.node_keys / f"{name}.pub"),
+                CONNECTION,
+                "--name",
+                name,
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for name in names
+    }
+    failed = []
+    for name, proc in procs.items():
+        out, _ = proc.communicate(timeout=120)
+        text = out.decode("utf-8", "replace")
+        if proc.returncode != 0 or "registered successfully" not in text:
+            failed.append(name)
+            logger.error("registering %s's node key failed:\n%s", name, text.strip())
+    if failed:
+        raise DeploymentError(f"could not register node keys of {failed} (see log above)")
+    return names
+
+
+def registered_partners(link: SuperLinkSettings) -> list[str]:
+    return sorted(p.stem for p in link.node_keys.glob("*.pub"))
+
+
+def register_now(platform_toml: Path, partner_id: str) -> bool:
+    """Register one partner with the running SuperLink; False if none is running."""
+    link = load_superlink_settings(platform_toml)
+    state = read_state(link)
+    if state is None or state.get("status") != "ready":
+        return False
+    register_nodes(link, flwr_env(link), [partner_id])
+    return True
+
+
+# ---- platform start -----------------------------------------------------------
+def start_platform(
+    platform_toml: Path,
+    *,
+    stop: StopFlag,
+    ready_timeout_s: float = 120.0,
+    stock: bool = False,
+) -> int:
+    """Run the SuperLink until SIGTERM/SIGINT; 0 on a clean stop."""
+    link = load_superlink_settings(platform_toml)
+    load_platform_config(platform_toml)  # fail now, not at the first run
+    current = read_state(link)
+    if current is not None:
+        raise DeploymentError(
+            f"a launcher (pid {current['pid']}) already runs the SuperLink of {link.root}"
+        )
+    write_flwr_config(link)
+    env = flwr_env(link, stock=stock)
+    sup = Supervisor(link.log_dir)
+    write_state(link, status="starting", port=link.port)
+    try:
+        sup.start("superlink", superlink_argv(link), env)
+        sup.wait(
+            lambda: superlink_answers(link),
+            timeout=ready_timeout_s,
+            what=f"the SuperLink on {link.local_address}",
+            stop=stop.event,
+        )
+        names = registered_partners(link)
+        if names:
+            register_nodes(link, env, names)
+        write_state(link, status="ready", port=link.port, address=link.address)
+        logger.info(
+            "SuperLink ready: partners dial %s (TLS, node authentication); registered: %s",
+            link.address,
+            ", ".join(names) or "none yet (fedctr platform add-partner)",
+        )
+        logger.info("logs in %s; stop with Ctrl-C or SIGTERM", link.log_dir)
+        while not stop.is_set():
+            dead = sup.first_exited()
+            if dead is not None:
+                time.sleep(0.2)
+                raise ProcessFailed(
+                    f"{dead.name} exited with code {dead.exit_code()}; "
+                    f"its log ({dead.log_path}) ends with:\n{dead.tail()}"
+                )
+            stop.event.wait(0.2)
+        logger.info("stopping the SuperLink")
+        return 0
+    finally:
+        sup.stop_all()
+        _state_path(link).unlink(missing_ok=True)
+
+
+# ---- platform run -------------------------------------------------------------
+@dataclass(frozen=True)
+class RunReport:
+    run_id: str
+    summary: dict[str, Any]
+    card: dict[str, Any]
+    log_path: Path
+
+    @property
+    def model_path(self) -> Path:
+        return Path(self.summary["model_path"])
+
+
+def write_app_descriptor(link: SuperLinkSettings) -> Path:
+    """The Flower app submitted with ``flwr run``: pyproject.toml only."""
+    app = link.root / "app"
+    app.mkdir(exist_ok=True)
+    (app / "pyproject.toml").write_text(
+        tomli_w.dumps(
+            {
+                "build-system": {
+                    "requires": ["setuptools>=68"],
+                    "build-backend": "setuptools.build_meta",
+                },
+                "project": {"name": "fedctr", "version": "0.1.0", "dependencies": []},
+                "tool": {
+                    "flwr": {
+                        "app": {
+                            "publisher": "fedctr",
+                            "components": APP_COMPONENTS,
+                            "config": {PLATFORM_CONFIG_KEY: "", RUN_ID_KEY: ""},
+                        }
+                    }
+                },
+            }
+        )
+    )
+    return app
+
+
+def _progress(config: PlatformConfig, run_id: str, shown: int) -> int:
+    rows = read_round_log(config.work_dir / run_id / "rounds.jsonl")
+    for row in rows[shown:]:
+        partners = sorted(t["partner_id"] for t in row["train"])
+        failures = [f["kind"] for f in row["failures"]]
+        logger.info(
+            "round %d/%d: %s from %s%s",
+            row["round"],
+            config.rounds,
+            "aggregated" if row["aggregated"] else "NOT aggregated",
+            ", ".join(partners) or "nobody",
+            f"; did not contribute: {failures}" if failures else "",
+        )
+    return len(rows)
+
+
+def run_platform(
+    platform_toml: Path,
+    *,
+    stop: StopFlag,
+    run_id: str | None = None,
+    timeout_s: float | None = None,
+) -> RunReport:
+    """Submit one federation run and wait for its published model."""
+    link = load_superlink_settings(platform_toml)
+    config = load_platform_config(platform_toml)
+    state = read_state(link)
+    if state is None or state.get("status") != "ready":
+        raise DeploymentError(
+            f"the SuperLink of {link.root} is not running; start it first with "
+            f"`fedctr platform start {link.root}`"
+        )
+    run_id = run_id or f"{config.run_name}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    timeout_s = timeout_s or config.rounds * config.timeout_s + 300
+    app = write_app_descriptor(link)
+    log_path = link.log_dir / f"run-{run_id}.log"
+    overrides = f'{PLATFORM_CONFIG_KEY}="{config.source}" {RUN_ID_KEY}="{run_id}"'
+    argv = [_bin("flwr"), "run", str(app), CONNECTION, "--run-config", overrides, "--stream"]
+    sup = Supervisor(link.log_dir)
+    flower_run: list[str] = []
+    sup.on_line(lambda _m, line: flower_run.extend(STARTED_RUN.findall(line)))
+    logger.info("submitting run %s (%d rounds); log: %s", run_id, config.rounds, log_path)
+    proc = sup.start(f"run-{run_id}", argv, flwr_env(link))
+    deadline = time.monotonic() + timeout_s
+    shown = 0
+    try:
+        while proc.exit_code() is None:
+            shown = _progress(config, run_id, shown)
+            if stop.is_set() or time.monotonic() > deadline:
+                _stop_flower_run(link, flower_run)
+                raise DeploymentError(
+                    f"run {run_id} {'interrupted' if stop.is_set() else 'timed out'}; "
+                    "asked the SuperLink to stop it"
+                )
+            stop.event.wait(0.5)
+        _progress(config, run_id, shown)
+    finally:
+        sup.stop_all(grace_s=5)
+    summary_path = config.work_dir / run_id / SUMMARY_FILE
+    if not summary_path.exists():
+        raise DeploymentError(
+            f"run {run_id} ended without publishing a model; {log_path} ends with:\n"
+            + proc.tail(25)
+        )
+    summary = json.loads(summary_path.read_text())
+    card = json.loads((Path(summary["model_path"]) / "card.json").read_text())
+    return RunReport(run_id, summary, card, log_path)
+
+
+def _stop_flower_run(link: SuperLinkSettings, flower_run: list[str]) -> None:
+    if not flower_run:
+        return
+    subprocess.run(
+        [_bin("flwr"), "stop", flower_run[0], CONNECTION],
+        env=flwr_env(link),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def describe(report: RunReport) -> str:
+    """What the operator needs to know about a finished run, one fact per line."""
+    partners = report.card.get("privacy", {}).get("partners", [])
+    lines = [
+        f"published {report.summary['model_version']} ({report.model_path})",
+        f"weights sha256 {report.summary['weights_sha256']}",
+        f"rounds aggregated: {report.card.get('training', {}).get('rounds_aggregated')}",
+    ]
+    for p in partners:
+        lines.append(
+            f"  {p['partner_id']}: {p['rounds_contributed']} round(s), "
+            f"epsilon {p['epsilon']:.3f} (delta {p['delta']:g}, {p['accountant']})"
+        )
+    failures = report.card.get("training", {}).get("failures", [])
+    if failures:
+        lines.append(f"did not contribute: {[(f['round'], f['kind']) for f in failures]}")
+    return "\n".join(lines)
+
+
+__all__ = [
+    "CONNECTION",
+    "RunReport",
+    "describe",
+    "read_state",
+    "register_now",
+    "run_platform",
+    "start_platform",
+    "superlink_answers",
+    "write_app_descriptor",
+    "write_flwr_config",
+]

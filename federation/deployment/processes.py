@@ -1,0 +1,263 @@
+"""Start, watch and stop Flower's processes so that nothing outlives its launcher.
+
+The launcher (``fedctr platform start`` / ``fedctr partner start``) runs its Flower
+processes as children in its own process group, each with its log file (a pump
+thread copies the output and drops the SuperLink's per-poll access-log lines).
+Stopping sends SIGTERM to every child and to every process they started (found
+in ``/proc`` before stopping, since Flower detaches some of them into their own
+session), waits, then SIGKILLs whatever is left. A launcher stopped by SIGTERM to
+its process group therefore leaves no orphans. Linux only (``/proc``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from federation.deployment.errors import ProcessFailed
+
+logger = logging.getLogger(__name__)
+
+# Access-log lines of routine polls (every 0.1 s per node) would fill the log.
+QUIET = re.compile(
+    r'"POST /v1/(fleet/(pull-messages|send-node-heartbeat)|runtime/(pull-messages|'
+    r"acquire-task|get-nodes|send-task-heartbeat)|control/(list-runs|list-nodes))"
+    r'[^"]*" 200'
+)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _children_map() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    return children
+
+
+def descendants(pid: int) -> list[int]:
+    """All live descendants of ``pid`` (children first), from ``/proc``."""
+    tree = _children_map()
+    out: list[int] = []
+    stack = list(tree.get(pid, []))
+    while stack:
+        child = stack.pop(0)
+        out.append(child)
+        stack.extend(tree.get(child, []))
+    return out
+
+
+def is_running(pid: int) -> bool:
+    """True if ``pid`` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2] != "Z"
+
+
+def _signal_all(pids: Sequence[int], sig: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+@dataclass
+class Managed:
+    """One child process and where its output goes."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    lines: list[str] = field(default_factory=list)  # recent output, for error messages
+    _pump: threading.Thread | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def exit_code(self) -> int | None:
+        return self.popen.poll()
+
+    def tail(self, n: int = 15) -> str:
+        return "\n".join(self.lines[-n:])
+
+
+class Supervisor:
+    """Children of this process, each logged to ``log_dir/<name>.log``."""
+
+    def __init__(self, log_dir: Path, *, keep_lines: int = 200) -> None:
+        self.log_dir = log_dir
+        self.keep_lines = keep_lines
+        self.children: list[Managed] = []
+        self._watchers: list[Callable[[Managed, str], None]] = []
+
+    def on_line(self, watcher: Callable[[Managed, str], None]) -> None:
+        """Call ``watcher(process, line)`` for every output line (from pump threads)."""
+        self._watchers.append(watcher)
+
+    def start(self, name: str, argv: Sequence[str], env: Mapping[str, str]) -> Managed:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_dir / f"{name}.log"
+        popen = subprocess.Popen(
+            list(argv),
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        managed = Managed(name, popen, log_path)
+        managed._pump = threading.Thread(
+            target=self._pump, args=(managed,), name=f"log-{name}", daemon=True
+        )
+        managed._pump.start()
+        self.children.append(managed)
+        logger.debug("started %s (pid %d): %s", name, popen.pid, " ".join(argv))
+        return managed
+
+    def _pump(self, managed: Managed) -> None:
+        stream: IO[bytes] | None = managed.popen.stdout
+        if stream is None:
+            return
+        with managed.log_path.open("ab") as log:
+            for raw in iter(stream.readline, b""):
+                line = raw.decode("utf-8", "replace").rstrip("\n")
+                if QUIET.search(line):
+                    continue
+                log.write(raw)
+                log.flush()
+                managed.lines.append(line)
+                del managed.lines[: -self.keep_lines]
+                for watcher in self._watchers:
+                    watcher(managed, line)
+
+    def forget(self, managed: Managed) -> None:
+        """Stop tracking a child that has exited (before starting its replacement)."""
+        if managed.exit_code() is None:
+            raise ValueError(f"{managed.name} is still running")
+        if managed._pump is not None:
+            managed._pump.join(timeout=2)
+        self.children.remove(managed)
+
+    def first_exited(self) -> Managed | None:
+        return next((m for m in self.children if m.exit_code() is not None), None)
+
+    def wait(
+        self,
+        until: Callable[[], bool],
+        *,
+        timeout: float,
+        what: str,
+        poll_s: float = 0.05,
+        stop: threading.Event | None = None,
+    ) -> None:
+        """Poll ``until()``; raise ProcessFailed if a child exits or time runs out."""
+        deadline = time.monotonic() + timeout
+        while not until():
+            dead = self.first_exited()
+            if dead is not None:
+                time.sleep(0.2)  # let the pump copy the last lines
+                raise ProcessFailed(
+                    f"{dead.name} exited with code {dead.exit_code()} while waiting for "
+                    f"{what}; its log ({dead.log_path}) ends with:\n{dead.tail()}",
+                    exit_code=dead.exit_code(),
+                )
+            if stop is not None and stop.is_set():
+                raise ProcessFailed(f"stopped while waiting for {what}")
+            if time.monotonic() > deadline:
+                raise ProcessFailed(f"timed out after {timeout:.0f}s waiting for {what}")
+            time.sleep(poll_s)
+
+    def stop_all(self, *, grace_s: float = 15.0) -> None:
+        """SIGTERM every child and descendant, wait ``grace_s``, SIGKILL the rest."""
+        roots = [m.pid for m in self.children if m.exit_code() is None]
+        tree = [pid for root in roots for pid in descendants(root)]
+        everyone = list(dict.fromkeys(roots + tree))
+        _signal_all(everyone, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            for m in self.children:
+                m.popen.poll()
+            if not any(is_running(pid) for pid in everyone):
+                break
+            time.sleep(0.05)
+        leftovers = [pid for pid in everyone if is_running(pid)]
+        if leftovers:
+            logger.warning("killing processes that ignored SIGTERM: %s", leftovers)
+            _signal_all(leftovers, signal.SIGKILL)
+        for m in self.children:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                m.popen.wait(timeout=5)
+            if m._pump is not None:
+                m._pump.join(timeout=2)
+
+
+class StopFlag:
+    """Turn SIGTERM/SIGINT into a flag the launcher's loop checks (no exceptions
+    thrown into the middle of cleanup)."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signal: int | None = None
+
+    def install(self) -> StopFlag:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        self.signal = signum
+        self.event.set()
+
+    def is_set(self) -> bool:
+        return self.event.is_set()
+
+
+def executable_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This environment, with the running Python's ``bin`` first on PATH (Flower
+    starts ``flower-superexec`` and ``flwr-*`` by name) and Flower kept quiet."""
+    import sys
+
+    env = dict(os.environ)
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join([bin_dir, env.get("PATH", "")])
+    env.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+    env.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
+    env["FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION"] = "1"
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    env.update(extra or {})
+    return env
+
+
+__all__ = [
+    "Managed",
+    "StopFlag",
+    "Supervisor",
+    "descendants",
+    "executable_env",
+    "free_port",
+    "is_running",
+]
