@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import re
 import shutil
 import subprocess
@@ -46,6 +47,21 @@ class Load:
     p50_ms: float
     p99_ms: float
     errors: int
+    cpu_us: float = float("nan")  # server CPU (all its processes) per request
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """user+system CPU of every live process in process group ``pgid`` (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # fields after "(comm)": state ppid pgrp ... utime stime
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
 
 
 def _ms(text: str) -> float:
@@ -121,10 +137,17 @@ def run_python_load(url: str, body: str, *, connections: int, duration: float) -
     )
 
 
-def measure(url: str, body: str, *, connections: int, duration: float, tmp: Path) -> Load:
+def measure(
+    url: str, body: str, *, connections: int, duration: float, tmp: Path, pgid: int
+) -> Load:
+    cpu0 = group_cpu_seconds(pgid)
     if shutil.which("wrk"):
-        return run_wrk(url, body, connections=connections, duration=duration, tmp=tmp)
-    return run_python_load(url, body, connections=connections, duration=duration)
+        load = run_wrk(url, body, connections=connections, duration=duration, tmp=tmp)
+    else:
+        load = run_python_load(url, body, connections=connections, duration=duration)
+    requests = load.rps * max(1, round(duration))
+    load.cpu_us = (group_cpu_seconds(pgid) - cpu0) / max(requests, 1) * 1e6
+    return load
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,24 +205,19 @@ def main(argv: list[str] | None = None) -> int:
                 srv.wait_ready(workers_ready=int(workers))
                 got = httpx.post(srv.url + "/v1/score/batch", json={"rows": rows[:50]}).json()
                 diff = float(np.max(np.abs(np.array(got["scores"]) - expected)))
-                measure(srv.url + "/v1/score", single, connections=4, duration=1, tmp=tmp)
-                r16 = measure(
-                    srv.url + "/v1/score",
-                    single,
-                    connections=args.connections,
-                    duration=args.duration,
-                    tmp=tmp,
-                )
-                r1 = measure(
-                    srv.url + "/v1/score", single, connections=1, duration=args.duration, tmp=tmp
-                )
-                rb = measure(
-                    srv.url + "/v1/score/batch",
-                    batch,
-                    connections=int(workers) * 2,
-                    duration=args.duration,
-                    tmp=tmp,
-                )
+                url = srv.url + "/v1/score"
+
+                def run(
+                    url: str, body: str, connections: int, seconds: float, pgid: int = srv.proc.pid
+                ) -> Load:
+                    return measure(
+                        url, body, connections=connections, duration=seconds, tmp=tmp, pgid=pgid
+                    )
+
+                run(url, single, 4, 1)  # warm-up
+                r16 = run(url, single, args.connections, args.duration)
+                r1 = run(url, single, 1, args.duration)
+                rb = run(url + "/batch", batch, int(workers) * 2, args.duration)
                 results[config] = (r16, r1, rb, diff)
                 print(f"done {config}", file=sys.stderr)
             finally:
@@ -215,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     head = (
         f"{'config':<14}{'single c' + str(args.connections) + ' req/s':>18}{'p50 ms':>9}"
-        f"{'p99 ms':>9}{'c1 p50 ms':>11}{'c1 req/s':>10}{'batch rows/s':>14}"
+        f"{'errors':>8}{'max|Δ| vs torch':>17}{'x naive':>9}{'CPU us/req':>12}{'CPU us/row':>12}"
         f"{'errors':>8}{'max|Δ| vs torch':>17}{'x naive':>9}"
     )
     print(head)
@@ -226,7 +244,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{config:<14}{r16.rps:>18,.0f}{r16.p50_ms:>9.2f}{r16.p99_ms:>9.2f}"
             f"{r1.p50_ms:>11.3f}{r1.rps:>10,.0f}{rb.rps * args.batch_rows:>14,.0f}"
             f"{r16.errors + r1.errors + rb.errors:>8}{diff:>17.1e}{ratio:>9}"
+            f"{r16.cpu_us:>12.0f}{rb.cpu_us / args.batch_rows:>12.2f}"
         )
+    print(
+        f"load average during the run: {os.getloadavg()[0]:.1f} (2 cores). CPU us/req: server "
+        "CPU (all worker processes) per single-impression request at "
+        f"c{args.connections}; CPU us/row: per batch row."
+    )
     return 0
 
 
