@@ -233,8 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     head = (
         f"{'config':<14}{'single c' + str(args.connections) + ' req/s':>18}{'p50 ms':>9}"
+        f"{'p99 ms':>9}{'c1 p50 ms':>11}{'c1 req/s':>10}{'batch rows/s':>14}"
         f"{'errors':>8}{'max|Δ| vs torch':>17}{'x naive':>9}{'CPU us/req':>12}{'CPU us/row':>12}"
-        f"{'errors':>8}{'max|Δ| vs torch':>17}{'x naive':>9}"
     )
     print(head)
     print("-" * len(head))
