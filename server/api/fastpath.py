@@ -14,6 +14,7 @@ from typing import Any
 from server.api.handlers import TOO_LARGE, Reply, ScoreHandlers
 
 _HEADERS = [(b"content-type", b"application/json")]
+BAD_LENGTH = b"\x00bad-length"  # a sentinel, compared by identity (never a received body)
 
 
 class ScoringFastPath:
@@ -36,16 +37,20 @@ class ScoringFastPath:
             return
         body = await self._body(scope, receive)
         if body is None:
-            status, payload = 413, TOO_LARGE
+            reply: Reply = (413, TOO_LARGE)
+        elif body is BAD_LENGTH:
+            reply = (400, b'{"detail":"invalid Content-Length header"}')
         else:
-            status, payload = handler(body, scope["path"])
-        await self._reply(send, (status, payload))
+            reply = handler(body, scope["path"])
+        await self._reply(send, reply)
 
     async def _body(self, scope: dict, receive: Any) -> bytes | None:
-        """The body, or None beyond the limit (declared or streamed)."""
+        """The body, None beyond the limit (declared or streamed), or :data:`BAD_LENGTH`."""
         for name, value in scope["headers"]:
             if name == b"content-length":
-                if not value.isdigit() or int(value) > self.limit:
+                if not value.isdigit():
+                    return BAD_LENGTH
+                if int(value) > self.limit:
                     return None
                 break
         chunks, size = [], 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import shutil
@@ -17,6 +18,7 @@ from models import builtin_spec_path, load_spec
 from privacy.signing import save_public_key
 from server.api import Settings, create_app
 from server.api.deps import get_active_model, get_holder
+from server.api.fastpath import ScoringFastPath
 from server.api.holder import ModelHolder, prepare_model
 from server.api.metrics import ServiceMetrics
 from server.api.reloader import reload_once
@@ -318,3 +320,33 @@ def test_serve_command_line_round_trips() -> None:
          "--no-fast-path", "--inference", "torch", "--poll-interval", "0.2"]
     )  # fmt: skip
     assert parser.parse_args(_argv(args)) == args
+
+
+def test_fast_path_refuses_bad_and_oversize_lengths() -> None:
+    """The ASGI fast path: 400 for a malformed Content-Length, 413 beyond the limit."""
+
+    class Echo:
+        def single(self, body: bytes, path: str) -> tuple[int, bytes]:
+            return 200, body
+
+        batch = single
+
+    fast = ScoringFastPath(None, Echo(), {"/v1/score": "single"}, limit=100)
+    replies: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message: dict) -> None:
+        replies.append(message)
+
+    async def call(length: bytes) -> int:
+        replies.clear()
+        scope = {"type": "http", "method": "POST", "path": "/v1/score",
+                 "headers": [(b"content-length", length)]}  # fmt: skip
+        await fast(scope, receive, send)
+        return replies[0]["status"]
+
+    assert asyncio.run(call(b"x1")) == 400
+    assert asyncio.run(call(b"101")) == 413
+    assert asyncio.run(call(b"2")) == 200 and replies[1]["body"] == b"{}"
