@@ -158,6 +158,8 @@ def test_model_card_has_privacy_provenance(client, platform) -> None:
         partners[0]
     )
     assert body["circuit_breaker"]["state"] == "closed"
+    assert body["card"]["feature_spec"]["spec"]["salt"] == "[redacted]"
+    assert SPEC.salt not in json.dumps(body)
 
 
 def test_health_ready_and_metrics(client, platform) -> None:
