@@ -14,7 +14,6 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 
 log = logging.getLogger("fedctr.serve")
 
@@ -38,12 +37,6 @@ def error_items(errors: Iterable[dict[str, Any]], prefix: tuple[str, ...] = ()) 
         }
         for e in errors
     ]
-
-
-def validation_response(exc: ValidationError) -> JSONResponse:
-    """422 naming each offending field (``body`` first, like FastAPI)."""
-    errors = exc.errors(include_url=False, include_context=False, include_input=False)
-    return JSONResponse(status_code=422, content={"detail": error_items(errors, ("body",))})
 
 
 def rejected_response(request: Request, exc: BaseException) -> JSONResponse:
@@ -73,5 +66,4 @@ __all__ = [
     "error_items",
     "install_error_handlers",
     "rejected_response",
-    "validation_response",
 ]

@@ -7,7 +7,6 @@ reference assignment.
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +22,6 @@ from server.registry import (
     serving_guard_from_card,
 )
 from server.scoring import BreakerSettings, CircuitBreaker, Scorer
-
-log = logging.getLogger("fedctr.serve")
 
 
 @dataclass(frozen=True)

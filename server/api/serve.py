@@ -23,8 +23,6 @@ from pydantic import ValidationError
 from fedctr.errors import FedctrError
 from server.api.core.config import ENV_PREFIX, Settings
 
-log = logging.getLogger("fedctr.serve")
-
 
 def build_serve_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     """Add the ``serve`` arguments to ``parser`` (a fresh one if None)."""

@@ -7,7 +7,6 @@ documented in OpenAPI through ``openapi_extra`` references to those models.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
@@ -15,7 +14,6 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from server.api.handlers import ScoreHandlers
 from server.api.schemas import BatchScoreResponse, ErrorResponse, RequestSchemas, ScoreResponse
 
-log = logging.getLogger("fedctr.serve")
 JSON = "application/json"
 
 
