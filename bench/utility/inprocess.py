@@ -21,7 +21,7 @@ import json
 import logging
 import math
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -176,15 +176,18 @@ def run_federated(
     model_config: ModelConfig,
     partners: list[EncodedData],
     privacy: PrivacySettings,
-    training: TrainingSettings,
+    trainings: Sequence[TrainingSettings],
     strategy: StrategyConfig,
     rounds: int,
     seed: int,
 ) -> FederatedResult:
-    """Train ``rounds`` rounds; every partner holds ``privacy`` (its own budget) and data."""
+    """Train ``rounds`` rounds; partner ``k`` holds ``partners[k]`` and ``trainings[k]``, and
+    each its own budget ``privacy``."""
+    if len(trainings) != len(partners):
+        raise ValueError("one TrainingSettings per partner")
     with tempfile.TemporaryDirectory(prefix="fedctr-bench-") as tmp:
         nodes: dict[int, PartnerNode] = {}
-        for k, rows in enumerate(partners):
+        for k, (rows, training) in enumerate(zip(partners, trainings, strict=True)):
             config = PartnerConfig(
                 partner_id=f"partner-{k + 1}",
                 data=Path(tmp) / f"partner-{k + 1}.unused",

@@ -1,0 +1,63 @@
+"""What the utility benchmark compares: training settings side by side, same test rows.
+
+Every setting of a (dataset, model) pair is scored against the centralized
+non-private reference of the same pair and seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One row of the table (before averaging over seeds)."""
+
+    key: str
+    partners: int  # 0: centralized
+    iid: bool = True
+    epsilon: float | None = None  # None: no DP
+
+    @property
+    def centralized(self) -> bool:
+        return self.partners == 0
+
+    @property
+    def label(self) -> str:
+        if self.centralized:
+            return "centralized, non-private"
+        split = "IID" if self.iid else "non-IID"
+        privacy = "non-private" if self.epsilon is None else f"DP eps={self.epsilon:g}"
+        return f"federated {self.partners} {split}, {privacy}"
+
+
+CENTRAL = Scenario("central", 0)
+
+ALL: tuple[Scenario, ...] = (
+    CENTRAL,
+    Scenario("fed3-iid", 3, iid=True),
+    Scenario("fed3-noniid", 3, iid=False),
+    Scenario("fed10-iid", 10, iid=True),
+    Scenario("fed10-noniid", 10, iid=False),
+    Scenario("dp8-fed3-noniid", 3, iid=False, epsilon=8.0),
+    Scenario("dp3-fed3-noniid", 3, iid=False, epsilon=3.0),
+    Scenario("dp1-fed3-noniid", 3, iid=False, epsilon=1.0),
+    Scenario("dp8-fed3-iid", 3, iid=True, epsilon=8.0),
+    Scenario("dp1-fed3-iid", 3, iid=True, epsilon=1.0),
+    Scenario("dp8-fed10-noniid", 10, iid=False, epsilon=8.0),
+)
+BY_KEY = {s.key: s for s in ALL}
+
+QUICK: tuple[str, ...] = ("central", "fed3-noniid", "dp8-fed3-noniid")
+
+
+def select(keys: list[str] | None, *, quick: bool) -> list[Scenario]:
+    """The scenarios named (central always first), or the default set."""
+    chosen = list(keys) if keys else list(QUICK if quick else BY_KEY)
+    unknown = sorted(set(chosen) - set(BY_KEY))
+    if unknown:
+        raise ValueError(f"unknown scenarios {unknown}; choose from {list(BY_KEY)}")
+    return [CENTRAL, *(BY_KEY[k] for k in chosen if k != "central")]
+
+
+__all__ = ["ALL", "BY_KEY", "CENTRAL", "QUICK", "Scenario", "select"]
