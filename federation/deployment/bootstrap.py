@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import shutil
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +95,7 @@ class PlatformOptions:
     rounds: int = 3
     min_partners: int = 2
     strategy: str = "fedavg"
-    model: str = "lr"
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(name="lr"))
     timeout_s: float = 600.0
     eval_data: Path | None = None
     run_name: str = "fedctr"
@@ -105,7 +105,6 @@ def init_platform(root: Path, opts: PlatformOptions) -> Path:
     """Create the platform folder; returns the path of platform.toml."""
     hosts = validate_hosts(opts.hosts)
     StrategyConfig(name=opts.strategy, min_partners=opts.min_partners)  # validates
-    ModelConfig(name=opts.model)
     root = _fresh_dir(root)
     shutil.copyfile(opts.spec, root / "spec.toml")
     create_dev_tls(root / "tls", hosts=hosts)
@@ -117,7 +116,7 @@ def init_platform(root: Path, opts: PlatformOptions) -> Path:
         (root / folder).mkdir()
     host = hosts[0]
     address = f"[{host}]:{opts.port}" if ":" in host else f"{host}:{opts.port}"
-    model = ModelConfig(name=opts.model).to_dict()
+    model = opts.model.to_dict()
     lines = [
         "# fedctr platform: written by `fedctr platform init`; paths relative to this file.",
         "[platform]",

@@ -51,6 +51,7 @@ def _platform_parser(p: argparse.ArgumentParser) -> None:
     init.add_argument("--min-partners", type=int, default=2)
     init.add_argument("--strategy", default="fedavg")
     init.add_argument("--model", default="lr", help="lr, fm, deepfm, dcnv2 or fusion")
+    init.add_argument("--embed-dim", type=int, default=8, help="embedding width")
     init.add_argument("--timeout", type=float, default=600.0, help="per-round reply timeout (s)")
     init.add_argument("--eval-data", type=Path, default=None, help="platform-held test file")
     init.add_argument("--run-name", default="fedctr")
@@ -78,6 +79,7 @@ def _platform(args: argparse.Namespace) -> int:
     config = _config_file(args.dir, "platform.toml")
     if args.action == "init":
         from federation.deployment.bootstrap import PlatformOptions, init_platform, resolve_spec
+        from models import ModelConfig
 
         hosts = [h for h in args.hosts.split(",") if h.strip()]
         for local in ("127.0.0.1",):  # the platform's own tools dial the SuperLink locally
@@ -93,7 +95,7 @@ def _platform(args: argparse.Namespace) -> int:
                 rounds=args.rounds,
                 min_partners=args.min_partners,
                 strategy=args.strategy,
-                model=args.model,
+                model=ModelConfig(name=args.model, embed_dim=args.embed_dim),
                 timeout_s=args.timeout,
                 eval_data=args.eval_data,
                 run_name=args.run_name,

@@ -351,7 +351,7 @@ class ForkingExecutor:
                 token = self.acquire()
                 if token is not None:
                     pid = self.launch(token)
-                    logger.debug("task started in process %d", pid)
+                    logger.info("task started in process %d", pid)
                     continue  # there may be more queued
                 time.sleep(self.waits.task_poll)
         finally:

@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import IO
 
@@ -70,13 +71,33 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
-def is_running(pid: int) -> bool:
-    """True if ``pid`` exists and is not a zombie."""
+def _stat(pid: int) -> list[str] | None:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return False
-    return stat[stat.rfind(")") + 2] != "Z"
+        return None
+    return stat[stat.rfind(")") + 2 :].split()
+
+
+def is_running(pid: int) -> bool:
+    """True if ``pid`` exists and is not a zombie."""
+    fields = _stat(pid)
+    return fields is not None and fields[0] != "Z"
+
+
+Identity = tuple[int, int]
+"""(pid, start time in clock ticks): a pid alone may be reused by another process."""
+
+
+def identity(pid: int) -> Identity | None:
+    fields = _stat(pid)
+    return None if fields is None else (pid, int(fields[19]))
+
+
+def still_running(ident: Identity) -> bool:
+    """True if the very process ``ident`` names is alive (not a reused pid)."""
+    fields = _stat(ident[0])
+    return fields is not None and fields[0] != "Z" and int(fields[19]) == ident[1]
 
 
 def _signal_all(pids: Sequence[int], sig: int) -> None:
@@ -142,12 +163,13 @@ class Supervisor:
         stream: IO[bytes] | None = managed.popen.stdout
         if stream is None:
             return
-        with managed.log_path.open("ab") as log:
+        with managed.log_path.open("a", encoding="utf-8") as log:
             for raw in iter(stream.readline, b""):
                 line = raw.decode("utf-8", "replace").rstrip("\n")
                 if QUIET.search(line):
                     continue
-                log.write(raw)
+                # Flower's console lines carry no time; every line in our logs does.
+                log.write(f"{datetime.now():%H:%M:%S.%f}"[:-3] + f" | {line}\n")
                 log.flush()
                 managed.lines.append(line)
                 del managed.lines[: -self.keep_lines]
@@ -195,16 +217,16 @@ class Supervisor:
         """SIGTERM every child and descendant, wait ``grace_s``, SIGKILL the rest."""
         roots = [m.pid for m in self.children if m.exit_code() is None]
         tree = [pid for root in roots for pid in descendants(root)]
-        everyone = list(dict.fromkeys(roots + tree))
-        _signal_all(everyone, signal.SIGTERM)
+        everyone = [i for pid in dict.fromkeys(roots + tree) if (i := identity(pid)) is not None]
+        _signal_all([pid for pid, _ in everyone], signal.SIGTERM)
         deadline = time.monotonic() + grace_s
         while time.monotonic() < deadline:
             for m in self.children:
                 m.popen.poll()
-            if not any(is_running(pid) for pid in everyone):
+            if not any(still_running(i) for i in everyone):
                 break
             time.sleep(0.05)
-        leftovers = [pid for pid in everyone if is_running(pid)]
+        leftovers = [i[0] for i in everyone if still_running(i)]
         if leftovers:
             logger.warning("killing processes that ignored SIGTERM: %s", leftovers)
             _signal_all(leftovers, signal.SIGKILL)
@@ -259,5 +281,7 @@ __all__ = [
     "descendants",
     "executable_env",
     "free_port",
+    "identity",
     "is_running",
+    "still_running",
 ]

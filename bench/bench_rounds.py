@@ -1,0 +1,202 @@
+"""Round overhead of a real deployment on loopback: stock Flower 1.41 vs fedctr's launchers.
+
+Usage::
+
+    .venv/bin/python bench/bench_rounds.py                  # 3 partners, 4 rounds, both sides
+    .venv/bin/python bench/bench_rounds.py --rounds 2 --modes ours
+
+Both sides start the real processes an operator starts (``fedctr platform start``,
+``fedctr partner start``: SuperLink with TLS and node authentication, three
+authenticated SuperNodes on 127.0.0.1), with the same data, model (DeepFM, 2.4 MB
+of weights by default) and DP-SGD settings, and run ``--rounds`` rounds:
+
+* ``stock``: Flower's own processes and waits: ``flower-supernode`` starts
+  ``flower-superexec``, which starts one ``flwr-clientapp`` per message (importing
+  torch and Opacus each time); the ServerApp collects replies every 3 s; each round
+  sends a train and then an evaluate message.
+* ``ours``: the forking executor (imports once, forks per task), shortened SuperNode
+  waits, replies collected every 50 ms, evaluation carried in the next train message.
+
+The ServerApp's ``timing.jsonl`` gives, per round, the wall time of its message round
+trips (push until the last reply) and the slowest partner's own compute time for
+each message (the ClientApp's ``compute-seconds``: reading data, evaluating,
+training, ledgering). Overhead = wall - compute: what the transport, processes and
+polling add to the partners' work. Partners use full-batch DP-SGD (sampling rate 1)
+so that noise calibration does not dominate the compute column.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from clients.config import PrivacySettings, TrainingSettings
+from federation.deployment.bootstrap import (
+    PartnerOptions,
+    PlatformOptions,
+    add_partner,
+    init_partner,
+    init_platform,
+    read_registration,
+)
+from federation.deployment.localrun import LocalDeployment
+from federation.deployment.platform import run_platform
+from federation.deployment.processes import StopFlag, free_port
+from federation.synthetic import PartnerProfile, generate_federation
+from models import ModelConfig, builtin_spec_path
+from server.strategies.round_timing import TIMING_FILE, read_timing
+
+logger = logging.getLogger("bench_rounds")
+
+PARTNERS = (
+    PartnerProfile("shop-a", 1500, "parquet", 0, 0.7, -1.2),
+    PartnerProfile("advertiser-b", 1200, "parquet", 14, 0.4, -1.4),
+    PartnerProfile("crm-c", 900, "csv", 27, 0.55, -1.0),
+)
+
+
+@dataclass(frozen=True)
+class Side:
+    mode: str
+    rounds: list[dict[str, float]]
+    run_s: float
+    startup_s: float
+
+    def wall(self) -> list[float]:
+        return [r["train_wall_s"] + r.get("evaluate_wall_s", 0.0) for r in self.rounds]
+
+    def compute(self) -> list[float]:
+        return [r["train_compute_s"] + r.get("evaluate_compute_s", 0.0) for r in self.rounds]
+
+    def overhead(self) -> list[float]:
+        return [w - c for w, c in zip(self.wall(), self.compute(), strict=True)]
+
+
+def _prepare(root: Path, mode: str, data: dict[str, Path], args: argparse.Namespace) -> Path:
+    port = free_port()
+    platform = init_platform(
+        root / mode / "platform",
+        PlatformOptions(
+            hosts=("127.0.0.1",),
+            spec=builtin_spec_path("demo"),
+            port=port,
+            listen="127.0.0.1",
+            rounds=args.rounds,
+            min_partners=3,
+            model=ModelConfig(name=args.model, embed_dim=args.embed_dim),
+            timeout_s=600.0,
+            run_name=f"bench-{mode}",
+        ),
+    )
+    if mode == "stock":  # a stock round: train message, then evaluate message
+        platform.write_text(
+            platform.read_text().replace("evaluate_in_train = true", "evaluate_in_train = false")
+        )
+    for pid, path in data.items():
+        partner = init_partner(
+            root / mode / pid,
+            PartnerOptions(
+                partner_id=pid,
+                data=path,
+                spec=platform.parent / "spec.toml",
+                superlink=f"127.0.0.1:{port}",
+                ca_cert=platform.parent / "tls" / "ca.crt",
+                privacy=PrivacySettings(
+                    epsilon=8.0,
+                    delta=1e-5,
+                    planned_rounds=args.rounds,
+                    max_grad_norm=5.0,
+                    accountant="rdp",
+                ),
+                training=TrainingSettings(
+                    batch_size=8192, local_epochs=args.local_epochs, learning_rate=0.05
+                ),
+            ),
+        )
+        registration = read_registration(partner.parent / "registration.toml")
+        add_partner(platform, registration, replace=False)
+    return platform.parent
+
+
+def run_side(root: Path, mode: str, data: dict[str, Path], args: argparse.Namespace) -> Side:
+    platform = _prepare(root, mode, data, args)
+    partners = [root / mode / pid for pid in data]
+    flags = ("--stock",) if mode == "stock" else ()
+    started = time.monotonic()
+    with LocalDeployment(root / mode / "launchers") as deployment:
+        deployment.start_platform(platform, *flags)
+        deployment.wait_platform(platform, timeout_s=300)
+        for partner in partners:
+            deployment.start_partner(partner, *flags, "--skip-data-check")
+        deployment.wait_partners(partners, timeout_s=400)
+        startup = time.monotonic() - started
+        logger.info("%s: federation up in %.0fs; running %d rounds", mode, startup, args.rounds)
+        t0 = time.monotonic()
+        run_platform(
+            platform / "platform.toml", stop=StopFlag(), run_id=f"{mode}-run", timeout_s=3600
+        )
+        run_s = time.monotonic() - t0
+    rows = read_timing(platform / "runs" / f"{mode}-run" / TIMING_FILE)
+    return Side(mode, rows, run_s, startup)
+
+
+def report(sides: list[Side]) -> str:
+    def mean(xs: list[float]) -> float:
+        return statistics.fmean(xs) if xs else float("nan")
+
+    lines = [
+        f"{'side':<6} {'round wall s':>13} {'compute s':>10} {'overhead s':>11} "
+        f"{'overhead/round (each round)':<40} {'run s':>7}",
+    ]
+    for s in sides:
+        each = " ".join(f"{x:.2f}" for x in s.overhead())
+        lines.append(
+            f"{s.mode:<6} {mean(s.wall()):>13.2f} {mean(s.compute()):>10.2f} "
+            f"{mean(s.overhead()):>11.2f} {each:<40} {s.run_s:>7.1f}"
+        )
+    by_mode = {s.mode: mean(s.overhead()) for s in sides}
+    if "stock" in by_mode and "ours" in by_mode and by_mode["ours"] > 0:
+        lines.append(
+            f"overhead per round: stock {by_mode['stock']:.2f} s -> ours {by_mode['ours']:.2f} s "
+            f"({by_mode['stock'] / by_mode['ours']:.1f}x less)"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--modes", default="stock,ours", help="comma-separated: stock, ours")
+    parser.add_argument("--model", default="deepfm")
+    parser.add_argument("--embed-dim", type=int, default=28, help="28: 2.4 MB DeepFM")
+    parser.add_argument("--local-epochs", type=int, default=2)
+    parser.add_argument("--json", type=Path, default=None, help="also write results here")
+    parser.add_argument("--keep", type=Path, default=None, help="work folder to keep")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", force=True
+    )
+    for noisy in ("httpx", "alembic", "flwr"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="bench-rounds-") as tmp:
+        root = args.keep or Path(tmp)
+        data, _ = generate_federation(root / "data", partners=PARTNERS, platform_test_rows=200)
+        sides = [run_side(root, m.strip(), data, args) for m in args.modes.split(",")]
+    text = report(sides)
+    print(text)
+    if args.json:
+        args.json.write_text(
+            json.dumps([{"mode": s.mode, "rounds": s.rounds, "run_s": s.run_s} for s in sides])
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

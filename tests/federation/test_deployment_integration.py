@@ -1,0 +1,241 @@
+"""A real deployment on 127.0.0.1: SuperLink + authenticated SuperNodes over TLS.
+
+Every process is the one an operator starts (``fedctr platform start``, ``fedctr
+partner start``), on free ports, with keys and certificates made by ``fedctr ...
+init``. No mock stands in for Flower, TLS, node authentication, Opacus or the
+signature. Run 1: three partners train two DP rounds and a signed model is
+published. Then: an unregistered key is refused, a node without the CA cannot
+connect, and run 2 goes on with a malformed data file and a node killed
+mid-training, publishing a card that names only the partners that contributed.
+Every wait polls with a deadline, and every process is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from clients.config import PrivacySettings, TrainingSettings
+from federation.deployment.bootstrap import (
+    PartnerOptions,
+    PlatformOptions,
+    add_partner,
+    init_partner,
+    init_platform,
+    read_registration,
+)
+from federation.deployment.localrun import LocalDeployment, poll
+from federation.deployment.platform import RunReport, run_platform
+from federation.deployment.processes import StopFlag, descendants, free_port
+from federation.synthetic import PartnerProfile, generate_federation
+from models import ModelConfig, builtin_spec_path
+from privacy.ledger import PlatformPublish, PlatformReport, read_ledger
+from server.registry import verify_model_main
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+RUN_TIMEOUT_S = 420.0
+
+
+@dataclass
+class Federation:
+    root: Path
+    platform: Path
+    partners: dict[str, Path]
+    deployment: LocalDeployment
+
+    @property
+    def platform_toml(self) -> Path:
+        return self.platform / "platform.toml"
+
+
+def _partner(root: Path, pid: str, data: Path, port: int, *, epochs: int = 2) -> Path:
+    """Full-batch DP-SGD (sampling rate 1): calibration is instant, steps are few."""
+    return init_partner(
+        root / pid,
+        PartnerOptions(
+            partner_id=pid,
+            data=data,
+            spec=root / "platform" / "spec.toml",
+            superlink=f"127.0.0.1:{port}",
+            ca_cert=root / "platform" / "tls" / "ca.crt",
+            privacy=PrivacySettings(
+                epsilon=8.0, delta=1e-5, planned_rounds=4, max_grad_norm=5.0, accountant="rdp"
+            ),
+            training=TrainingSettings(batch_size=8192, local_epochs=epochs, learning_rate=0.05),
+        ),
+    ).parent
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
+    root = tmp_path_factory.mktemp("deploy")
+    logs, test_file = generate_federation(
+        root / "data",
+        partners=(
+            PartnerProfile("shop-a", 700, "parquet", 0, 0.7, -1.2),
+            PartnerProfile("advertiser-b", 600, "parquet", 14, 0.4, -1.4),
+            PartnerProfile("crm-c", 6000, "csv", 27, 0.55, -1.0, bad_rows=3),
+        ),
+        platform_test_rows=400,
+    )
+    broken = root / "data" / "broken-d.parquet"
+    broken.write_bytes(b"PAR1 this is not a parquet file")
+    port = free_port()
+    platform = init_platform(
+        root / "platform",
+        PlatformOptions(
+            hosts=("127.0.0.1", "localhost"),
+            spec=builtin_spec_path("demo"),
+            port=port,
+            listen="127.0.0.1",
+            rounds=2,
+            min_partners=2,
+            model=ModelConfig(name="lr"),
+            timeout_s=120.0,
+            eval_data=test_file,
+            run_name="it",
+        ),
+    ).parent
+    partners = {pid: _partner(root, pid, path, port) for pid, path in logs.items()}
+    partners["broken-d"] = _partner(root, "broken-d", broken, port)
+    partners["rogue"] = _partner(root, "rogue", logs["shop-a"], port)  # never registered
+    partners["no-ca"] = _partner(root, "no-ca", logs["shop-a"], port)
+    toml = partners["no-ca"] / "partner.toml"
+    toml.write_text(toml.read_text().replace('root_certificates = "tls/ca.crt"', ""))
+    # crm-c trains longer (many full-batch epochs), so it can be killed mid-training.
+    crm = partners["crm-c"] / "partner.toml"
+    crm.write_text(crm.read_text().replace("local_epochs = 2", "local_epochs = 40"))
+    for pid in ("shop-a", "advertiser-b", "crm-c", "broken-d", "no-ca"):
+        reg = read_registration(partners[pid] / "registration.toml")
+        add_partner(platform / "platform.toml", reg, replace=False)
+
+    deployment = LocalDeployment(root / "launchers")
+    try:
+        with deployment.watching():
+            deployment.start_platform(platform)
+            deployment.wait_platform(platform)
+            for pid in ("shop-a", "advertiser-b", "crm-c"):
+                deployment.start_partner(partners[pid])
+            deployment.wait_partners([partners[p] for p in ("shop-a", "advertiser-b", "crm-c")])
+            yield Federation(root, platform, partners, deployment)
+    finally:
+        orphans = deployment.stop_all()
+        assert orphans == [], f"processes outlived their launchers: {orphans}"
+
+
+def _run(fed: Federation, run_id: str) -> RunReport:
+    return run_platform(fed.platform_toml, stop=StopFlag(), run_id=run_id, timeout_s=RUN_TIMEOUT_S)
+
+
+def test_three_authenticated_nodes_train_two_dp_rounds_and_publish_a_signed_model(
+    federation: Federation,
+) -> None:
+    """Run 1: all three partners contribute to both rounds; the model verifies."""
+    report = _run(federation, "run-1")
+
+    rounds = report.summary["rounds"]
+    assert [r["aggregated"] for r in rounds] == [True, True]
+    for r in rounds:
+        assert sorted(t["partner_id"] for t in r["train"]) == ["advertiser-b", "crm-c", "shop-a"]
+        assert r["federated_metrics"]["num-examples"] > 0  # evaluated inside the next message
+    partners = {p["partner_id"]: p for p in report.card["privacy"]["partners"]}
+    assert set(partners) == {"shop-a", "advertiser-b", "crm-c"}
+    assert all(0 < p["epsilon"] <= 8.0 and p["rounds_contributed"] == 2 for p in partners.values())
+    public_key = federation.platform / "keys" / "platform.pub"
+    assert verify_model_main([str(report.model_path), "--public-key", str(public_key)]) == 0
+
+
+def test_a_node_with_an_unregistered_key_is_refused(federation: Federation) -> None:
+    dep = federation.deployment
+    dep.start_partner(federation.partners["rogue"], "--register-wait", "0", "--skip-data-check")
+
+    code = dep.wait_exit("rogue", timeout_s=180)
+
+    assert code != 0
+    assert "refused this node's key" in dep.launchers["rogue"].text()
+
+
+def test_a_node_without_the_platform_ca_cannot_connect(federation: Federation) -> None:
+    dep = federation.deployment
+    dep.start_partner(federation.partners["no-ca"], "--skip-data-check")
+
+    code = dep.wait_exit("no-ca", timeout_s=180)
+
+    assert code != 0
+    assert "could not verify the SuperLink's TLS certificate" in dep.launchers["no-ca"].text()
+
+
+def _kill_when_training(fed: Federation, name: str, done: threading.Event) -> list[str]:
+    """SIGKILL the partner's whole node once its executor has a task process running."""
+    launcher = fed.deployment.launchers[name]
+    events: list[str] = []
+
+    def executor_pid() -> int | None:
+        for pid in launcher.tree():
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            if b"flower_runtime executor" in cmdline:
+                return pid
+        return None
+
+    def training() -> bool:
+        pid = executor_pid()
+        return done.is_set() or (pid is not None and bool(descendants(pid)))
+
+    poll(training, timeout_s=RUN_TIMEOUT_S, what=f"{name} to start training", every_s=0.02)
+    if not done.is_set():
+        fed.deployment.kill(name)
+        events.append(f"killed {name} mid-training at {time.monotonic():.1f}")
+    return events
+
+
+def test_bad_data_and_a_killed_node_do_not_stop_the_run(federation: Federation) -> None:
+    """Run 2: broken-d reports its unusable file each round, crm-c dies in round 1;
+    shop-a and advertiser-b carry both rounds, and only they are on the card."""
+    dep = federation.deployment
+    dep.start_partner(federation.partners["broken-d"])
+    dep.wait_partners([federation.partners["broken-d"]])
+    assert "the data file cannot be used" in dep.launchers["broken-d"].text()
+    result: dict[str, RunReport] = {}
+    done = threading.Event()
+
+    def submit() -> None:
+        try:
+            result["report"] = _run(federation, "run-2")
+        finally:
+            done.set()
+
+    runner = threading.Thread(target=submit)
+    runner.start()
+    events = _kill_when_training(federation, "crm-c", done)
+    runner.join(timeout=RUN_TIMEOUT_S + 60)
+
+    assert events, "crm-c finished its round before it could be killed"
+    report = result["report"]
+    r1, r2 = report.summary["rounds"]
+    assert r1["aggregated"] and r2["aggregated"]
+    assert sorted(t["partner_id"] for t in r1["train"]) == ["advertiser-b", "shop-a"]
+    assert sorted(t["partner_id"] for t in r2["train"]) == ["advertiser-b", "shop-a"]
+    r1_failures = sorted(f["kind"] for f in r1["failures"])
+    assert r1_failures == ["bad-data", "node-error"]  # broken-d's file; crm-c gone
+    bad = next(f for f in r1["failures"] if f["kind"] == "bad-data")
+    assert "broken-d.parquet" in bad["reason"]
+    assert [f["kind"] for f in r2["failures"]] == ["bad-data"]  # crm-c is no longer sampled
+    assert {p["partner_id"] for p in report.card["privacy"]["partners"]} == {
+        "advertiser-b",
+        "shop-a",
+    }
+    ledger = read_ledger(federation.platform / "ledgers" / "platform.jsonl")
+    bodies = [e.parsed_body() for e in ledger.entries]
+    publish = [b for b in bodies if isinstance(b, PlatformPublish) and b.run_id == "run-2"]
+    assert [sorted(b.partners) for b in publish] == [["advertiser-b", "shop-a"]]
+    reports = [b for b in bodies if isinstance(b, PlatformReport) and b.run_id == "run-2"]
+    assert {b.partner_id for b in reports} == {"advertiser-b", "shop-a"}
+    timing = (federation.platform / "runs" / "run-2" / "timing.jsonl").read_text().splitlines()
+    assert len(timing) == 2 and all(json.loads(row)["train_replies"] >= 2 for row in timing)
