@@ -82,7 +82,7 @@ def test_epsilon_is_the_worst_partner_and_within_each_budget(finished_run) -> No
     for row in summary["rounds"]:
         for t in row["train"]:
             assert 0 < t["epsilon"] <= 4.0
-    crm = [t for t in summary["rounds"][1]["train"] if t["partner_id"] == "crm-c"][0]
+    crm = next(t for t in summary["rounds"][1]["train"] if t["partner_id"] == "crm-c")
     assert crm["report"]["rows-skipped"] == 3  # bad rows skipped and reported, not silent
 
 
