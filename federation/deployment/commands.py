@@ -4,8 +4,9 @@
 
     fedctr platform init DIR --hosts HOST[,HOST...] [--port 9093] [--spec demo] ...
     fedctr platform add-partner DIR REGISTRATION.toml [--replace]
-    fedctr platform start DIR
+    fedctr platform start DIR [--background]
     fedctr platform run DIR [--run-id ID] [--timeout S]
+    fedctr platform stop DIR
     fedctr partner init DIR --id ID --data FILE --spec FILE --superlink HOST:PORT --ca FILE
     fedctr partner start DIR
 
@@ -64,7 +65,15 @@ def _platform_parser(p: argparse.ArgumentParser) -> None:
     start = sub.add_parser("start", help="run the SuperLink (TLS, node auth) until stopped")
     start.add_argument("dir", type=Path)
     start.add_argument("--ready-timeout", type=float, default=120.0)
+    start.add_argument(
+        "--background",
+        action="store_true",
+        help="detach once ready (logs in DIR/logs/platform.out); stop with `platform stop`",
+    )
     start.add_argument("--stock", action="store_true", help=argparse.SUPPRESS)
+
+    stop = sub.add_parser("stop", help="stop a SuperLink started with --background")
+    stop.add_argument("dir", type=Path)
 
     run = sub.add_parser("run", help="submit the federation run and wait for the model")
     run.add_argument("dir", type=Path)
@@ -119,6 +128,18 @@ def _platform(args: argparse.Namespace) -> int:
             f"{registration.fingerprint}){'' if changed else ', unchanged'}"
             + ("; the running SuperLink accepts it now" if live else "")
         )
+        return 0
+    if args.action == "start" and args.background:
+        from federation.deployment.platform import start_in_background
+
+        pid = start_in_background(config, ready_timeout_s=args.ready_timeout)
+        print(f"SuperLink running (launcher pid {pid}); stop: fedctr platform stop {args.dir}")
+        return 0
+    if args.action == "stop":
+        from federation.deployment.platform import stop_background
+
+        stopped = stop_background(config)
+        print("stopped" if stopped else "no SuperLink of this folder is running")
         return 0
     if args.action == "start":
         from federation.deployment.platform import start_platform
@@ -226,7 +247,10 @@ def _partner(args: argparse.Namespace) -> int:
 
 
 register_command(
-    "platform", "run the platform: init, add-partner, start, run", _platform_parser, _platform
+    "platform",
+    "run the platform: init, add-partner, start, run, stop",
+    _platform_parser,
+    _platform,
 )
 register_command("partner", "run a partner node: init, start", _partner_parser, _partner)
 

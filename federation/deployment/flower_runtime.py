@@ -31,18 +31,18 @@ import argparse
 import atexit
 import contextlib
 import importlib
-import inspect
 import logging
 import os
 import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
 from federation.deployment.errors import FlowerVersionError
+from federation.deployment.waits import Waits, waits_from_env
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +62,10 @@ TOUCH_POINTS: tuple[tuple[str, str, str], ...] = (
     ),
     ("flwr.supernode.cli.flower_supernode", "flower_supernode", "SuperNode entry point"),
     ("flwr.supernode.runtime.run_clientapp", "run_clientapp", "ClientApp entry point"),
+    ("flwr.supernode.runtime.run_clientapp", "get_load_client_app_fn", "app loader we pin"),
+    ("flwr.common.config", "get_project_dir", "where a FAB is installed"),
+    ("flwr.common.config", "get_project_config", "a FAB's pyproject.toml"),
+    ("flwr.clientapp.client_app", "LoadClientAppError", "refusal of another app"),
     ("flwr.supercore.runtime", "RuntimeHttpClient", "Runtime API client (AcquireTask)"),
     ("flwr.supercore.interceptors", "RuntimeVersionHttpInterceptor", "version header"),
     ("flwr.supercore.retry", "make_simple_http_retry_invoker", "HTTP retries"),
@@ -73,26 +77,6 @@ TOUCH_POINTS: tuple[tuple[str, str, str], ...] = (
 SUPERNODE_IDLE_SLEEP = 3
 SUPERNODE_REPLY_SLEEP = 0.5
 PULL_BACKOFF_KEYS = ("initial_backoff", "backoff_cap")
-
-
-@dataclass(frozen=True, kw_only=True)
-class Waits:
-    """How often the patched processes poll (seconds); stock values in comments."""
-
-    idle_poll: float = 0.2  # SuperNode: nothing to do, ask the SuperLink again (3 s)
-    reply_poll: float = 0.02  # SuperNode: wait for the ClientApp's reply (0.5 s)
-    task_poll: float = 0.1  # executor: ask the SuperNode for a task (SuperExec: 1 s)
-    pull_backoff: float = 0.05  # object not uploaded yet, first retry (1 s)
-    pull_backoff_cap: float = 0.5  # (10 s)
-    heartbeat: float = 10.0  # SuperNode heartbeat; offline after 2 missed (30 s)
-
-    def __post_init__(self) -> None:
-        for name in ("idle_poll", "reply_poll", "task_poll", "pull_backoff", "pull_backoff_cap"):
-            value = getattr(self, name)
-            if not 0.005 <= value <= 60:
-                raise ValueError(f"{name} must be between 0.005 and 60 seconds, got {value}")
-        if not 10 <= self.heartbeat <= 1800:  # Flower's HEARTBEAT_MIN/MAX_INTERVAL
-            raise ValueError("heartbeat must be between 10 and 1800 seconds")
 
 
 def installed_flower() -> str:
@@ -182,7 +166,7 @@ def tune_serverapp_process(waits: Waits | None = None) -> bool:
         check_flower_version()
     except FlowerVersionError:
         return False
-    shorten_object_pull_backoff(waits or _waits_from_env())
+    shorten_object_pull_backoff(waits or waits_from_env())
     return True
 
 
@@ -238,6 +222,39 @@ def preload(modules: Sequence[str] = PRELOAD_MODULES) -> list[str]:
         importlib.import_module(name)
         loaded.append(name)
     return loaded
+
+
+PINNED_CLIENTAPP = "federation.client_app:app"
+
+
+def pin_client_app() -> None:
+    """Every task runs the ClientApp of the fedctr installed here, never code from the run.
+
+    Stock Flower imports the ClientApp from the app bundle (FAB) the SuperLink sends,
+    i.e. code chosen by whoever submitted the run would execute next to the partner's
+    raw rows. Here the loader checks that the run names fedctr's ClientApp and returns
+    the preloaded one; any other app is refused (the platform sees a failed reply).
+    """
+    from flwr.clientapp.client_app import LoadClientAppError
+    from flwr.common.config import get_project_config, get_project_dir
+    from flwr.supernode.runtime import run_clientapp as runtime
+
+    from federation.client_app import app as fedctr_app
+
+    def get_load_client_app_fn(*_args: object, **_kwargs: object) -> Callable[..., object]:
+        def load(fab_id: str, fab_version: str, fab_hash: str) -> object:
+            config = get_project_config(get_project_dir(fab_id, fab_version, fab_hash))
+            wanted = config["tool"]["flwr"]["app"]["components"]["clientapp"]
+            if wanted != PINNED_CLIENTAPP:
+                raise LoadClientAppError(
+                    f"this node runs only {PINNED_CLIENTAPP} (installed fedctr); "
+                    f"the run asked for {wanted!r}"
+                )
+            return fedctr_app
+
+        return load
+
+    runtime.get_load_client_app_fn = get_load_client_app_fn  # type: ignore[assignment]
 
 
 def _child_main(runtime_api_address: str, token: str, parent_pid: int) -> None:
@@ -381,9 +398,11 @@ def run_forking_executor(
     check_flower_version()
     started = time.monotonic()
     # Children inherit this: a task may start before the SuperNode has stored all of
-    # the message's objects, and Flower's first retry would come only after 1 s.
-    shorten_object_pull_backoff(waits)
+    # the message's objects, and Flower's first retry would come only after 1 s. The
+    # SuperNode is local, so asking it again every 0.1 s at most costs nothing.
+    shorten_object_pull_backoff(replace(waits, pull_backoff=0.02, pull_backoff_cap=0.1))
     preload()
+    pin_client_app()
     logger.info(
         "fedctr executor ready in %.1fs (torch, opacus, fedctr preloaded); tasks from %s",
         time.monotonic() - started,
@@ -396,23 +415,6 @@ def run_forking_executor(
 
 
 # ---- command line -----------------------------------------------------------
-def _waits_from_env() -> Waits:
-    """Waits from ``FEDCTR_WAIT_<NAME>`` variables (set by the launchers)."""
-    values = {}
-    for name in inspect.signature(Waits).parameters:
-        raw = os.environ.get(f"FEDCTR_WAIT_{name.upper()}")
-        if raw is not None:
-            values[name] = float(raw)
-    return Waits(**values)
-
-
-def waits_to_env(waits: Waits) -> dict[str, str]:
-    return {
-        f"FEDCTR_WAIT_{name.upper()}": repr(getattr(waits, name))
-        for name in inspect.signature(Waits).parameters
-    }
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="python -m federation.deployment.flower_runtime")
@@ -420,7 +422,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runtime-api-address", help="executor: the SuperNode's Runtime API")
     parser.add_argument("--parent-pid", type=int, default=None)
     if argv[:1] == ["supernode"]:  # Flower configures its own logging
-        run_patched_supernode(argv[1:], _waits_from_env())
+        run_patched_supernode(argv[1:], waits_from_env())
         return 0
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -431,7 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.runtime_api_address:
         parser.error("executor needs --runtime-api-address")
     return run_forking_executor(
-        args.runtime_api_address, _waits_from_env(), parent_pid=args.parent_pid
+        args.runtime_api_address, waits_from_env(), parent_pid=args.parent_pid
     )
 
 
@@ -443,14 +445,13 @@ __all__ = [
     "PINNED_FLOWER",
     "TOUCH_POINTS",
     "ForkingExecutor",
-    "Waits",
     "check_flower_version",
     "fast_path_available",
     "missing_touch_points",
     "patch_supernode",
+    "pin_client_app",
     "run_forking_executor",
     "run_patched_supernode",
     "shorten_object_pull_backoff",
     "tune_serverapp_process",
-    "waits_to_env",
 ]

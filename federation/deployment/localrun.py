@@ -149,26 +149,27 @@ class LocalDeployment:
         with contextlib.suppress(subprocess.TimeoutExpired):
             launcher.popen.wait(timeout=30)
 
-    def stop(self, name: str, *, grace_s: float = 45.0) -> int | None:
-        """SIGTERM the launcher's process group; SIGKILL it after ``grace_s``."""
-        launcher = self.launchers[name]
-        launcher.tree()
-        if launcher.running():
+    def stop(self, *names: str, grace_s: float = 45.0) -> None:
+        """SIGTERM these launchers' process groups at once; SIGKILL after ``grace_s``."""
+        running = [self.launchers[n] for n in names if self.launchers[n].running()]
+        for launcher in running:
+            launcher.tree()
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(launcher.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for launcher in running:
             try:
-                launcher.popen.wait(timeout=grace_s)
+                launcher.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(launcher.pid, signal.SIGKILL)
                 launcher.popen.wait(timeout=30)
-        return launcher.popen.returncode
 
     def stop_all(self) -> list[int]:
         """Stop partners, then the platform; return pids that outlived their launcher."""
-        names = sorted(self.launchers, key=lambda n: n == "platform")
-        for name in names:
-            self.stop(name)
+        self.stop(*(n for n in self.launchers if n != "platform"))
+        if "platform" in self.launchers:
+            self.stop("platform")
         deadline = time.monotonic() + 20
         seen = {i for launcher in self.launchers.values() for i in launcher.seen}
         while time.monotonic() < deadline and any(still_running(i) for i in seen):

@@ -30,7 +30,7 @@ from federation.deployment.errors import (
     ProcessFailed,
     TlsVerificationFailed,
 )
-from federation.deployment.flower_runtime import Waits, fast_path_available, waits_to_env
+from federation.deployment.flower_runtime import fast_path_available
 from federation.deployment.processes import (
     Managed,
     StopFlag,
@@ -40,6 +40,7 @@ from federation.deployment.processes import (
     is_running,
 )
 from federation.deployment.settings import NodeSettings, load_node_settings
+from federation.deployment.waits import Waits, waits_to_env
 from models import load_spec
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,9 @@ logger = logging.getLogger(__name__)
 STATE_FILE = "node.json"
 CONNECTED = re.compile(r"SuperNode ID: (\d+)")
 EXECUTOR_READY = "fedctr executor ready"
+# Lines of the ClientApp's own log the operator should see in the terminal.
+ROUND_DONE = re.compile(r"INFO clients\.node: (partner \S+ round \d+: .*)")
+ROUND_FAILED = re.compile(r"WARNING federation\.client_app: (.*)")
 NOT_REGISTERED = "Failed to activate SuperNode"
 TLS_FAILURE = re.compile(r"CERTIFICATE_VERIFY_FAILED|SSL/TLS handshake error")
 
@@ -200,6 +204,10 @@ def start_partner(
             seen["node_id"] = m.group(1)
         if EXECUTOR_READY in line:
             seen["executor"] = "ready"
+        if (m := ROUND_DONE.search(line)) is not None:
+            logger.info("%s", m.group(1))
+        elif (m := ROUND_FAILED.search(line)) is not None:
+            logger.warning("this node did not contribute: %s", m.group(1))
 
     sup.on_line(watch)
     _write_state(node, status="starting")

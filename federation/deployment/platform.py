@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import re
+import signal
 import ssl
 import subprocess
 import sys
@@ -231,6 +232,65 @@ def start_platform(
         _state_path(link).unlink(missing_ok=True)
 
 
+def start_in_background(platform_toml: Path, *, ready_timeout_s: float = 180.0) -> int:
+    """``fedctr platform start`` as a detached process; returns its pid once ready.
+
+    It runs in its own session (so a terminal's Ctrl-C does not reach it) and logs
+    to ``logs/platform.out``; :func:`stop_background` stops it.
+    """
+    link = load_superlink_settings(platform_toml)
+    if read_state(link) is not None:
+        raise DeploymentError(f"the SuperLink of {link.root} is already running")
+    link.log_dir.mkdir(parents=True, exist_ok=True)
+    out = link.log_dir / "platform.out"
+    with out.open("ab") as fh:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from federation.cli import main; sys.exit(main())",
+                "platform",
+                "start",
+                str(link.root),
+            ],
+            env=executable_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + ready_timeout_s
+    while True:
+        state = read_state(link)
+        if state is not None and state.get("status") == "ready":
+            return proc.pid
+        if proc.poll() is not None:
+            raise DeploymentError(
+                f"the platform exited with {proc.returncode}; {out} ends with:\n"
+                + "\n".join(out.read_text(errors="replace").splitlines()[-15:])
+            )
+        if time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGTERM)
+            raise DeploymentError(f"the SuperLink was not ready after {ready_timeout_s:.0f}s")
+        time.sleep(0.2)
+
+
+def stop_background(platform_toml: Path, *, grace_s: float = 30.0) -> bool:
+    """SIGTERM the running launcher's process group; False if none was running."""
+    link = load_superlink_settings(platform_toml)
+    state = read_state(link)
+    if state is None:
+        return False
+    pid = int(state["pid"])
+    os.killpg(os.getpgid(pid), signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while is_running(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if is_running(pid):
+        os.killpg(os.getpgid(pid), signal.SIGKILL)
+    return True
+
+
 # ---- platform run -------------------------------------------------------------
 @dataclass(frozen=True)
 class RunReport:
@@ -378,7 +438,9 @@ __all__ = [
     "read_state",
     "register_now",
     "run_platform",
+    "start_in_background",
     "start_platform",
+    "stop_background",
     "superlink_answers",
     "write_app_descriptor",
     "write_flwr_config",

@@ -14,10 +14,12 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from federation.deployment import flower_runtime as fr
+from federation.deployment.waits import Waits, waits_from_env, waits_to_env
 
 
 def test_installed_flower_is_the_pinned_version() -> None:
@@ -83,7 +85,8 @@ def test_patches_change_only_the_waits_and_only_in_the_patched_process() -> None
         from flwr.supercore import heartbeat
         from flwr.supercore.inflatable import inflatable_utils as iu
         from flwr.supernode import fleet_http_connection, start_client_internal as sci
-        waits = fr.Waits(idle_poll=0.2, reply_poll=0.01, heartbeat=12.0, pull_backoff=0.07)
+        from federation.deployment.waits import Waits
+        waits = Waits(idle_poll=0.2, reply_poll=0.01, heartbeat=12.0, pull_backoff=0.07)
         fr.patch_supernode(waits)
         assert sci.time._mapping == {3: 0.2, 0.5: 0.01}
         assert sci.time.monotonic is time.monotonic and time.sleep is not sci.time.sleep
@@ -104,14 +107,14 @@ def test_waits_are_validated_and_travel_through_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     with pytest.raises(ValueError, match="heartbeat"):
-        fr.Waits(heartbeat=5)
+        Waits(heartbeat=5)
     with pytest.raises(ValueError, match="idle_poll"):
-        fr.Waits(idle_poll=0)
-    waits = fr.Waits(idle_poll=0.3, task_poll=0.2)
-    for key, value in fr.waits_to_env(waits).items():
+        Waits(idle_poll=0)
+    waits = Waits(idle_poll=0.3, task_poll=0.2)
+    for key, value in waits_to_env(waits).items():
         monkeypatch.setenv(key, value)
 
-    assert fr._waits_from_env() == waits
+    assert waits_from_env() == waits
 
 
 class FakeRuntime:
@@ -130,7 +133,7 @@ class FakeRuntime:
 
 
 def test_executor_forks_one_child_per_task_and_reaps_it() -> None:
-    executor = fr.ForkingExecutor("127.0.0.1:1", waits=fr.Waits())
+    executor = fr.ForkingExecutor("127.0.0.1:1", waits=Waits())
     executor._client = FakeRuntime(["t1"])
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     executor._fork = lambda: child.pid  # the "child" is a real short-lived process
@@ -146,7 +149,7 @@ def test_executor_forks_one_child_per_task_and_reaps_it() -> None:
 
 
 def test_executor_stops_its_task_processes_when_stopped() -> None:
-    executor = fr.ForkingExecutor("127.0.0.1:1", waits=fr.Waits())
+    executor = fr.ForkingExecutor("127.0.0.1:1", waits=Waits())
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     executor.children.add(child.pid)
 
@@ -155,3 +158,49 @@ def test_executor_stops_its_task_processes_when_stopped() -> None:
     assert executor.children == set()  # reaped by the executor after SIGTERM
     assert not os.path.exists(f"/proc/{child.pid}")
     child.returncode = -signal.SIGTERM  # already reaped; keep Popen from waiting again
+
+
+def _installed_app(home: Path, clientapp: str) -> tuple[str, str, str]:
+    """A FAB as Flower installs it under FLWR_HOME/apps (only its pyproject.toml)."""
+    fab_hash = "ab12cd34" * 8
+    folder = home / "apps" / f"fedctr.fedctr.0.1.0.{fab_hash[:8]}"
+    folder.mkdir(parents=True)
+    (folder / "pyproject.toml").write_text(
+        textwrap.dedent(
+            f"""
+            [project]
+            name = "fedctr"
+            version = "0.1.0"
+            [tool.flwr.app]
+            publisher = "fedctr"
+            [tool.flwr.app.components]
+            serverapp = "federation.server_app:app"
+            clientapp = "{clientapp}"
+            """
+        )
+    )
+    return "fedctr/fedctr", "0.1.0", fab_hash
+
+
+@pytest.mark.parametrize("clientapp", ["federation.client_app:app", "evil.exfiltrate:app"])
+def test_tasks_only_ever_run_the_installed_fedctr_client_app(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clientapp: str
+) -> None:
+    """A run naming another ClientApp is refused: the platform cannot ship code that
+    would run next to the partner's rows."""
+    from flwr.clientapp.client_app import LoadClientAppError
+    from flwr.supernode.runtime import run_clientapp as runtime
+
+    from federation.client_app import app
+
+    monkeypatch.setattr(runtime, "get_load_client_app_fn", runtime.get_load_client_app_fn)
+    monkeypatch.setenv("FLWR_HOME", str(tmp_path))
+    fab = _installed_app(tmp_path, clientapp)
+    fr.pin_client_app()
+    load = runtime.get_load_client_app_fn(default_app_ref="", app_path=None, multi_app=True)
+
+    if clientapp == fr.PINNED_CLIENTAPP:
+        assert load(*fab) is app
+    else:
+        with pytest.raises(LoadClientAppError, match=r"evil\.exfiltrate"):
+            load(*fab)

@@ -81,7 +81,7 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
         partners=(
             PartnerProfile("shop-a", 700, "parquet", 0, 0.7, -1.2),
             PartnerProfile("advertiser-b", 600, "parquet", 14, 0.4, -1.4),
-            PartnerProfile("crm-c", 6000, "csv", 27, 0.55, -1.0, bad_rows=3),
+            PartnerProfile("crm-c", 3000, "csv", 27, 0.55, -1.0, bad_rows=3),
         ),
         platform_test_rows=400,
     )
@@ -111,7 +111,7 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
     toml.write_text(toml.read_text().replace('root_certificates = "tls/ca.crt"', ""))
     # crm-c trains longer (many full-batch epochs), so it can be killed mid-training.
     crm = partners["crm-c"] / "partner.toml"
-    crm.write_text(crm.read_text().replace("local_epochs = 2", "local_epochs = 40"))
+    crm.write_text(crm.read_text().replace("local_epochs = 2", "local_epochs = 25"))
     for pid in ("shop-a", "advertiser-b", "crm-c", "broken-d", "no-ca"):
         reg = read_registration(partners[pid] / "registration.toml")
         add_partner(platform / "platform.toml", reg, replace=False)
