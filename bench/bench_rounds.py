@@ -47,8 +47,8 @@ from federation.deployment.bootstrap import (
     read_registration,
 )
 from federation.deployment.localrun import LocalDeployment
-from federation.deployment.platform import run_platform
 from federation.deployment.processes import StopFlag, free_port
+from federation.deployment.runs import run_platform
 from federation.synthetic import PartnerProfile, generate_federation
 from models import ModelConfig, builtin_spec_path
 from server.strategies.round_timing import TIMING_FILE, read_timing
@@ -180,9 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     parser.add_argument("--keep", type=Path, default=None, help="work folder to keep")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", force=True
-    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", force=True)
     for noisy in ("httpx", "alembic", "flwr"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="bench-rounds-") as tmp:

@@ -150,7 +150,7 @@ def _platform(args: argparse.Namespace) -> int:
             ready_timeout_s=args.ready_timeout,
             stock=args.stock,
         )
-    from federation.deployment.platform import describe, run_platform
+    from federation.deployment.runs import describe, run_platform
 
     report = run_platform(
         config, stop=StopFlag().install(), run_id=args.run_id, timeout_s=args.timeout

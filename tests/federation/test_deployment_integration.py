@@ -31,8 +31,8 @@ from federation.deployment.bootstrap import (
     read_registration,
 )
 from federation.deployment.localrun import LocalDeployment, poll
-from federation.deployment.platform import RunReport, run_platform
 from federation.deployment.processes import StopFlag, descendants, free_port
+from federation.deployment.runs import RunReport, run_platform
 from federation.synthetic import PartnerProfile, generate_federation
 from models import ModelConfig, builtin_spec_path
 from privacy.ledger import PlatformPublish, PlatformReport, read_ledger
