@@ -251,7 +251,7 @@ def worker_memory(w: Workload, implementation: str, steps: int, optimizer: str) 
 def spawn(args: list[str]) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", *args]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    done = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+    done = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, env=env)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -268,7 +268,7 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated workload names to run")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr, force=True)
     warnings.filterwarnings("ignore")
 
     if args.worker:
@@ -292,7 +292,7 @@ def main() -> None:
     if args.only:
         wanted = {s.strip() for s in args.only.split(",")}
         workloads = tuple(w for w in workloads if w.name in wanted)
-    rounds = args.rounds or (1 if args.quick else 3)
+    rounds = args.rounds or (1 if args.quick else 2)
     mem_steps = min(args.memory_steps, 5) if args.quick else args.memory_steps
     header = (
         f"{'model':<14} {'implementation':<14} {'params':>9} {'epoch s':>8} {'x np':>6} "

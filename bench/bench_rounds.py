@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import statistics
 import sys
 import tempfile
@@ -68,6 +69,7 @@ class Side:
     rounds: list[dict[str, float]]
     run_s: float
     startup_s: float
+    load: float  # 1-minute load average around the run (the machine is shared)
 
     def wall(self) -> list[float]:
         return [r["train_wall_s"] + r.get("evaluate_wall_s", 0.0) for r in self.rounds]
@@ -138,13 +140,13 @@ def run_side(root: Path, mode: str, data: dict[str, Path], args: argparse.Namesp
         deployment.wait_partners(partners, timeout_s=400)
         startup = time.monotonic() - started
         logger.info("%s: federation up in %.0fs; running %d rounds", mode, startup, args.rounds)
-        t0 = time.monotonic()
+        t0, load0 = time.monotonic(), os.getloadavg()[0]
         run_platform(
             platform / "platform.toml", stop=StopFlag(), run_id=f"{mode}-run", timeout_s=3600
         )
-        run_s = time.monotonic() - t0
+        run_s, load = time.monotonic() - t0, (load0 + os.getloadavg()[0]) / 2
     rows = read_timing(platform / "runs" / f"{mode}-run" / TIMING_FILE)
-    return Side(mode, rows, run_s, startup)
+    return Side(mode, rows, run_s, startup, load)
 
 
 def report(sides: list[Side]) -> str:
@@ -152,14 +154,15 @@ def report(sides: list[Side]) -> str:
         return statistics.fmean(xs) if xs else float("nan")
 
     lines = [
+        f"{os.cpu_count()} CPUs; load = 1-min load average during the run",
         f"{'side':<6} {'round wall s':>13} {'compute s':>10} {'overhead s':>11} "
-        f"{'overhead/round (each round)':<40} {'run s':>7}",
+        f"{'overhead, each round':<32} {'run s':>7} {'load':>5}",
     ]
     for s in sides:
         each = " ".join(f"{x:.2f}" for x in s.overhead())
         lines.append(
             f"{s.mode:<6} {mean(s.wall()):>13.2f} {mean(s.compute()):>10.2f} "
-            f"{mean(s.overhead()):>11.2f} {each:<40} {s.run_s:>7.1f}"
+            f"{mean(s.overhead()):>11.2f} {each:<32} {s.run_s:>7.1f} {s.load:>5.1f}"
         )
     by_mode = {s.mode: mean(s.overhead()) for s in sides}
     if "stock" in by_mode and "ours" in by_mode and by_mode["ours"] > 0:

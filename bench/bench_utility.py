@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 from bench.utility import scenarios as sc  # noqa: E402
 from bench.utility.datasets import LOADERS, load_dataset  # noqa: E402
 from bench.utility.rdp_cache import memoize_opacus_rdp  # noqa: E402
-from bench.utility.recipes import recipe_for  # noqa: E402
+from bench.utility.recipes import FederatedRecipe, recipe_for, with_overrides  # noqa: E402
 from bench.utility.report import goal_summary, markdown_table, summarize  # noqa: E402
 from bench.utility.runner import RunResult, run_cell  # noqa: E402
 from privacy.dpsgd import DEFAULT_IMPLEMENTATION  # noqa: E402
@@ -56,7 +56,7 @@ METHOD_NOTE = (
 
 def _quiet() -> None:
     warnings.filterwarnings("ignore")
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
     for name in ("flwr", "clients", "server", "privacy", "opacus"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
@@ -68,13 +68,35 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--models", nargs="+", choices=MODELS)
     p.add_argument("--scenarios", nargs="+", choices=[s.key for s in sc.ALL])
     p.add_argument("--seeds", type=int, help="seeds per cell (default 3, quick 1)")
+    p.add_argument(
+        "--dp-set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override the DP recipe for this run, e.g. max_grad_norm=1 batches_per_epoch=10",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch threads (shared machine)")
     p.add_argument("--out", type=Path, help="write the table and raw results (JSON) here")
     return p.parse_args(argv)
 
 
+def parse_overrides(items: list[str]) -> dict[str, object]:
+    """``key=value`` pairs typed like the FederatedRecipe field they replace."""
+    defaults = FederatedRecipe()
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not hasattr(defaults, key):
+            raise SystemExit(f"--dp-set {item!r}: expected KEY=VALUE with KEY a recipe field")
+        current = getattr(defaults, key)
+        kind = str if isinstance(current, str) else float if isinstance(current, float) else int
+        out[key] = kind(value)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    overrides = parse_overrides(args.dp_set)
     _quiet()
     torch.set_num_threads(args.threads)
     memoize_opacus_rdp()
@@ -101,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         logger.info("%s", notes[name])
         for model in models:
-            recipe = recipe_for(name, model)
+            recipe = with_overrides(recipe_for(name, model), **overrides)
             for scenario in scenario_list:
                 for seed in seeds:
                     r = run_cell(data, model, scenario, recipe, seed)
