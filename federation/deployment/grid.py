@@ -22,7 +22,7 @@ from flwr.supercore.run import Run
 
 WAITS_ENV = "FEDCTR_FLOWER_WAITS"
 STOCK = "stock"
-DEFAULT_POLL_S = 0.05
+DEFAULT_POLL_S = 0.1
 
 
 class ResponsiveGrid(Grid):

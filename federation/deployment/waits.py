@@ -18,7 +18,7 @@ class Waits:
 
     idle_poll: float = 0.2  # SuperNode: nothing to do, ask the SuperLink again (3 s)
     reply_poll: float = 0.02  # SuperNode: wait for the ClientApp's reply (0.5 s)
-    task_poll: float = 0.1  # executor: ask the SuperNode for a task (SuperExec: 1 s)
+    task_poll: float = 0.2  # executor: ask the SuperNode for a task (SuperExec: 1 s)
     pull_backoff: float = 0.05  # object not uploaded yet, first retry (1 s)
     pull_backoff_cap: float = 0.5  # (10 s)
     heartbeat: float = 10.0  # SuperNode heartbeat; offline after 2 missed (30 s)
