@@ -15,6 +15,9 @@ crosses the wire:
   30 s, object-pull backoff 1 s) to configurable values.
 - :func:`shorten_object_pull_backoff` does the same for the object-pull backoff
   in any process (the ServerApp calls it through :mod:`federation.deployment.grid`).
+- :func:`pin_client_app` makes every task run the ClientApp of the fedctr
+  installed on the partner's machine and refuse runs naming another app (stock
+  Flower imports the ClientApp from the bundle the run brings along).
 
 Each touch point is listed in :data:`TOUCH_POINTS`; ``tests/federation/
 test_deployment_flower_pin.py`` checks every one of them against the installed

@@ -73,8 +73,26 @@ def split_address(address: str, source: Path | str = "address") -> tuple[str, in
     return host.strip("[]"), _port(int(port), Path(str(source)), "address")
 
 
+class _Folder:
+    """A party's folder: the config file's parent, with ``run/`` and ``logs/``."""
+
+    source: Path
+
+    @property
+    def root(self) -> Path:
+        return self.source.parent
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.root / "logs"
+
+
 @dataclass(frozen=True, kw_only=True)
-class SuperLinkSettings:
+class SuperLinkSettings(_Folder):
     """Where and how the platform's SuperLink runs."""
 
     source: Path
@@ -88,26 +106,14 @@ class SuperLinkSettings:
     flwr_home: Path
 
     @property
-    def root(self) -> Path:
-        return self.source.parent
-
-    @property
     def local_address(self) -> str:
         """Address for the platform's own tools (the Control API on this machine)."""
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
         return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
 
-    @property
-    def state_dir(self) -> Path:
-        return self.root / "run"
-
-    @property
-    def log_dir(self) -> Path:
-        return self.root / "logs"
-
 
 @dataclass(frozen=True, kw_only=True)
-class NodeSettings:
+class NodeSettings(_Folder):
     """How a partner's SuperNode reaches the platform."""
 
     source: Path
@@ -117,18 +123,6 @@ class NodeSettings:
     node_key: Path
     runtime_port: int
     flwr_home: Path
-
-    @property
-    def root(self) -> Path:
-        return self.source.parent
-
-    @property
-    def state_dir(self) -> Path:
-        return self.root / "run"
-
-    @property
-    def log_dir(self) -> Path:
-        return self.root / "logs"
 
 
 _SUPERLINK_KEYS = {
