@@ -23,16 +23,15 @@ class ScoringFastPath:
     def __init__(self, app: Any, handlers: ScoreHandlers, routes: dict[str, str], limit: int):
         self.app = app
         self.limit = limit
-        self.routes = {
-            path: (handlers.single if kind == "single" else handlers.batch)
-            for path, kind in routes.items()
-        }
+        self.single = handlers.single
+        self.batch = handlers.batch
+        self.routes = routes
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        handler = None
+        kind = None
         if scope["type"] == "http" and scope["method"] == "POST":
-            handler = self.routes.get(scope["path"])
-        if handler is None:
+            kind = self.routes.get(scope["path"])
+        if kind is None:
             await self.app(scope, receive, send)
             return
         body = await self._body(scope, receive)
@@ -40,8 +39,18 @@ class ScoringFastPath:
             reply: Reply = (413, TOO_LARGE)
         elif body is BAD_LENGTH:
             reply = (400, b'{"detail":"invalid Content-Length header"}')
+        elif kind == "single":
+            reply = self.single(body, scope["path"])
         else:
-            reply = handler(body, scope["path"])
+            content_type = next(
+                (v for k, v in scope["headers"] if k == b"content-type"), b"application/json"
+            )
+            reply = self.batch(
+                body,
+                scope["path"],
+                content_type=content_type.decode("latin-1"),
+                query=scope.get("query_string", b"").decode("latin-1"),
+            )
         await self._reply(send, reply)
 
     async def _body(self, scope: dict, receive: Any) -> bytes | None:

@@ -67,6 +67,7 @@ class RequestSchemas:
     score: type[BaseModel]
     batch: type[BaseModel]
     user_columns: tuple[str, ...]
+    max_batch_rows: int
 
 
 def build_request_schemas(spec: FeatureSpec, *, max_batch_rows: int) -> RequestSchemas:
@@ -118,7 +119,12 @@ def build_request_schemas(spec: FeatureSpec, *, max_batch_rows: int) -> RequestS
                             raise _missing_user_error(missing, f"rows.{i}")
             return self
 
-    return RequestSchemas(score=ScoreRequest, batch=BatchScoreRequest, user_columns=user)
+    return RequestSchemas(
+        score=ScoreRequest,
+        batch=BatchScoreRequest,
+        user_columns=user,
+        max_batch_rows=max_batch_rows,
+    )
 
 
 class ScoreResponse(BaseModel):

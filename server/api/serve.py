@@ -117,6 +117,7 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from server.api.main import create_app
+    from server.api.workers import run_workers
 
     if args.workers < 1:
         sys.stderr.write("fedctr serve: --workers must be >= 1\n")
@@ -150,7 +151,7 @@ def serve(args: argparse.Namespace) -> int:
         metrics_dir = tempfile.mkdtemp(prefix="fedctr-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:
-        uvicorn.run(
+        run_workers(
             "server.api.main:create_app",
             factory=True,
             workers=args.workers,

@@ -4,6 +4,8 @@
 - :func:`torch_reference`: the oracle: the torch model fed the *training-time*
   (pyarrow) encoding, which every served score must match within 1e-5;
 - :func:`bad_request_cases`: one malformed body per validation rule;
+- :func:`arrow_body` / :func:`bad_arrow_cases`: the same rows as an Arrow IPC
+  stream, and one malformed Arrow body per rule;
 - :class:`ServerProcess`: ``python -m server.api.serve`` on a free 127.0.0.1 port,
   readiness polled, stopped with its whole process group.
 """
@@ -146,6 +148,91 @@ def bad_request_cases(spec: FeatureSpec, *, max_batch_rows: int) -> list[tuple[s
         cases += [
             ("/v1/score", with_(**{emb.name: [0.1] * (emb.dim - 1)}), emb.name),
             ("/v1/score", with_(**{emb.name: [0.1] * (emb.dim - 1) + ["a"]}), emb.name),
+        ]
+    return cases
+
+
+def arrow_body(
+    spec: FeatureSpec, rows: list[dict[str, Any]], *, types: dict[str, pa.DataType] | None = None
+) -> bytes:
+    """``rows`` as an Arrow IPC stream, one column per key of the first row.
+
+    Categoricals keep their Python type (a column of strings or of integers; a mixed
+    column becomes strings), numerics float64, embeddings ``fixed_size_list<float32>``;
+    ``types`` overrides a column's type.
+    """
+    columns: dict[str, pa.Array] = {}
+    dims = {f.name: f.dim for f in spec.embedding}
+    cats = {f.name for f in spec.categorical}
+    for name in rows[0]:
+        values = [r.get(name) for r in rows]
+        if types and name in types:
+            columns[name] = pa.array(values, type=types[name])
+        elif name in dims:
+            columns[name] = pa.array(values, type=pa.list_(pa.float32(), dims[name]))
+        elif name in cats:
+            kinds = {type(v) for v in values if v is not None}
+            typ = pa.int64() if kinds <= {int} else pa.string()
+            columns[name] = pa.array(
+                [v if v is None or typ == pa.int64() else str(v) for v in values], type=typ
+            )
+        else:
+            columns[name] = pa.array(values, type=pa.float64())
+    table = pa.table(columns)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def bad_arrow_cases(spec: FeatureSpec, *, max_batch_rows: int) -> list[tuple[bytes, str]]:
+    """``(Arrow body, field the 422 must name)``: one per rule of the columnar path."""
+    ok = example_row(spec, 1)
+    ok = {k: (v if v is not None else _present(spec, k)) for k, v in ok.items()}
+    cat = spec.categorical[0].name
+    cases = [
+        (b"not an arrow stream", "body"),
+        (arrow_body(spec, [{**ok, "zzz_unknown": 1.0}]), "zzz_unknown"),
+        (arrow_body(spec, [{k: v for k, v in ok.items() if k != cat}]), cat),
+        (arrow_body(spec, [ok] * (max_batch_rows + 1)), "rows"),
+        (arrow_body(spec, [{**ok, cat: 1.5}], types={cat: pa.float64()}), cat),
+        (arrow_body(spec, [{**ok, cat: "x" * 300}]), cat),
+        (arrow_body(spec, [{**ok, cat: True}], types={cat: pa.bool_()}), cat),
+    ]
+    if spec.numeric:
+        num = spec.numeric[0].name
+        cases += [
+            (arrow_body(spec, [ok, {**ok, num: math.nan}]), num),
+            (arrow_body(spec, [{**ok, num: math.inf}]), num),
+            (arrow_body(spec, [{**ok, num: "13"}], types={num: pa.string()}), num),
+        ]
+    if spec.embedding:
+        emb = spec.embedding[0]
+        short = pa.list_(pa.float32())
+        cases += [
+            (
+                arrow_body(
+                    spec, [{**ok, emb.name: [0.1] * (emb.dim - 1)}], types={emb.name: short}
+                ),
+                emb.name,
+            ),
+            (arrow_body(spec, [{**ok, emb.name: [math.nan] * emb.dim}]), emb.name),
+            (arrow_body(spec, [{**ok, emb.name: [None] * emb.dim}]), emb.name),
+            (
+                arrow_body(
+                    spec,
+                    [{**ok, emb.name: [0.1] * (emb.dim - 1)}],
+                    types={emb.name: pa.list_(pa.float32(), emb.dim - 1)},
+                ),
+                emb.name,
+            ),
+            (
+                arrow_body(
+                    spec, [ok, {**ok, emb.name: [math.inf] * emb.dim}], types={emb.name: short}
+                ),
+                emb.name,
+            ),
+            (arrow_body(spec, [{**ok, emb.name: 0.5}], types={emb.name: pa.float64()}), emb.name),
         ]
     return cases
 

@@ -66,6 +66,39 @@ class _FieldHasher:
             b = cache[value] = self.bucket(value)
         return b
 
+    def bucket_distinct(self, keys: Sequence[str] | Sequence[int]) -> list[int]:
+        """Buckets of distinct canonical keys: stripped strings or integers ("" is missing).
+
+        An integer and its digits are the same category, so context caches may hold both.
+        """
+        cache, base, modulus, from_bytes = self._cache, self._base, self._modulus, int.from_bytes
+        if cache is None:  # user scope: nothing outlives the call
+            out = []
+            for key in keys:
+                text = key if type(key) is str else str(key)
+                if text:
+                    h = base.copy()
+                    h.update(text.encode())
+                    out.append(from_bytes(h.digest(), "little") % modulus + 1)
+                else:
+                    out.append(0)
+            return out
+        if len(cache) > self._cache_size:
+            cache.clear()
+        out = [cache.get(key, -1) for key in keys]
+        for i, b in enumerate(out):
+            if b < 0:
+                key = keys[i]
+                text = key if type(key) is str else str(key)
+                if text:
+                    h = base.copy()
+                    h.update(text.encode())
+                    b = from_bytes(h.digest(), "little") % modulus + 1
+                else:
+                    b = 0
+                out[i] = cache[key] = b
+        return out
+
     def buckets(self, values: Sequence[Any]) -> list[int]:
         """Buckets of many values; each distinct value is hashed once."""
         if self._cache is None:
@@ -118,6 +151,10 @@ class FeatureEncoder:
             for f in num
         ]
         self._dense_dim = spec.dense_dim()
+
+    def bucket_distinct(self, field: int, keys: Sequence[str] | Sequence[int]) -> list[int]:
+        """Buckets of distinct canonical keys of categorical field number ``field``."""
+        return self._hashers[field].bucket_distinct(keys)
 
     def transform_numeric(self, raw: np.ndarray, *, personalized: bool) -> np.ndarray:
         """``models.encoding.transform_numeric`` for all numeric columns at once (float64 math)."""

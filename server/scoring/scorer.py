@@ -15,7 +15,8 @@ import numpy as np
 from models.base import CTRModel
 from models.spec import FeatureSpec
 from server.registry.card import ContextFallback
-from server.scoring.encoder import FeatureEncoder
+from server.scoring.columnar import ArrowBatchDecoder
+from server.scoring.encoder import EncodedBatch, FeatureEncoder
 from server.scoring.kernels import Kernel, TorchKernel, build_kernel
 
 Inference = Literal["numpy", "torch"]
@@ -50,11 +51,14 @@ class Scorer:
         self.model = model
         self.fallback = fallback
         self.encoder = FeatureEncoder(spec, context_cache_size=context_cache_size)
+        self.arrow = ArrowBatchDecoder(spec, self.encoder)
         self.kernel: Kernel = build_kernel(model, prefer=inference)
         self.inference = "torch" if isinstance(self.kernel, TorchKernel) else "numpy"
 
     def logits(self, rows: Sequence[Mapping[str, Any]], *, personalized: bool) -> np.ndarray:
-        batch = self.encoder.encode(rows, personalized=personalized)
+        return self._logits(self.encoder.encode(rows, personalized=personalized), personalized)
+
+    def _logits(self, batch: EncodedBatch, personalized: bool) -> np.ndarray:
         out = self.kernel(batch.x_cat, batch.x_num, batch.x_dense)
         if not personalized and self.fallback.logit_shift:
             out = out + np.float32(self.fallback.logit_shift)
@@ -74,6 +78,11 @@ class Scorer:
     def score(self, rows: Sequence[Mapping[str, Any]], *, personalized: bool) -> np.ndarray:
         """Click probabilities (float64, may be non-finite if the model is broken)."""
         return sigmoid(self.logits(rows, personalized=personalized))
+
+    def score_arrow(self, body: bytes, *, personalized: bool, max_rows: int) -> np.ndarray:
+        """Click probabilities of an Arrow IPC batch (:mod:`server.scoring.columnar`)."""
+        batch = self.arrow.decode(body, personalized=personalized, max_rows=max_rows)
+        return sigmoid(self._logits(batch, personalized))
 
     def warm_up(self, *, rows: int = 64, seed: int = 0, atol: float = 1e-5) -> None:
         """Run both paths on random inputs; refuse the model if the kernel disagrees."""

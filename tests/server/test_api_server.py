@@ -20,7 +20,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from models import builtin_spec_path, load_spec
 from privacy.signing import save_public_key
-from server.api.testing import ServerProcess, bad_request_cases, example_row, torch_reference
+from server.api.testing import (
+    ServerProcess,
+    arrow_body,
+    bad_arrow_cases,
+    bad_request_cases,
+    example_row,
+    torch_reference,
+)
 from server.registry import publish_model
 from server.registry.examples import example_card, random_model
 from server.registry.layout import write_latest
@@ -32,6 +39,7 @@ REPO = Path(__file__).resolve().parents[2]
 SPEC = load_spec(builtin_spec_path("demo"))
 MAX_ROWS = 4
 WIDE_BAND = (0.001, 0.999)
+ARROW = "application/vnd.apache.arrow.stream"
 
 
 def good_features(i: int = 0) -> dict:
@@ -99,14 +107,18 @@ def server(platform) -> Iterator[ServerProcess]:
 
 
 def test_real_server_scores_like_torch(server, platform) -> None:
-    """Single and batch scores over HTTP equal the torch model's."""
+    """Single, JSON batch and Arrow batch scores over HTTP equal the torch model's."""
     rows = [good_features(i) for i in range(MAX_ROWS)]
     expected = torch_reference(platform["model"], SPEC, rows, personalized=True)
     with httpx.Client(base_url=server.url) as c:
         singles = [c.post("/v1/score", json={"features": r}).json()["score"] for r in rows]
         batch = c.post("/v1/score/batch", json={"rows": rows}).json()["scores"]
+        arrow = c.post(
+            "/v1/score/batch", content=arrow_body(SPEC, rows), headers={"content-type": ARROW}
+        ).json()["scores"]
     np.testing.assert_allclose(singles, expected, rtol=0, atol=1e-5)
     np.testing.assert_allclose(batch, expected, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(arrow, expected, rtol=0, atol=1e-5)
 
 
 def test_real_server_rejects_bad_input_with_4xx(server) -> None:
@@ -116,6 +128,9 @@ def test_real_server_rejects_bad_input_with_4xx(server) -> None:
             r = c.post(path, content=body, headers={"content-type": "application/json"})
             assert 400 <= r.status_code < 500, (path, field, r.status_code)
             assert field in r.text, (path, field, r.text)
+        for body, field in bad_arrow_cases(SPEC, max_batch_rows=MAX_ROWS):
+            r = c.post("/v1/score/batch", content=body, headers={"content-type": ARROW})
+            assert r.status_code == 422 and field in r.text, (field, r.status_code, r.text)
         assert c.post("/v1/score", content=b"x" * (70 * 1024 * 1024)).status_code == 413
 
 

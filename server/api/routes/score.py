@@ -13,6 +13,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 
 from server.api.handlers import ScoreHandlers
 from server.api.schemas import BatchScoreResponse, ErrorResponse, RequestSchemas, ScoreResponse
+from server.scoring.columnar import ARROW_STREAM
 
 JSON = "application/json"
 
@@ -35,9 +36,28 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _body(schema_name: str) -> dict[str, Any]:
+def _body(schema_name: str, *, arrow: bool = False) -> dict[str, Any]:
     ref = {"$ref": f"#/components/schemas/{schema_name}"}
-    return {"requestBody": {"required": True, "content": {JSON: {"schema": ref}}}}
+    content: dict[str, Any] = {JSON: {"schema": ref}}
+    extra: dict[str, Any] = {}
+    if arrow:
+        content[ARROW_STREAM] = {
+            "schema": {"type": "string", "format": "binary"},
+            "description": (
+                "Arrow IPC stream, one column per spec feature (same names, rules and null "
+                "semantics as the JSON rows); personalized goes in the query string"
+            ),
+        }
+        extra["parameters"] = [
+            {
+                "name": "personalized",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "boolean", "default": True},
+                "description": "Arrow bodies only (a JSON body carries personalized itself)",
+            }
+        ]
+    return {"requestBody": {"required": True, "content": content}, **extra}
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -70,12 +90,17 @@ def build_score_router(
         "/score/batch",
         response_model=BatchScoreResponse,
         responses=ERROR_RESPONSES,
-        openapi_extra=_body(schemas.batch.__name__),
+        openapi_extra=_body(schemas.batch.__name__, arrow=True),
         summary="Click probabilities of a batch of impressions (one model version)",
     )
     async def score_batch(request: Request) -> Response:
         body = await read_body(request, max_body_bytes)
-        status, payload = handlers.batch(body, request.url.path)
+        status, payload = handlers.batch(
+            body,
+            request.url.path,
+            content_type=request.headers.get("content-type", JSON),
+            query=request.url.query,
+        )
         return Response(content=payload, status_code=status, media_type=JSON)
 
     return router
