@@ -156,6 +156,25 @@ def _audit(args: argparse.Namespace) -> int:
     return run_audit_command(args)
 
 
+# ---- sample-data ---------------------------------------------------------
+def _sample_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dir", type=Path, help="where the files go")
+    p.add_argument("--seed", type=int, default=7)
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from federation.synthetic import generate_federation
+    from models import builtin_spec_path
+
+    logs, test = generate_federation(args.dir, seed=args.seed)
+    log = logging.getLogger("fedctr.cli")
+    for partner, path in logs.items():
+        log.info("partner %-14s %s", partner, path)
+    log.info("platform test file %s", test)
+    log.info("feature spec       %s (built-in name: demo)", builtin_spec_path("demo"))
+    return 0
+
+
 COMMANDS: dict[str, tuple[str, Builder, Handler]] = {
     "demo": ("run the whole story end to end on one machine", _demo_parser, _demo),
     "verify-model": (
@@ -168,6 +187,11 @@ COMMANDS: dict[str, tuple[str, Builder, Handler]] = {
         "verify ledgers, model cards and every epsilon; write a report",
         _audit_parser,
         _audit,
+    ),
+    "sample-data": (
+        "write the demo's generated partner logs and platform test file (to try a deployment)",
+        _sample_parser,
+        _sample,
     ),
 }
 

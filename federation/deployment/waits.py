@@ -14,9 +14,15 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, kw_only=True)
 class Waits:
-    """How often the patched processes poll (seconds); stock values in comments."""
+    """How often the patched processes poll (seconds); stock values in comments.
 
-    idle_poll: float = 0.2  # SuperNode: nothing to do, ask the SuperLink again (3 s)
+    Shorter is not always faster: on 2 cores the SuperLink's HTTP API spent ~0.4 s of
+    CPU per second answering polls while the partners trained, so an idle poll of
+    0.2 s made rounds slower (2.1-2.6 s of overhead) than 0.5 s (1.7 s); 1.0 s was
+    slower again (latency). ``bench/bench_rounds.py`` measures the trade.
+    """
+
+    idle_poll: float = 0.5  # SuperNode: nothing to do, ask the SuperLink again (3 s)
     reply_poll: float = 0.02  # SuperNode: wait for the ClientApp's reply (0.5 s)
     task_poll: float = 0.2  # executor: ask the SuperNode for a task (SuperExec: 1 s)
     pull_backoff: float = 0.05  # object not uploaded yet, first retry (1 s)
