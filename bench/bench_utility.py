@@ -36,7 +36,7 @@ from bench.utility import scenarios as sc  # noqa: E402
 from bench.utility.datasets import LOADERS, load_dataset  # noqa: E402
 from bench.utility.rdp_cache import memoize_opacus_rdp  # noqa: E402
 from bench.utility.recipes import FederatedRecipe, recipe_for, with_overrides  # noqa: E402
-from bench.utility.report import goal_summary, markdown_table, summarize  # noqa: E402
+from bench.utility.report import gap_pivot, goal_summary, markdown_table, summarize  # noqa: E402
 from bench.utility.runner import RunResult, run_cell  # noqa: E402
 from privacy.dpsgd import DEFAULT_IMPLEMENTATION  # noqa: E402
 
@@ -148,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     text = (
         f"{METHOD_NOTE.format(impl=DEFAULT_IMPLEMENTATION)}\n\n"
         + "\n".join(f"- {n}" for n in notes.values())
-        + f"\n\n{table}\n{goals}\n"
+        + f"\n\nΔAUC vs centralized non-private (mean over seeds):\n\n{gap_pivot(rows)}\n"
+        + f"All cells (mean ± std over seeds):\n\n{table}\n{goals}\n"
         + f"command: .venv/bin/python {command.strip()}\n"
         + f"seeds: {len(seeds)}; took {elapsed / 60:.1f} min on {torch.get_num_threads()} "
         + "torch thread(s)\n"

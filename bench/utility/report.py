@@ -134,6 +134,45 @@ def markdown_table(rows: list[Row]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
+PIVOT_COLUMNS = (
+    ("fed3-iid", "fed 3 IID"),
+    ("fed3-noniid", "fed 3 non-IID"),
+    ("fed10-iid", "fed 10 IID"),
+    ("fed10-noniid", "fed 10 non-IID"),
+    ("dp8-fed3-iid", "DP ε=8 IID"),
+    ("dp8-fed3-noniid", "DP ε=8 non-IID"),
+    ("dp3-fed3-iid", "DP ε=3 IID"),
+    ("dp3-fed3-noniid", "DP ε=3 non-IID"),
+    ("dp1-fed3-iid", "DP ε=1 IID"),
+    ("dp1-fed3-noniid", "DP ε=1 non-IID"),
+)
+
+
+def gap_pivot(rows: list[Row]) -> str:
+    """One line per (dataset, model): centralized AUC, then each setting's ΔAUC (mean
+    over seeds, paired by seed); the compact form of :func:`markdown_table`."""
+    cells = {(r.dataset, r.model, r.scenario): r for r in rows}
+    pairs = list(dict.fromkeys((r.dataset, r.model) for r in rows))
+    present = [(k, label) for k, label in PIVOT_COLUMNS if any(r.scenario == k for r in rows)]
+    head = (
+        "| dataset | model | central AUC | "
+        + " | ".join(label for _, label in present)
+        + " |\n|---|---|---|"
+        + "---|" * len(present)
+        + "\n"
+    )
+    lines = []
+    for ds, model in pairs:
+        central = cells.get((ds, model, "central"))
+        gaps = [cells.get((ds, model, k)) for k, _ in present]
+        lines.append(
+            f"| {ds} | {model} | {_pm(central.auc) if central else '-'} | "
+            + " | ".join("-" if g is None else f"{g.auc_gap[0]:+.4f}" for g in gaps)
+            + " |"
+        )
+    return head + "\n".join(lines) + "\n"
+
+
 def goal_summary(rows: list[Row]) -> str:
     """Per dataset and epsilon: the best model's DP gap against the issue's goal."""
     out = []

@@ -48,7 +48,7 @@ def _platform_parser(p: argparse.ArgumentParser) -> None:
     init.add_argument("--port", type=int, default=9093, help="SuperLink port (one for all APIs)")
     init.add_argument("--listen", default="0.0.0.0", help="interface the SuperLink binds")
     init.add_argument("--spec", default="demo", help="feature spec file or built-in name")
-    init.add_argument("--rounds", type=int, default=3)
+    init.add_argument("--rounds", type=int, default=4, help="partners plan for 4 by default")
     init.add_argument("--min-partners", type=int, default=2)
     init.add_argument("--strategy", default="fedavg")
     init.add_argument("--model", default="lr", help="lr, fm, deepfm, dcnv2 or fusion")
@@ -113,6 +113,7 @@ def _platform(args: argparse.Namespace) -> int:
         root = path.parent
         print(f"platform folder ready: {path}")
         print(f"  give partners: {root / 'tls' / 'ca.crt'} and {root / 'spec.toml'}")
+        print(f"  partners dial (--superlink): {hosts[0]}:{args.port}")
         print(f"  register each partner: fedctr platform add-partner {root} REGISTRATION.toml")
         print(f"  then: fedctr platform start {root}")
         return 0
@@ -161,6 +162,7 @@ def _platform(args: argparse.Namespace) -> int:
 
 # ---- partner ------------------------------------------------------------------
 def _partner_parser(p: argparse.ArgumentParser) -> None:
+    from clients.config import PrivacySettings, TrainingSettings
     from privacy.dpsgd import DEFAULT_IMPLEMENTATION, available_implementations
 
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -171,17 +173,24 @@ def _partner_parser(p: argparse.ArgumentParser) -> None:
     init.add_argument("--spec", required=True, type=Path, help="the platform's spec.toml")
     init.add_argument("--superlink", required=True, help="HOST:PORT of the platform")
     init.add_argument("--ca", required=True, type=Path, help="the platform's tls/ca.crt")
-    init.add_argument("--epsilon", type=float, default=8.0)
-    init.add_argument("--delta", type=float, default=1e-5)
-    init.add_argument("--planned-rounds", type=int, default=5)
-    init.add_argument("--max-grad-norm", type=float, default=1.0)
-    init.add_argument("--accountant", default="rdp", choices=("rdp", "prv"))
+    # Defaults are the partner config's own (chosen from the utility benchmark's table).
+    privacy, training = PrivacySettings(), TrainingSettings()
+    init.add_argument("--epsilon", type=float, default=privacy.epsilon)
+    init.add_argument("--delta", type=float, default=privacy.delta)
+    init.add_argument(
+        "--planned-rounds",
+        type=int,
+        default=privacy.planned_rounds,
+        help="rounds the budget is spread over (match the platform's --rounds)",
+    )
+    init.add_argument("--max-grad-norm", type=float, default=privacy.max_grad_norm)
+    init.add_argument("--accountant", default=privacy.accountant, choices=("rdp", "prv"))
     init.add_argument(
         "--dp-implementation", default=DEFAULT_IMPLEMENTATION, choices=available_implementations()
     )
-    init.add_argument("--batch-size", type=int, default=512)
-    init.add_argument("--local-epochs", type=int, default=1)
-    init.add_argument("--learning-rate", type=float, default=0.01)
+    init.add_argument("--batch-size", type=int, default=training.batch_size)
+    init.add_argument("--local-epochs", type=int, default=training.local_epochs)
+    init.add_argument("--learning-rate", type=float, default=training.learning_rate)
     init.add_argument("--bad-rows", default="skip", choices=("skip", "reject"))
 
     start = sub.add_parser("start", help="run this partner's SuperNode until stopped")
