@@ -204,3 +204,32 @@ def test_cli_init_prints_paths_never_key_material(
     assert keys and all(k.strip() not in out.out + out.err for k in keys)
     assert "PRIVATE KEY" not in out.out + out.err
     assert "127.0.0.1" in certificate_hosts(tmp_path / "p" / "tls" / "superlink.crt")
+
+
+def test_cli_partner_init_defaults_are_the_partner_configs_own(tmp_path: Path) -> None:
+    """A partner who passes no DP flags gets the defaults the utility table chose (a
+    CLI with its own, C=1, once collapsed the model's calibration)."""
+    platform = tmp_path / "p"
+    assert main(["platform", "init", str(platform), "--hosts", "127.0.0.1"]) == 0
+    assert (
+        load_platform_config(platform / "platform.toml").rounds == PrivacySettings().planned_rounds
+    )
+    data = tmp_path / "shop.csv"
+    data.write_text("click\n1\n")
+    code = main(
+        [
+            "partner", "init", str(tmp_path / "shop"), "--id", "shop", "--data", str(data),
+            "--spec", str(platform / "spec.toml"), "--superlink", "127.0.0.1:9093",
+            "--ca", str(platform / "tls" / "ca.crt"),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    config = load_partner_config(tmp_path / "shop" / "partner.toml")
+    assert config.privacy == PrivacySettings()
+    assert config.training == TrainingSettings()
+
+
+def test_sample_data_writes_partner_logs_and_a_platform_test_file(tmp_path: Path) -> None:
+    assert main(["sample-data", str(tmp_path / "data")]) == 0
+    names = sorted(p.name for p in (tmp_path / "data").iterdir())
+    assert names == ["advertiser-b.parquet", "crm-c.csv", "platform-test.parquet", "shop-a.parquet"]
