@@ -44,12 +44,12 @@ def _columnar_invalid(exc: ColumnarBodyError, where: str = "body") -> Reply:
     return _json(422, {"detail": [{"loc": loc, "msg": str(exc), "type": exc.kind}]})
 
 
-def is_arrow(content_type: str) -> bool:
+def _is_arrow(content_type: str) -> bool:
     """True for an Arrow IPC stream body (parameters after ``;`` ignored)."""
     return content_type.partition(";")[0].strip().lower() == ARROW_STREAM
 
 
-def personalized_param(query: str) -> bool:
+def _personalized_param(query: str) -> bool:
     """``personalized`` of an Arrow batch, from the query string (default true)."""
     values = parse_qs(query, keep_blank_values=True).get("personalized")
     if not values:
@@ -113,8 +113,8 @@ class ScoreHandlers:
     ) -> tuple[Callable[[Scorer], np.ndarray], bool]:
         """How to score the batch, and ``personalized``. A JSON body is validated here;
         an Arrow body is read column by column while scoring (errors name the column)."""
-        if is_arrow(content_type):
-            personalized = personalized_param(query)
+        if _is_arrow(content_type):
+            personalized = _personalized_param(query)
             limit = self.max_batch_rows
             return (
                 lambda scorer: scorer.score_arrow(body, personalized=personalized, max_rows=limit)
@@ -161,4 +161,4 @@ class ScoreHandlers:
         ).encode()
 
 
-__all__ = ["NOT_READY", "TOO_LARGE", "Reply", "ScoreHandlers", "is_arrow", "personalized_param"]
+__all__ = ["NOT_READY", "TOO_LARGE", "Reply", "ScoreHandlers"]

@@ -17,8 +17,7 @@ from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict
 
 from models.spec import FeatureSpec
-
-MAX_CATEGORY_CHARS = 256
+from server.scoring.columnar import MAX_CATEGORY_CHARS
 
 CategoryValue = (
     Annotated[str, StringConstraints(strict=True, max_length=MAX_CATEGORY_CHARS)]

@@ -26,7 +26,7 @@ from models.spec import FeatureSpec
 from server.scoring.encoder import EncodedBatch, FeatureEncoder
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
-MAX_CATEGORY_CHARS = 256
+MAX_CATEGORY_CHARS = 256  # JSON rows (server.api.schemas) share this limit
 
 
 class ColumnarBodyError(ValueError):
@@ -87,33 +87,32 @@ class ArrowBatchDecoder:
         table = self.read(body, max_rows=max_rows)
         n = table.num_rows
         present = set(table.column_names)
+
+        def wanted(scope: str) -> bool:  # user-scope columns are ignored unless personalised
+            return personalized or scope != "user"
+
         for f in (*self.spec.categorical, *self.spec.numeric, *self.spec.embedding):
-            if f.name not in present and (personalized or f.scope != "user"):
-                where = (
-                    "user-scope feature required when personalized=true "
-                    if (f.scope == "user")
-                    else ""
-                )
+            if f.name not in present and wanted(f.scope):
+                user = "user-scope feature required when personalized=true " * (f.scope == "user")
                 raise ColumnarBodyError(
                     f.name,
-                    f"column {f.name!r} is missing ({where}send nulls for unknown values)",
+                    f"column {f.name!r} is missing ({user}send nulls for unknown values)",
                     kind="missing",
                 )
-        skip = {} if personalized else {"user"}
         cats = [
-            self._categorical(table, f.name, i, n) if f.scope not in skip else np.zeros(n, np.int64)
+            self._categorical(table, f.name, i, n) if wanted(f.scope) else np.zeros(n, np.int64)
             for i, f in enumerate(self.spec.categorical)
         ]
         x_cat = np.stack(cats, axis=1) if cats else np.zeros((n, 0), np.int64)
         raw = np.full((n, self.spec.num_numeric), np.nan)
         for j, f in enumerate(self.spec.numeric):
-            if f.name in present and f.scope not in skip:
+            if f.name in present and wanted(f.scope):
                 raw[:, j] = self._numeric(table.column(f.name), f.name)
         x_num = self.encoder.transform_numeric(raw, personalized=personalized)
         x_dense = np.zeros((n, self.spec.dense_dim()), np.float32)
         start = 0
         for f in self.spec.embedding:
-            if f.name in present and f.scope not in skip:
+            if f.name in present and wanted(f.scope):
                 self._embedding(
                     table.column(f.name), f.name, f.dim, x_dense[:, start : start + f.dim]
                 )
@@ -212,22 +211,13 @@ class ArrowBatchDecoder:
                 f"column {name!r} has type {typ}; an embedding is a list of {dim} numbers",
                 kind="type_error",
             )
-        n = len(col)
-        valid = (
-            np.asarray(col.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-            if col.null_count
-            else None
-        )
-        if pa.types.is_fixed_size_list(typ):
-            if typ.list_size != dim:
-                raise ColumnarBodyError(
-                    name,
-                    f"column {name!r} has lists of {typ.list_size} numbers; expected {dim}",
-                    kind="list_length",
-                )
-            # a fixed-size list stores n * dim slots, null rows included
-            values = col.values.slice(col.offset * dim, n * dim)
-        else:
+        if pa.types.is_fixed_size_list(typ) and typ.list_size != dim:
+            raise ColumnarBodyError(
+                name,
+                f"column {name!r} has lists of {typ.list_size} numbers; expected {dim}",
+                kind="list_length",
+            )
+        if not pa.types.is_fixed_size_list(typ):
             lengths = pc.list_value_length(col).fill_null(dim).to_numpy()
             if (lengths != dim).any():
                 raise ColumnarBodyError(
@@ -236,23 +226,23 @@ class ArrowBatchDecoder:
                     f"exactly {dim} numbers",
                     kind="list_length",
                 )
-            values = pc.list_flatten(col if valid is None else col.filter(pa.array(valid)))
-        rows = np.flatnonzero(valid) if valid is not None else None
-        flat, _ = self._floats(values, name, f"an embedding is a list of {dim} numbers")
-        bad = ~np.isfinite(flat)  # NaN, infinity, or a null number inside a list
-        if pa.types.is_fixed_size_list(typ):
-            matrix = flat.reshape(n, dim)
-            bad = bad.reshape(n, dim).any(axis=1)
-            if valid is not None:
-                bad &= valid
-                matrix = matrix[valid]
-        else:
-            matrix = flat.reshape(-1, dim)
-            bad = bad.reshape(-1, dim).any(axis=1)
-            if rows is not None:
-                bad_rows = rows[bad]
-                bad = np.zeros(n, bool)
-                bad[bad_rows] = True
+            col = col.cast(pa.list_(typ.value_type, dim))
+        # a fixed-size list stores n * dim slots, null rows included
+        n = len(col)
+        flat, _ = self._floats(
+            col.values.slice(col.offset * dim, n * dim),
+            name,
+            f"an embedding is a list of {dim} numbers",
+        )
+        matrix = flat.reshape(n, dim)
+        bad = ~np.isfinite(matrix).all(axis=1)  # NaN, infinity, or a null number in a list
+        valid = (
+            np.asarray(col.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+            if col.null_count
+            else None
+        )
+        if valid is not None:
+            bad &= valid
         if bad.any():
             raise ColumnarBodyError(
                 name,
@@ -263,7 +253,7 @@ class ArrowBatchDecoder:
         if valid is None:
             out[:] = matrix
         else:
-            out[valid] = matrix
+            out[valid] = matrix[valid]
 
 
 __all__ = ["ARROW_STREAM", "ArrowBatchDecoder", "ColumnarBodyError"]

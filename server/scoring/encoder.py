@@ -47,8 +47,11 @@ class _FieldHasher:
         self._cache_size = cache_size
 
     def bucket(self, value: Any) -> int:
-        text = canonical_scalar(value)
-        if text == "":
+        return self._text_bucket(canonical_scalar(value))
+
+    def _text_bucket(self, text: str) -> int:
+        """Bucket of a canonical string ("" is missing: bucket 0)."""
+        if not text:
             return 0
         h = self._base.copy()
         h.update(text.encode())
@@ -71,32 +74,16 @@ class _FieldHasher:
 
         An integer and its digits are the same category, so context caches may hold both.
         """
-        cache, base, modulus, from_bytes = self._cache, self._base, self._modulus, int.from_bytes
+        text_bucket, cache = self._text_bucket, self._cache
         if cache is None:  # user scope: nothing outlives the call
-            out = []
-            for key in keys:
-                text = key if type(key) is str else str(key)
-                if text:
-                    h = base.copy()
-                    h.update(text.encode())
-                    out.append(from_bytes(h.digest(), "little") % modulus + 1)
-                else:
-                    out.append(0)
-            return out
+            return [text_bucket(k if type(k) is str else str(k)) for k in keys]
         if len(cache) > self._cache_size:
             cache.clear()
-        out = [cache.get(key, -1) for key in keys]
+        out = [cache.get(k, -1) for k in keys]
         for i, b in enumerate(out):
             if b < 0:
-                key = keys[i]
-                text = key if type(key) is str else str(key)
-                if text:
-                    h = base.copy()
-                    h.update(text.encode())
-                    b = from_bytes(h.digest(), "little") % modulus + 1
-                else:
-                    b = 0
-                out[i] = cache[key] = b
+                k = keys[i]
+                out[i] = cache[k] = text_bucket(k if type(k) is str else str(k))
         return out
 
     def buckets(self, values: Sequence[Any]) -> list[int]:
