@@ -15,6 +15,7 @@ gradient would be missing from the norm, and the guarantee with it.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -72,7 +73,7 @@ def _cat(parts: list[torch.Tensor]) -> torch.Tensor:
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
 
-class _LayerTap:
+class _LayerTap(ABC):
     """The calls recorded for one layer and the per-example math for its type."""
 
     def __init__(self, name: str, module: nn.Module) -> None:
@@ -93,9 +94,11 @@ class _LayerTap:
                 )
         return [c for c in self.calls if c.grad is not None]
 
+    @abstractmethod
     def norm_sq(self, calls: list[_Call], batch_size: int) -> torch.Tensor:
-        raise NotImplementedError
+        """Each example's squared gradient norm over this layer's parameters, ``[B]``."""
 
+    @abstractmethod
     def clipped_sum_(
         self,
         calls: list[_Call],
@@ -103,7 +106,7 @@ class _LayerTap:
         coeff: torch.Tensor,
         batch_size: int,
     ) -> None:
-        raise NotImplementedError
+        """Add ``sum_i coeff_i g_i`` of this layer into ``grads``."""
 
 
 class _LinearTap(_LayerTap):
