@@ -95,12 +95,9 @@ def _prepare(root: Path, mode: str, data: dict[str, Path], args: argparse.Namesp
             model=ModelConfig(name=args.model, embed_dim=args.embed_dim),
             timeout_s=600.0,
             run_name=f"bench-{mode}",
+            evaluate_in_train=mode != "stock",  # stock: a train, then an evaluate message
         ),
     )
-    if mode == "stock":  # a stock round: train message, then evaluate message
-        platform.write_text(
-            platform.read_text().replace("evaluate_in_train = true", "evaluate_in_train = false")
-        )
     for pid, path in data.items():
         partner = init_partner(
             root / mode / pid,

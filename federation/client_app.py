@@ -67,15 +67,18 @@ def _config(msg: Message) -> tuple[ConfigRecord, ModelConfig]:
     return config, ModelConfig.from_dict(json.loads(str(config[P.MODEL_CONFIG])))
 
 
+def _evaluation_values(report: EvalReport) -> dict[str, float | int]:
+    """What a partner reports of an evaluation: the same keys in either message kind."""
+    return {
+        P.NUM_EXAMPLES: report.num_examples,
+        P.AUC: report.auc,
+        P.LOGLOSS: report.logloss,
+        P.MEAN_PREDICTION: report.mean_prediction,
+    }
+
+
 def _evaluation_record(report: EvalReport) -> ConfigRecord:
-    return ConfigRecord(
-        {
-            P.NUM_EXAMPLES: report.num_examples,
-            P.AUC: report.auc,
-            P.LOGLOSS: report.logloss,
-            P.MEAN_PREDICTION: report.mean_prediction,
-        }
-    )
+    return ConfigRecord(_evaluation_values(report))
 
 
 def _evaluate_first(
@@ -169,14 +172,7 @@ def evaluate(msg: Message, context: Context) -> Message:
         )
     except FedctrError as exc:
         return _error_reply(msg, exc)
-    metrics = MetricRecord(
-        {
-            P.NUM_EXAMPLES: report.num_examples,
-            P.AUC: report.auc,
-            P.LOGLOSS: report.logloss,
-            P.MEAN_PREDICTION: report.mean_prediction,
-        }
-    )
+    metrics = MetricRecord(_evaluation_values(report))
     details = ConfigRecord(
         {P.PARTNER_ID: report.partner_id, P.COMPUTE_SECONDS: time.perf_counter() - started}
     )

@@ -99,6 +99,7 @@ class PlatformOptions:
     timeout_s: float = 600.0
     eval_data: Path | None = None
     run_name: str = "fedctr"
+    evaluate_in_train: bool = True  # False: Flower's own train-then-evaluate round
 
 
 def init_platform(root: Path, opts: PlatformOptions) -> Path:
@@ -137,7 +138,11 @@ def init_platform(root: Path, opts: PlatformOptions) -> Path:
         _line("strategy", opts.strategy, "fedprox, fedadam, fedmedian, fedtrimmedavg, krum"),
         _line("min_partners", opts.min_partners, "a round aggregates only with this many"),
         _line("timeout_s", opts.timeout_s, "longest wait for partners' replies per round"),
-        _line("evaluate_in_train", True, "one message per round (saves a round trip)"),
+        _line(
+            "evaluate_in_train",
+            opts.evaluate_in_train,
+            "one message per round (saves a round trip)",
+        ),
         "",
         "[model]",
         *(_line(k, v) for k, v in model.items()),

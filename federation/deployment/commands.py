@@ -91,9 +91,8 @@ def _platform(args: argparse.Namespace) -> int:
         from models import ModelConfig
 
         hosts = [h for h in args.hosts.split(",") if h.strip()]
-        for local in ("127.0.0.1",):  # the platform's own tools dial the SuperLink locally
-            if local not in hosts:
-                hosts.append(local)
+        if "127.0.0.1" not in hosts:  # the platform's own tools dial the SuperLink locally
+            hosts.append("127.0.0.1")
         path = init_platform(
             args.dir,
             PlatformOptions(

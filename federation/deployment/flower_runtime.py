@@ -214,17 +214,14 @@ PRELOAD_MODULES = (
 )
 
 
-def preload(modules: Sequence[str] = PRELOAD_MODULES) -> list[str]:
+def preload(modules: Sequence[str] = PRELOAD_MODULES) -> None:
     """Import (never run) what every task needs, so each forked child starts warm.
 
     The parent must stay single-threaded and compute nothing: a thread pool or
     OpenMP state created before ``fork()`` would be broken in the children.
     """
-    loaded = []
     for name in modules:
         importlib.import_module(name)
-        loaded.append(name)
-    return loaded
 
 
 PINNED_CLIENTAPP = "federation.client_app:app"

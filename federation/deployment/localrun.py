@@ -13,7 +13,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from federation.deployment.errors import ProcessFailed
 from federation.deployment.partner import read_node_state
 from federation.deployment.platform import read_state
 from federation.deployment.processes import (
+    FEDCTR,
     Identity,
     descendants,
     executable_env,
@@ -31,9 +31,6 @@ from federation.deployment.processes import (
     still_running,
 )
 from federation.deployment.settings import load_superlink_settings
-
-# ``python -m federation.cli`` would load the CLI twice (as __main__ and as a module).
-FEDCTR = (sys.executable, "-c", "import sys; from federation.cli import main; sys.exit(main())")
 
 
 @dataclass

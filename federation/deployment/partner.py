@@ -36,6 +36,7 @@ from federation.deployment.processes import (
     StopFlag,
     Supervisor,
     executable_env,
+    flwr_bin,
     free_port,
     is_running,
 )
@@ -89,7 +90,7 @@ def supernode_argv(node: NodeSettings, runtime_port: int, *, fast: bool) -> list
     head = (
         [sys.executable, "-m", "federation.deployment.flower_runtime", "supernode"]
         if fast
-        else [str(Path(sys.executable).parent / "flower-supernode")]
+        else [flwr_bin("flower-supernode")]
     )
     argv = [*head, "--superlink", node.superlink]
     if node.root_certificates is not None:

@@ -18,7 +18,6 @@ import os
 import signal
 import ssl
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -29,18 +28,20 @@ import tomli_w
 from federation.config import load_platform_config
 from federation.deployment.errors import DeploymentError, ProcessFailed
 from federation.deployment.grid import STOCK, WAITS_ENV
-from federation.deployment.processes import StopFlag, Supervisor, executable_env, is_running
+from federation.deployment.processes import (
+    FEDCTR,
+    StopFlag,
+    Supervisor,
+    executable_env,
+    flwr_bin,
+    is_running,
+)
 from federation.deployment.settings import SuperLinkSettings, load_superlink_settings
 
 logger = logging.getLogger(__name__)
 
 CONNECTION = "fedctr"  # the SuperLink connection name in FLWR_HOME/config.toml
 STATE_FILE = "superlink.json"
-
-
-def flwr_bin(name: str) -> str:
-    """A Flower or fedctr executable next to the running Python (the same venv)."""
-    return str(Path(sys.executable).parent / name)
 
 
 def write_flwr_config(link: SuperLinkSettings) -> Path:
@@ -235,14 +236,7 @@ def start_in_background(platform_toml: Path, *, ready_timeout_s: float = 180.0) 
     out = link.log_dir / "platform.out"
     with out.open("ab") as fh:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "import sys; from federation.cli import main; sys.exit(main())",
-                "platform",
-                "start",
-                str(link.root),
-            ],
+            [*FEDCTR, "platform", "start", str(link.root)],
             env=executable_env(),
             stdin=subprocess.DEVNULL,
             stdout=fh,
@@ -283,7 +277,6 @@ def stop_background(platform_toml: Path, *, grace_s: float = 30.0) -> bool:
 
 __all__ = [
     "CONNECTION",
-    "flwr_bin",
     "flwr_env",
     "read_state",
     "register_now",

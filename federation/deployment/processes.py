@@ -18,6 +18,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -48,14 +49,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 def _children_map() -> dict[int, list[int]]:
     children: dict[int, list[int]] = {}
     for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
+        if entry.name.isdigit() and (fields := _stat(int(entry.name))) is not None:
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
     return children
 
 
@@ -243,19 +238,26 @@ class StopFlag:
 
     def __init__(self) -> None:
         self.event = threading.Event()
-        self.signal: int | None = None
 
     def install(self) -> StopFlag:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._handle)
         return self
 
-    def _handle(self, signum: int, _frame: object) -> None:
-        self.signal = signum
+    def _handle(self, _signum: int, _frame: object) -> None:
         self.event.set()
 
     def is_set(self) -> bool:
         return self.event.is_set()
+
+
+# ``python -m federation.cli`` would load the CLI twice (as __main__ and as a module).
+FEDCTR = (sys.executable, "-c", "import sys; from federation.cli import main; sys.exit(main())")
+
+
+def flwr_bin(name: str) -> str:
+    """A Flower or fedctr executable next to the running Python (the same venv)."""
+    return str(Path(sys.executable).parent / name)
 
 
 def executable_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -275,11 +277,13 @@ def executable_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 __all__ = [
+    "FEDCTR",
     "Managed",
     "StopFlag",
     "Supervisor",
     "descendants",
     "executable_env",
+    "flwr_bin",
     "free_port",
     "identity",
     "is_running",

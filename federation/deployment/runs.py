@@ -22,8 +22,8 @@ import tomli_w
 
 from federation.config import PLATFORM_CONFIG_KEY, PlatformConfig, load_platform_config
 from federation.deployment.errors import DeploymentError
-from federation.deployment.platform import CONNECTION, flwr_bin, flwr_env, read_state
-from federation.deployment.processes import StopFlag, Supervisor
+from federation.deployment.platform import CONNECTION, flwr_env, read_state
+from federation.deployment.processes import StopFlag, Supervisor, flwr_bin
 from federation.deployment.settings import SuperLinkSettings, load_superlink_settings
 from federation.server_app import RUN_ID_KEY
 from server.publishing import SUMMARY_FILE
