@@ -20,6 +20,7 @@ Flower app, without a SuperLink or Ray.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -35,14 +36,13 @@ sys.path.insert(0, str(REPO))
 from bench.utility import scenarios as sc  # noqa: E402
 from bench.utility.datasets import LOADERS, load_dataset  # noqa: E402
 from bench.utility.rdp_cache import memoize_opacus_rdp  # noqa: E402
-from bench.utility.recipes import FederatedRecipe, recipe_for, with_overrides  # noqa: E402
+from bench.utility.recipes import MODELS, FederatedRecipe, recipe_for, with_overrides  # noqa: E402
 from bench.utility.report import gap_pivot, goal_summary, markdown_table, summarize  # noqa: E402
 from bench.utility.runner import RunResult, run_cell  # noqa: E402
 from privacy.dpsgd import DEFAULT_IMPLEMENTATION  # noqa: E402
 
 logger = logging.getLogger("bench_utility")
 
-MODELS = ("lr", "fm", "deepfm", "dcnv2")
 QUICK_ROWS = {"train": 12_000, "test": 8_000}
 
 METHOD_NOTE = (
@@ -86,7 +86,7 @@ def parse_overrides(items: list[str]) -> dict[str, object]:
     out: dict[str, object] = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not hasattr(defaults, key):
+        if not sep or key not in {f.name for f in dataclasses.fields(FederatedRecipe)}:
             raise SystemExit(f"--dp-set {item!r}: expected KEY=VALUE with KEY a recipe field")
         current = getattr(defaults, key)
         kind = str if isinstance(current, str) else float if isinstance(current, float) else int

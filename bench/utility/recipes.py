@@ -54,31 +54,24 @@ class FederatedRecipe:
         )
 
 
+# DP: 4 rounds x 1 local epoch at Poisson rate 1/20, local Adam, FedAvg, C=5.
+_DP = FederatedRecipe(batch_size=None, batches_per_epoch=20, learning_rate=0.02)
+
+
+def _dp(**kw: object) -> FederatedRecipe:
+    return replace(_DP, **kw)  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
 class Recipe:
     central: CentralRecipe = field(default_factory=CentralRecipe)
     federated: FederatedRecipe = field(default_factory=FederatedRecipe)
-    private: FederatedRecipe = field(
-        default_factory=lambda: FederatedRecipe(
-            batch_size=None, batches_per_epoch=20, learning_rate=0.02, max_grad_norm=5.0
-        )
-    )
+    private: FederatedRecipe = _DP
     embed_dim: int = 8
 
 
 _DEFAULT = Recipe()
-
-
-def _dp(**kw: object) -> FederatedRecipe:
-    """DP recipe: 4 rounds x 1 local epoch at Poisson rate 1/20, local Adam, FedAvg."""
-    base: dict[str, object] = {
-        "rounds": 4,
-        "local_epochs": 1,
-        "batch_size": None,
-        "batches_per_epoch": 20,
-        "learning_rate": 0.02,
-    }
-    return FederatedRecipe(**{**base, **kw})  # type: ignore[arg-type]
+MODELS = ("lr", "fm", "deepfm", "dcnv2")
 
 
 # Categorical-only logs: per-example gradient norm <= |p - y| * sqrt(fields + 1) ~ 2.4,
@@ -114,10 +107,10 @@ _IPINYOU = Recipe(
 
 # (dataset, model) -> recipe; missing pairs use the default.
 RECIPES: dict[tuple[str, str], Recipe] = {
-    **{("criteo_attribution", m): _ATTRIBUTION for m in ("lr", "fm", "deepfm", "dcnv2")},
+    **{("criteo_attribution", m): _ATTRIBUTION for m in MODELS},
     ("criteo_dac_45k", "lr"): _DAC,
-    **{("criteo_dac_45k", m): _DAC_DEEP for m in ("fm", "deepfm", "dcnv2")},
-    **{("ipinyou", m): _IPINYOU for m in ("lr", "fm", "deepfm", "dcnv2")},
+    **{("criteo_dac_45k", m): _DAC_DEEP for m in MODELS if m != "lr"},
+    **{("ipinyou", m): _IPINYOU for m in MODELS},
 }
 
 
@@ -131,6 +124,7 @@ def with_overrides(recipe: Recipe, **private: object) -> Recipe:
 
 
 __all__ = [
+    "MODELS",
     "RECIPES",
     "CentralRecipe",
     "FederatedRecipe",

@@ -20,15 +20,28 @@ from bench.utility.scenarios import BY_KEY
 GOALS = {8.0: 0.005, 3.0: 0.01, 1.0: 0.02}  # epsilon -> allowed AUC gap (issue 6)
 
 
-def bootstrap_auc_gap_se(
-    y: np.ndarray, p_row: np.ndarray, p_ref: np.ndarray, *, resamples: int = 200, seed: int = 0
-) -> float:
-    """Std of AUC(row) - AUC(ref) over paired bootstrap resamples of the test rows."""
+def bootstrap_weights(n: int, *, resamples: int = 200, seed: int = 0) -> np.ndarray:
+    """``[resamples, n]`` row counts of paired bootstrap resamples of ``n`` test rows."""
     rng = np.random.default_rng(seed)
-    n = len(y)
-    weights = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(resamples)])
-    gaps = _weighted_auc(y, p_row, weights) - _weighted_auc(y, p_ref, weights)
-    return float(gaps.std(ddof=1))
+    return np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(resamples)])
+
+
+def bootstrap_auc_gap_se(
+    y: np.ndarray,
+    p_row: np.ndarray,
+    p_ref: np.ndarray,
+    *,
+    weights: np.ndarray | None = None,
+    ref_aucs: np.ndarray | None = None,
+) -> float:
+    """Std of AUC(row) - AUC(ref) over paired bootstrap resamples of the test rows.
+
+    ``weights`` (:func:`bootstrap_weights`) and the reference's AUCs under them may be
+    passed in, so a table computes them once per dataset and per reference model."""
+    weights = bootstrap_weights(len(y)) if weights is None else weights
+    if ref_aucs is None:
+        ref_aucs = _weighted_auc(y, p_ref, weights)
+    return float((_weighted_auc(y, p_row, weights) - ref_aucs).std(ddof=1))
 
 
 def _weighted_auc(y: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -74,6 +87,8 @@ def summarize(results: list[RunResult], test_labels: dict[str, np.ndarray]) -> l
     for r in results:
         groups[(r.dataset, r.model, r.scenario)].append(r)
     rows = []
+    weights: dict[str, np.ndarray] = {}  # per dataset
+    ref_aucs: dict[tuple[str, str, int], np.ndarray] = {}  # per central run
     for (ds, model, key), runs in groups.items():
         central = {r.seed: r for r in groups.get((ds, model, "central"), [])}
         paired = [r for r in runs if r.seed in central]
@@ -82,7 +97,15 @@ def summarize(results: list[RunResult], test_labels: dict[str, np.ndarray]) -> l
         gap_se = None
         first = min(runs, key=lambda r: r.seed)
         if key != "central" and first.seed in central:
-            gap_se = bootstrap_auc_gap_se(test_labels[ds], first.probs, central[first.seed].probs)
+            y, ref = test_labels[ds], central[first.seed].probs
+            if ds not in weights:
+                weights[ds] = bootstrap_weights(len(y))
+            ref_key = (ds, model, first.seed)
+            if ref_key not in ref_aucs:
+                ref_aucs[ref_key] = _weighted_auc(y, ref, weights[ds])
+            gap_se = bootstrap_auc_gap_se(
+                y, first.probs, ref, weights=weights[ds], ref_aucs=ref_aucs[ref_key]
+            )
         eps = [r.epsilon for r in runs if r.epsilon is not None]
         sig = [r.noise_multiplier for r in runs if r.noise_multiplier is not None]
         rows.append(
