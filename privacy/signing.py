@@ -17,6 +17,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from privacy.errors import PrivacyError
 
@@ -33,23 +34,33 @@ def generate_signing_key() -> Ed25519PrivateKey:
     return Ed25519PrivateKey.generate()
 
 
-def save_private_key(key: Ed25519PrivateKey, path: str | Path, *, overwrite: bool = False) -> Path:
-    """Write ``key`` as PKCS8 PEM with mode 0600 (created that way, never chmod-ed later)."""
-    path = Path(path)
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
-    pem = key.private_bytes(
+def pkcs8_pem(key: PrivateKeyTypes) -> bytes:
+    """An unencrypted PKCS8 PEM of any private key (Ed25519 here, EC for TLS)."""
+    return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+
+
+def write_private_file(path: str | Path, data: bytes, *, overwrite: bool = False) -> Path:
+    """Write ``data`` to a file created with mode 0600 (never readable by others, not even
+    briefly); an existing file is refused unless ``overwrite``."""
+    path = Path(path)
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
     try:
         fd = os.open(path, flags, 0o600)
     except FileExistsError as exc:
         raise KeyFileError(f"{path} exists; refusing to overwrite a private key") from exc
     with os.fdopen(fd, "wb") as fh:
-        fh.write(pem)
+        fh.write(data)
     os.chmod(path, 0o600)
     return path
+
+
+def save_private_key(key: Ed25519PrivateKey, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Write ``key`` as PKCS8 PEM with mode 0600 (created that way, never chmod-ed later)."""
+    return write_private_file(path, pkcs8_pem(key), overwrite=overwrite)
 
 
 def save_public_key(key: Ed25519PublicKey | Ed25519PrivateKey, path: str | Path) -> Path:
@@ -126,9 +137,11 @@ __all__ = [
     "key_id",
     "load_private_key",
     "load_public_key",
+    "pkcs8_pem",
     "save_private_key",
     "save_public_key",
     "sha256_file",
     "sign",
     "verify",
+    "write_private_file",
 ]

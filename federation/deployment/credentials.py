@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from federation.deployment.errors import CredentialError
+from privacy.signing import KeyFileError, pkcs8_pem, write_private_file
 
 NODE_KEY_CURVE = ec.SECP384R1()
 CA_DAYS = 3650
@@ -46,27 +46,15 @@ def write_private(path: Path, data: bytes) -> Path:
     """Create ``path`` with mode 0600 and write ``data``; refuse to overwrite."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError as exc:
-        raise CredentialError(f"{path} exists; refusing to overwrite a private key") from exc
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.chmod(path, 0o600)
-    return path
+        return write_private_file(path, data)
+    except KeyFileError as exc:
+        raise CredentialError(str(exc)) from exc
 
 
 def _write_public(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return path
-
-
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
 
 
 _KEY_USAGES = (
@@ -172,8 +160,8 @@ def create_dev_tls(
         server_cert=folder / "superlink.crt",
         server_key=folder / "superlink.key",
     )
-    write_private(files.ca_key, _pem_key(ca_key))
-    write_private(files.server_key, _pem_key(server_key))
+    write_private(files.ca_key, pkcs8_pem(ca_key))
+    write_private(files.server_key, pkcs8_pem(server_key))
     _write_public(files.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM))
     _write_public(files.server_cert, server_cert.public_bytes(serialization.Encoding.PEM))
     return files

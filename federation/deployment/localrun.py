@@ -30,7 +30,7 @@ from federation.deployment.processes import (
     identity,
     still_running,
 )
-from federation.deployment.settings import load_superlink_settings
+from federation.deployment.settings import load_node_settings, load_superlink_settings
 
 
 @dataclass
@@ -120,10 +120,12 @@ class LocalDeployment:
         poll(ready, timeout_s=timeout_s, what="the platform's SuperLink")
 
     def wait_partners(self, partner_dirs: Sequence[Path], *, timeout_s: float = 240.0) -> None:
+        nodes = [load_node_settings(d / "partner.toml") for d in partner_dirs]
+
         def ready() -> bool:
             for d in partner_dirs:
                 self._alive(self.launchers[d.name])
-            states = [read_node_state(d / "partner.toml") for d in partner_dirs]
+            states = [read_node_state(node) for node in nodes]
             return all(s is not None and s.get("status") == "ready" for s in states)
 
         poll(ready, timeout_s=timeout_s, what=f"partners {[d.name for d in partner_dirs]}")

@@ -10,7 +10,6 @@ flower_runtime`) in place of ``flower-superexec``. It logs to ``DIR/logs``, writ
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -38,7 +37,8 @@ from federation.deployment.processes import (
     executable_env,
     flwr_bin,
     free_port,
-    is_running,
+    read_state_file,
+    write_state_file,
 )
 from federation.deployment.settings import NodeSettings, load_node_settings
 from federation.deployment.waits import Waits, waits_to_env
@@ -148,25 +148,17 @@ def _failure(node: NodeSettings, dead: Managed) -> ProcessFailed:
     )
 
 
-def _state_path(node: NodeSettings) -> Path:
-    return node.state_dir / STATE_FILE
+def read_node_state(node: NodeSettings | Path) -> dict[str, Any] | None:
+    """The running launcher's state (``status``, ``node_id``, ``pid``), or None.
 
-
-def read_node_state(partner_toml: Path) -> dict[str, Any] | None:
-    """The running launcher's state (``status``, ``node_id``, ``pid``), or None."""
-    node = load_node_settings(partner_toml)
-    try:
-        state = json.loads(_state_path(node).read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return state if is_running(int(state.get("pid", -1))) else None
+    ``node``: the loaded settings (pollers load them once), or the partner.toml path."""
+    if isinstance(node, Path):
+        node = load_node_settings(node)
+    return read_state_file(node.state_dir / STATE_FILE)
 
 
 def _write_state(node: NodeSettings, **values: Any) -> None:
-    node.state_dir.mkdir(parents=True, exist_ok=True)
-    tmp = _state_path(node).with_suffix(".tmp")
-    tmp.write_text(json.dumps({"pid": os.getpid(), **values}))
-    tmp.replace(_state_path(node))
+    write_state_file(node.state_dir / STATE_FILE, **values)
 
 
 def start_partner(
@@ -189,7 +181,7 @@ def start_partner(
     _check_private_key(node.node_key)
     if node.root_certificates is not None and not node.root_certificates.is_file():
         raise DeploymentConfigError(f"CA certificate {node.root_certificates} is missing")
-    if read_node_state(partner_toml) is not None:
+    if read_node_state(node) is not None:
         raise DeploymentConfigError(f"a node of {node.root} is already running")
     if check:
         check_data(config)
@@ -256,7 +248,7 @@ def start_partner(
         return 0
     finally:
         sup.stop_all()
-        _state_path(node).unlink(missing_ok=True)
+        (node.state_dir / STATE_FILE).unlink(missing_ok=True)
 
 
 __all__ = ["check_data", "read_node_state", "start_partner", "supernode_argv"]

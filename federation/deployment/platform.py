@@ -12,7 +12,6 @@ platform never ships code to partners' machines.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -35,6 +34,8 @@ from federation.deployment.processes import (
     executable_env,
     flwr_bin,
     is_running,
+    read_state_file,
+    write_state_file,
 )
 from federation.deployment.settings import SuperLinkSettings, load_superlink_settings
 
@@ -103,24 +104,13 @@ def superlink_answers(link: SuperLinkSettings, *, timeout_s: float = 2.0) -> boo
 
 
 # ---- state file: is the SuperLink of this folder up? -------------------------
-def _state_path(link: SuperLinkSettings) -> Path:
-    return link.state_dir / STATE_FILE
-
-
 def write_state(link: SuperLinkSettings, **values: Any) -> None:
-    link.state_dir.mkdir(parents=True, exist_ok=True)
-    tmp = _state_path(link).with_suffix(".tmp")
-    tmp.write_text(json.dumps({"pid": os.getpid(), **values}))
-    tmp.replace(_state_path(link))
+    write_state_file(link.state_dir / STATE_FILE, **values)
 
 
 def read_state(link: SuperLinkSettings) -> dict[str, Any] | None:
     """The running launcher's state, or None if no launcher of this folder is alive."""
-    try:
-        state = json.loads(_state_path(link).read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return state if is_running(int(state.get("pid", -1))) else None
+    return read_state_file(link.state_dir / STATE_FILE)
 
 
 # ---- registration -----------------------------------------------------------
@@ -220,7 +210,7 @@ def start_platform(
         return 0
     finally:
         sup.stop_all()
-        _state_path(link).unlink(missing_ok=True)
+        (link.state_dir / STATE_FILE).unlink(missing_ok=True)
 
 
 def start_in_background(platform_toml: Path, *, ready_timeout_s: float = 180.0) -> int:

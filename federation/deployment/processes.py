@@ -12,6 +12,7 @@ its process group therefore leaves no orphans. Linux only (``/proc``).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
@@ -25,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from federation.deployment.errors import ProcessFailed
 
@@ -251,6 +252,23 @@ class StopFlag:
         return self.event.is_set()
 
 
+def write_state_file(path: Path, **values: Any) -> None:
+    """A launcher's state (its pid plus ``values``), replaced atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"pid": os.getpid(), **values}))
+    tmp.replace(path)
+
+
+def read_state_file(path: Path) -> dict[str, Any] | None:
+    """The state a launcher wrote, or None if there is none or its launcher is gone."""
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return state if is_running(int(state.get("pid", -1))) else None
+
+
 # ``python -m federation.cli`` would load the CLI twice (as __main__ and as a module).
 FEDCTR = (sys.executable, "-c", "import sys; from federation.cli import main; sys.exit(main())")
 
@@ -287,5 +305,7 @@ __all__ = [
     "free_port",
     "identity",
     "is_running",
+    "read_state_file",
     "still_running",
+    "write_state_file",
 ]
