@@ -23,6 +23,7 @@ from clients.errors import DataFileError, PartnerConfigError
 from clients.node import EvalReport, PartnerNode
 from fedctr.errors import FedctrError
 from federation import protocol as P
+from federation.packing import packing_mod
 from models import ModelConfig, SpecMismatchError
 from privacy import BudgetExceededError
 
@@ -31,7 +32,7 @@ logger = logging.getLogger(__name__)
 PARTNER_CONFIG_KEY = "partner-config"
 SIM_PARTNERS_ENV = "FEDCTR_SIM_PARTNERS"
 
-app = ClientApp()
+app = ClientApp(mods=[packing_mod])
 
 
 def partner_config_for(context: Context) -> PartnerConfig:

@@ -43,11 +43,13 @@ ERROR_BUDGET_REFUSED = 1001
 ERROR_BAD_DATA = 1002
 ERROR_SPEC_MISMATCH = 1003
 ERROR_PARTNER = 1004
+ERROR_PACKING = 1005  # packed arrays that do not match their layout (federation.packing)
 ERROR_NAMES = {
     ERROR_BUDGET_REFUSED: "budget-refused",
     ERROR_BAD_DATA: "bad-data",
     ERROR_SPEC_MISMATCH: "spec-mismatch",
     ERROR_PARTNER: "partner-error",
+    ERROR_PACKING: "unreadable-arrays",
 }
 
 __all__ = [
@@ -60,6 +62,7 @@ __all__ = [
     "ERROR_BAD_DATA",
     "ERROR_BUDGET_REFUSED",
     "ERROR_NAMES",
+    "ERROR_PACKING",
     "ERROR_PARTNER",
     "ERROR_SPEC_MISMATCH",
     "EVALUATE_FIRST",

@@ -43,6 +43,11 @@ def test_fedctr_errors_share_one_root() -> None:
     from server.errors import PlatformConfigError
     from server.registry import ArtifactTampered
 
-    for cls in (DataFileError, FeatureSpecError, BudgetExceededError, PlatformConfigError,
-                ArtifactTampered):
+    for cls in (
+        DataFileError,
+        FeatureSpecError,
+        BudgetExceededError,
+        PlatformConfigError,
+        ArtifactTampered,
+    ):
         assert issubclass(cls, FedctrError)

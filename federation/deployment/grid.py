@@ -1,32 +1,40 @@
-"""A Grid that collects replies as soon as they arrive instead of every 3 seconds.
+"""The ServerApp's grid: replies collected as they arrive, models sent packed.
 
 Flower 1.41's ``HttpGrid.send_and_receive`` pushes the messages, then pulls the
 replies with a fixed ``time.sleep(3)`` between pulls, so every message round trip
 of a deployment costs up to 3 s more than the slowest partner. This wrapper keeps
-Flower's grid and its public API (``push_messages`` / ``pull_messages``) and only
-polls more often. The ServerApp wraps every grid it is given, under simulation
-(in-memory grid) and deployment alike; ``FEDCTR_FLOWER_WAITS=stock`` turns it off
-(the benchmark's stock side).
+Flower's grid and its public API (``push_messages`` / ``pull_messages``), polls
+more often, and sends each model as one array per dtype
+(:mod:`federation.packing`: 7 Flower objects per message instead of 24), unpacking
+the replies before anyone reads them. The ServerApp wraps every grid it is given,
+under simulation (in-memory grid) and deployment alike; ``FEDCTR_FLOWER_WAITS=stock``
+turns it off (the benchmark's stock side).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable
 
-from flwr.app import Message, RecordDict
+from flwr.app import Error, Message, RecordDict
 from flwr.proto.node_pb2 import NodeInfo
 from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 
+from federation import protocol as P
+from federation.packing import PackingError, is_packed, pack_content, unpack_content
+
+logger = logging.getLogger(__name__)
 WAITS_ENV = "FEDCTR_FLOWER_WAITS"
 STOCK = "stock"
 DEFAULT_POLL_S = 0.1
 
 
 class ResponsiveGrid(Grid):
-    """Delegate everything to ``grid``; poll for replies every ``poll_s`` seconds."""
+    """Delegate everything to ``grid``; poll for replies every ``poll_s`` seconds;
+    pack the arrays of what is pushed and unpack those of what is pulled."""
 
     def __init__(
         self,
@@ -67,13 +75,32 @@ class ResponsiveGrid(Grid):
     def get_nodes(self) -> Iterable[NodeInfo]:
         return self.grid.get_nodes()
 
+    # ---- packing -----------------------------------------------------------
     def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        messages = list(messages)
+        for msg in messages:
+            if msg.has_content():
+                msg.content = pack_content(msg.content)
         return self.grid.push_messages(messages)
 
     def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
-        return self.grid.pull_messages(message_ids)
+        return [self._unpacked(reply) for reply in self.grid.pull_messages(message_ids)]
 
-    # ---- the one change ----------------------------------------------------
+    def _unpacked(self, reply: Message) -> Message:
+        """``reply`` with its arrays unpacked; an error reply if they are unreadable."""
+        if not reply.has_content() or not is_packed(reply.content):
+            return reply
+        try:
+            reply.content = unpack_content(reply.content)
+        except PackingError as exc:
+            logger.warning("reply from node %d dropped: %s", reply.metadata.src_node_id, exc)
+            # Same sender, same reply_to: the strategy counts it as that partner's failure.
+            return Message(
+                metadata=reply.metadata, error=Error(code=P.ERROR_PACKING, reason=str(exc))
+            )
+        return reply
+
+    # ---- polling -----------------------------------------------------------
     def send_and_receive(
         self, messages: Iterable[Message], *, timeout: float | None = None
     ) -> Iterable[Message]:
@@ -81,11 +108,11 @@ class ResponsiveGrid(Grid):
         messages = list(messages)
         if not messages:
             return []
-        pending = set(self.grid.push_messages(messages))
+        pending = set(self.push_messages(messages))
         deadline = None if timeout is None else self._clock() + timeout
         replies: list[Message] = []
         while pending:
-            arrived = list(self.grid.pull_messages(pending))
+            arrived = list(self.pull_messages(pending))
             replies.extend(arrived)
             pending.difference_update(m.metadata.reply_to_message_id for m in arrived)
             if not pending or (deadline is not None and self._clock() >= deadline):

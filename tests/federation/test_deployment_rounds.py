@@ -15,7 +15,6 @@ from flwr.app import (
     Context,
     Error,
     Message,
-    Metadata,
     MetricRecord,
     RecordDict,
 )
@@ -29,26 +28,12 @@ from server.strategies.evaluate_in_train import EvaluateInTrain
 from server.strategies.round_timing import RoundTimer, read_timing
 
 
-def _reply(src: int, content: RecordDict | Error, *, reply_to: str = "m") -> Message:
-    metadata = Metadata(
-        run_id=1,
-        message_id="",
-        src_node_id=src,
-        dst_node_id=0,
-        reply_to_message_id=reply_to,
-        group_id="1",
-        created_at=0.0,
-        ttl=60.0,
-        message_type="train",
-    )
-    return Message(content, metadata=metadata)
-
-
 class InMemoryGrid:
     """Stands in for Flower's grid: replies to pushed ids appear after some pulls."""
 
-    def __init__(self, arrive_after: dict[str, int]) -> None:
+    def __init__(self, arrive_after: dict[str, int], received) -> None:
         self.arrive_after = arrive_after
+        self.received = received
         self.pulls = 0
         self.pushed: list[Message] = []
 
@@ -59,7 +44,9 @@ class InMemoryGrid:
     def pull_messages(self, ids: Iterable[str]) -> list[Message]:
         self.pulls += 1
         return [
-            _reply(1, RecordDict(), reply_to=i) for i in ids if self.arrive_after[i] == self.pulls
+            self.received(RecordDict(), src=1, reply_to=i)
+            for i in ids
+            if self.arrive_after[i] == self.pulls
         ]
 
 
@@ -76,32 +63,32 @@ class FakeClock:
         self.now += seconds
 
 
-def test_grid_returns_as_soon_as_the_last_reply_arrives() -> None:
-    inner = InMemoryGrid({"a": 2, "b": 4})
+def test_grid_returns_as_soon_as_the_last_reply_arrives(received) -> None:
+    inner = InMemoryGrid({"a": 2, "b": 4}, received)
     clock = FakeClock()
     grid = ResponsiveGrid(inner, poll_s=0.05, clock=clock, sleep=clock.sleep)  # type: ignore[arg-type]
 
-    replies = list(grid.send_and_receive([_reply(0, RecordDict())], timeout=60))
+    replies = list(grid.send_and_receive([received(RecordDict())], timeout=60))
 
     assert sorted(r.metadata.reply_to_message_id for r in replies) == ["a", "b"]
     assert inner.pulls == 4 and clock.sleeps == [0.05] * 3  # Flower's grid sleeps 3 s
 
 
-def test_grid_gives_up_at_the_timeout_with_what_arrived() -> None:
-    inner = InMemoryGrid({"a": 1, "b": 10_000})
+def test_grid_gives_up_at_the_timeout_with_what_arrived(received) -> None:
+    inner = InMemoryGrid({"a": 1, "b": 10_000}, received)
     clock = FakeClock()
     grid = ResponsiveGrid(inner, poll_s=0.5, clock=clock, sleep=clock.sleep)  # type: ignore[arg-type]
 
-    replies = list(grid.send_and_receive([_reply(0, RecordDict())], timeout=2.0))
+    replies = list(grid.send_and_receive([received(RecordDict())], timeout=2.0))
 
     assert [r.metadata.reply_to_message_id for r in replies] == ["a"]
     assert clock.now == pytest.approx(2.0)
 
 
 def test_grid_sends_nothing_for_no_messages_and_stock_mode_keeps_flowers_grid(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, received
 ) -> None:
-    inner = InMemoryGrid({})
+    inner = InMemoryGrid({}, received)
     assert list(ResponsiveGrid(inner).send_and_receive([], timeout=1)) == []  # type: ignore[arg-type]
     assert inner.pushed == [] and inner.pulls == 0
 
@@ -114,7 +101,8 @@ def test_grid_sends_nothing_for_no_messages_and_stock_mode_keeps_flowers_grid(
 class Recorder:
     """The inner strategy: records what it was asked."""
 
-    def __init__(self) -> None:
+    def __init__(self, received) -> None:
+        self.received = received
         self.train_configs: list[ConfigRecord] = []
         self.evaluated: list[int] = []
         self.train_replies: dict[int, int] = {}
@@ -131,22 +119,24 @@ class Recorder:
 
     def configure_evaluate(self, rnd: int, arrays, config, grid) -> list[Message]:
         self.evaluated.append(rnd)
-        return [_reply(0, RecordDict())]
+        return [self.received(RecordDict())]
 
     def aggregate_evaluate(self, rnd: int, replies: Iterable[Message]) -> None:
         return None
 
 
-def _train_reply(src: int, partner: str, *, auc: float, n: int, compute: float) -> Message:
+def _train_reply(
+    received, src: int, partner: str, *, auc: float, n: int, compute: float
+) -> Message:
     evaluation = ConfigRecord(
         {P.NUM_EXAMPLES: n, P.AUC: auc, P.LOGLOSS: 0.5, P.MEAN_PREDICTION: 0.2}
     )
     report = ConfigRecord({P.PARTNER_ID: partner, P.COMPUTE_SECONDS: compute})
-    return _reply(src, RecordDict({P.REPORT: report, P.EVALUATION: evaluation}))
+    return received(RecordDict({P.REPORT: report, P.EVALUATION: evaluation}), src=src)
 
 
-def test_evaluation_rides_in_the_next_train_message_and_lands_on_its_round() -> None:
-    inner, log = Recorder(), RoundLog()
+def test_evaluation_rides_in_the_next_train_message_and_lands_on_its_round(received) -> None:
+    inner, log = Recorder(received), RoundLog()
     strategy = EvaluateInTrain(inner, log, num_rounds=3)  # type: ignore[arg-type]
     caller = ConfigRecord({P.RUN_ID: "r"})
 
@@ -155,9 +145,9 @@ def test_evaluation_rides_in_the_next_train_message_and_lands_on_its_round() -> 
     evaluate_before_last = strategy.configure_evaluate(2, ArrayRecord(), caller, None)  # type: ignore[arg-type]
     evaluate_last = strategy.configure_evaluate(3, ArrayRecord(), caller, None)  # type: ignore[arg-type]
     replies = [
-        _train_reply(1, "shop-a", auc=0.6, n=100, compute=1.0),
-        _train_reply(2, "crm-c", auc=0.9, n=300, compute=2.0),
-        _reply(3, Error(code=1002, reason="bad data")),
+        _train_reply(received, 1, "shop-a", auc=0.6, n=100, compute=1.0),
+        _train_reply(received, 2, "crm-c", auc=0.9, n=300, compute=2.0),
+        received(src=3, content=Error(code=1002, reason="bad data")),
     ]
     strategy.aggregate_train(2, replies)
 
@@ -171,18 +161,20 @@ def test_evaluation_rides_in_the_next_train_message_and_lands_on_its_round() -> 
     assert log.round(2).evaluate == []
 
 
-def test_round_timer_splits_each_round_into_wall_and_slowest_compute(tmp_path: Path) -> None:
+def test_round_timer_splits_each_round_into_wall_and_slowest_compute(
+    tmp_path: Path, received
+) -> None:
     clock = FakeClock()
-    timer = RoundTimer(Recorder(), tmp_path / "timing.jsonl", clock=clock)  # type: ignore[arg-type]
+    timer = RoundTimer(Recorder(received), tmp_path / "timing.jsonl", clock=clock)  # type: ignore[arg-type]
 
     timer.configure_train(1, ArrayRecord(), ConfigRecord(), None)  # type: ignore[arg-type]
     clock.now += 5.0
     timer.aggregate_train(
         1,
         [
-            _train_reply(1, "a", auc=0.5, n=1, compute=3.5),
-            _train_reply(2, "b", auc=0.5, n=1, compute=4.0),
-            _reply(3, Error(code=5, reason="node gone")),
+            _train_reply(received, 1, "a", auc=0.5, n=1, compute=3.5),
+            _train_reply(received, 2, "b", auc=0.5, n=1, compute=4.0),
+            received(src=3, content=Error(code=5, reason="node gone")),
         ],
     )
     timer.configure_evaluate(1, ArrayRecord(), ConfigRecord(), None)  # type: ignore[arg-type]
@@ -202,7 +194,7 @@ def test_round_timer_splits_each_round_into_wall_and_slowest_compute(tmp_path: P
 
 
 def test_client_app_evaluates_the_received_model_before_training_it(
-    tmp_path: Path, synthetic_logs
+    tmp_path: Path, synthetic_logs, received
 ) -> None:
     """A real partner node: the train reply carries the pre-training evaluation."""
     from clients.config import PrivacySettings, TrainingSettings
@@ -240,7 +232,7 @@ def test_client_app_evaluates_the_received_model_before_training_it(
             P.EVALUATE_FIRST: True,
         }
     )
-    msg = _reply(0, RecordDict({P.ARRAYS: ArrayRecord(weights), P.CONFIG: config}))
+    msg = received(RecordDict({P.ARRAYS: ArrayRecord(weights), P.CONFIG: config}))
     context = Context(
         run_id=1,
         node_id=1,
