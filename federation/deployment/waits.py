@@ -16,13 +16,15 @@ from dataclasses import dataclass
 class Waits:
     """How often the patched processes poll (seconds); stock values in comments.
 
-    Shorter is not always faster: on 2 cores the SuperLink's HTTP API spent ~0.4 s of
-    CPU per second answering polls while the partners trained, so an idle poll of
-    0.2 s made rounds slower (2.1-2.6 s of overhead) than 0.5 s (1.7 s); 1.0 s was
-    slower again (latency). ``bench/bench_rounds.py`` measures the trade.
+    Every poll is an HTTP request the SuperLink answers with CPU the partners'
+    training also wants. Before models were packed (:mod:`federation.packing`) an
+    idle poll of 0.2 s made rounds slower than 0.5 s; with packing, 3 runs each of
+    ``bench/bench_rounds.py --rounds 6 --modes ours`` gave 1.09-1.33 s of overhead per
+    round at 0.5 s, 0.91-1.01 s at 0.25 s and 0.86-0.99 s at 0.1 s. 0.25 s keeps most
+    of the gain at 2.5x fewer requests per idle node than 0.1 s (4 per second).
     """
 
-    idle_poll: float = 0.5  # SuperNode: nothing to do, ask the SuperLink again (3 s)
+    idle_poll: float = 0.25  # SuperNode: nothing to do, ask the SuperLink again (3 s)
     reply_poll: float = 0.02  # SuperNode: wait for the ClientApp's reply (0.5 s)
     task_poll: float = 0.2  # executor: ask the SuperNode for a task (SuperExec: 1 s)
     pull_backoff: float = 0.05  # object not uploaded yet, first retry (1 s)
