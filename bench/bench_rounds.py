@@ -15,7 +15,8 @@ of weights by default) and DP-SGD settings, and run ``--rounds`` rounds:
   torch and Opacus each time); the ServerApp collects replies every 3 s; each round
   sends a train and then an evaluate message.
 * ``ours``: the forking executor (imports once, forks per task), shortened SuperNode
-  waits, replies collected every 50 ms, evaluation carried in the next train message.
+  waits, replies collected every 0.1 s, models packed into one array per dtype
+  (``federation.packing``), evaluation carried in the next train message.
 
 The ServerApp's ``timing.jsonl`` gives, per round, the wall time of its message round
 trips (push until the last reply) and the slowest partner's own compute time for
