@@ -9,13 +9,12 @@ over-count spending, never under-count it.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from clients.errors import PartnerError
+from fedctr.durable import replace_file
 from privacy import AccountantKind, AccountantStateError, PartnerAccountant
 
 STATE_FILE = "privacy-state.json"
@@ -69,21 +68,7 @@ def load_state(state_dir: Path, *, kind: AccountantKind) -> PartnerState:
 def save_state(state_dir: Path, state: PartnerState) -> None:
     """Atomically replace the state file (fsync file and directory)."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=state_dir, prefix=".state-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(state.to_dict(), fh, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, state_dir / STATE_FILE)
-        dir_fd = os.open(state_dir, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    replace_file(state_dir / STATE_FILE, json.dumps(state.to_dict(), indent=1).encode())
 
 
 __all__ = ["PartnerState", "PartnerStateError", "load_state", "save_state"]

@@ -41,3 +41,17 @@ def synthetic_logs(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, 
     return generate_federation(
         tmp_path_factory.mktemp("logs"), partners=partners, platform_test_rows=800
     )
+
+
+@pytest.fixture
+def fsync_log(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Records every ``os.fsync`` in order: "file" or "dir" (durability checks)."""
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append("dir" if os.path.isdir(f"/proc/self/fd/{fd}") else "file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    return synced

@@ -27,6 +27,7 @@ from typing import Any, overload
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from fedctr.durable import fsync_dir
 from privacy.ledger.bodies import (
     LedgerBody,
     PartnerRelease,
@@ -51,14 +52,6 @@ logger = logging.getLogger(__name__)
 
 TORN_SUFFIX = ".torn"
 _BODY_TYPES = (PartnerRelease, PlatformReport, PlatformPublish)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -89,7 +82,7 @@ def _cut_torn_tail(fd: int, path: Path, tail: TornTail) -> None:
         os.close(side_fd)
     os.ftruncate(fd, tail.offset)
     os.fsync(fd)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     logger.warning(
         "ledger %s: removed a torn last line (%d bytes at offset %d, line %d), "
         "kept in %s; the release it began to record was never sent",
@@ -167,7 +160,7 @@ class Ledger:
         try:
             _lock(fd, path)
             if created:
-                _fsync_dir(path.parent)
+                fsync_dir(path.parent)
             read = read_ledger(path)
             if read.torn_tail is not None:
                 if not repair_torn_tail:

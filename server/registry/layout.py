@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from fedctr.durable import replace_file
 from server.registry.card import CARD_FILE
 from server.registry.errors import ArtifactNotFound
 
@@ -78,30 +79,11 @@ def resolve_version_dir(path: Path) -> Path:
     )
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_file_synced(path: Path, data: bytes) -> None:
-    with open(path, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
 def write_latest(registry_dir: Path, version: str) -> None:
     """Point ``LATEST`` at ``version``: temp file, fsync, ``os.replace``, fsync the dir."""
     if not VERSION_RE.match(version):
         raise ValueError(f"not a version id: {version!r}")
-    registry_dir = Path(registry_dir)
-    tmp = registry_dir / f".{LATEST_FILE}.{os.getpid()}.tmp"
-    write_file_synced(tmp, f"{version}\n".encode("ascii"))
-    os.replace(tmp, registry_dir / LATEST_FILE)
-    fsync_dir(registry_dir)
+    replace_file(Path(registry_dir) / LATEST_FILE, f"{version}\n".encode("ascii"))
 
 
 @contextmanager
@@ -120,13 +102,11 @@ __all__ = [
     "LATEST_FILE",
     "MODELS_DIR",
     "VERSION_RE",
-    "fsync_dir",
     "list_versions",
     "next_sequence",
     "publish_lock",
     "read_latest",
     "resolve_version_dir",
     "version_id",
-    "write_file_synced",
     "write_latest",
 ]

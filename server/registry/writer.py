@@ -15,6 +15,7 @@ import torch
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from safetensors.torch import save as safetensors_save
 
+from fedctr.durable import fsync_dir, write_file_synced
 from models.base import CTRModel
 from models.errors import SpecMismatchError
 from models.spec import FeatureSpec
@@ -29,11 +30,9 @@ from server.registry.card import (
 from server.registry.errors import RegistryError
 from server.registry.layout import (
     MODELS_DIR,
-    fsync_dir,
     next_sequence,
     publish_lock,
     version_id,
-    write_file_synced,
     write_latest,
 )
 

@@ -101,20 +101,11 @@ def test_reopening_continues_the_chain(tmp_path, key):
     assert verify_ledger(read_ledger(tmp_path / "acme.jsonl"), key.public_key(), owner="acme") == []
 
 
-def test_every_append_is_fsynced_and_creation_fsyncs_the_directory(tmp_path, key, monkeypatch):
+def test_every_append_is_fsynced_and_creation_fsyncs_the_directory(tmp_path, key, fsync_log):
     """Durability: the file after each entry, the directory once when the file is created."""
-    synced: list[str] = []
-    real_fsync = os.fsync
-
-    def recording_fsync(fd: int) -> None:
-        synced.append("dir" if os.path.isdir(f"/proc/self/fd/{fd}") else "file")
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", recording_fsync)
-
     write(tmp_path / "acme.jsonl", key, rounds=2)
 
-    assert synced == ["dir", "file", "file"]
+    assert fsync_log == ["dir", "file", "file"]
 
 
 def test_a_second_writer_is_refused(tmp_path, key):
