@@ -125,6 +125,7 @@ def executor_argv(runtime_port: int) -> list[str]:
 
 def _failure(node: NodeSettings, dead: Managed) -> ProcessFailed:
     """Why the SuperNode stopped, in the partner operator's terms."""
+    dead.settle()
     tail = dead.tail(25)
     code = dead.exit_code()
     if NOT_REGISTERED in tail:
@@ -142,10 +143,7 @@ def _failure(node: NodeSettings, dead: Managed) -> ProcessFailed:
             "the certificate's hosts",
             exit_code=code,
         )
-    return ProcessFailed(
-        f"{dead.name} exited with code {code}; its log ({dead.log_path}) ends with:\n{tail}",
-        exit_code=code,
-    )
+    return dead.failure(lines=25)
 
 
 def read_node_state(node: NodeSettings | Path) -> dict[str, Any] | None:
@@ -213,7 +211,6 @@ def start_partner(
         while not stop.is_set():
             dead = sup.first_exited()
             if dead is not None:
-                time.sleep(0.3)  # let the pump copy the last lines
                 failure = _failure(node, dead)
                 waited = time.monotonic() - started
                 if (

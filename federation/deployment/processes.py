@@ -122,6 +122,22 @@ class Managed:
     def tail(self, n: int = 15) -> str:
         return "\n".join(self.lines[-n:])
 
+    def settle(self, timeout_s: float = 1.0) -> None:
+        """After the exit: let the log pump copy the last lines (until EOF)."""
+        if self._pump is not None:
+            self._pump.join(timeout_s)
+
+    def failure(self, doing: str = "", *, lines: int = 15) -> ProcessFailed:
+        """The error for this exited child, ending with the end of its log."""
+        self.settle()
+        code = self.exit_code()
+        during = f" while {doing}" if doing else ""
+        return ProcessFailed(
+            f"{self.name} exited with code {code}{during}; its log ({self.log_path}) "
+            f"ends with:\n{self.tail(lines)}",
+            exit_code=code,
+        )
+
 
 class Supervisor:
     """Children of this process, each logged to ``log_dir/<name>.log``."""
@@ -197,12 +213,7 @@ class Supervisor:
         while not until():
             dead = self.first_exited()
             if dead is not None:
-                time.sleep(0.2)  # let the pump copy the last lines
-                raise ProcessFailed(
-                    f"{dead.name} exited with code {dead.exit_code()} while waiting for "
-                    f"{what}; its log ({dead.log_path}) ends with:\n{dead.tail()}",
-                    exit_code=dead.exit_code(),
-                )
+                raise dead.failure(f"waiting for {what}")
             if stop is not None and stop.is_set():
                 raise ProcessFailed(f"stopped while waiting for {what}")
             if time.monotonic() > deadline:
