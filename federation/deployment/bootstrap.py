@@ -47,6 +47,7 @@ from federation.deployment.settings import (
     load_superlink_settings,
     split_address,
 )
+from federation.deployment.waits import Waits
 from models import ModelConfig, builtin_spec_path
 from models.spec import FeatureSpecError
 from privacy.signing import generate_signing_key, save_private_key, save_public_key
@@ -234,6 +235,7 @@ def init_partner(root: Path, opts: PartnerOptions) -> Path:
         _line("root_certificates", "tls/ca.crt", "the platform's CA certificate"),
         _line("node_key", "keys/node.key", "Flower node key (EC P-384, OpenSSH); 0600"),
         _line("runtime_port", 0, "local Runtime API port; 0 = any free port"),
+        _line("idle_poll_s", Waits().idle_poll, "seconds between an idle node's polls"),
         _line("flwr_home", "flwr-home"),
         "",
     ]

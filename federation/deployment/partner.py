@@ -186,7 +186,7 @@ def start_partner(
     fast = not stock and fast_path_available()
     port = node.runtime_port or free_port()
     env = executable_env({"FLWR_HOME": str(node.flwr_home)})
-    env.update(waits_to_env(waits or Waits()))
+    env.update(waits_to_env(waits or node.waits))
     sup = Supervisor(node.log_dir)
     seen: dict[str, str] = {}
 

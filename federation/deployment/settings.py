@@ -23,6 +23,7 @@ partner.toml::
     root_certificates = "tls/ca.crt"   # the platform's CA
     node_key = "keys/node.key"         # Flower node key: EC P-384, OpenSSH format
     runtime_port = 0                   # local Runtime API port; 0 = any free port
+    idle_poll_s = 0.25                 # how often an idle node asks the platform for work
     flwr_home = "flwr-home"
 """
 
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from federation.deployment.errors import DeploymentConfigError
+from federation.deployment.waits import Waits
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -123,6 +125,7 @@ class NodeSettings(_Folder):
     node_key: Path
     runtime_port: int
     flwr_home: Path
+    waits: Waits  # the fast-path SuperNode's and executor's polling
 
 
 _SUPERLINK_KEYS = {
@@ -136,7 +139,26 @@ _SUPERLINK_KEYS = {
     "node_keys",
     "flwr_home",
 }
-_NODE_KEYS = {"superlink", "root_certificates", "node_key", "runtime_port", "flwr_home"}
+_NODE_KEYS = {
+    "superlink",
+    "root_certificates",
+    "node_key",
+    "runtime_port",
+    "idle_poll_s",
+    "flwr_home",
+}
+
+
+def _waits(table: dict[str, Any], source: Path) -> Waits:
+    """``idle_poll_s``: an idle node asks the SuperLink for work this often. Raise it
+    for many partners or a slow link; each round then starts up to that much later."""
+    value = table.get("idle_poll_s", Waits().idle_poll)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise DeploymentConfigError(f"{source}: [node] idle_poll_s must be seconds, got {value!r}")
+    try:
+        return Waits(idle_poll=float(value))
+    except ValueError as exc:
+        raise DeploymentConfigError(f"{source}: [node] idle_poll_s: {exc}") from exc
 
 
 def load_superlink_settings(platform_toml: Path) -> SuperLinkSettings:
@@ -182,6 +204,7 @@ def load_node_settings(partner_toml: Path) -> NodeSettings:
             table.get("runtime_port", 0), source, "[node] runtime_port", allow_zero=True
         ),
         flwr_home=(base / table.get("flwr_home", "flwr-home")).resolve(),
+        waits=_waits(table, source),
     )
 
 

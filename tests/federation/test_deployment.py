@@ -33,6 +33,7 @@ from federation.deployment.errors import (
     DeploymentConfigError,
 )
 from federation.deployment.settings import load_node_settings, load_superlink_settings
+from federation.deployment.waits import Waits, waits_to_env
 from models import ModelConfig, builtin_spec_path
 
 
@@ -144,6 +145,23 @@ def test_partner_init_writes_node_and_ledger_keys_and_a_registration(
     assert registration.partner_id == "shop-a"
     text = (toml.parent / "registration.toml").read_text()
     assert "PRIVATE" not in text and registration.node_public_key in text
+
+
+def test_a_partner_sets_how_often_its_idle_node_polls_and_bad_values_are_named(
+    tmp_path: Path, platform: Path
+) -> None:
+    toml = _partner(tmp_path, platform)
+    assert load_node_settings(toml).waits.idle_poll == Waits().idle_poll  # written by init
+    text = toml.read_text()
+    line = next(ln for ln in text.splitlines() if ln.startswith("idle_poll_s"))
+
+    toml.write_text(text.replace(line, "idle_poll_s = 2"))
+    waits = load_node_settings(toml).waits
+    assert waits_to_env(waits)["FEDCTR_WAIT_IDLE_POLL"] == "2.0"  # what start_partner passes
+    for bad in ("0", '"fast"', "true"):
+        toml.write_text(text.replace(line, f"idle_poll_s = {bad}"))
+        with pytest.raises(DeploymentConfigError, match=r"\[node\] idle_poll_s"):
+            load_node_settings(toml)
 
 
 def test_add_partner_stores_both_public_keys_and_refuses_silent_rotation(
