@@ -8,7 +8,7 @@ from torch import nn
 from models.base import CTRModel, register_model
 from models.config import ModelConfig
 from models.fm import fm_interaction
-from models.layers import FieldEmbedding, mlp, numeric_or_zero
+from models.layers import FieldEmbedding, FirstOrder, mlp, numeric_or_zero
 from models.spec import FeatureSpec
 
 
@@ -19,8 +19,7 @@ class DeepFM(CTRModel):
     def __init__(self, spec: FeatureSpec, config: ModelConfig) -> None:
         super().__init__(spec, config)
         sizes = spec.bucket_sizes or (1,)
-        self.first_order = FieldEmbedding(sizes, 1)
-        nn.init.zeros_(self.first_order.embedding.weight)
+        self.first_order = FirstOrder(sizes)
         self.factors = FieldEmbedding(sizes, config.embed_dim)
         self.has_cat = spec.num_categorical > 0
         num_in = max(spec.num_numeric, 1) + spec.dense_dim()
@@ -37,6 +36,6 @@ class DeepFM(CTRModel):
         parts = [dense]
         if self.has_cat:
             v = self.factors(x_cat)
-            out = out + self.first_order(x_cat).sum(dim=(1, 2)) + fm_interaction(v)
+            out = out + self.first_order(x_cat) + fm_interaction(v)
             parts.insert(0, v.flatten(1))
         return out + self.deep_out(self.deep(torch.cat(parts, dim=1))).squeeze(1)

@@ -7,7 +7,7 @@ from torch import nn
 
 from models.base import CTRModel, register_model
 from models.config import ModelConfig
-from models.layers import FieldEmbedding, numeric_or_zero
+from models.layers import FieldEmbedding, FirstOrder, numeric_or_zero
 from models.spec import FeatureSpec
 
 
@@ -25,8 +25,7 @@ class FactorizationMachine(CTRModel):
     def __init__(self, spec: FeatureSpec, config: ModelConfig) -> None:
         super().__init__(spec, config)
         sizes = spec.bucket_sizes or (1,)
-        self.first_order = FieldEmbedding(sizes, 1)
-        nn.init.zeros_(self.first_order.embedding.weight)
+        self.first_order = FirstOrder(sizes)
         self.factors = FieldEmbedding(sizes, config.embed_dim)
         self.has_cat = spec.num_categorical > 0
         self.linear = nn.Linear(max(spec.num_numeric, 1) + spec.dense_dim(), 1)
@@ -36,7 +35,5 @@ class FactorizationMachine(CTRModel):
     ) -> torch.Tensor:
         out = self.linear(torch.cat([numeric_or_zero(x_num), x_dense], dim=1)).squeeze(1)
         if self.has_cat:
-            out = (
-                out + self.first_order(x_cat).sum(dim=(1, 2)) + fm_interaction(self.factors(x_cat))
-            )
+            out = out + self.first_order(x_cat) + fm_interaction(self.factors(x_cat))
         return out

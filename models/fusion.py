@@ -14,7 +14,7 @@ from models.base import CTRModel, register_model
 from models.config import ModelConfig
 from models.errors import FeatureSpecError
 from models.fm import fm_interaction
-from models.layers import FieldEmbedding, mlp, numeric_or_zero
+from models.layers import FieldEmbedding, FirstOrder, mlp, numeric_or_zero
 from models.spec import FeatureSpec
 
 
@@ -45,8 +45,7 @@ class FusionCTR(CTRModel):
         self.fuse = nn.Linear(config.modality_proj * len(self.modalities), config.fused_dim)
         self.has_cat = spec.num_categorical > 0
         sizes = spec.bucket_sizes or (1,)
-        self.first_order = FieldEmbedding(sizes, 1)
-        nn.init.zeros_(self.first_order.embedding.weight)
+        self.first_order = FirstOrder(sizes)
         self.factors = FieldEmbedding(sizes, config.embed_dim)
         num_in = max(spec.num_numeric, 1)
         self.linear = nn.Linear(num_in, 1)
@@ -70,6 +69,6 @@ class FusionCTR(CTRModel):
         parts = [num, self.fused(x_dense)]
         if self.has_cat:
             v = self.factors(x_cat)
-            out = out + self.first_order(x_cat).sum(dim=(1, 2)) + fm_interaction(v)
+            out = out + self.first_order(x_cat) + fm_interaction(v)
             parts.insert(0, v.flatten(1))
         return out + self.head(self.deep(torch.cat(parts, dim=1))).squeeze(1)

@@ -33,6 +33,19 @@ class FieldEmbedding(nn.Module):
         return self.embedding(x_cat + self.offsets)
 
 
+class FirstOrder(FieldEmbedding):
+    """One scalar weight per bucket, summed over the fields: the linear part of LR, FM,
+    DeepFM and fusion. Zero at start, so an untrained model predicts from its bias."""
+
+    def __init__(self, bucket_sizes: tuple[int, ...]) -> None:
+        super().__init__(bucket_sizes, 1)
+        nn.init.zeros_(self.embedding.weight)
+
+    def forward(self, x_cat: torch.Tensor) -> torch.Tensor:
+        """``[N, F]`` per-field bucket ids to ``[N]`` logit contributions."""
+        return super().forward(x_cat).sum(dim=(1, 2))
+
+
 def mlp(in_dim: int, hidden: tuple[int, ...]) -> tuple[nn.Sequential, int]:
     """ReLU MLP; returns the network and its output width."""
     layers: list[nn.Module] = []
@@ -51,4 +64,4 @@ def numeric_or_zero(x_num: torch.Tensor) -> torch.Tensor:
     return x_num
 
 
-__all__ = ["FieldEmbedding", "mlp", "numeric_or_zero"]
+__all__ = ["FieldEmbedding", "FirstOrder", "mlp", "numeric_or_zero"]

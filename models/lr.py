@@ -7,7 +7,7 @@ from torch import nn
 
 from models.base import CTRModel, register_model
 from models.config import ModelConfig
-from models.layers import FieldEmbedding, numeric_or_zero
+from models.layers import FirstOrder, numeric_or_zero
 from models.spec import FeatureSpec
 
 
@@ -17,8 +17,7 @@ class LogisticRegression(CTRModel):
 
     def __init__(self, spec: FeatureSpec, config: ModelConfig) -> None:
         super().__init__(spec, config)
-        self.first_order = FieldEmbedding(spec.bucket_sizes or (1,), 1)
-        nn.init.zeros_(self.first_order.embedding.weight)
+        self.first_order = FirstOrder(spec.bucket_sizes or (1,))
         self.has_cat = spec.num_categorical > 0
         self.linear = nn.Linear(max(spec.num_numeric, 1) + spec.dense_dim(), 1)
 
@@ -27,5 +26,5 @@ class LogisticRegression(CTRModel):
     ) -> torch.Tensor:
         out = self.linear(torch.cat([numeric_or_zero(x_num), x_dense], dim=1)).squeeze(1)
         if self.has_cat:
-            out = out + self.first_order(x_cat).sum(dim=(1, 2))
+            out = out + self.first_order(x_cat)
         return out
