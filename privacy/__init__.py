@@ -7,8 +7,7 @@ Opacus, whose import costs seconds per worker.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from fedctr.lazy import lazy_exports
 
 _EXPORTS = {
     "PartnerAccountant": "privacy.accounting",
@@ -28,16 +27,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    try:
-        module = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module 'privacy' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

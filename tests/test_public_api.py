@@ -51,3 +51,22 @@ def test_fedctr_errors_share_one_root() -> None:
         ArtifactTampered,
     ):
         assert issubclass(cls, FedctrError)
+
+
+@pytest.mark.parametrize(
+    ("package", "name", "heavy"),
+    [("privacy", "PrivacyBudget", "opacus"), ("server.api", "API_PREFIX", "numpy")],
+)
+def test_lazy_packages_import_nothing_heavy_until_a_name_is_used(
+    package: str, name: str, heavy: str
+) -> None:
+    """The scoring service imports ``privacy`` without Opacus and ``server.api`` before
+    numpy (it sets BLAS thread limits first): checked in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    code = (
+        f"import sys, {package} as p; assert {heavy!r} not in sys.modules; "
+        f"p.{name}; assert {name!r} in vars(p) and {name!r} in dir(p)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

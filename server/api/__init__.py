@@ -6,8 +6,7 @@ BLAS thread limits before anything imports numpy.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from fedctr.lazy import lazy_exports
 
 _EXPORTS = {
     "API_PREFIX": "server.api.main",
@@ -24,10 +23,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    try:
-        module = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module 'server.api' has no attribute {name!r}") from None
-    return getattr(importlib.import_module(module), name)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
