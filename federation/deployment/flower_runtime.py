@@ -64,6 +64,7 @@ TOUCH_POINTS: tuple[tuple[str, str, str], ...] = (
         "kw-only backoff",
     ),
     ("flwr.supernode.cli.flower_supernode", "flower_supernode", "SuperNode entry point"),
+    ("flwr.superlink.grid.http_grid", "HttpGrid", "the deployed ServerApp's grid"),
     ("flwr.supernode.runtime.run_clientapp", "run_clientapp", "ClientApp entry point"),
     ("flwr.supernode.runtime.run_clientapp", "get_load_client_app_fn", "app loader we pin"),
     ("flwr.common.config", "get_project_dir", "where a FAB is installed"),
@@ -159,15 +160,20 @@ def shorten_object_pull_backoff(waits: Waits) -> None:
         fn.__kwdefaults__ = defaults
 
 
-def tune_serverapp_process(waits: Waits | None = None) -> bool:
-    """In the ServerApp process: shorten the reply-object pull backoff (if pinned).
+def tune_serverapp_process(grid: object, waits: Waits | None = None) -> bool:
+    """In a deployed ServerApp (``grid`` is Flower's HTTP grid): shorten the
+    reply-object pull backoff of this process.
 
-    Returns False (and changes nothing) when the installed Flower is not the pinned
-    one; the ServerApp then just runs with Flower's own backoff.
+    Returns False (and changes nothing) under simulation, or when the installed
+    Flower is not the pinned one; the ServerApp then runs with Flower's own backoff.
     """
     try:
         check_flower_version()
     except FlowerVersionError:
+        return False
+    from flwr.superlink.grid.http_grid import HttpGrid
+
+    if not isinstance(grid, HttpGrid):
         return False
     shorten_object_pull_backoff(waits or waits_from_env())
     return True

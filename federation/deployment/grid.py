@@ -124,15 +124,15 @@ class ResponsiveGrid(Grid):
 def responsive_grid(grid: Grid) -> Grid:
     """``grid`` wrapped in :class:`ResponsiveGrid` unless ``FEDCTR_FLOWER_WAITS=stock``.
 
-    In a real deployment (not the in-memory simulation grid) the ServerApp process
-    also gets Flower's object-pull backoff shortened (pinned internals).
+    In a real deployment (Flower's HTTP grid, not the simulation's in-memory one) the
+    ServerApp process also gets Flower's object-pull backoff shortened (pinned
+    internals, :func:`federation.deployment.flower_runtime.tune_serverapp_process`).
     """
     if os.environ.get(WAITS_ENV, "") == STOCK:
         return grid
-    if type(grid).__name__ != "InMemoryGrid":
-        from federation.deployment.flower_runtime import tune_serverapp_process
+    from federation.deployment.flower_runtime import tune_serverapp_process
 
-        tune_serverapp_process()
+    tune_serverapp_process(grid)
     return ResponsiveGrid(grid)
 
 

@@ -103,6 +103,23 @@ def test_patches_change_only_the_waits_and_only_in_the_patched_process() -> None
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
+def test_only_a_deployed_serverapp_gets_the_shorter_pull_backoff(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from flwr.supercore.inflatable import inflatable_utils as iu
+    from flwr.superlink.grid.http_grid import HttpGrid
+
+    for fn in (iu.pull_objects, iu.pull_and_inflate_object_from_tree):
+        monkeypatch.setattr(fn, "__kwdefaults__", dict(fn.__kwdefaults__))  # restored after
+    before = dict(iu.pull_objects.__kwdefaults__)
+
+    assert fr.tune_serverapp_process(object()) is False  # simulation's grid, test fakes
+    assert iu.pull_objects.__kwdefaults__ == before
+    deployed = HttpGrid.__new__(HttpGrid)
+    assert fr.tune_serverapp_process(deployed, Waits(pull_backoff=0.07)) is True
+    assert iu.pull_objects.__kwdefaults__["initial_backoff"] == 0.07
+
+
 def test_waits_are_validated_and_travel_through_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

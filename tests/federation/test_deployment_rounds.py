@@ -28,7 +28,7 @@ from server.strategies.evaluate_in_train import EvaluateInTrain
 from server.strategies.round_timing import RoundTimer, read_timing
 
 
-class InMemoryGrid:
+class ScriptedGrid:
     """Stands in for Flower's grid: replies to pushed ids appear after some pulls."""
 
     def __init__(self, arrive_after: dict[str, int], received) -> None:
@@ -64,7 +64,7 @@ class FakeClock:
 
 
 def test_grid_returns_as_soon_as_the_last_reply_arrives(received) -> None:
-    inner = InMemoryGrid({"a": 2, "b": 4}, received)
+    inner = ScriptedGrid({"a": 2, "b": 4}, received)
     clock = FakeClock()
     grid = ResponsiveGrid(inner, poll_s=0.05, clock=clock, sleep=clock.sleep)  # type: ignore[arg-type]
 
@@ -75,7 +75,7 @@ def test_grid_returns_as_soon_as_the_last_reply_arrives(received) -> None:
 
 
 def test_grid_gives_up_at_the_timeout_with_what_arrived(received) -> None:
-    inner = InMemoryGrid({"a": 1, "b": 10_000}, received)
+    inner = ScriptedGrid({"a": 1, "b": 10_000}, received)
     clock = FakeClock()
     grid = ResponsiveGrid(inner, poll_s=0.5, clock=clock, sleep=clock.sleep)  # type: ignore[arg-type]
 
@@ -88,7 +88,7 @@ def test_grid_gives_up_at_the_timeout_with_what_arrived(received) -> None:
 def test_grid_sends_nothing_for_no_messages_and_stock_mode_keeps_flowers_grid(
     monkeypatch: pytest.MonkeyPatch, received
 ) -> None:
-    inner = InMemoryGrid({}, received)
+    inner = ScriptedGrid({}, received)
     assert list(ResponsiveGrid(inner).send_and_receive([], timeout=1)) == []  # type: ignore[arg-type]
     assert inner.pushed == [] and inner.pulls == 0
 
