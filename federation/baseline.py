@@ -16,7 +16,7 @@ import torch
 from clients.config import TrainingSettings
 from clients.data import BadRowPolicy, EncodedData, read_partner_log
 from clients.trainer import train_locally
-from models import FeatureSpec, ModelConfig, build_model
+from models import CTRModel, FeatureSpec, ModelConfig, build_model
 from server.evaluation import GlobalMetrics, evaluate_global
 
 
@@ -30,18 +30,20 @@ def pool(parts: Iterable[EncodedData]) -> EncodedData:
     )
 
 
-def centralized_baseline(
-    *,
+def train_centrally(
     spec: FeatureSpec,
     model: ModelConfig,
-    train_files: Iterable[Path],
-    eval_file: Path,
-    epochs: int,
+    data: EncodedData,
+    *,
     training: TrainingSettings,
+    epochs: int,
     seed: int = 0,
-) -> GlobalMetrics:
-    """Train non-privately on the pooled partner files; evaluate on ``eval_file``."""
-    data = pool(read_partner_log(f, spec, policy=BadRowPolicy.SKIP) for f in train_files)
+    dp_implementation: str = "opacus-ghost",
+) -> CTRModel:
+    """A fresh model trained without privacy on ``data`` (seeded: same rows, same model).
+
+    ``training`` gives batch size, learning rate and optimizer; there is no holdout.
+    """
     torch.manual_seed(seed)
     net = build_model(spec, model)
     settings = TrainingSettings(
@@ -58,10 +60,26 @@ def centralized_baseline(
         training=settings,
         release=None,
         accountant="rdp",
-        dp_implementation="opacus-ghost",
+        dp_implementation=dp_implementation,
         generator=torch.Generator().manual_seed(seed),
     )
+    return net
+
+
+def centralized_baseline(
+    *,
+    spec: FeatureSpec,
+    model: ModelConfig,
+    train_files: Iterable[Path],
+    eval_file: Path,
+    epochs: int,
+    training: TrainingSettings,
+    seed: int = 0,
+) -> GlobalMetrics:
+    """Train non-privately on the pooled partner files; evaluate on ``eval_file``."""
+    data = pool(read_partner_log(f, spec, policy=BadRowPolicy.SKIP) for f in train_files)
+    net = train_centrally(spec, model, data, training=training, epochs=epochs, seed=seed)
     return evaluate_global(net, read_partner_log(eval_file, spec, policy=BadRowPolicy.SKIP))
 
 
-__all__ = ["centralized_baseline", "pool"]
+__all__ = ["centralized_baseline", "pool", "train_centrally"]

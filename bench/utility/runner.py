@@ -7,7 +7,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from bench.utility.datasets import BenchDataset
 from bench.utility.inprocess import run_federated
@@ -15,8 +14,8 @@ from bench.utility.partition import split
 from bench.utility.recipes import Recipe
 from bench.utility.scenarios import Scenario
 from clients.config import PrivacySettings, TrainingSettings
-from clients.trainer import train_locally
-from models import CTRModel, ModelConfig, build_model, log_loss, predict_proba, roc_auc
+from federation.baseline import train_centrally
+from models import CTRModel, ModelConfig, log_loss, predict_proba, roc_auc
 from privacy.dpsgd import DEFAULT_IMPLEMENTATION
 from server.strategies.registry import StrategyConfig
 
@@ -54,27 +53,18 @@ def _score(model: CTRModel, data: BenchDataset) -> tuple[float, float, float, np
 
 
 def _central(data: BenchDataset, model_config: ModelConfig, recipe: Recipe, seed: int) -> CTRModel:
-    torch.manual_seed(seed)
-    model = build_model(data.spec, model_config)
     c = recipe.central
-    settings = TrainingSettings(
-        batch_size=c.batch_size,
-        local_epochs=c.epochs,
-        learning_rate=c.learning_rate,
-        optimizer="adam",
-        holdout_fraction=0.0,
-        seed=seed,
-    )
-    train_locally(
-        model,
+    return train_centrally(
+        data.spec,
+        model_config,
         data.train,
-        training=settings,
-        release=None,
-        accountant="rdp",
+        training=TrainingSettings(
+            batch_size=c.batch_size, learning_rate=c.learning_rate, optimizer="adam"
+        ),
+        epochs=c.epochs,
+        seed=seed,
         dp_implementation=DEFAULT_IMPLEMENTATION,
-        generator=torch.Generator().manual_seed(seed),
     )
-    return model
 
 
 def run_cell(
