@@ -23,6 +23,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from clients.config import PrivacySettings, TrainingSettings
+from federation.tomlfile import toml_sections
 from models import FeatureSpec, ModelConfig
 from privacy.ledger import Ledger
 from privacy.signing import generate_signing_key, save_private_key, save_public_key
@@ -69,25 +70,6 @@ class Workspace:
         return self.root / "platform" / "ledgers" / "platform.jsonl"
 
 
-def _toml_value(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return repr(value)
-
-
-def _toml(sections: dict[str, dict[str, object]]) -> str:
-    lines: list[str] = []
-    for name, table in sections.items():
-        lines.append(f"[{name}]")
-        lines += [f"{k} = {_toml_value(v)}" for k, v in table.items() if v is not None]
-        lines.append("")
-    return "\n".join(lines)
-
-
 def _keypair(private: Path, public_copies: list[Path]) -> Ed25519PrivateKey:
     private.parent.mkdir(parents=True, exist_ok=True)
     key = generate_signing_key()
@@ -132,7 +114,7 @@ def create_workspace(
         "server_learning_rate": strategy.server_learning_rate,
     }
     (platform / "platform.toml").write_text(
-        _toml(
+        toml_sections(
             {
                 "platform": {
                     "run_name": run_name,
@@ -161,7 +143,7 @@ def create_workspace(
         Ledger.open(folder / "ledger.jsonl", signing_key=key, owner=p.partner_id).close()
         config = folder / "partner.toml"
         config.write_text(
-            _toml(
+            toml_sections(
                 {
                     "partner": {
                         "id": p.partner_id,

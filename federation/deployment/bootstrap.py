@@ -25,7 +25,6 @@ import shutil
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import tomli_w
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -48,23 +47,13 @@ from federation.deployment.settings import (
     split_address,
 )
 from federation.deployment.waits import Waits
+from federation.tomlfile import toml_line
 from models import ModelConfig, builtin_spec_path
 from models.spec import FeatureSpecError
 from privacy.signing import generate_signing_key, save_private_key, save_public_key
 from server.strategies.registry import StrategyConfig
 
 REGISTRATION_FILE = "registration.toml"
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, list | tuple):  # inline, one line
-        return "[" + ", ".join(_value(v) for v in value) + "]"
-    return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
-
-
-def _line(key: str, value: Any, comment: str = "") -> str:
-    text = f"{key} = {_value(value)}"
-    return f"{text:<40} # {comment}" if comment else text
 
 
 def _fresh_dir(path: Path) -> Path:
@@ -122,42 +111,42 @@ def init_platform(root: Path, opts: PlatformOptions) -> Path:
     lines = [
         "# fedctr platform: written by `fedctr platform init`; paths relative to this file.",
         "[platform]",
-        _line("run_name", opts.run_name),
-        _line("spec", "spec.toml", "partners must use this exact spec"),
-        _line("work_dir", "runs"),
-        _line("registry", "registry", "signed models"),
-        _line("signing_key", "keys/platform.key", "Ed25519, 0600"),
-        _line("ledger", "ledgers/platform.jsonl"),
-        _line("partner_keys", "partner-keys", "<partner_id>.pub: partners' ledger keys"),
+        toml_line("run_name", opts.run_name),
+        toml_line("spec", "spec.toml", "partners must use this exact spec"),
+        toml_line("work_dir", "runs"),
+        toml_line("registry", "registry", "signed models"),
+        toml_line("signing_key", "keys/platform.key", "Ed25519, 0600"),
+        toml_line("ledger", "ledgers/platform.jsonl"),
+        toml_line("partner_keys", "partner-keys", "<partner_id>.pub: partners' ledger keys"),
     ]
     if opts.eval_data is not None:
-        lines.append(_line("eval_data", str(opts.eval_data.resolve()), "platform test data"))
+        lines.append(toml_line("eval_data", str(opts.eval_data.resolve()), "platform test data"))
     lines += [
         "",
         "[federation]",
-        _line("rounds", opts.rounds),
-        _line("strategy", opts.strategy, "fedprox, fedadam, fedmedian, fedtrimmedavg, krum"),
-        _line("min_partners", opts.min_partners, "a round aggregates only with this many"),
-        _line("timeout_s", opts.timeout_s, "longest wait for partners' replies per round"),
-        _line(
+        toml_line("rounds", opts.rounds),
+        toml_line("strategy", opts.strategy, "fedprox, fedadam, fedmedian, fedtrimmedavg, krum"),
+        toml_line("min_partners", opts.min_partners, "a round aggregates only with this many"),
+        toml_line("timeout_s", opts.timeout_s, "longest wait for partners' replies per round"),
+        toml_line(
             "evaluate_in_train",
             opts.evaluate_in_train,
             "one message per round (saves a round trip)",
         ),
         "",
         "[model]",
-        *(_line(k, v) for k, v in model.items()),
+        *(toml_line(k, v) for k, v in model.items()),
         "",
         "[superlink]",
-        _line("host", opts.listen, "interface to listen on"),
-        _line("port", opts.port, "Fleet + Control + Runtime APIs"),
-        _line("address", address, "what partners dial (host in the certificate)"),
-        _line("hosts", list(hosts), "certificate SAN entries (informational)"),
-        _line("ca_cert", "tls/ca.crt", "give this file to partners"),
-        _line("server_cert", "tls/superlink.crt"),
-        _line("server_key", "tls/superlink.key"),
-        _line("node_keys", "node-keys", "<partner_id>.pub: registered Flower node keys"),
-        _line("flwr_home", "flwr-home"),
+        toml_line("host", opts.listen, "interface to listen on"),
+        toml_line("port", opts.port, "Fleet + Control + Runtime APIs"),
+        toml_line("address", address, "what partners dial (host in the certificate)"),
+        toml_line("hosts", list(hosts), "certificate SAN entries (informational)"),
+        toml_line("ca_cert", "tls/ca.crt", "give this file to partners"),
+        toml_line("server_cert", "tls/superlink.crt"),
+        toml_line("server_key", "tls/superlink.key"),
+        toml_line("node_keys", "node-keys", "<partner_id>.pub: registered Flower node keys"),
+        toml_line("flwr_home", "flwr-home"),
         "",
     ]
     config = root / "platform.toml"
@@ -206,37 +195,37 @@ def init_partner(root: Path, opts: PartnerOptions) -> Path:
         "# fedctr partner node: written by `fedctr partner init`; paths relative to this file.",
         "# The privacy budget lives here only: the platform never sends or changes it.",
         "[partner]",
-        _line("id", pid),
-        _line("data", str(opts.data.resolve()), "conversion log; never leaves this machine"),
-        _line("spec", "spec.toml", "must be the platform's spec"),
-        _line("state_dir", "state", "privacy spend so far"),
-        _line("signing_key", f"keys/{pid}.key", "Ed25519, signs the ledger; 0600"),
-        _line("ledger", "ledger.jsonl"),
-        _line("bad_rows", opts.bad_rows, "skip or reject"),
+        toml_line("id", pid),
+        toml_line("data", str(opts.data.resolve()), "conversion log; never leaves this machine"),
+        toml_line("spec", "spec.toml", "must be the platform's spec"),
+        toml_line("state_dir", "state", "privacy spend so far"),
+        toml_line("signing_key", f"keys/{pid}.key", "Ed25519, signs the ledger; 0600"),
+        toml_line("ledger", "ledger.jsonl"),
+        toml_line("bad_rows", opts.bad_rows, "skip or reject"),
         "",
         "[privacy]",
-        _line("epsilon", p.epsilon, "total budget over all rounds"),
-        _line("delta", p.delta),
-        _line("planned_rounds", p.planned_rounds, "rounds the budget is spread over"),
-        _line("max_grad_norm", p.max_grad_norm),
-        _line("accountant", p.accountant, "rdp or prv"),
-        _line("dp_implementation", p.dp_implementation),
+        toml_line("epsilon", p.epsilon, "total budget over all rounds"),
+        toml_line("delta", p.delta),
+        toml_line("planned_rounds", p.planned_rounds, "rounds the budget is spread over"),
+        toml_line("max_grad_norm", p.max_grad_norm),
+        toml_line("accountant", p.accountant, "rdp or prv"),
+        toml_line("dp_implementation", p.dp_implementation),
         "",
         "[training]",
-        _line("batch_size", t.batch_size),
-        _line("local_epochs", t.local_epochs),
-        _line("learning_rate", t.learning_rate),
-        _line("optimizer", t.optimizer),
-        _line("holdout_fraction", t.holdout_fraction),
-        _line("seed", t.seed),
+        toml_line("batch_size", t.batch_size),
+        toml_line("local_epochs", t.local_epochs),
+        toml_line("learning_rate", t.learning_rate),
+        toml_line("optimizer", t.optimizer),
+        toml_line("holdout_fraction", t.holdout_fraction),
+        toml_line("seed", t.seed),
         "",
         "[node]",
-        _line("superlink", opts.superlink, "the platform's SuperLink"),
-        _line("root_certificates", "tls/ca.crt", "the platform's CA certificate"),
-        _line("node_key", "keys/node.key", "Flower node key (EC P-384, OpenSSH); 0600"),
-        _line("runtime_port", 0, "local Runtime API port; 0 = any free port"),
-        _line("idle_poll_s", Waits().idle_poll, "seconds between an idle node's polls"),
-        _line("flwr_home", "flwr-home"),
+        toml_line("superlink", opts.superlink, "the platform's SuperLink"),
+        toml_line("root_certificates", "tls/ca.crt", "the platform's CA certificate"),
+        toml_line("node_key", "keys/node.key", "Flower node key (EC P-384, OpenSSH); 0600"),
+        toml_line("runtime_port", 0, "local Runtime API port; 0 = any free port"),
+        toml_line("idle_poll_s", Waits().idle_poll, "seconds between an idle node's polls"),
+        toml_line("flwr_home", "flwr-home"),
         "",
     ]
     config = root / "partner.toml"
