@@ -121,14 +121,26 @@ def is_packed(content: RecordDict) -> bool:
     return any(key.endswith(LAYOUT_SUFFIX) for key in content.config_records)
 
 
-def pack_content(content: RecordDict) -> RecordDict:
-    """A copy of ``content`` with every multi-array ``ArrayRecord`` packed."""
+PackCache = dict[int, tuple[ArrayRecord, tuple[ArrayRecord, ConfigRecord]]]
+
+
+def pack_content(content: RecordDict, cache: PackCache | None = None) -> RecordDict:
+    """A copy of ``content`` with every multi-array ``ArrayRecord`` packed.
+
+    A strategy sends the same ``ArrayRecord`` object to every partner; pass one
+    ``cache`` for all messages of a push so it is packed once and shared (memory
+    stays one model, not one per partner).
+    """
+    cache = {} if cache is None else cache
     out = RecordDict()
     for key, record in content.items():
         if isinstance(record, ArrayRecord) and _packable(record):
             if key + LAYOUT_SUFFIX in content:
                 raise PackingError(f"record {key!r}: {key + LAYOUT_SUFFIX!r} is already taken")
-            out[key], out[key + LAYOUT_SUFFIX] = pack_arrays(record)
+            hit = cache.get(id(record))
+            if hit is None or hit[0] is not record:  # keep record alive: ids stay unique
+                hit = cache[id(record)] = (record, pack_arrays(record))
+            out[key], out[key + LAYOUT_SUFFIX] = hit[1]
         else:
             out[key] = record
     return out
@@ -176,6 +188,7 @@ def packing_mod(msg: Message, context: Context, call_next: Callable[..., Message
 
 __all__ = [
     "LAYOUT_SUFFIX",
+    "PackCache",
     "PackingError",
     "is_packed",
     "pack_arrays",

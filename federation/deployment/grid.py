@@ -24,7 +24,7 @@ from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 
 from federation import protocol as P
-from federation.packing import PackingError, is_packed, pack_content, unpack_content
+from federation.packing import PackCache, PackingError, is_packed, pack_content, unpack_content
 
 logger = logging.getLogger(__name__)
 WAITS_ENV = "FEDCTR_FLOWER_WAITS"
@@ -78,9 +78,10 @@ class ResponsiveGrid(Grid):
     # ---- packing -----------------------------------------------------------
     def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
         messages = list(messages)
+        cache: PackCache = {}  # the model every message shares is packed once
         for msg in messages:
             if msg.has_content():
-                msg.content = pack_content(msg.content)
+                msg.content = pack_content(msg.content, cache)
         return self.grid.push_messages(messages)
 
     def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:

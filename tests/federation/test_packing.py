@@ -150,9 +150,12 @@ class EchoGrid:
 def test_the_server_grid_sends_packed_and_hands_strategies_named_tensors(received) -> None:
     arrays = _deepfm_arrays()
     grid = ResponsiveGrid(EchoGrid(lambda sent: sent.content, received))  # type: ignore[arg-type]
-    replies = list(grid.send_and_receive([received(RecordDict({P.ARRAYS: arrays}))]))
-    assert is_packed(grid.grid.pushed[0].content)
-    assert _same(replies[0].content[P.ARRAYS], arrays)
+    to_partners = [received(RecordDict({P.ARRAYS: arrays}), reply_to=f"p{i}") for i in range(3)]
+    replies = list(grid.send_and_receive(to_partners))
+    pushed = [m.content[P.ARRAYS] for m in grid.grid.pushed]
+    assert all(is_packed(m.content) for m in grid.grid.pushed)
+    assert pushed[0] is pushed[1] is pushed[2]  # packed once, shared: one model in memory
+    assert len(replies) == 3 and all(_same(r.content[P.ARRAYS], arrays) for r in replies)
     weights = replies[0].content[P.ARRAYS].to_torch_state_dict()
     assert torch.equal(
         weights["factors.embedding.weight"],
