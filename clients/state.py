@@ -68,7 +68,8 @@ def load_state(state_dir: Path, *, kind: AccountantKind) -> PartnerState:
 def save_state(state_dir: Path, state: PartnerState) -> None:
     """Atomically replace the state file (fsync file and directory)."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    replace_file(state_dir / STATE_FILE, json.dumps(state.to_dict(), indent=1).encode())
+    data = json.dumps(state.to_dict(), indent=1).encode()
+    replace_file(state_dir / STATE_FILE, data, mode=0o600)  # the partner's own spend
 
 
 __all__ = ["PartnerState", "PartnerStateError", "load_state", "save_state"]

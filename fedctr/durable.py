@@ -29,12 +29,19 @@ def write_file_synced(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
 
 
-def replace_file(path: Path, data: bytes) -> None:
-    """Atomically replace ``path`` with ``data``: temp file, fsync, rename, fsync dir."""
+def replace_file(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+    """Atomically replace ``path`` with ``data``: temp file, fsync, rename, fsync dir.
+
+    ``mode`` is set explicitly (a temp file is created 0600): 0644 for what other
+    users' services read (the registry's ``LATEST``), 0600 for a party's own state.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     try:
+        try:
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
         write_file_synced(Path(tmp), data)
         os.replace(tmp, path)
     except BaseException:

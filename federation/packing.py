@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -40,16 +41,25 @@ class PackingError(FedctrError):
     """A packed record does not match its layout (corrupt or foreign message)."""
 
 
-def _packable(record: ArrayRecord) -> bool:
-    return len(record) > 1 and all(a.stype == "numpy.ndarray" for a in record.values())
+def _plain(values: np.ndarray) -> bool:
+    """Native-byte-order bool/int/float: what a concatenation keeps bit-exact."""
+    return values.dtype.kind in "biuf" and values.dtype.isnative
 
 
-def pack_arrays(record: ArrayRecord) -> tuple[ArrayRecord, ConfigRecord]:
-    """``record`` as one 1-D array per dtype, and the layout that restores it."""
+def pack_arrays(record: ArrayRecord) -> tuple[ArrayRecord, ConfigRecord] | None:
+    """``record`` as one 1-D array per dtype, and the layout that restores it.
+
+    None (send it as it is) for fewer than two arrays, or any array that is not a
+    plain numeric NumPy array (other serialisations, structured or byte-swapped).
+    """
+    if len(record) < 2 or any(a.stype != "numpy.ndarray" for a in record.values()):
+        return None
     names, dtypes, shapes = [], [], []
     groups: dict[str, list[np.ndarray]] = {}
     for name, array in record.items():
         values = array.numpy()
+        if not _plain(values):
+            return None
         names.append(name)
         dtypes.append(values.dtype.str)
         shapes.append(list(values.shape))
@@ -63,6 +73,13 @@ def pack_arrays(record: ArrayRecord) -> tuple[ArrayRecord, ConfigRecord]:
     return packed, layout
 
 
+def _strings(layout: ConfigRecord, key: str, where: str) -> list[str]:
+    values = layout.get(key)
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise PackingError(f"{where}: '{key}' must be a list of strings")
+    return values
+
+
 def _shapes(raw: object, count: int, where: str) -> list[tuple[int, ...]]:
     try:
         shapes = json.loads(str(raw))
@@ -70,7 +87,8 @@ def _shapes(raw: object, count: int, where: str) -> list[tuple[int, ...]]:
             isinstance(shapes, list)
             and len(shapes) == count
             and all(
-                isinstance(s, list) and all(isinstance(d, int) and d >= 0 for d in s)
+                isinstance(s, list)
+                and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in s)
                 for s in shapes
             )
         )
@@ -81,12 +99,25 @@ def _shapes(raw: object, count: int, where: str) -> list[tuple[int, ...]]:
     return [tuple(s) for s in shapes]
 
 
+def _flat(packed: ArrayRecord, dtype: str, where: str) -> np.ndarray:
+    try:
+        values = packed[dtype].numpy()
+    except Exception as exc:  # untrusted bytes: np.load, unknown stype, ...
+        raise PackingError(f"{where}: packed array {dtype!r} is unreadable: {exc}") from exc
+    if values.ndim != 1 or values.dtype.str != dtype or not _plain(values):
+        raise PackingError(f"{where}: packed array {dtype!r} is not 1-D of that dtype")
+    return values
+
+
 def unpack_arrays(packed: ArrayRecord, layout: ConfigRecord, *, where: str) -> ArrayRecord:
-    """Inverse of :func:`pack_arrays`; ``where`` names the record in errors."""
+    """Inverse of :func:`pack_arrays`; ``where`` names the record in errors.
+
+    The message may come from anyone: every mismatch is a :class:`PackingError`.
+    """
     if layout.get("format") != FORMAT:
         raise PackingError(f"{where}: unknown packing format {layout.get('format')!r}")
-    names = [str(n) for n in layout.get("names", [])]
-    dtypes = [str(d) for d in layout.get("dtypes", [])]
+    names = _strings(layout, "names", where)
+    dtypes = _strings(layout, "dtypes", where)
     if len(names) != len(dtypes) or len(set(names)) != len(names):
         raise PackingError(f"{where}: 'names' and 'dtypes' must be equally long, names unique")
     shapes = _shapes(layout.get("shapes"), len(names), where)
@@ -95,16 +126,11 @@ def unpack_arrays(packed: ArrayRecord, layout: ConfigRecord, *, where: str) -> A
             f"{where}: packed arrays {sorted(packed.keys())} do not match the layout's "
             f"dtypes {sorted(set(dtypes))}"
         )
-    flat = {}
-    for dtype in packed:
-        values = packed[dtype].numpy()
-        if values.ndim != 1 or values.dtype.str != dtype:
-            raise PackingError(f"{where}: packed array {dtype!r} is not 1-D of that dtype")
-        flat[dtype] = values
+    flat = {dtype: _flat(packed, dtype, where) for dtype in packed}
     offsets = dict.fromkeys(flat, 0)
     record = ArrayRecord()
     for name, dtype, shape in zip(names, dtypes, shapes, strict=True):
-        size = int(np.prod(shape, dtype=np.int64))
+        size = math.prod(shape)  # Python ints: a hostile shape cannot overflow
         start = offsets[dtype]
         if start + size > flat[dtype].size:
             raise PackingError(f"{where}: packed {dtype!r} array too short for {name!r}")
@@ -121,7 +147,7 @@ def is_packed(content: RecordDict) -> bool:
     return any(key.endswith(LAYOUT_SUFFIX) for key in content.config_records)
 
 
-PackCache = dict[int, tuple[ArrayRecord, tuple[ArrayRecord, ConfigRecord]]]
+PackCache = dict[int, tuple[ArrayRecord, tuple[ArrayRecord, ConfigRecord] | None]]
 
 
 def pack_content(content: RecordDict, cache: PackCache | None = None) -> RecordDict:
@@ -134,15 +160,18 @@ def pack_content(content: RecordDict, cache: PackCache | None = None) -> RecordD
     cache = {} if cache is None else cache
     out = RecordDict()
     for key, record in content.items():
-        if isinstance(record, ArrayRecord) and _packable(record):
-            if key + LAYOUT_SUFFIX in content:
-                raise PackingError(f"record {key!r}: {key + LAYOUT_SUFFIX!r} is already taken")
-            hit = cache.get(id(record))
-            if hit is None or hit[0] is not record:  # keep record alive: ids stay unique
-                hit = cache[id(record)] = (record, pack_arrays(record))
-            out[key], out[key + LAYOUT_SUFFIX] = hit[1]
-        else:
+        if not isinstance(record, ArrayRecord):
             out[key] = record
+            continue
+        hit = cache.get(id(record))
+        if hit is None or hit[0] is not record:  # keep record alive: ids stay unique
+            hit = cache[id(record)] = (record, pack_arrays(record))
+        if hit[1] is None:
+            out[key] = record
+            continue
+        if key + LAYOUT_SUFFIX in content:
+            raise PackingError(f"record {key!r}: {key + LAYOUT_SUFFIX!r} is already taken")
+        out[key], out[key + LAYOUT_SUFFIX] = hit[1]
     return out
 
 

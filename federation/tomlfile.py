@@ -15,6 +15,8 @@ import tomli_w
 
 def toml_value(value: Any) -> str:
     """``value`` as a TOML literal; lists and tuples inline on one line."""
+    if isinstance(value, Mapping):  # would become a [table], not a value
+        raise TypeError(f"a config line holds a value, not a table: {value!r}")
     if isinstance(value, list | tuple):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
     return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()

@@ -111,6 +111,7 @@ class Managed:
     log_path: Path
     lines: list[str] = field(default_factory=list)  # recent output, for error messages
     _pump: threading.Thread | None = None
+    _settled: bool = False
 
     @property
     def pid(self) -> int:
@@ -123,9 +124,11 @@ class Managed:
         return "\n".join(self.lines[-n:])
 
     def settle(self, timeout_s: float = 1.0) -> None:
-        """After the exit: let the log pump copy the last lines (until EOF)."""
-        if self._pump is not None:
+        """After the exit: let the log pump copy the last lines (until EOF). Waits once:
+        a grandchild holding the pipe open must not make every caller wait again."""
+        if self._pump is not None and not self._settled:
             self._pump.join(timeout_s)
+            self._settled = True
 
     def failure(self, doing: str = "", *, lines: int = 15) -> ProcessFailed:
         """The error for this exited child, ending with the end of its log."""

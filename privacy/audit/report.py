@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import html
 import json
-import os
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from string import Template
 from typing import Any
 
+from fedctr.durable import replace_file
 from privacy.audit.plots import epsilon_plot
 from privacy.audit.result import AuditResult, EpsilonRow, PartnerSummary
 from privacy.audit.statement import PrivacyStatement, privacy_statement
@@ -272,11 +272,9 @@ def report_dict(result: AuditResult, *, generated_at: datetime) -> dict[str, Any
 
 
 def _write(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so a reader never sees half a report."""
+    """Atomically, so a reader never sees half a report."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    replace_file(path, text.encode("utf-8"))
 
 
 def write_report(

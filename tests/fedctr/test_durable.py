@@ -38,3 +38,11 @@ def test_a_failed_replace_keeps_the_old_file_and_removes_the_temp(
 
     assert target.read_bytes() == b"v0001\n"
     assert [p.name for p in tmp_path.iterdir()] == ["LATEST"]
+
+
+def test_the_mode_is_explicit_not_the_temp_files_0600(tmp_path: Path) -> None:
+    shared, private = tmp_path / "LATEST", tmp_path / "privacy-state.json"
+    replace_file(shared, b"v0001\n")  # read by a scoring service running as another user
+    replace_file(private, b"{}", mode=0o600)
+    assert shared.stat().st_mode & 0o777 == 0o644
+    assert private.stat().st_mode & 0o777 == 0o600

@@ -81,6 +81,16 @@ def test_single_array_records_and_content_without_layouts_pass_unchanged() -> No
     assert unpack_content(content) is content
 
 
+def test_byte_swapped_or_structured_arrays_travel_unpacked_and_unchanged() -> None:
+    for odd in (
+        np.arange(3, dtype=">f4"),
+        np.zeros(2, dtype=[("a", "<i4"), ("b", "<f4")]),
+    ):
+        arrays = ArrayRecord({"odd": Array(odd), "w": Array(np.ones(4, dtype=np.float32))})
+        sent = pack_content(RecordDict({P.ARRAYS: arrays}))
+        assert not is_packed(sent) and _same(sent[P.ARRAYS], arrays)
+
+
 @pytest.mark.parametrize(
     ("corrupt", "says"),
     [
@@ -96,6 +106,33 @@ def test_single_array_records_and_content_without_layouts_pass_unchanged() -> No
             "unnamed values",
         ),
         (lambda c: c.__delitem__(P.ARRAYS), "not in the message"),
+        # hostile layouts: wrong types, bool "ints", sizes that would overflow int64
+        (lambda c: c[P.ARRAYS + LAYOUT_SUFFIX].__setitem__("names", 5), "list of strings"),
+        (
+            lambda c: c[P.ARRAYS + LAYOUT_SUFFIX].__setitem__(
+                "shapes", "[[true,true],[4],[0,2],[],[1]]"
+            ),
+            "shapes",
+        ),
+        (
+            lambda c: c[P.ARRAYS + LAYOUT_SUFFIX].__setitem__(
+                "shapes", "[[1000000000000000000000000000000],[4],[0,2],[],[1]]"
+            ),
+            "too short",
+        ),
+        # hostile array bytes: not an .npy payload, or another serialisation
+        (
+            lambda c: c[P.ARRAYS].__setitem__(
+                "<f4", Array(dtype="float32", shape=(3,), stype="numpy.ndarray", data=b"junk")
+            ),
+            "unreadable",
+        ),
+        (
+            lambda c: c[P.ARRAYS].__setitem__(
+                "<f4", Array(dtype="float32", shape=(3,), stype="torch", data=b"junk")
+            ),
+            "unreadable",
+        ),
     ],
 )
 def test_a_corrupt_packed_record_is_a_clear_packing_error(corrupt, says: str) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import tomllib
 
+import pytest
+
 from federation.tomlfile import toml_line, toml_sections
 
 
@@ -25,3 +27,5 @@ def test_a_commented_line_keeps_one_key_per_line() -> None:
     line = toml_line("idle_poll_s", 0.25, "seconds between polls")
     assert line.startswith("idle_poll_s = 0.25") and line.endswith("# seconds between polls")
     assert tomllib.loads(line) == {"idle_poll_s": 0.25}
+    with pytest.raises(TypeError, match="not a table"):
+        toml_line("model", {"name": "lr"})  # loudly, not a silently truncated value
