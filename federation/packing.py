@@ -164,7 +164,7 @@ def pack_content(content: RecordDict, cache: PackCache | None = None) -> RecordD
             out[key] = record
             continue
         hit = cache.get(id(record))
-        if hit is None or hit[0] is not record:  # keep record alive: ids stay unique
+        if hit is None:  # the cache holds the record, so its id is not reused meanwhile
             hit = cache[id(record)] = (record, pack_arrays(record))
         if hit[1] is None:
             out[key] = record

@@ -42,6 +42,13 @@ def _first_true(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
 
+def _valid(col: pa.Array) -> np.ndarray | None:
+    """Which rows are not null (None when none is)."""
+    if not col.null_count:
+        return None
+    return np.asarray(col.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+
+
 class ArrowBatchDecoder:
     """Reads one spec's Arrow batches; shares the JSON path's :class:`FeatureEncoder`."""
 
@@ -106,13 +113,13 @@ class ArrowBatchDecoder:
         x_cat = np.stack(cats, axis=1) if cats else np.zeros((n, 0), np.int64)
         raw = np.full((n, self.spec.num_numeric), np.nan)
         for j, f in enumerate(self.spec.numeric):
-            if f.name in present and wanted(f.scope):
+            if wanted(f.scope):
                 raw[:, j] = self._numeric(table.column(f.name), f.name)
         x_num = self.encoder.transform_numeric(raw, personalized=personalized)
         x_dense = np.zeros((n, self.spec.dense_dim()), np.float32)
         start = 0
         for f in self.spec.embedding:
-            if f.name in present and wanted(f.scope):
+            if wanted(f.scope):
                 self._embedding(
                     table.column(f.name), f.name, f.dim, x_dense[:, start : start + f.dim]
                 )
@@ -121,50 +128,37 @@ class ArrowBatchDecoder:
 
     def _categorical(self, table: pa.Table, name: str, index: int, n: int) -> np.ndarray:
         """Bucket ids; each distinct value is canonicalised and hashed once."""
-        out = np.zeros(n, np.int64)
-        if name not in table.column_names:
-            return out
         col = table.column(name).combine_chunks()
         if pa.types.is_dictionary(col.type):
             col = col.cast(col.type.value_type)
         typ = col.type
-        valid = None
-        if col.null_count:
-            valid = np.asarray(col.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-        if pa.types.is_integer(typ):
-            values = (col.fill_null(0) if valid is not None else col).to_numpy()
-            if valid is not None:
-                values = values[valid]
-            uniques, inverse = np.unique(values, return_inverse=True)
-            keys: list = uniques.tolist()
-        elif pa.types.is_string(typ) or pa.types.is_large_string(typ):
-            encoded = pc.dictionary_encode(col)
-            keys = [u.strip() for u in encoded.dictionary.to_pylist()]
-            too_long = [i for i, u in enumerate(keys) if len(u) > MAX_CATEGORY_CHARS]
-            indices = encoded.indices
-            inverse = (indices.fill_null(0) if valid is not None else indices).to_numpy()
-            if valid is not None:
-                inverse = inverse[valid]
-            if too_long:
-                rows = np.flatnonzero(valid) if valid is not None else np.arange(n)
-                row = int(rows[np.flatnonzero(np.isin(inverse, too_long))[0]])
-                raise ColumnarBodyError(
-                    name,
-                    f"column {name!r} row {row}: category longer than "
-                    f"{MAX_CATEGORY_CHARS} characters",
-                    kind="string_too_long",
-                )
-        else:
+        strings = pa.types.is_string(typ) or pa.types.is_large_string(typ)
+        if not (strings or pa.types.is_integer(typ)):
             raise ColumnarBodyError(
                 name,
                 f"column {name!r} has type {typ}; a categorical is a string or integer column",
                 kind="type_error",
             )
-        ids = np.asarray(self.encoder.bucket_distinct(index, keys), dtype=np.int64)
-        if valid is None:
-            out[:] = ids[inverse]
-        else:
-            out[valid] = ids[inverse]
+        encoded = pc.dictionary_encode(col)
+        keys = encoded.dictionary.to_pylist()
+        if not keys:  # every row null
+            return np.zeros(n, np.int64)
+        idx = encoded.indices.fill_null(0).to_numpy(zero_copy_only=False)
+        valid = _valid(col)
+        if strings:
+            keys = [u.strip() for u in keys]
+            too_long = [i for i, u in enumerate(keys) if len(u) > MAX_CATEGORY_CHARS]
+            if too_long:
+                hit = np.isin(idx, too_long) if valid is None else np.isin(idx, too_long) & valid
+                raise ColumnarBodyError(
+                    name,
+                    f"column {name!r} row {_first_true(hit)}: category longer than "
+                    f"{MAX_CATEGORY_CHARS} characters",
+                    kind="string_too_long",
+                )
+        out = np.asarray(self.encoder.bucket_distinct(index, keys), dtype=np.int64)[idx]
+        if valid is not None:
+            out[~valid] = 0
         return out
 
     @staticmethod
@@ -176,8 +170,8 @@ class ArrowBatchDecoder:
                 name, f"column {name!r} has type {typ}; {what}", kind="type_error"
             )
         values = np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
-        if col.null_count:
-            valid = np.asarray(col.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        valid = _valid(col)
+        if valid is not None:
             bad = valid & ~np.isfinite(values)
             values = np.where(valid, values, np.nan)
         else:
@@ -236,11 +230,7 @@ class ArrowBatchDecoder:
         )
         matrix = flat.reshape(n, dim)
         bad = ~np.isfinite(matrix).all(axis=1)  # NaN, infinity, or a null number in a list
-        valid = (
-            np.asarray(col.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-            if col.null_count
-            else None
-        )
+        valid = _valid(col)
         if valid is not None:
             bad &= valid
         if bad.any():

@@ -47,11 +47,8 @@ class _FieldHasher:
         self._cache_size = cache_size
 
     def bucket(self, value: Any) -> int:
-        return self._text_bucket(canonical_scalar(value))
-
-    def _text_bucket(self, text: str) -> int:
-        """Bucket of a canonical string ("" is missing: bucket 0)."""
-        if not text:
+        text = canonical_scalar(value)
+        if text == "":
             return 0
         h = self._base.copy()
         h.update(text.encode())
@@ -68,23 +65,6 @@ class _FieldHasher:
                 cache.clear()
             b = cache[value] = self.bucket(value)
         return b
-
-    def bucket_distinct(self, keys: Sequence[str] | Sequence[int]) -> list[int]:
-        """Buckets of distinct canonical keys: stripped strings or integers ("" is missing).
-
-        An integer and its digits are the same category, so context caches may hold both.
-        """
-        text_bucket, cache = self._text_bucket, self._cache
-        if cache is None:  # user scope: nothing outlives the call
-            return [text_bucket(k if type(k) is str else str(k)) for k in keys]
-        if len(cache) > self._cache_size:
-            cache.clear()
-        out = [cache.get(k, -1) for k in keys]
-        for i, b in enumerate(out):
-            if b < 0:
-                k = keys[i]
-                out[i] = cache[k] = text_bucket(k if type(k) is str else str(k))
-        return out
 
     def buckets(self, values: Sequence[Any]) -> list[int]:
         """Buckets of many values; each distinct value is hashed once."""
@@ -141,7 +121,7 @@ class FeatureEncoder:
 
     def bucket_distinct(self, field: int, keys: Sequence[str] | Sequence[int]) -> list[int]:
         """Buckets of distinct canonical keys of categorical field number ``field``."""
-        return self._hashers[field].bucket_distinct(keys)
+        return self._hashers[field].buckets(keys)
 
     def transform_numeric(self, raw: np.ndarray, *, personalized: bool) -> np.ndarray:
         """``models.encoding.transform_numeric`` for all numeric columns at once (float64 math)."""
