@@ -45,9 +45,9 @@ from server.api.testing import (  # noqa: E402
 )
 from server.registry import publish_model  # noqa: E402
 from server.registry.examples import example_card, random_model  # noqa: E402
+from server.scoring.columnar import ARROW_STREAM as ARROW  # noqa: E402
 
 JSON = "application/json"
-ARROW = "application/vnd.apache.arrow.stream"
 
 
 @dataclass
@@ -252,35 +252,30 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 url = srv.url + "/v1/score"
 
-                def run(
-                    url: str,
-                    body: bytes,
-                    connections: int,
-                    seconds: float,
-                    pgid: int = srv.proc.pid,
-                    content_type: str = JSON,
-                ) -> Load:
-                    return measure(
-                        url,
-                        body,
-                        connections=connections,
-                        duration=seconds,
-                        tmp=tmp,
-                        pgid=pgid,
-                        content_type=content_type,
-                    )
-
-                run(url, single, 4, 1)  # warm-up
+                pgid = srv.proc.pid
+                measure(url, single, connections=4, duration=1, tmp=tmp, pgid=pgid)  # warm-up
                 bc = int(workers) * 4  # batch connections
 
                 def median(
-                    url: str, body: bytes, connections: int, content_type: str = JSON
+                    url: str,
+                    body: bytes,
+                    connections: int,
+                    content_type: str = JSON,
+                    pgid: int = pgid,
                 ) -> Load:
                     # each wrk run opens new connections, and the kernel spreads them over
                     # the workers by a hash: repeat and keep the median run (by req/s)
                     loads = sorted(
                         (
-                            run(url, body, connections, args.duration, content_type=content_type)
+                            measure(
+                                url,
+                                body,
+                                connections=connections,
+                                duration=args.duration,
+                                tmp=tmp,
+                                pgid=pgid,
+                                content_type=content_type,
+                            )
                             for _ in range(args.repeat)
                         ),
                         key=lambda x: x.rps,

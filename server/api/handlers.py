@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from urllib.parse import parse_qs
 
-import numpy as np
 from pydantic import ValidationError
 
 from server.api.errors import VALUE_ERRORS, error_items
@@ -21,7 +19,6 @@ from server.api.holder import ModelHolder
 from server.api.metrics import ServiceMetrics
 from server.api.schemas import RequestSchemas
 from server.scoring.columnar import ARROW_STREAM, ColumnarBodyError
-from server.scoring.scorer import Scorer
 
 log = logging.getLogger("fedctr.serve")
 Reply = tuple[int, bytes]
@@ -108,22 +105,6 @@ class ScoreHandlers:
             f'"request_id":{"null" if rid is None else chr(34) + rid + chr(34)}}}'
         ).encode()
 
-    def _batch_request(
-        self, body: bytes, content_type: str, query: str
-    ) -> tuple[Callable[[Scorer], np.ndarray], bool]:
-        """How to score the batch, and ``personalized``. A JSON body is validated here;
-        an Arrow body is read column by column while scoring (errors name the column)."""
-        if _is_arrow(content_type):
-            personalized = _personalized_param(query)
-            limit = self.max_batch_rows
-            return (
-                lambda scorer: scorer.score_arrow(body, personalized=personalized, max_rows=limit)
-            ), personalized
-        req = self.batch_model.model_validate_json(body)
-        return (lambda scorer: scorer.score(req.rows, personalized=req.personalized)), (
-            req.personalized
-        )
-
     def batch(
         self,
         body: bytes,
@@ -137,14 +118,26 @@ class ScoreHandlers:
         active = self.holder.current
         if active is None:
             return NOT_READY
+        # A JSON body is validated here; an Arrow body is read column by column while
+        # scoring (its errors name the column).
+        arrow = _is_arrow(content_type)
         try:
-            score, personalized = self._batch_request(body, content_type, query)
+            if arrow:
+                personalized = _personalized_param(query)
+            else:
+                req = self.batch_model.model_validate_json(body)
+                personalized = req.personalized
         except ValidationError as exc:
             return _invalid(exc)
         except ColumnarBodyError as exc:
             return _columnar_invalid(exc, "query")
         try:
-            raw = score(active.scorer)
+            if arrow:
+                raw = active.scorer.score_arrow(
+                    body, personalized=personalized, max_rows=self.max_batch_rows
+                )
+            else:
+                raw = active.scorer.score(req.rows, personalized=personalized)
             scores, conservative = active.breaker.apply(raw, track=personalized)
         except ColumnarBodyError as exc:
             return _columnar_invalid(exc)

@@ -33,6 +33,7 @@ from server.api.testing import (
 from server.registry import publish_model
 from server.registry.examples import example_card, random_model
 from server.registry.layout import write_latest
+from server.scoring.columnar import ARROW_STREAM
 
 SPEC = load_spec(builtin_spec_path("demo"))
 MAX_ROWS = 4
@@ -132,7 +133,6 @@ def test_fast_path_and_fastapi_routes_answer_alike(platform) -> None:
         ("/v1/score/batch", json.dumps({"rows": [good_features(i) for i in range(3)]})),
         *((path, body) for path, body, _ in bad_requests()),
     ]
-    arrow = "application/vnd.apache.arrow.stream"
     arrow_bodies = [
         (
             "/v1/score/batch?personalized=false",
@@ -151,10 +151,7 @@ def test_fast_path_and_fastapi_routes_answer_alike(platform) -> None:
                             c.post(p, content=b, headers={"content-type": "application/json"})
                             for p, b in bodies
                         ),
-                        *(
-                            c.post(p, content=b, headers={"content-type": arrow})
-                            for p, b in arrow_bodies
-                        ),
+                        *(c.post(p, content=b, headers=ARROW) for p, b in arrow_bodies),
                     )
                 ]
             )
@@ -374,7 +371,7 @@ def test_fast_path_refuses_bad_and_oversize_lengths() -> None:
     assert asyncio.run(call(b"2")) == 200 and replies[1]["body"] == b"{}"
 
 
-ARROW = {"content-type": "application/vnd.apache.arrow.stream"}
+ARROW = {"content-type": ARROW_STREAM}
 
 
 @pytest.mark.parametrize("personalized", [True, False])

@@ -31,6 +31,7 @@ from server.api.testing import (
 from server.registry import publish_model
 from server.registry.examples import example_card, random_model
 from server.registry.layout import write_latest
+from server.scoring.columnar import ARROW_STREAM as ARROW
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -39,7 +40,6 @@ REPO = Path(__file__).resolve().parents[2]
 SPEC = load_spec(builtin_spec_path("demo"))
 MAX_ROWS = 4
 WIDE_BAND = (0.001, 0.999)
-ARROW = "application/vnd.apache.arrow.stream"
 
 
 def good_features(i: int = 0) -> dict:
