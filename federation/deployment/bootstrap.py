@@ -82,7 +82,8 @@ class PlatformOptions:
     spec: Path
     port: int = 9093
     listen: str = "0.0.0.0"
-    rounds: int = 3
+    # partners spread their budget over PrivacySettings' planned rounds by default
+    rounds: int = field(default_factory=lambda: PrivacySettings().planned_rounds)
     min_partners: int = 2
     strategy: str = "fedavg"
     model: ModelConfig = field(default_factory=lambda: ModelConfig(name="lr"))

@@ -37,6 +37,9 @@ def _config_file(path: Path, name: str) -> Path:
 
 # ---- platform -----------------------------------------------------------------
 def _platform_parser(p: argparse.ArgumentParser) -> None:
+    from clients.config import PrivacySettings
+
+    planned_rounds = PrivacySettings().planned_rounds
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     init = sub.add_parser("init", help="create CA, SuperLink certificate, keys, platform.toml")
     init.add_argument("dir", type=Path)
@@ -48,7 +51,12 @@ def _platform_parser(p: argparse.ArgumentParser) -> None:
     init.add_argument("--port", type=int, default=9093, help="SuperLink port (one for all APIs)")
     init.add_argument("--listen", default="0.0.0.0", help="interface the SuperLink binds")
     init.add_argument("--spec", default="demo", help="feature spec file or built-in name")
-    init.add_argument("--rounds", type=int, default=4, help="partners plan for 4 by default")
+    init.add_argument(
+        "--rounds",
+        type=int,
+        default=planned_rounds,
+        help=f"rounds to run (partners plan for {planned_rounds} by default)",
+    )
     init.add_argument("--min-partners", type=int, default=2)
     init.add_argument("--strategy", default="fedavg")
     init.add_argument("--model", default="lr", help="lr, fm, deepfm, dcnv2 or fusion")
@@ -88,6 +96,7 @@ def _platform(args: argparse.Namespace) -> int:
     config = _config_file(args.dir, "platform.toml")
     if args.action == "init":
         from federation.deployment.bootstrap import PlatformOptions, init_platform, resolve_spec
+        from federation.deployment.settings import load_superlink_settings
         from models import ModelConfig
 
         hosts = [h for h in args.hosts.split(",") if h.strip()]
@@ -112,7 +121,7 @@ def _platform(args: argparse.Namespace) -> int:
         root = path.parent
         print(f"platform folder ready: {path}")
         print(f"  give partners: {root / 'tls' / 'ca.crt'} and {root / 'spec.toml'}")
-        print(f"  partners dial (--superlink): {hosts[0]}:{args.port}")
+        print(f"  partners dial (--superlink): {load_superlink_settings(path).address}")
         print(f"  register each partner: fedctr platform add-partner {root} REGISTRATION.toml")
         print(f"  then: fedctr platform start {root}")
         return 0

@@ -24,7 +24,7 @@ from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 
 from federation import protocol as P
-from federation.packing import PackCache, PackingError, is_packed, pack_content, unpack_content
+from federation.packing import PackCache, PackingError, pack_content, unpack_content
 
 logger = logging.getLogger(__name__)
 WAITS_ENV = "FEDCTR_FLOWER_WAITS"
@@ -89,7 +89,7 @@ class ResponsiveGrid(Grid):
 
     def _unpacked(self, reply: Message) -> Message:
         """``reply`` with its arrays unpacked; an error reply if they are unreadable."""
-        if not reply.has_content() or not is_packed(reply.content):
+        if not reply.has_content():
             return reply
         try:
             reply.content = unpack_content(reply.content)

@@ -41,7 +41,7 @@ from federation.deployment.processes import (
     write_state_file,
 )
 from federation.deployment.settings import NodeSettings, load_node_settings
-from federation.deployment.waits import Waits, waits_to_env
+from federation.deployment.waits import waits_to_env
 from models import load_spec
 
 logger = logging.getLogger(__name__)
@@ -146,12 +146,8 @@ def _failure(node: NodeSettings, dead: Managed) -> ProcessFailed:
     return dead.failure(lines=25)
 
 
-def read_node_state(node: NodeSettings | Path) -> dict[str, Any] | None:
-    """The running launcher's state (``status``, ``node_id``, ``pid``), or None.
-
-    ``node``: the loaded settings (pollers load them once), or the partner.toml path."""
-    if isinstance(node, Path):
-        node = load_node_settings(node)
+def read_node_state(node: NodeSettings) -> dict[str, Any] | None:
+    """The running launcher's state (``status``, ``node_id``, ``pid``), or None."""
     return read_state_file(node.state_dir / STATE_FILE)
 
 
@@ -165,7 +161,6 @@ def start_partner(
     stop: StopFlag,
     stock: bool = False,
     check: bool = True,
-    waits: Waits | None = None,
     register_wait_s: float = 120.0,
 ) -> int:
     """Run this partner's node until SIGTERM/SIGINT; 0 on a clean stop.
@@ -186,7 +181,7 @@ def start_partner(
     fast = not stock and fast_path_available()
     port = node.runtime_port or free_port()
     env = executable_env({"FLWR_HOME": str(node.flwr_home)})
-    env.update(waits_to_env(waits or node.waits))
+    env.update(waits_to_env(node.waits))
     sup = Supervisor(node.log_dir)
     seen: dict[str, str] = {}
 

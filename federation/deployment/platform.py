@@ -25,7 +25,7 @@ import httpx
 import tomli_w
 
 from federation.config import load_platform_config
-from federation.deployment.errors import DeploymentError, ProcessFailed
+from federation.deployment.errors import DeploymentError
 from federation.deployment.grid import STOCK, WAITS_ENV
 from federation.deployment.processes import (
     FEDCTR,
@@ -200,11 +200,7 @@ def start_platform(
         while not stop.is_set():
             dead = sup.first_exited()
             if dead is not None:
-                time.sleep(0.2)
-                raise ProcessFailed(
-                    f"{dead.name} exited with code {dead.exit_code()}; "
-                    f"its log ({dead.log_path}) ends with:\n{dead.tail()}"
-                )
+                raise dead.failure()
             stop.event.wait(0.2)
         logger.info("stopping the SuperLink")
         return 0

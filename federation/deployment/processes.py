@@ -195,8 +195,7 @@ class Supervisor:
         """Stop tracking a child that has exited (before starting its replacement)."""
         if managed.exit_code() is None:
             raise ValueError(f"{managed.name} is still running")
-        if managed._pump is not None:
-            managed._pump.join(timeout=2)
+        managed.settle(2.0)
         self.children.remove(managed)
 
     def first_exited(self) -> Managed | None:
@@ -243,8 +242,7 @@ class Supervisor:
         for m in self.children:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 m.popen.wait(timeout=5)
-            if m._pump is not None:
-                m._pump.join(timeout=2)
+            m.settle(2.0)
 
 
 class StopFlag:
