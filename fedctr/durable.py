@@ -38,11 +38,11 @@ def replace_file(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        try:
-            os.fchmod(fd, mode)
-        finally:
-            os.close(fd)
-        write_file_synced(Path(tmp), data)
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), mode)
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -53,8 +53,8 @@ def write_private_file(path: str | Path, data: bytes, *, overwrite: bool = False
     except FileExistsError as exc:
         raise KeyFileError(f"{path} exists; refusing to overwrite a private key") from exc
     with os.fdopen(fd, "wb") as fh:
+        os.fchmod(fh.fileno(), 0o600)  # an overwritten file keeps its old mode otherwise
         fh.write(data)
-    os.chmod(path, 0o600)
     return path
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
+from fedctr.durable import replace_file
 from models import state_dict_sha256
 
 
@@ -16,14 +16,9 @@ def save_checkpoint(directory: Path, server_round: int, state: dict[str, torch.T
     """Write ``round-NNNN.safetensors`` atomically; returns its path."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"round-{server_round:04d}.safetensors"
-    tmp = path.with_suffix(".tmp")
     tensors = {k: v.detach().contiguous() for k, v in state.items()}
-    save_file(
-        tensors,
-        str(tmp),
-        metadata={"round": str(server_round), "sha256": state_dict_sha256(tensors)},
-    )
-    os.replace(tmp, path)
+    metadata = {"round": str(server_round), "sha256": state_dict_sha256(tensors)}
+    replace_file(path, save(tensors, metadata=metadata))
     return path
 
 
@@ -38,9 +33,7 @@ def latest_checkpoint(directory: Path) -> Path | None:
 
 def write_json(path: Path, obj: object) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
+    replace_file(path, json.dumps(obj, indent=2).encode())
 
 
 __all__ = ["latest_checkpoint", "load_checkpoint", "save_checkpoint", "write_json"]

@@ -28,6 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+from fedctr.durable import replace_file
 from federation.deployment.errors import ProcessFailed
 
 logger = logging.getLogger(__name__)
@@ -267,9 +268,7 @@ class StopFlag:
 def write_state_file(path: Path, **values: Any) -> None:
     """A launcher's state (its pid plus ``values``), replaced atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"pid": os.getpid(), **values}))
-    tmp.replace(path)
+    replace_file(path, json.dumps({"pid": os.getpid(), **values}).encode())
 
 
 def read_state_file(path: Path) -> dict[str, Any] | None:
