@@ -120,18 +120,12 @@ def _quiet_unconverged_orders() -> Iterator[None]:
         absl.removeFilter(quiet)
 
 
+@_quiet_unconverged_orders()
 def independent_epsilons(releases: Sequence[tuple[DPSGDRound, float]]) -> list[IndependentEpsilon]:
     """Cumulative epsilon after each ``(release, delta)``, composed in order.
 
     Each figure is at that release's own delta, over it and every release before it.
     """
-    with _quiet_unconverged_orders():
-        return _independent_epsilons(releases)
-
-
-def _independent_epsilons(
-    releases: Sequence[tuple[DPSGDRound, float]],
-) -> list[IndependentEpsilon]:
     rdp = RdpAccountant(neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE)
     pld: _PLDComposer | None = _PLDComposer()
     composed = False
