@@ -82,13 +82,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def parse_overrides(items: list[str]) -> dict[str, object]:
     """``key=value`` pairs typed like the FederatedRecipe field they replace."""
-    defaults = FederatedRecipe()
+    defaults = {
+        f.name: getattr(FederatedRecipe(), f.name) for f in dataclasses.fields(FederatedRecipe)
+    }
     out: dict[str, object] = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or key not in {f.name for f in dataclasses.fields(FederatedRecipe)}:
+        if not sep or key not in defaults:
             raise SystemExit(f"--dp-set {item!r}: expected KEY=VALUE with KEY a recipe field")
-        current = getattr(defaults, key)
+        current = defaults[key]
         kind = str if isinstance(current, str) else float if isinstance(current, float) else int
         out[key] = kind(value)
     return out

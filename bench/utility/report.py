@@ -8,6 +8,7 @@ gap the dataset's test split can resolve at all.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import defaultdict
 from dataclasses import dataclass
@@ -20,28 +21,21 @@ from bench.utility.scenarios import BY_KEY
 GOALS = {8.0: 0.005, 3.0: 0.01, 1.0: 0.02}  # epsilon -> allowed AUC gap (issue 6)
 
 
+@functools.lru_cache(maxsize=1)  # rows arrive grouped by dataset: one test split at a time
 def bootstrap_weights(n: int, *, resamples: int = 200, seed: int = 0) -> np.ndarray:
     """``[resamples, n]`` row counts of paired bootstrap resamples of ``n`` test rows."""
     rng = np.random.default_rng(seed)
     return np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(resamples)])
 
 
-def bootstrap_auc_gap_se(
-    y: np.ndarray,
-    p_row: np.ndarray,
-    p_ref: np.ndarray,
-    *,
-    weights: np.ndarray | None = None,
-    ref_aucs: np.ndarray | None = None,
-) -> float:
-    """Std of AUC(row) - AUC(ref) over paired bootstrap resamples of the test rows.
+def bootstrap_auc_gap_se(y: np.ndarray, p_row: np.ndarray, p_ref: np.ndarray) -> float:
+    """Std of AUC(row) - AUC(ref) over paired bootstrap resamples of the test rows."""
+    weights = bootstrap_weights(len(y))
+    return _gap_se(y, p_row, _weighted_auc(y, p_ref, weights))
 
-    ``weights`` (:func:`bootstrap_weights`) and the reference's AUCs under them may be
-    passed in, so a table computes them once per dataset and per reference model."""
-    weights = bootstrap_weights(len(y)) if weights is None else weights
-    if ref_aucs is None:
-        ref_aucs = _weighted_auc(y, p_ref, weights)
-    return float((_weighted_auc(y, p_row, weights) - ref_aucs).std(ddof=1))
+
+def _gap_se(y: np.ndarray, p_row: np.ndarray, ref_aucs: np.ndarray) -> float:
+    return float((_weighted_auc(y, p_row, bootstrap_weights(len(y))) - ref_aucs).std(ddof=1))
 
 
 def _weighted_auc(y: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -87,7 +81,6 @@ def summarize(results: list[RunResult], test_labels: dict[str, np.ndarray]) -> l
     for r in results:
         groups[(r.dataset, r.model, r.scenario)].append(r)
     rows = []
-    weights: dict[str, np.ndarray] = {}  # per dataset
     ref_aucs: dict[tuple[str, str, int], np.ndarray] = {}  # per central run
     for (ds, model, key), runs in groups.items():
         central = {r.seed: r for r in groups.get((ds, model, "central"), [])}
@@ -97,15 +90,11 @@ def summarize(results: list[RunResult], test_labels: dict[str, np.ndarray]) -> l
         gap_se = None
         first = min(runs, key=lambda r: r.seed)
         if key != "central" and first.seed in central:
-            y, ref = test_labels[ds], central[first.seed].probs
-            if ds not in weights:
-                weights[ds] = bootstrap_weights(len(y))
-            ref_key = (ds, model, first.seed)
-            if ref_key not in ref_aucs:
-                ref_aucs[ref_key] = _weighted_auc(y, ref, weights[ds])
-            gap_se = bootstrap_auc_gap_se(
-                y, first.probs, ref, weights=weights[ds], ref_aucs=ref_aucs[ref_key]
-            )
+            y, ref_key = test_labels[ds], (ds, model, first.seed)
+            if ref_key not in ref_aucs:  # the central model's resampled AUCs, once
+                ref = central[first.seed].probs
+                ref_aucs[ref_key] = _weighted_auc(y, ref, bootstrap_weights(len(y)))
+            gap_se = _gap_se(y, first.probs, ref_aucs[ref_key])
         eps = [r.epsilon for r in runs if r.epsilon is not None]
         sig = [r.noise_multiplier for r in runs if r.noise_multiplier is not None]
         rows.append(
@@ -126,6 +115,10 @@ def summarize(results: list[RunResult], test_labels: dict[str, np.ndarray]) -> l
             )
         )
     return rows
+
+
+def _signed(mean: float, digits: int = 4) -> str:
+    return "-" if math.isnan(mean) else f"{mean:+.{digits}f}"
 
 
 def _pm(value: tuple[float, float], digits: int = 4, signed: bool = False) -> str:
@@ -157,26 +150,16 @@ def markdown_table(rows: list[Row]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
-PIVOT_COLUMNS = (
-    ("fed3-iid", "fed 3 IID"),
-    ("fed3-noniid", "fed 3 non-IID"),
-    ("fed10-iid", "fed 10 IID"),
-    ("fed10-noniid", "fed 10 non-IID"),
-    ("dp8-fed3-iid", "DP ε=8 IID"),
-    ("dp8-fed3-noniid", "DP ε=8 non-IID"),
-    ("dp3-fed3-iid", "DP ε=3 IID"),
-    ("dp3-fed3-noniid", "DP ε=3 non-IID"),
-    ("dp1-fed3-iid", "DP ε=1 IID"),
-    ("dp1-fed3-noniid", "DP ε=1 non-IID"),
-)
-
-
 def gap_pivot(rows: list[Row]) -> str:
     """One line per (dataset, model): centralized AUC, then each setting's ΔAUC (mean
     over seeds, paired by seed); the compact form of :func:`markdown_table`."""
     cells = {(r.dataset, r.model, r.scenario): r for r in rows}
     pairs = list(dict.fromkeys((r.dataset, r.model) for r in rows))
-    present = [(k, label) for k, label in PIVOT_COLUMNS if any(r.scenario == k for r in rows)]
+    run = {r.scenario for r in rows} - {"central"}
+    present = [
+        (sc.key, sc.short_label)
+        for sc in sorted((BY_KEY[k] for k in run), key=lambda sc: sc.pivot_order())
+    ]
     head = (
         "| dataset | model | central AUC | "
         + " | ".join(label for _, label in present)
@@ -190,7 +173,7 @@ def gap_pivot(rows: list[Row]) -> str:
         gaps = [cells.get((ds, model, k)) for k, _ in present]
         lines.append(
             f"| {ds} | {model} | {_pm(central.auc) if central else '-'} | "
-            + " | ".join("-" if g is None else f"{g.auc_gap[0]:+.4f}" for g in gaps)
+            + " | ".join("-" if g is None else _signed(g.auc_gap[0]) for g in gaps)
             + " |"
         )
     return head + "\n".join(lines) + "\n"

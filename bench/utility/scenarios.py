@@ -30,6 +30,19 @@ class Scenario:
         privacy = "non-private" if self.epsilon is None else f"DP eps={self.epsilon:g}"
         return f"federated {self.partners} {split}, {privacy}"
 
+    @property
+    def short_label(self) -> str:
+        """Column header of the ΔAUC pivot (DP settings have 3 partners unless named)."""
+        split = "IID" if self.iid else "non-IID"
+        if self.epsilon is None:
+            return f"fed {self.partners} {split}"
+        fed = "" if self.partners == 3 else f"fed {self.partners} "
+        return f"DP ε={self.epsilon:g} {fed}{split}"
+
+    def pivot_order(self) -> tuple[bool, float, int, bool]:
+        """Non-private first, then by falling epsilon; fewer partners, IID first."""
+        return (self.epsilon is not None, -(self.epsilon or 0.0), self.partners, not self.iid)
+
 
 CENTRAL = Scenario("central", 0)
 
