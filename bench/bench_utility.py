@@ -82,9 +82,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def parse_overrides(items: list[str]) -> dict[str, object]:
     """``key=value`` pairs typed like the FederatedRecipe field they replace."""
-    defaults = {
-        f.name: getattr(FederatedRecipe(), f.name) for f in dataclasses.fields(FederatedRecipe)
-    }
+    recipe = FederatedRecipe()
+    defaults = {f.name: getattr(recipe, f.name) for f in dataclasses.fields(recipe)}
     out: dict[str, object] = {}
     for item in items:
         key, sep, value = item.partition("=")
