@@ -29,6 +29,7 @@ import torch
 
 from models.encoding import hash_column, transform_numeric
 from models.spec import FeatureSpec
+from server.scoring.columnar import MAX_CATEGORY_CHARS
 
 
 def example_row(spec: FeatureSpec, i: int = 0) -> dict[str, Any]:
@@ -119,6 +120,7 @@ def bad_request_cases(spec: FeatureSpec, *, max_batch_rows: int) -> list[tuple[s
         ("/v1/score", with_(**{cat: 1.5}), cat),
         ("/v1/score", with_(**{cat: 2**70}), cat),
         ("/v1/score", with_(**{cat: "x" * 300}), cat),
+        ("/v1/score", with_(**{cat: " " + "x" * MAX_CATEGORY_CHARS}), cat),  # length counts padding
         ("/v1/score", with_(**{cat: ["a"]}), cat),
         ("/v1/score", with_(**{cat: True}), cat),
         ("/v1/score", json.dumps({"features": ok, "personalized": "yes"}), "personalized"),
@@ -197,6 +199,7 @@ def bad_arrow_cases(spec: FeatureSpec, *, max_batch_rows: int) -> list[tuple[byt
         (arrow_body(spec, [ok] * (max_batch_rows + 1)), "rows"),
         (arrow_body(spec, [{**ok, cat: 1.5}], types={cat: pa.float64()}), cat),
         (arrow_body(spec, [{**ok, cat: "x" * 300}]), cat),
+        (arrow_body(spec, [{**ok, cat: " " + "x" * MAX_CATEGORY_CHARS}]), cat),
         (arrow_body(spec, [{**ok, cat: True}], types={cat: pa.bool_()}), cat),
     ]
     if spec.numeric:

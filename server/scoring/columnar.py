@@ -146,8 +146,9 @@ class ArrowBatchDecoder:
         idx = encoded.indices.fill_null(0).to_numpy(zero_copy_only=False)
         valid = _valid(col)
         if strings:
-            keys = [u.strip() for u in keys]
+            # the limit counts the raw value, padding included (as the JSON schema does)
             too_long = [i for i, u in enumerate(keys) if len(u) > MAX_CATEGORY_CHARS]
+            keys = [u.strip() for u in keys]
             if too_long:
                 hit = np.isin(idx, too_long) if valid is None else np.isin(idx, too_long) & valid
                 raise ColumnarBodyError(
