@@ -12,18 +12,20 @@ of weights by default) and DP-SGD settings, and run ``--rounds`` rounds:
 
 * ``stock``: Flower's own processes and waits: ``flower-supernode`` starts
   ``flower-superexec``, which starts one ``flwr-clientapp`` per message (importing
-  torch and Opacus each time); the ServerApp collects replies every 3 s; each round
-  sends a train and then an evaluate message.
+  torch and Opacus each time); the ServerApp collects replies every 3 s.
 * ``ours``: the forking executor (imports once, forks per task), shortened SuperNode
   waits, replies collected every 0.1 s, models packed into one array per dtype
-  (``federation.packing``), evaluation carried in the next train message.
+  (``federation.packing``).
 
-The ServerApp's ``timing.jsonl`` gives, per round, the wall time of its message round
-trips (push until the last reply) and the slowest partner's own compute time for
-each message (the ClientApp's ``compute-seconds``: reading data, evaluating,
-training, ledgering). Overhead = wall - compute: what the transport, processes and
-polling add to the partners' work. Partners use full-batch DP-SGD (sampling rate 1)
-so that noise calibration does not dominate the compute column.
+Either side sends one train message per round (partner-side evaluation is off: see
+README "Privacy boundary"). The ServerApp's ``timing.jsonl`` gives, per round, the
+wall time of the message round trip (push until the last reply); each partner node
+keeps its own compute time for the round (reading data, training, ledgering) in a
+local file (``clients.node.ROUND_TIMES_FILE``) that it never sends: this benchmark
+runs every party on one machine and reads both. Overhead = wall - slowest partner's
+compute: what the transport, processes and polling add to the partners' work.
+Partners use full-batch DP-SGD (sampling rate 1) so that noise calibration does not
+dominate the compute column.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clients.config import PrivacySettings, TrainingSettings
+from clients.node import ROUND_TIMES_FILE
 from federation.deployment.bootstrap import (
     PartnerOptions,
     PlatformOptions,
@@ -73,10 +76,10 @@ class Side:
     load: float  # 1-minute load average around the run (the machine is shared)
 
     def wall(self) -> list[float]:
-        return [r["train_wall_s"] + r.get("evaluate_wall_s", 0.0) for r in self.rounds]
+        return [r["train_wall_s"] for r in self.rounds]
 
     def compute(self) -> list[float]:
-        return [r["train_compute_s"] + r.get("evaluate_compute_s", 0.0) for r in self.rounds]
+        return [r["train_compute_s"] for r in self.rounds]
 
     def overhead(self) -> list[float]:
         return [w - c for w, c in zip(self.wall(), self.compute(), strict=True)]
@@ -96,7 +99,6 @@ def _prepare(root: Path, mode: str, data: dict[str, Path], args: argparse.Namesp
             model=ModelConfig(name=args.model, embed_dim=args.embed_dim),
             timeout_s=600.0,
             run_name=f"bench-{mode}",
-            evaluate_in_train=mode != "stock",  # stock: a train, then an evaluate message
         ),
     )
     for pid, path in data.items():
@@ -112,11 +114,12 @@ def _prepare(root: Path, mode: str, data: dict[str, Path], args: argparse.Namesp
                     epsilon=8.0,
                     delta=1e-5,
                     planned_rounds=args.rounds,
+                    sample_rate=1.0,
                     max_grad_norm=5.0,
                     accountant="rdp",
                 ),
                 training=TrainingSettings(
-                    batch_size=8192, local_epochs=args.local_epochs, learning_rate=0.05
+                    batch_size=1200, local_epochs=args.local_epochs, learning_rate=0.05
                 ),
             ),
         )
@@ -144,7 +147,25 @@ def run_side(root: Path, mode: str, data: dict[str, Path], args: argparse.Namesp
         )
         run_s, load = time.monotonic() - t0, (load0 + os.getloadavg()[0]) / 2
     rows = read_timing(platform / "runs" / f"{mode}-run" / TIMING_FILE)
+    compute = _partner_compute(partners, f"{mode}-run")
+    for row in rows:
+        row["train_compute_s"] = compute.get(int(row["round"]), 0.0)
     return Side(mode, rows, run_s, startup, load)
+
+
+def _partner_compute(partners: list[Path], run_id: str) -> dict[int, float]:
+    """Round -> the slowest partner's own compute time, from the nodes' local files."""
+    slowest: dict[int, float] = {}
+    for partner in partners:
+        path = partner / "state" / ROUND_TIMES_FILE
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            if row["run_id"] == run_id:
+                rnd = int(row["round"])
+                slowest[rnd] = max(slowest.get(rnd, 0.0), float(row["seconds"]))
+    return slowest
 
 
 def report(sides: list[Side]) -> str:

@@ -5,7 +5,7 @@ release. Raw rows never leave this package's process."""
 from clients.config import PartnerConfig, PrivacySettings, TrainingSettings, load_partner_config
 from clients.data import BadRowPolicy, EncodedData, LoadReport, RowIssue, read_partner_log
 from clients.errors import DataFileError, PartnerConfigError, PartnerError
-from clients.node import EvalReport, PartnerNode, TrainReport
+from clients.node import EvalReport, LocalRound, PartnerNode
 
 __all__ = [
     "BadRowPolicy",
@@ -13,13 +13,13 @@ __all__ = [
     "EncodedData",
     "EvalReport",
     "LoadReport",
+    "LocalRound",
     "PartnerConfig",
     "PartnerConfigError",
     "PartnerError",
     "PartnerNode",
     "PrivacySettings",
     "RowIssue",
-    "TrainReport",
     "TrainingSettings",
     "load_partner_config",
     "read_partner_log",

@@ -18,6 +18,7 @@ Example ``partner.toml`` (paths relative to the file)::
     epsilon = 8.0
     delta = 1e-5
     planned_rounds = 4
+    sample_rate = 0.05           # Poisson rate, declared: never derived from the row count
     max_grad_norm = 5.0
     accountant = "rdp"           # or "prv"
 
@@ -53,6 +54,10 @@ class PrivacySettings:
     # what 13 log-count numerics need (10). C = 1 clips positives' gradients but not
     # negatives' and drags the mean prediction down (0.26 -> 0.15 on Criteo DAC).
     planned_rounds: int = 4
+    # Poisson sampling rate of DP-SGD, public by declaration: it is never derived from the
+    # number of rows (q = 1/ceil(n/B) revealed n), so epsilon depends on the config alone.
+    # Steps per round are ceil(local_epochs / sample_rate).
+    sample_rate: float = 0.05
     max_grad_norm: float = 5.0
     accountant: AccountantKind = "rdp"
     dp_implementation: str = DEFAULT_IMPLEMENTATION
@@ -63,6 +68,12 @@ class PrivacySettings:
             raise PartnerConfigError(f"[privacy] accountant must be one of {ACCOUNTANT_KINDS}")
         if not isinstance(self.planned_rounds, int) or self.planned_rounds <= 0:
             raise PartnerConfigError("[privacy] planned_rounds must be a positive integer")
+        if not (
+            isinstance(self.sample_rate, int | float)
+            and not isinstance(self.sample_rate, bool)
+            and 0 < self.sample_rate <= 1
+        ):
+            raise PartnerConfigError("[privacy] sample_rate must be in (0, 1]")
         if not (isinstance(self.max_grad_norm, int | float) and self.max_grad_norm > 0):
             raise PartnerConfigError("[privacy] max_grad_norm must be > 0")
         if self.dp_implementation not in available_implementations():
@@ -83,14 +94,18 @@ class PrivacySettings:
 class TrainingSettings:
     """Local optimisation per round."""
 
-    # Utility table defaults: under DP-SGD pick batch_size ~ rows / 20 (Poisson rate 1/20;
-    # 1024 fits partners of ~10-40k rows); local Adam at 0.02.
+    # Under DP-SGD ``batch_size`` is the declared *expected* batch size: the noised sum of
+    # clipped gradients is divided by it (never by the real count). Pick it near
+    # sample_rate x rows; Adam, the default, is insensitive to a mismatch. Local Adam at 0.02.
     batch_size: int = 1024
     local_epochs: int = 1
     learning_rate: float = 0.02
     optimizer: str = "adam"
     holdout_fraction: float = 0.2
     seed: int = 0
+    # FedAvg weight of this partner's update, public by declaration (the platform never
+    # learns the row count). Equal weights unless partners agree on declared ones.
+    aggregation_weight: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "local_epochs"):
@@ -107,6 +122,13 @@ class TrainingSettings:
             raise PartnerConfigError("[training] optimizer must be 'adam' or 'sgd'")
         if not 0 <= self.holdout_fraction < 1:
             raise PartnerConfigError("[training] holdout_fraction must be in [0, 1)")
+        if not (
+            isinstance(self.aggregation_weight, int | float)
+            and not isinstance(self.aggregation_weight, bool)
+            and math.isfinite(self.aggregation_weight)
+            and self.aggregation_weight > 0
+        ):
+            raise PartnerConfigError("[training] aggregation_weight must be a positive number")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,10 +11,12 @@ numerics to the spec's fill value.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from dataclasses import dataclass, field
 from enum import StrEnum
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,7 @@ from clients.errors import DataFileError
 from clients.formats import read_spec_columns
 from models.encoding import hash_column, transform_numeric
 from models.spec import EmbeddingFeature, FeatureSpec
+from privacy.wire import Problem
 
 logger = logging.getLogger(__name__)
 
@@ -122,13 +125,49 @@ class EncodedData:
             self.x_cat[index], self.x_num[index], self.x_dense[index], self.y[index], self.report
         )
 
-    def split(self, holdout_fraction: float, *, seed: int) -> tuple[EncodedData, EncodedData]:
-        """Deterministic (train, holdout) split; the holdout serves local evaluation."""
+    def split(self, holdout_fraction: float, *, key: bytes) -> tuple[EncodedData, EncodedData]:
+        """(train, holdout), each in file order; see :meth:`holdout_mask`.
+
+        ``key``: the partner's secret :func:`clients.holdout.holdout_key`; benchmarks
+        and tests that used a ``seed`` pass the public :func:`clients.holdout.seed_key`.
+        """
+        hold = self.holdout_mask(holdout_fraction, key=key)
+        return self.take(np.flatnonzero(~hold)), self.take(np.flatnonzero(hold))
+
+    def holdout_mask(self, holdout_fraction: float, *, key: bytes) -> np.ndarray:
+        """Boolean [N]: row i is held out iff ``blake2b(row_i, key=key, digest_size=8)``,
+        a big-endian integer, divided by 2**64 is below ``holdout_fraction``.
+
+        ``row_i`` is the row's encoded content (:meth:`row_bytes`), so a row's side
+        depends on the key and the row alone: not on N, the row order or the other
+        rows. Adding or removing a row moves no other row across the split, and
+        identical rows (duplicates) always land on the same side. Each row is hashed
+        once with :mod:`hashlib` (about 1.5 s per million rows).
+        """
         if not 0 <= holdout_fraction < 1:
             raise ValueError("holdout_fraction must be in [0, 1)")
-        order = np.random.default_rng(seed).permutation(len(self))
-        n_hold = round(len(self) * holdout_fraction)
-        return self.take(np.sort(order[n_hold:])), self.take(np.sort(order[:n_hold]))
+        if not isinstance(key, bytes) or not 16 <= len(key) <= 64:
+            raise ValueError("the holdout key must be 16 to 64 bytes")
+        digest = hashlib.blake2b
+        hashes = b"".join(digest(row, key=key, digest_size=8).digest() for row in self.row_bytes())
+        values = np.frombuffer(hashes, dtype=">u8")
+        # h / 2**64 < f  <=>  h < ceil(f * 2**64), exactly (f < 1, so it fits in uint64).
+        threshold = math.ceil(Fraction(holdout_fraction) * 2**64)
+        return values < np.uint64(threshold)
+
+    def row_bytes(self) -> np.ndarray:
+        """uint8 [N, W]: each row's encoded values, little-endian (x_cat, x_num, x_dense, y)."""
+        n = len(self)
+        parts = [
+            np.ascontiguousarray(a.reshape(n, math.prod(a.shape[1:])), dtype=dtype).view(np.uint8)
+            for a, dtype in (
+                (self.x_cat, "<i8"),
+                (self.x_num, "<f4"),
+                (self.x_dense, "<f4"),
+                (self.y, "<f4"),
+            )
+        ]
+        return np.ascontiguousarray(np.concatenate(parts, axis=1))
 
 
 class _BatchFetchDataset(TensorDataset):
@@ -144,12 +183,15 @@ def _already_collated(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ..
 
 
 class _Issues:
-    def __init__(self, file: str, policy: BadRowPolicy, keep: int) -> None:
+    def __init__(
+        self, file: str, policy: BadRowPolicy, keep: int, spec_columns: frozenset[str]
+    ) -> None:
         self.file, self.policy, self.keep = file, policy, keep
+        self.spec_columns = spec_columns
         self.samples: list[RowIssue] = []
         self.count = 0
 
-    def add(self, rows: np.ndarray, column: str, reason: str) -> None:
+    def add(self, rows: np.ndarray, column: str, reason: str, problem: Problem) -> None:
         for r in rows[: max(self.keep - len(self.samples), 0)]:
             self.samples.append(RowIssue(int(r) + 1, column, reason))
         self.count += len(rows)
@@ -159,8 +201,9 @@ class _Issues:
                 f"{first.describe(self.file)} ({len(rows)} such rows). The file is rejected "
                 "(bad_rows = 'reject'); fix the file or set bad_rows = 'skip' to drop bad rows.",
                 file=self.file,
+                problem=problem,
                 row=first.row,
-                column=column,
+                column=column if column in self.spec_columns else None,
             )
 
 
@@ -182,7 +225,12 @@ def _parse_label(column: pa.ChunkedArray, spec: FeatureSpec, issues: _Issues) ->
     bad = np.flatnonzero(np.isnan(y))
     if len(bad):
         sample = values[bad[0]]
-        issues.add(bad, spec.label, f"label must be 0 or 1, got {sample!r}")
+        issues.add(
+            bad,
+            spec.label,
+            f"label must be 0 or 1 (or a positive label of the spec), got {sample!r}",
+            Problem.BAD_LABEL,
+        )
     return y
 
 
@@ -205,7 +253,9 @@ def _parse_numeric(column: pa.ChunkedArray, name: str, issues: _Issues) -> np.nd
                 except ValueError:
                     bad.append(i)
             if bad:
-                issues.add(np.array(bad), name, f"not a number: {raw[bad[0]]!r}")
+                issues.add(
+                    np.array(bad), name, f"not a number: {raw[bad[0]]!r}", Problem.NOT_A_NUMBER
+                )
                 x[bad] = np.inf  # marked bad below, whatever the policy
                 return _mark_inf(x, name, issues, already_reported=set(bad))
     return _mark_inf(x, name, issues, already_reported=set())
@@ -215,7 +265,7 @@ def _mark_inf(x: np.ndarray, name: str, issues: _Issues, already_reported: set[i
     inf = np.flatnonzero(np.isinf(x))
     fresh = np.array([i for i in inf if i not in already_reported], dtype=np.int64)
     if len(fresh):
-        issues.add(fresh, name, "value is infinite")
+        issues.add(fresh, name, "value is infinite", Problem.INFINITE_VALUE)
     return x
 
 
@@ -239,7 +289,7 @@ def _parse_embedding(column: pa.ChunkedArray, feature: EmbeddingFeature, issues:
             continue
         out[i] = vec
     if bad_rows:
-        issues.add(np.array(bad_rows), feature.name, reason)
+        issues.add(np.array(bad_rows), feature.name, reason, Problem.BAD_EMBEDDING)
     return out, np.array(bad_rows, dtype=np.int64)
 
 
@@ -257,11 +307,14 @@ def read_partner_log(
     table = read.table
     n = table.num_rows
     if n == 0:
-        raise DataFileError(f"{path}: the file has no data rows", file=str(path))
-    issues = _Issues(str(path), BadRowPolicy(policy), max_issue_samples)
+        raise DataFileError(
+            f"{path}: the file has no data rows", file=str(path), problem=Problem.EMPTY_FILE
+        )
+    spec_columns = frozenset([spec.label, *spec.column_names])
+    issues = _Issues(str(path), BadRowPolicy(policy), max_issue_samples, spec_columns)
     bad = np.zeros(n, dtype=bool)
     for problem in read.problems:  # rows the format reader could not lay out
-        issues.add(np.array([problem.row]), problem.column, problem.reason)
+        issues.add(np.array([problem.row]), problem.column, problem.reason, problem.problem)
         bad[problem.row] = True
 
     y = _parse_label(table.column(spec.label), spec, issues)
@@ -279,7 +332,10 @@ def read_partner_log(
             x_cat[:, j] = hash_column(table.column(feature.name), feature=feature, salt=spec.salt)
         except TypeError as exc:
             raise DataFileError(
-                f"{path}: column '{feature.name}': {exc}", file=str(path), column=feature.name
+                f"{path}: column '{feature.name}': {exc}",
+                file=str(path),
+                problem=Problem.BAD_CATEGORY,
+                column=feature.name,
             ) from exc
 
     dense_parts = []
@@ -298,7 +354,11 @@ def read_partner_log(
         issue_count=issues.count,
     )
     if report.rows_kept == 0:
-        raise DataFileError(f"{path}: every row is bad ({report.summary()})", file=str(path))
+        raise DataFileError(
+            f"{path}: every row is bad ({report.summary()})",
+            file=str(path),
+            problem=Problem.ALL_ROWS_BAD,
+        )
     if report.rows_skipped:
         logger.warning("%s", report.summary())
     return EncodedData(

@@ -1,24 +1,32 @@
-"""The partner node: one round of local DP training or evaluation, under its own budget.
+"""The partner node: one round of local DP training, under its own budget.
 
-Order of a training round, chosen so a crash can never under-count spending:
-plan the release -> check it against the partner's budget (refuse if over) ->
-train -> record what Opacus' accountant saw -> persist state (fsync) -> write the
-signed ledger entry -> only then hand the update to Flower.
+Order of a training round, chosen so a crash can never under-count spending and
+two messages can never share one spend: take the spend lock -> load the state and
+reconcile it with the partner's own verified ledger -> plan the release -> check
+it against the partner's budget (refuse if over) -> train -> record what Opacus'
+accountant saw -> persist state (fsync) -> write the signed ledger entry -> only
+then hand the update to Flower.
+
+What leaves the node is a :class:`privacy.wire.TrainReply` and the weights; the
+loss, row counts and the local evaluation stay in the partner's own log.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-import secrets
+import time
 from dataclasses import dataclass, replace
 
 import torch
 
 from clients.config import PartnerConfig
 from clients.data import EncodedData, read_partner_log
-from clients.errors import PartnerError
+from clients.errors import PartnerConfigError, PartnerError
+from clients.holdout import holdout_key
 from clients.release_log import ReleaseLog
-from clients.state import PartnerState, load_state, save_state
+from clients.state import PartnerState, load_state, reconcile, save_state, spend_session
 from clients.trainer import train_locally
 from models import (
     CTRModel,
@@ -35,34 +43,31 @@ from models import (
 from privacy import (
     BudgetExceededError,
     DPSGDRound,
+    SecureRandom,
     calibrate_noise_multiplier,
     poisson_schedule,
 )
+from privacy.ledger import PartnerRelease
+from privacy.wire import UNIT_OF_PRIVACY, TrainReply
 
 logger = logging.getLogger(__name__)
 
+ROUND_TIMES_FILE = "round-times.jsonl"  # in the state dir: the node's own timing, never sent
+
 
 @dataclass(frozen=True)
-class TrainReport:
-    """What the node sends back after a training round (besides the weights)."""
+class LocalRound:
+    """What a round did, for the partner's own log only (never sent)."""
 
-    partner_id: str
     num_examples: int
     train_loss: float
     epsilon: float
-    delta: float
-    release: DPSGDRound | None
-    accountant: str
-    dp_implementation: str | None
-    base_model_hash: str
-    update_hash: str
     rows_skipped: int
-    ledger_entry: str | None = None  # the signed ledger entry, JSON
 
 
 @dataclass(frozen=True)
 class EvalReport:
-    """Local evaluation of the global model on the partner's own holdout."""
+    """Local evaluation of the global model on the partner's own holdout (never sent)."""
 
     partner_id: str
     num_examples: int
@@ -74,11 +79,13 @@ class EvalReport:
 class PartnerNode:
     """A partner's node: owns its config, data, spend state and ledger."""
 
-    def __init__(self, config: PartnerConfig, *, release_log: ReleaseLog | None = None) -> None:
+    def __init__(self, config: PartnerConfig) -> None:
         self.config = config
         self.spec: FeatureSpec = load_spec(config.spec)
         self._splits: tuple[EncodedData, EncodedData] | None = None
-        self._release_log = release_log or ReleaseLog.for_config(config)
+        self._release_log = ReleaseLog(
+            path=config.ledger, signing_key=config.signing_key, owner=config.partner_id
+        )
 
     # ---- data ----------------------------------------------------------
     def splits(self) -> tuple[EncodedData, EncodedData]:
@@ -87,7 +94,8 @@ class PartnerNode:
             data = read_partner_log(self.config.data, self.spec, policy=self.config.bad_rows)
             logger.info("partner %s: %s", self.config.partner_id, data.report.summary())
             t = self.config.training
-            self._splits = data.split(t.holdout_fraction, seed=t.seed)
+            key = holdout_key(self.config.state_dir)
+            self._splits = data.split(t.holdout_fraction, key=key)
         return self._splits
 
     def check_spec(self, spec_hash: str) -> None:
@@ -104,16 +112,31 @@ class PartnerNode:
         return model
 
     # ---- privacy -------------------------------------------------------
+    def load_state(self) -> PartnerState:
+        """The spend state, reconciled with the partner's own verified ledger (DP only)."""
+        p = self.config.privacy
+        state = load_state(self.config.state_dir, kind=p.accountant)
+        if not p.enabled:
+            return state
+        return reconcile(state, self._release_log.releases(), source=self.config.state_dir)
+
     def plan_release(self, state: PartnerState, num_examples: int) -> DPSGDRound:
         """The DP-SGD release this round will make, calibrated to the partner's budget.
 
+        Sample rate and steps come from the config alone (declared), so the noise
+        multiplier and the epsilon reported with the update are data-independent.
         Noise is calibrated so that all ``planned_rounds`` rounds fit the budget; when
         some are already spent, for the rounds that remain given what was spent.
+        ``num_examples`` only feeds the local delta < 1/n check, never the release.
         """
         p, t = self.config.privacy, self.config.training
-        rate, steps = poisson_schedule(
-            num_examples=num_examples, batch_size=t.batch_size, local_epochs=t.local_epochs
-        )
+        if p.delta * num_examples >= 1:
+            raise PartnerConfigError(
+                f"partner '{self.config.partner_id}': delta={p.delta:g} is not below 1/n for "
+                f"its {num_examples} training rows; such a delta permits releasing a whole "
+                "row. Lower [privacy] delta."
+            )
+        steps = poisson_schedule(sample_rate=p.sample_rate, local_epochs=t.local_epochs)
         remaining = p.planned_rounds - len(state.rounds)
         if remaining <= 0:
             raise BudgetExceededError(
@@ -123,13 +146,16 @@ class PartnerNode:
             )
         sigma = calibrate_noise_multiplier(
             budget=p.budget,
-            sample_rate=rate,
+            sample_rate=p.sample_rate,
             total_steps=steps * remaining,
             accountant=p.accountant,
             spent=state.accountant.history,
         )
         return DPSGDRound(
-            noise_multiplier=sigma, sample_rate=rate, steps=steps, max_grad_norm=p.max_grad_norm
+            noise_multiplier=sigma,
+            sample_rate=p.sample_rate,
+            steps=steps,
+            max_grad_norm=p.max_grad_norm,
         )
 
     # ---- rounds --------------------------------------------------------
@@ -143,74 +169,157 @@ class PartnerNode:
         server_round: int,
         proximal_mu: float = 0.0,
         seed: int | None = None,
-    ) -> tuple[dict[str, torch.Tensor], TrainReport]:
-        """One local round; raises BudgetExceededError (refusal) or a data error."""
+    ) -> tuple[dict[str, torch.Tensor], TrainReply | None]:
+        """One local round; raises BudgetExceededError (refusal) or a data error.
+
+        Returns the new weights and, for a DP partner, the typed reply (``None`` for a
+        non-private baseline partner, which has nothing the contract could declare).
+        ``seed`` makes noise and sampling reproducible (benchmarks only).
+        """
+        started = time.perf_counter()
         self.check_spec(spec_hash)
         p = self.config.privacy
-        train_data, _ = self.splits()
-        state = load_state(self.config.state_dir, kind=p.accountant)
-        release = None
         if p.enabled:
-            release = self.plan_release(state, len(train_data))
-            state.accountant.check(release, p.budget)
-
-        model = self._model(model_config, weights)
+            self._release_log.require()
+        train_data, holdout = self.splits()
+        self._log_evaluation(weights, model_config, holdout, server_round)
         base_hash = state_dict_sha256(weights)
-        generator = torch.Generator().manual_seed(
-            seed if seed is not None else secrets.randbits(63)
-        )
-        result = train_locally(
-            model,
-            train_data,
-            training=self.config.training,
-            release=release,
-            accountant=p.accountant,
-            dp_implementation=p.dp_implementation,
-            generator=generator,
-            proximal_mu=proximal_mu,
-        )
-        if release is not None and result.engine is not None:
-            state.accountant.record_opacus_steps(release, result.engine.accountant)
-        state.rounds.append((run_id, server_round))
-        save_state(self.config.state_dir, state)
-
-        new_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        report = TrainReport(
-            partner_id=self.config.partner_id,
+        model = self._model(model_config, weights)
+        with spend_session(self.config.state_dir):
+            state = self.load_state()
+            release = None
+            if p.enabled:
+                release = self.plan_release(state, len(train_data))
+                state.accountant.check(release, p.budget)
+            result = train_locally(
+                model,
+                train_data,
+                training=self.config.training,
+                release=release,
+                accountant=p.accountant,
+                dp_implementation=p.dp_implementation,
+                rng=None if seed is None else SecureRandom.from_key(_seed_key(seed)),
+                generator=torch.Generator().manual_seed(
+                    self.config.training.seed if seed is None else seed
+                ),
+                proximal_mu=proximal_mu,
+            )
+            if release is not None and result.engine is not None:
+                state.accountant.record_opacus_steps(release, result.engine.accountant)
+            state.rounds.append((run_id, server_round))
+            save_state(self.config.state_dir, state)
+            new_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            epsilon = state.accountant.epsilon(p.delta) if p.enabled else float("inf")
+            reply = None
+            if release is not None:
+                reply = self._ledger_release(
+                    replace(release, steps=result.steps),
+                    dp_implementation=result.dp_implementation or "unknown",
+                    epsilon=epsilon,
+                    base_hash=base_hash,
+                    update_hash=state_dict_sha256(new_weights),
+                    run_id=run_id,
+                    server_round=server_round,
+                )
+        self._record_time(run_id, server_round, time.perf_counter() - started)
+        local = LocalRound(
             num_examples=len(train_data),
             train_loss=result.mean_loss,
-            epsilon=state.accountant.epsilon(p.delta) if p.enabled else float("inf"),
-            delta=p.delta if p.enabled else 0.0,
-            release=None if release is None else replace(release, steps=result.steps),
-            accountant=p.accountant,
-            dp_implementation=result.dp_implementation,
-            base_model_hash=base_hash,
-            update_hash=state_dict_sha256(new_weights),
+            epsilon=epsilon,
             rows_skipped=train_data.report.rows_skipped if train_data.report else 0,
         )
-        entry = self._release_log.record(
-            report,
-            run_id=run_id,
-            server_round=server_round,
-            budget=p.budget if p.enabled else None,
-        )
-        if entry is not None:
-            report = replace(report, ledger_entry=entry.to_json())
         logger.info(
-            "partner %s round %d: %d examples, loss %.4f, epsilon %.3f / %.3f",
-            report.partner_id,
+            "partner %s round %d (local only, not sent): %d examples, %d bad rows skipped, "
+            "loss %.4f, epsilon %.3f / %.3f",
+            self.config.partner_id,
             server_round,
-            report.num_examples,
-            report.train_loss,
-            report.epsilon,
+            local.num_examples,
+            local.rows_skipped,
+            local.train_loss,
+            local.epsilon,
             p.epsilon,
         )
-        return new_weights, report
+        return new_weights, reply
+
+    def _ledger_release(
+        self,
+        release: DPSGDRound,
+        *,
+        dp_implementation: str,
+        epsilon: float,
+        base_hash: str,
+        update_hash: str,
+        run_id: str,
+        server_round: int,
+    ) -> TrainReply:
+        """Sign and fsync the release's ledger entry; the reply carries exactly that."""
+        p = self.config.privacy
+        body = PartnerRelease(
+            run_id=run_id,
+            round=server_round,
+            partner_id=self.config.partner_id,
+            base_model_hash=base_hash,
+            update_hash=update_hash,
+            mechanism=release,
+            accountant=p.accountant,
+            dp_implementation=dp_implementation,
+            unit_of_privacy=UNIT_OF_PRIVACY,
+            epsilon_after=epsilon,
+            delta=p.delta,
+            budget=p.budget,
+        )
+        entry = self._release_log.record(body)
+        return TrainReply(
+            partner_id=self.config.partner_id,
+            release=release,
+            accountant=p.accountant,
+            dp_implementation=dp_implementation,
+            epsilon=epsilon,
+            delta=p.delta,
+            budget=p.budget,
+            aggregation_weight=self.config.training.aggregation_weight,
+            base_model_hash=base_hash,
+            update_hash=update_hash,
+            ledger_entry=entry.to_json(),
+        )
+
+    def _record_time(self, run_id: str, server_round: int, seconds: float) -> None:
+        """Append this round's compute time to the node's local timing file."""
+        row = {"run_id": run_id, "round": server_round, "seconds": round(seconds, 4)}
+        with (self.config.state_dir / ROUND_TIMES_FILE).open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+    def _log_evaluation(
+        self,
+        weights: dict[str, torch.Tensor],
+        model_config: ModelConfig,
+        holdout: EncodedData,
+        server_round: int,
+    ) -> None:
+        """The received model on the local holdout, in the partner's own log only."""
+        if server_round <= 1 or len(holdout) == 0:
+            return
+        try:
+            report = self.evaluate(
+                weights, model_config=model_config, spec_hash=self.spec.spec_hash
+            )
+        except (PartnerError, RuntimeError, ValueError) as exc:
+            logger.warning("local evaluation skipped: %s", exc)
+            return
+        logger.info(
+            "partner %s: global model before round %d on the local holdout (not sent): "
+            "AUC %.4f, log loss %.4f over %d rows",
+            report.partner_id,
+            server_round,
+            report.auc,
+            report.logloss,
+            report.num_examples,
+        )
 
     def evaluate(
         self, weights: dict[str, torch.Tensor], *, model_config: ModelConfig, spec_hash: str
     ) -> EvalReport:
-        """AUC and log loss of the global model on the partner's holdout."""
+        """AUC and log loss of the global model on the partner's holdout (local use only)."""
         self.check_spec(spec_hash)
         _, holdout = self.splits()
         if len(holdout) == 0:
@@ -227,4 +336,9 @@ class PartnerNode:
         )
 
 
-__all__ = ["EvalReport", "PartnerNode", "TrainReport"]
+def _seed_key(seed: int) -> bytes:
+    """A 32-byte ChaCha20 key from a benchmark seed (reproducible, not secret)."""
+    return hashlib.sha256(f"fedctr-bench-seed:{seed}".encode()).digest()
+
+
+__all__ = ["ROUND_TIMES_FILE", "EvalReport", "LocalRound", "PartnerNode"]

@@ -3,47 +3,22 @@
 Adapter between the partner node and the signed, hash-chained ledger in
 ``privacy.ledger``: each DP round becomes one ``partner-release`` entry, signed
 with the partner's Ed25519 key and fsync-ed. The signed entry also travels with
-the update, so the platform can anchor it in its own ledger.
+the update (the platform rejects an update without one), so a DP partner must
+have a signing key and a ledger. The same ledger, verified with the partner's own
+key, is what its spend state is reconciled against.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from privacy import PrivacyBudget
-from privacy.ledger import Entry, Ledger, PartnerRelease
-from privacy.signing import load_private_key
-
-if TYPE_CHECKING:
-    from clients.config import PartnerConfig
-    from clients.node import TrainReport
+from clients.errors import PartnerConfigError
+from clients.state import LedgeredRelease, PartnerStateError
+from privacy.ledger import Entry, Ledger, LedgerError, PartnerRelease, read_ledger, verify_ledger
+from privacy.signing import KeyFileError, load_private_key
 
 logger = logging.getLogger(__name__)
-
-
-def release_body(
-    report: TrainReport, *, run_id: str, server_round: int, budget: PrivacyBudget
-) -> PartnerRelease:
-    """The typed ledger body of one DP release."""
-    if report.release is None:
-        raise ValueError("only DP releases are ledgered")
-    return PartnerRelease(
-        run_id=run_id,
-        round=server_round,
-        partner_id=report.partner_id,
-        base_model_hash=report.base_model_hash,
-        update_hash=report.update_hash,
-        mechanism=report.release,
-        accountant=report.accountant,
-        dp_implementation=report.dp_implementation or "unknown",
-        unit_of_privacy="example",
-        epsilon_after=report.epsilon,
-        delta=report.delta,
-        budget=budget,
-        num_examples=report.num_examples,
-    )
 
 
 class ReleaseLog:
@@ -54,38 +29,45 @@ class ReleaseLog:
         self.signing_key = signing_key
         self.owner = owner
 
-    @classmethod
-    def for_config(cls, config: PartnerConfig) -> ReleaseLog:
-        return cls(path=config.ledger, signing_key=config.signing_key, owner=config.partner_id)
-
-    @property
-    def enabled(self) -> bool:
-        return self.path is not None and self.signing_key is not None
-
-    def record(
-        self,
-        report: TrainReport,
-        *,
-        run_id: str,
-        server_round: int,
-        budget: PrivacyBudget | None,
-    ) -> Entry | None:
-        """Append and fsync the entry; ``None`` for non-private rounds or without a key."""
-        if report.release is None or budget is None:
-            return None
-        if not self.enabled:
-            logger.warning(
-                "partner %s has no signing_key/ledger configured: release of round %d is "
-                "not ledgered and cannot be audited",
-                self.owner,
-                server_round,
+    def require(self) -> tuple[Path, Path]:
+        """The ledger and key paths; a DP partner without them cannot release anything."""
+        if self.path is None or self.signing_key is None:
+            raise PartnerConfigError(
+                f"partner '{self.owner}' has no [partner] signing_key/ledger: every DP release "
+                "must be ledgered and signed before it leaves the node (the platform rejects "
+                "unsigned updates). Create a key with 'fedctr partner init' or "
+                "'fedctr keys generate' and name it in partner.toml."
             )
-            return None
-        body = release_body(report, run_id=run_id, server_round=server_round, budget=budget)
-        with Ledger.open(
-            self.path, signing_key=load_private_key(self.signing_key), owner=self.owner
-        ) as ledger:
+        return self.path, self.signing_key
+
+    def releases(self) -> list[LedgeredRelease]:
+        """The releases of the partner's own ledger, after verifying chain and signatures."""
+        path, key_path = self.require()
+        if not path.exists():
+            return []
+        try:
+            key = load_private_key(key_path)
+            read = read_ledger(path)
+        except (KeyFileError, LedgerError) as exc:
+            raise PartnerStateError(f"{path}: cannot read the partner ledger: {exc}") from exc
+        findings = verify_ledger(read, key.public_key(), owner=self.owner)
+        if findings:
+            raise PartnerStateError(
+                f"{path}: the partner's own ledger does not verify ({findings[0]}); refusing "
+                "to train, since spent budget could not be established. Repair or restore it."
+            )
+        out = []
+        for entry in read.entries:
+            body = entry.parsed_body()
+            if isinstance(body, PartnerRelease):
+                out.append(LedgeredRelease(body.run_id, body.round, body.mechanism))
+        return out
+
+    def record(self, body: PartnerRelease) -> Entry:
+        """Append and fsync the signed entry of one DP release."""
+        path, key_path = self.require()
+        with Ledger.open(path, signing_key=load_private_key(key_path), owner=self.owner) as ledger:
             return ledger.append(body)
 
 
-__all__ = ["ReleaseLog", "release_body"]
+__all__ = ["ReleaseLog"]

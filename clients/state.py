@@ -4,20 +4,35 @@ The accountant history must survive rounds, node restarts and new runs, because 
 budget covers the partner's whole participation. It is written atomically (temp
 file, fsync, rename) *before* an update leaves the node, so a crash can only
 over-count spending, never under-count it.
+
+Two guards keep it honest. :func:`spend_session` holds an exclusive lock for a
+whole round (load -> check -> train -> save -> ledger), so two concurrent training
+messages can never both pass the budget check on the same spend. And
+:func:`reconcile` checks the state against the partner's own signed ledger: a
+missing or lagging state file is rebuilt from the verified ledger instead of
+silently restarting spend at zero.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from clients.errors import PartnerError
 from fedctr.durable import replace_file
-from privacy import AccountantKind, AccountantStateError, PartnerAccountant
+from privacy import AccountantKind, AccountantStateError, DPSGDRound, PartnerAccountant
+
+logger = logging.getLogger(__name__)
 
 STATE_FILE = "privacy-state.json"
+LOCK_FILE = "privacy-state.lock"
 STATE_VERSION = 1
 
 
@@ -72,4 +87,78 @@ def save_state(state_dir: Path, state: PartnerState) -> None:
     replace_file(state_dir / STATE_FILE, data, mode=0o600)  # the partner's own spend
 
 
-__all__ = ["PartnerState", "PartnerStateError", "load_state", "save_state"]
+@contextmanager
+def spend_session(state_dir: Path) -> Iterator[None]:
+    """Hold the partner's spend lock (``flock``, exclusive) for one whole round.
+
+    Separate opens conflict on Linux even inside one process, so threads, processes
+    and restarted nodes all queue here; the kernel drops the lock if the holder dies.
+    """
+    state_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class LedgeredRelease:
+    """What the partner's verified ledger says one round released."""
+
+    run_id: str
+    round: int
+    mechanism: DPSGDRound
+
+
+def reconcile(
+    state: PartnerState, ledgered: Sequence[LedgeredRelease], *, source: Path
+) -> PartnerState:
+    """The state to train from, given the releases in the partner's verified ledger.
+
+    The state may be *ahead* of the ledger (a crash after the state was saved and
+    before the entry was written: that update never left, its spend stays counted).
+    A state *behind* the ledger (deleted, or restored from an old backup) is rebuilt
+    from the ledger; a state that disagrees with it is refused.
+    """
+    ledger_rounds = [(r.run_id, r.round) for r in ledgered]
+    if state.rounds[: len(ledger_rounds)] == ledger_rounds:
+        return state
+    if ledger_rounds[: len(state.rounds)] == state.rounds and all(
+        s == (r.mechanism.noise_multiplier, r.mechanism.sample_rate, r.mechanism.steps)
+        for s, r in zip(state.accountant.history, ledgered, strict=False)
+    ):
+        logger.warning(
+            "privacy state in %s is behind the ledger %s (%d of %d releases); rebuilding "
+            "the spend from the verified ledger",
+            source,
+            source,
+            len(state.rounds),
+            len(ledgered),
+        )
+        accountant = PartnerAccountant(
+            kind=state.accountant.kind,
+            history=[
+                (r.mechanism.noise_multiplier, r.mechanism.sample_rate, r.mechanism.steps)
+                for r in ledgered
+            ],
+        )
+        return PartnerState(accountant, ledger_rounds)
+    raise PartnerStateError(
+        f"{source}: the privacy state (rounds {state.rounds}) disagrees with the partner's "
+        f"own ledger (rounds {ledger_rounds}); refusing to train. Restore the state file "
+        "that belongs to this ledger, or move both aside to start a new participation."
+    )
+
+
+__all__ = [
+    "LedgeredRelease",
+    "PartnerState",
+    "PartnerStateError",
+    "load_state",
+    "reconcile",
+    "save_state",
+    "spend_session",
+]

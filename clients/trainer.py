@@ -14,6 +14,7 @@ from clients.config import TrainingSettings
 from clients.data import EncodedData
 from privacy import AccountantKind, DPSGDRound
 from privacy.dpsgd import get_implementation
+from privacy.randomness import SecureRandom
 
 logger = logging.getLogger(__name__)
 
@@ -53,14 +54,19 @@ def train_locally(
     release: DPSGDRound | None,
     accountant: AccountantKind,
     dp_implementation: str,
+    rng: SecureRandom | None,
     generator: torch.Generator,
     proximal_mu: float = 0.0,
 ) -> LocalTrainingResult:
-    """Train ``model`` in place for ``training.local_epochs`` epochs.
+    """Train ``model`` in place for one round.
 
     With ``release`` set, training is DP-SGD with exactly that noise multiplier,
-    clipping norm and Poisson sample rate, under a fresh Opacus PrivacyEngine whose
-    accountant records the steps. Without it, ordinary mini-batch training.
+    clipping norm, Poisson sample rate and step count (``release.steps``), the noised
+    sum divided by the declared ``training.batch_size``, under a fresh Opacus
+    PrivacyEngine whose accountant records the steps; noise and sampling come from
+    ``rng`` (a fresh :class:`~privacy.randomness.SecureRandom` if ``None``). Without
+    it, ``training.local_epochs`` epochs of ordinary shuffled mini-batches drawn with
+    ``generator``.
     """
     loader = data.loader(
         batch_size=training.batch_size, shuffle=release is None, generator=generator
@@ -78,25 +84,25 @@ def train_locally(
         module=model,
         optimizer=optimizer,
         data_loader=loader,
+        sample_rate=release.sample_rate,
+        steps=release.steps,
+        expected_batch_size=training.batch_size,
         noise_multiplier=release.noise_multiplier,
         max_grad_norm=release.max_grad_norm,
-        noise_generator=generator,
+        rng=rng or SecureRandom.fresh(),
     )
     total, count, steps = 0.0, 0, 0
-    for _ in range(training.local_epochs):
-        for *inputs, y in private.data_loader:
-            private.optimizer.zero_grad()
-            loss = private.criterion(private.module(*inputs), y)
-            loss.backward()
-            private.optimizer.step()
-            if anchor:
-                _proximal_step(
-                    impl.unwrap(private.module), anchor, proximal_mu, training.learning_rate
-                )
-            steps += 1
-            if len(y):
-                total += float(loss.detach()) * len(y)
-                count += len(y)
+    for *inputs, y in private.data_loader:  # exactly release.steps Poisson batches
+        private.optimizer.zero_grad()
+        loss = private.criterion(private.module(*inputs), y)
+        loss.backward()
+        private.optimizer.step()
+        if anchor:
+            _proximal_step(impl.unwrap(private.module), anchor, proximal_mu, training.learning_rate)
+        steps += 1
+        if len(y):
+            total += float(loss.detach()) * len(y)
+            count += len(y)
     return LocalTrainingResult(len(data), total / max(count, 1), steps, impl.name, engine)
 
 

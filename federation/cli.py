@@ -71,7 +71,18 @@ def _demo_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epsilon", type=float, default=8.0, help="each partner's budget")
     p.add_argument("--delta", type=float, default=1e-5)
     p.add_argument("--max-grad-norm", type=float, default=5.0)
-    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument(
+        "--sample-rate",
+        type=float,
+        default=0.25,
+        help="each partner's declared Poisson sampling rate q",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=300,
+        help="declared expected batch size (normalizes the noised gradient sum)",
+    )
     p.add_argument("--local-epochs", type=int, default=1)
     p.add_argument("--learning-rate", type=float, default=0.01)
     p.add_argument(
@@ -106,6 +117,7 @@ def _demo(args: argparse.Namespace) -> int:
         epsilon=args.epsilon,
         delta=args.delta,
         max_grad_norm=args.max_grad_norm,
+        sample_rate=args.sample_rate,
         batch_size=args.batch_size,
         local_epochs=args.local_epochs,
         learning_rate=args.learning_rate,

@@ -17,7 +17,6 @@ Example ``platform.toml`` (paths relative to the file)::
     strategy = "fedavg"        # fedprox, fedadam, fedmedian, fedtrimmedavg, krum
     min_partners = 2
     timeout_s = 600
-    evaluate_in_train = false  # true: one message per round (partners evaluate, then train)
 
     [model]
     name = "deepfm"
@@ -61,7 +60,6 @@ class PlatformConfig:
     strategy: StrategyConfig
     model: ModelConfig
     seed: int = 0
-    evaluate_in_train: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.rounds, bool) or not isinstance(self.rounds, int) or self.rounds < 1:
@@ -82,7 +80,6 @@ class PlatformConfig:
             eval_data=self.eval_data,
             timeout_s=self.timeout_s,
             seed=self.seed,
-            evaluate_in_train=self.evaluate_in_train,
         )
 
 
@@ -91,13 +88,6 @@ def _table(raw: dict[str, Any], name: str, source: Path) -> dict[str, Any]:
     if not isinstance(table, dict):
         raise PlatformConfigError(f"{source}: [{name}] must be a table")
     return dict(table)
-
-
-def _flag(table: dict[str, Any], key: str, source: Path) -> bool:
-    value = table.get(key, False)
-    if not isinstance(value, bool):
-        raise PlatformConfigError(f"{source}: [federation] {key} must be true or false")
-    return value
 
 
 def load_platform_config(path: str | Path) -> PlatformConfig:
@@ -139,9 +129,7 @@ def load_platform_config(path: str | Path) -> PlatformConfig:
             f"{source}: unknown keys in [platform]: {sorted(set(platform) - known_platform)}"
         )
     strategy_keys = {f.name for f in fields(StrategyConfig)}
-    known_fed = {"rounds", "timeout_s", "strategy", "evaluate_in_train"} | (
-        strategy_keys - {"name"}
-    )
+    known_fed = {"rounds", "timeout_s", "strategy"} | (strategy_keys - {"name"})
     if sorted(set(federation) - known_fed):
         raise PlatformConfigError(
             f"{source}: unknown keys in [federation]: {sorted(set(federation) - known_fed)}"
@@ -168,7 +156,6 @@ def load_platform_config(path: str | Path) -> PlatformConfig:
         strategy=strategy,
         model=model,
         seed=int(platform.get("seed", 0)),
-        evaluate_in_train=_flag(federation, "evaluate_in_train", source),
     )
 
 

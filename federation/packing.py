@@ -29,7 +29,7 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Error, Message, RecordDict
 
 from fedctr.errors import FedctrError
-from federation import protocol as P
+from privacy.wire import ErrorCode, ErrorReply, Problem
 
 logger = logging.getLogger(__name__)
 
@@ -200,6 +200,9 @@ def unpack_content(content: RecordDict) -> RecordDict:
     return out
 
 
+_UNREADABLE = ErrorReply(code=ErrorCode.PACKING, problem=Problem.UNREADABLE_ARRAYS).reason()
+
+
 def packing_mod(msg: Message, context: Context, call_next: Callable[..., Message]) -> Message:
     """ClientApp mod: unpack the request; pack the reply iff the request was packed."""
     if not msg.has_content() or not is_packed(msg.content):
@@ -208,7 +211,7 @@ def packing_mod(msg: Message, context: Context, call_next: Callable[..., Message
         msg.content = unpack_content(msg.content)
     except PackingError as exc:
         logger.warning("refusing a message with unreadable arrays: %s", exc)
-        return Message(Error(code=P.ERROR_PACKING, reason=str(exc)), reply_to=msg)
+        return Message(Error(code=int(ErrorCode.PACKING), reason=_UNREADABLE), reply_to=msg)
     reply = call_next(msg, context)
     if reply.has_content():
         reply.content = pack_content(reply.content)

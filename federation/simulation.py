@@ -11,6 +11,10 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flwr.serverapp import ServerApp
 
 from federation.client_app import SIM_PARTNERS_ENV
 from federation.config import PLATFORM_CONFIG_ENV
@@ -52,16 +56,20 @@ def run_simulation(
     run_id: str,
     num_cpus: int | None = None,
     flwr_home: Path | None = None,
+    server_app: ServerApp | None = None,
 ) -> None:
     """Run the ServerApp against ``len(partner_configs)`` virtual partners.
 
     Ray workers inherit this process's environment, which is how each virtual node
-    finds its partner config and the ServerApp its platform config.
+    finds its partner config and the ServerApp its platform config. ``server_app``
+    replaces the platform's ServerApp (tests play a malicious server with it).
     """
     from flwr.simulation import run_simulation as flwr_run_simulation
 
     from federation.client_app import app as client_app
-    from federation.server_app import app as server_app
+
+    if server_app is None:
+        from federation.server_app import app as server_app
 
     cpus = num_cpus or os.cpu_count() or 1
     env = {

@@ -109,7 +109,6 @@ def create_workspace(
         "strategy": strategy.name,
         "min_partners": strategy.min_partners,
         "fraction_train": strategy.fraction_train,
-        "fraction_evaluate": strategy.fraction_evaluate,
         "proximal_mu": strategy.proximal_mu,
         "server_learning_rate": strategy.server_learning_rate,
     }
@@ -157,6 +156,7 @@ def create_workspace(
                         "epsilon": p.privacy.epsilon,
                         "delta": p.privacy.delta,
                         "planned_rounds": p.privacy.planned_rounds,
+                        "sample_rate": p.privacy.sample_rate,
                         "max_grad_norm": p.privacy.max_grad_norm,
                         "accountant": p.privacy.accountant,
                         "dp_implementation": p.privacy.dp_implementation,
@@ -169,6 +169,7 @@ def create_workspace(
                         "optimizer": p.training.optimizer,
                         "holdout_fraction": p.training.holdout_fraction,
                         "seed": p.training.seed,
+                        "aggregation_weight": p.training.aggregation_weight,
                     },
                 }
             )

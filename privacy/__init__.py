@@ -23,6 +23,7 @@ _EXPORTS = {
     "BudgetExceededError": "privacy.errors",
     "InvalidPrivacyParameter": "privacy.errors",
     "PrivacyError": "privacy.errors",
+    "SecureRandom": "privacy.randomness",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -12,18 +12,20 @@ from privacy.budget import ACCOUNTANT_KINDS, AccountantKind, PrivacyBudget
 from privacy.errors import InvalidPrivacyParameter
 
 
-def poisson_schedule(*, num_examples: int, batch_size: int, local_epochs: int) -> tuple[float, int]:
-    """Sample rate and steps of one round, as Opacus' Poisson DataLoader will run them.
+def poisson_schedule(*, sample_rate: float, local_epochs: int) -> int:
+    """Steps of one round: ``ceil(local_epochs / sample_rate)`` Poisson-sampled steps.
 
-    Opacus replaces a loader of ``L = ceil(n / B)`` batches by Poisson sampling at rate
-    ``1 / L`` for ``L`` steps per epoch; calibrating on anything else would be wrong.
+    Both inputs are declared in the partner's config, never derived from its row
+    count, so the steps (and the epsilon they cost) are public by declaration. An
+    "epoch" is ``1 / sample_rate`` steps: each row is expected in one batch per epoch.
     """
-    if num_examples <= 0:
-        raise InvalidPrivacyParameter("a partner needs at least one training example")
-    if batch_size <= 0 or local_epochs <= 0:
-        raise InvalidPrivacyParameter("batch_size and local_epochs must be positive")
-    batches = math.ceil(num_examples / batch_size)
-    return 1.0 / batches, batches * local_epochs
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int | float):
+        raise InvalidPrivacyParameter(f"sample_rate must be a number, got {sample_rate!r}")
+    if not 0 < sample_rate <= 1:
+        raise InvalidPrivacyParameter(f"sample_rate must be in (0, 1], got {sample_rate}")
+    if isinstance(local_epochs, bool) or not isinstance(local_epochs, int) or local_epochs <= 0:
+        raise InvalidPrivacyParameter("local_epochs must be a positive integer")
+    return math.ceil(local_epochs / sample_rate - 1e-9)
 
 
 def calibrate_noise_multiplier(

@@ -26,7 +26,6 @@ from server.evaluation import GlobalMetrics, evaluate_global
 from server.platform_ledger import PlatformLedger
 from server.rounds import RoundLog
 from server.strategies.accountable import AccountableStrategy
-from server.strategies.evaluate_in_train import EvaluateInTrain
 from server.strategies.registry import StrategyConfig, build_strategy
 from server.strategies.round_timing import TIMING_FILE, RoundTimer
 
@@ -46,7 +45,6 @@ class FederationPlan:
     eval_data: Path | None = None
     timeout_s: float = 600.0
     seed: int = 0
-    evaluate_in_train: bool = False  # partners evaluate the model they receive (one message)
 
 
 @dataclass
@@ -70,9 +68,13 @@ def initial_model(plan: FederationPlan) -> CTRModel:
 
 
 def run_federation(
-    grid: Grid, plan: FederationPlan, *, ledger: PlatformLedger | None = None
+    grid: Grid, plan: FederationPlan, *, ledger: PlatformLedger
 ) -> FederationOutcome:
-    """Run ``plan.rounds`` rounds on ``grid``; checkpoint, evaluate and ledger each."""
+    """Run ``plan.rounds`` rounds on ``grid``; checkpoint, evaluate and ledger each.
+
+    The ledger is required: every update is checked against its signed entry and a
+    registered partner key before it is aggregated (fail closed).
+    """
     started = time.monotonic()
     model = initial_model(plan)
     round_log = RoundLog(plan.work_dir / "rounds.jsonl")
@@ -94,29 +96,18 @@ def run_federation(
             outcome.global_metrics[server_round] = metrics
             record.global_metrics = metrics.as_dict()
             result = MetricRecord(metrics.as_dict())
-        if ledger is not None:
-            ledger.record_round(record)
-        if not plan.evaluate_in_train:
-            round_log.flush(server_round)
-        else:  # round r's partner evaluations arrive with round r + 1's train replies
-            if server_round > 1:
-                round_log.flush(server_round - 1)
-            if server_round == plan.rounds:
-                round_log.flush(server_round)
+        ledger.record_round(record)
+        round_log.flush(server_round)
         return result
 
     strategy: Strategy = AccountableStrategy(
         build_strategy(plan.strategy),
         round_log,
         min_partners=plan.strategy.min_partners,
-        check_reply=None
-        if ledger is None
-        else lambda rnd, report: ledger.entry_problem(
-            run_id=plan.run_id, server_round=rnd, report=report
+        check_reply=lambda rnd, reply: ledger.entry_problem(
+            run_id=plan.run_id, server_round=rnd, reply=reply
         ),
     )
-    if plan.evaluate_in_train:
-        strategy = EvaluateInTrain(strategy, round_log, num_rounds=plan.rounds)
     strategy = RoundTimer(strategy, plan.work_dir / TIMING_FILE)
     (plan.work_dir / TIMING_FILE).unlink(missing_ok=True)
     config = ConfigRecord(
@@ -133,7 +124,6 @@ def run_federation(
         num_rounds=plan.rounds,
         timeout=plan.timeout_s,
         train_config=config,
-        evaluate_config=ConfigRecord(dict(config)),
         evaluate_fn=evaluate_fn,
     )
     if result.arrays is not None and len(result.arrays) > 0:

@@ -26,13 +26,11 @@ from privacy.ledger import (
     verify_entry,
 )
 from privacy.signing import KeyFileError, SignatureInvalid, load_public_key
+from privacy.wire import TrainReply
 from server.registry import PublishedModel
 from server.rounds import PartnerTrainRecord, RoundRecord
 
 logger = logging.getLogger(__name__)
-
-LEDGER_ENTRY_KEY = "ledger-entry"
-
 
 def load_partner_keys(directory: Path | None) -> dict[str, Ed25519PublicKey]:
     """``<partner_id>.pub`` files of registered partners (empty if no folder)."""
@@ -47,15 +45,30 @@ def load_partner_keys(directory: Path | None) -> dict[str, Ed25519PublicKey]:
     return keys
 
 
-def _entry(report: Mapping[str, object]) -> tuple[Entry, PartnerRelease] | None:
-    raw = str(report.get(LEDGER_ENTRY_KEY, "") or "")
-    if not raw:
-        return None
-    entry = Entry.from_json(raw)
+def _entry(reply: TrainReply) -> tuple[Entry, PartnerRelease]:
+    entry = Entry.from_json(reply.ledger_entry)
     release = entry.parsed_body()
     if not isinstance(release, PartnerRelease):
         raise LedgerError(f"entry kind '{entry.kind}' is not a partner release")
     return entry, release
+
+
+def _disagreement(reply: TrainReply, release: PartnerRelease) -> str | None:
+    """The first declared value where the reply and its signed entry differ, or None."""
+    pairs = (
+        ("update hash", release.update_hash, reply.update_hash),
+        ("base model hash", release.base_model_hash, reply.base_model_hash),
+        ("mechanism", release.mechanism, reply.release),
+        ("accountant", release.accountant, reply.accountant),
+        ("dp implementation", release.dp_implementation, reply.dp_implementation),
+        ("epsilon", release.epsilon_after, reply.epsilon),
+        ("delta", release.delta, reply.delta),
+        ("budget", release.budget, reply.budget),
+    )
+    for name, signed, sent in pairs:
+        if signed != sent:
+            return f"ledger entry's {name} differs from the reply's"
+    return None
 
 
 class PlatformLedger:
@@ -72,18 +85,17 @@ class PlatformLedger:
         self._key = signing_key
         self.partner_keys = dict(partner_keys or {})
 
-    def entry_problem(
-        self, *, run_id: str, server_round: int, report: Mapping[str, object]
-    ) -> str | None:
-        """Why the ledger entry in ``report`` does not vouch for this update, or None."""
+    def entry_problem(self, *, run_id: str, server_round: int, reply: TrainReply) -> str | None:
+        """Why the reply's ledger entry does not vouch for this update, or None.
+
+        Fails closed: an unreadable entry, an unregistered partner key, a bad signature
+        or any declared value that differs from the signed one rejects the update.
+        """
         try:
-            found = _entry(report)
+            entry, release = _entry(reply)
         except (LedgerError, ValueError) as exc:
             return f"unreadable ledger entry: {exc}"
-        if found is None:
-            return None  # non-private round: nothing ledgered (publishing refuses it later)
-        entry, release = found
-        partner = str(report.get("partner-id", ""))
+        partner = reply.partner_id
         if release.partner_id != partner or entry.owner != partner:
             return f"ledger entry is for partner '{release.partner_id}', reply from '{partner}'"
         if release.run_id != run_id or release.round != server_round:
@@ -91,14 +103,16 @@ class PlatformLedger:
                 f"ledger entry is for run {release.run_id} round {release.round}, "
                 f"not run {run_id} round {server_round}"
             )
-        if release.update_hash != report.get("update-hash"):
-            return "ledger entry's update hash differs from the update sent"
+        problem = _disagreement(reply, release)
+        if problem is not None:
+            return problem
         key = self.partner_keys.get(partner)
-        if key is not None:
-            try:
-                verify_entry(entry, key)
-            except (SignatureInvalid, LedgerError):
-                return "ledger entry signature does not verify with the partner's key"
+        if key is None:
+            return f"partner '{partner}' has no registered public key; its update is not accepted"
+        try:
+            verify_entry(entry, key)
+        except (SignatureInvalid, LedgerError):
+            return "ledger entry signature does not verify with the partner's key"
         return None
 
     def record_round(self, record: RoundRecord) -> int:
@@ -110,8 +124,10 @@ class PlatformLedger:
         written = 0
         with Ledger.open(self.path, signing_key=self._key, owner=PLATFORM_OWNER) as ledger:
             for train, accepted in rows:
+                if train.reply is None:
+                    continue  # a non-private benchmark baseline: nothing was ledgered
                 try:
-                    found = _entry(train.report)
+                    entry, release = _entry(train.reply)
                 except (LedgerError, ValueError) as exc:
                     logger.warning(
                         "round %d: partner %s: unreadable ledger entry: %s",
@@ -120,9 +136,6 @@ class PlatformLedger:
                         exc,
                     )
                     continue
-                if found is None:
-                    continue
-                entry, release = found
                 ledger.append(
                     PlatformReport.from_release(
                         release, partner_entry_hash=entry.hash, accepted=accepted
@@ -147,4 +160,4 @@ class PlatformLedger:
             )
 
 
-__all__ = ["LEDGER_ENTRY_KEY", "PlatformLedger", "load_partner_keys"]
+__all__ = ["PlatformLedger", "load_partner_keys"]

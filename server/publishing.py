@@ -44,38 +44,42 @@ class PublishResult:
 
 def partner_provenance(records: list[PartnerTrainRecord]) -> PartnerProvenance:
     """One partner's privacy statement from its accepted replies (last epsilon wins:
-    partners report cumulative epsilon)."""
+    partners report cumulative epsilon). Only contract-declared values."""
     last = records[-1]
-    if last.epsilon is None or last.delta is None:
+    reply = last.reply
+    if reply is None:
         raise PlatformError(
             f"partner '{last.partner_id}' trained without differential privacy; fedctr "
             "does not publish models with non-private contributions"
         )
     return PartnerProvenance(
-        partner_id=last.partner_id,
-        epsilon=last.epsilon,
-        delta=last.delta,
-        accountant=str(last.report.get("accountant", "rdp")),
-        unit_of_privacy=str(last.report.get("unit-of-privacy", "example")),
-        dp_implementation=str(last.report.get("dp-implementation", "unknown")),
-        num_examples=last.num_examples,
+        partner_id=reply.partner_id,
+        epsilon=reply.epsilon,
+        delta=reply.delta,
+        accountant=reply.accountant,
+        unit_of_privacy=reply.unit_of_privacy,
+        dp_implementation=reply.dp_implementation,
         rounds_contributed=len(records),
     )
+
+
+# Without platform evaluation data the breaker has no measured band: serve this declared
+# base rate when it trips, and leave the mean-prediction band open.
+DEFAULT_BASE_RATE = 0.05
 
 
 def serving_guard(outcome: FederationOutcome) -> ServingGuard:
     """Base rate and prediction band for the scoring API's circuit breaker.
 
-    From the platform's own evaluation data if it has some; otherwise from the
-    partners' federated evaluation of the final model.
+    From the platform's own evaluation data only (partners send no metrics); without
+    it, the declared default base rate and an open band.
     """
     final = outcome.final_metrics
-    if final is not None:
-        base, mean = final.base_rate, final.mean_prediction
-    else:
-        fed = _last_federated(outcome)
-        mean = float(fed.get("mean-prediction", 0.1))
-        base = mean
+    if final is None:
+        return ServingGuard(
+            base_rate=DEFAULT_BASE_RATE, mean_prediction_low=0.0, mean_prediction_high=1.0
+        )
+    base, mean = final.base_rate, final.mean_prediction
     base = min(max(base, 1e-4), 1 - 1e-4)
     width = max(0.5 * mean, 0.05)
     return ServingGuard(
@@ -85,19 +89,12 @@ def serving_guard(outcome: FederationOutcome) -> ServingGuard:
     )
 
 
-def _last_federated(outcome: FederationOutcome) -> dict[str, float]:
-    for rnd in sorted(outcome.round_log.rounds, reverse=True):
-        metrics = outcome.round_log.rounds[rnd].federated_metrics
-        if metrics:
-            return metrics
-    return {}
-
-
 def _finite(d: dict[str, float]) -> dict[str, float]:
     return {k: v for k, v in d.items() if isinstance(v, int | float) and math.isfinite(v)}
 
 
 def build_card_fields(outcome: FederationOutcome) -> ModelCardFields:
+    """The card's fields: only what ``privacy.wire.CARD_FIELDS`` declares."""
     contributors = outcome.round_log.contributors()
     if not contributors:
         raise NotEnoughPartnersError(
@@ -105,7 +102,7 @@ def build_card_fields(outcome: FederationOutcome) -> ModelCardFields:
         )
     partners = tuple(partner_provenance(recs) for _, recs in sorted(contributors.items()))
     final = outcome.final_metrics
-    metrics: dict[str, Any] = {"federated": _finite(_last_federated(outcome))}
+    metrics: dict[str, Any] = {}
     if final is not None:
         metrics["platform_holdout"] = _finite(final.as_dict())
     rounds = outcome.round_log.rounds
@@ -119,7 +116,6 @@ def build_card_fields(outcome: FederationOutcome) -> ModelCardFields:
             for r in rounds.values()
             for f in r.failures
         ],
-        "seconds": round(outcome.seconds, 2),
     }
     return ModelCardFields(
         run_id=outcome.plan.run_id,

@@ -14,38 +14,40 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from privacy.wire import TrainReply
+
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class PartnerTrainRecord:
-    """One partner's training reply, as received."""
+    """One partner's accepted (or ledgered but rejected) training reply.
+
+    ``reply`` is the contract-parsed report (``None`` only for a non-private
+    benchmark baseline); nothing else of the partner's message is kept.
+    """
 
     partner_id: str
     node_id: int
-    num_examples: int
-    train_loss: float
-    epsilon: float | None  # None: the partner trained without DP
+    epsilon: float | None  # None: a non-private benchmark baseline
     delta: float | None
-    report: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class PartnerEvalRecord:
-    partner_id: str
-    node_id: int
-    num_examples: int
-    auc: float
-    logloss: float
+    reply: TrainReply | None
 
 
 @dataclass(frozen=True)
 class Failure:
-    """A partner that did not contribute: refusal, bad data, crash or timeout."""
+    """A partner that did not contribute: its error reply's code, class and column.
+
+    ``kind`` is the error code's name or a platform-side rejection
+    (``invalid-update``, ``contract-violation``); ``problem`` the declared reason
+    class. Never a row number or a value: the contract does not carry them.
+    """
 
     node_id: int
     kind: str
-    reason: str
+    problem: str
+    column: str | None = None
+    file: str | None = None
 
 
 @dataclass
@@ -53,11 +55,9 @@ class RoundRecord:
     round: int
     train: list[PartnerTrainRecord] = field(default_factory=list)
     rejected: list[PartnerTrainRecord] = field(default_factory=list)
-    evaluate: list[PartnerEvalRecord] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     aggregated: bool = False
     global_metrics: dict[str, float] = field(default_factory=dict)
-    federated_metrics: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return _finite(asdict(self))
@@ -118,7 +118,6 @@ def read_round_log(path: Path) -> list[dict[str, Any]]:
 
 __all__ = [
     "Failure",
-    "PartnerEvalRecord",
     "PartnerTrainRecord",
     "RoundLog",
     "RoundRecord",

@@ -2,17 +2,18 @@
 
 What is the same as the Flower app (``federation.server_app`` / ``client_app``):
 - server: the strategy from ``server.strategies.registry.build_strategy`` (Flower's
-  FedAvg/FedAdam, aggregation weighted by ``num-examples``) inside the platform's
+  FedAvg/FedAdam, weighted by the partners' declared ``aggregation-weight``) inside the platform's
   ``AccountableStrategy``, driven by Flower's own ``Strategy.start`` round loop, with
   the same ``ConfigRecord`` keys and the initial model ``run_federation`` builds;
-- partners: ``clients.node.PartnerNode.train``, i.e. noise calibrated by
+- partners: ``federation.client_app.handle_train`` and ``clients.node.PartnerNode.train``,
+  i.e. the same reply builder, noise calibrated by
   ``plan_release`` from the partner's budget over its planned rounds, the budget
   check, the configured DP-SGD implementation and the accountant record.
 
 What differs, for speed: an in-process :class:`InProcessGrid` replaces the SuperLink /
 Ray (messages are handed over, not serialized over the network); a partner keeps its
 encoded rows in memory instead of re-reading its file for every message; no
-checkpoints, ledgers or partner-side evaluation; noise and sampling are seeded.
+checkpoints or platform ledger; noise and sampling are seeded.
 """
 
 from __future__ import annotations
@@ -29,10 +30,8 @@ import torch
 from flwr.app import (
     ArrayRecord,
     ConfigRecord,
-    Error,
     Message,
     MessageType,
-    MetricRecord,
     RecordDict,
 )
 from flwr.common.constant import SUPERLINK_NODE_ID
@@ -42,11 +41,10 @@ from flwr.supercore.task_identity import TaskIdentity
 from clients.config import PartnerConfig, PrivacySettings, TrainingSettings
 from clients.data import EncodedData
 from clients.node import PartnerNode
-from clients.release_log import ReleaseLog
-from fedctr.errors import FedctrError
 from federation import protocol as P
+from federation.client_app import handle_train
 from models import CTRModel, FeatureSpec, ModelConfig, build_model
-from privacy import BudgetExceededError
+from privacy.signing import generate_signing_key, save_private_key
 from server.rounds import RoundLog
 from server.strategies.accountable import AccountableStrategy
 from server.strategies.registry import StrategyConfig, build_strategy
@@ -55,55 +53,19 @@ logger = logging.getLogger(__name__)
 
 
 class InMemoryPartner(PartnerNode):
-    """A partner node whose rows are already encoded (all of them train; no holdout)."""
+    """A partner node whose rows are already encoded (all of them train; no holdout).
+
+    Its ledger and signing key live in the run's temporary folder: DP releases are
+    ledgered exactly as on a real node.
+    """
 
     def __init__(self, config: PartnerConfig, rows: EncodedData) -> None:
-        super().__init__(
-            config,
-            release_log=ReleaseLog(path=None, signing_key=None, owner=config.partner_id),
-        )
+        super().__init__(config)
         empty = rows.take(rows.y[:0].astype(int))
         self._rows = (rows, empty)
 
     def splits(self) -> tuple[EncodedData, EncodedData]:
         return self._rows
-
-
-def handle_train(node: PartnerNode, msg: Message, *, seed: int) -> Message:
-    """What ``federation.client_app.train`` does with a training message."""
-    try:
-        config = msg.content[P.CONFIG]
-        weights, report = node.train(
-            msg.content[P.ARRAYS].to_torch_state_dict(),
-            model_config=ModelConfig.from_dict(json.loads(str(config[P.MODEL_CONFIG]))),
-            spec_hash=str(config[P.SPEC_HASH]),
-            run_id=str(config[P.RUN_ID]),
-            server_round=int(config[P.SERVER_ROUND]),
-            proximal_mu=float(config.get(P.PROXIMAL_MU, 0.0)),
-            seed=seed,
-        )
-    except FedctrError as exc:
-        code = P.ERROR_BUDGET_REFUSED if isinstance(exc, BudgetExceededError) else P.ERROR_PARTNER
-        return Message(Error(code=code, reason=str(exc)), reply_to=msg)
-    metrics = MetricRecord(
-        {
-            P.NUM_EXAMPLES: report.num_examples,
-            P.TRAIN_LOSS: report.train_loss,
-            P.EPSILON: report.epsilon if math.isfinite(report.epsilon) else math.inf,
-            P.DELTA: report.delta,
-        }
-    )
-    details = ConfigRecord(
-        {
-            P.PARTNER_ID: report.partner_id,
-            "update-hash": report.update_hash,
-            "noise-multiplier": report.release.noise_multiplier if report.release else 0.0,
-            "sample-rate": report.release.sample_rate if report.release else 0.0,
-            "steps": report.release.steps if report.release else 0,
-        }
-    )
-    content = RecordDict({P.ARRAYS: ArrayRecord(weights), P.METRICS: metrics, P.REPORT: details})
-    return Message(content=content, reply_to=msg)
 
 
 class InProcessGrid(Grid):
@@ -188,11 +150,14 @@ def run_federated(
     with tempfile.TemporaryDirectory(prefix="fedctr-bench-") as tmp:
         nodes: dict[int, PartnerNode] = {}
         for k, (rows, training) in enumerate(zip(partners, trainings, strict=True)):
+            key = save_private_key(generate_signing_key(), Path(tmp) / f"partner-{k + 1}.key")
             config = PartnerConfig(
                 partner_id=f"partner-{k + 1}",
                 data=Path(tmp) / f"partner-{k + 1}.unused",
                 spec=spec_path,
                 state_dir=Path(tmp) / f"state-{k + 1}",
+                signing_key=key,
+                ledger=Path(tmp) / f"ledger-{k + 1}.jsonl",
                 privacy=privacy,
                 training=training,
             )
@@ -205,7 +170,10 @@ def run_federated(
         model = build_model(spec, model_config)
         round_log = RoundLog(None)
         wrapped = AccountableStrategy(
-            build_strategy(strategy), round_log, min_partners=strategy.min_partners
+            build_strategy(strategy),
+            round_log,
+            min_partners=strategy.min_partners,
+            require_dp=privacy.enabled,
         )
         config = ConfigRecord(
             {
@@ -221,13 +189,12 @@ def run_federated(
             num_rounds=rounds,
             timeout=None,
             train_config=config,
-            evaluate_config=ConfigRecord(dict(config)),
         )
         if result.arrays is not None and len(result.arrays) > 0:
             model.load_state_dict(result.arrays.to_torch_state_dict(), strict=True)
     records = [t for r in round_log.rounds.values() for t in r.train]
     eps = [t.epsilon for t in records if t.epsilon is not None]
-    sigmas = [float(t.report.get("noise-multiplier", 0.0)) for t in records]
+    sigmas = [t.reply.release.noise_multiplier for t in records if t.reply is not None]
     refusals = sum(len(r.failures) for r in round_log.rounds.values())
     return FederatedResult(
         model=model,
@@ -242,6 +209,5 @@ __all__ = [
     "FederatedResult",
     "InMemoryPartner",
     "InProcessGrid",
-    "handle_train",
     "run_federated",
 ]

@@ -105,7 +105,6 @@ def run_cell(
             strategy=StrategyConfig(
                 name=fed.strategy,
                 min_partners=scenario.partners,
-                fraction_evaluate=0.0,
                 server_learning_rate=fed.server_learning_rate,
             ),
             rounds=fed.rounds,

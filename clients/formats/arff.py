@@ -18,11 +18,13 @@ from clients.formats.base import FormatReader, ReadResult
 from clients.formats.registry import register_format
 from clients.formats.tabular import require_columns
 from models.source_layout import OptionValue
+from privacy.wire import Problem
 
 
 def arff_header(path: Path) -> tuple[list[str], int]:
     """Attribute names and the number of lines up to and including ``@data``."""
     names: list[str] = []
+    number = 0
     try:
         with path.open(encoding="utf-8") as fh:
             for number, line in enumerate(fh, start=1):
@@ -35,12 +37,24 @@ def arff_header(path: Path) -> tuple[list[str], int]:
                         raise DataFileError(
                             f"{path}: line {number}: cannot read the attribute name: {exc}",
                             file=str(path),
+                            problem=Problem.BAD_HEADER,
                         ) from exc
                 elif lower.startswith("@data"):
                     return names, number
     except (OSError, UnicodeDecodeError) as exc:
-        raise DataFileError(f"cannot read {path} as ARFF: {exc}", file=str(path)) from exc
-    raise DataFileError(f"{path}: no @data line; not an ARFF file", file=str(path))
+        raise DataFileError(
+            f"cannot read {path} as ARFF: {exc}", file=str(path), problem=Problem.UNREADABLE_FILE
+        ) from exc
+    if number == 0:
+        raise DataFileError(
+            f"{path}: the file is empty", file=str(path), problem=Problem.EMPTY_FILE
+        )
+    raise DataFileError(
+        f"{path}: no @data line; not an ARFF file (its header must declare @attribute "
+        "lines, then @data)",
+        file=str(path),
+        problem=Problem.BAD_HEADER,
+    )
 
 
 @register_format("arff")
@@ -66,6 +80,7 @@ class Arff(FormatReader):
             raise DataFileError(
                 f"{path}: cannot parse the @data section (sparse ARFF is not supported): {exc}",
                 file=str(path),
+                problem=Problem.BAD_LAYOUT,
             ) from exc
         return ReadResult(table)
 

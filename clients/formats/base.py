@@ -18,15 +18,19 @@ from pathlib import Path
 import pyarrow as pa
 
 from models.source_layout import OptionValue
+from privacy.wire import Problem
 
 
 @dataclass(frozen=True)
 class RowProblem:
-    """A row the reader could not lay out: ``row`` is 0-based, ``column`` a file column."""
+    """A row the reader could not lay out: ``row`` is 0-based, ``column`` one of the
+    requested file columns (the loader reports it under the spec's name), ``problem``
+    the reason class that may leave the partner."""
 
     row: int
     column: str
     reason: str
+    problem: Problem = Problem.BAD_LAYOUT
 
 
 @dataclass(frozen=True)

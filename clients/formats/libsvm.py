@@ -23,6 +23,7 @@ from clients.errors import DataFileError
 from clients.formats.base import FormatReader, ReadResult, RowProblem
 from clients.formats.registry import register_format
 from models.source_layout import OptionValue
+from privacy.wire import Problem
 
 LABEL = "label"
 _ONE = ("1", "1.0")
@@ -38,6 +39,7 @@ def _positions(path: Path, columns: list[str], width: int) -> list[int]:
                 f"{path}: a libsvm file's columns are 'label' and the token positions "
                 f"'1'..'{width}'; the spec's [source] asks for '{name}'",
                 file=str(path),
+                problem=Problem.BAD_LAYOUT,
                 column=name,
             )
         out.append(int(name))
@@ -57,8 +59,11 @@ class LibSvm(FormatReader):
                 f"{path}: the libsvm format needs [source] features_per_row = <positive int> "
                 f"(tokens per line after the label), got {width!r}",
                 file=str(path),
+                problem=Problem.BAD_LAYOUT,
             )
         positions = _positions(path, columns, width)
+        # A short or long line shifts every field: reported against the first column read.
+        line_column = str(positions[0]) if positions else LABEL
         labels: list[str | None] = []
         values: dict[int, list[str | None]] = {p: [] for p in positions}
         problems: list[RowProblem] = []
@@ -71,7 +76,9 @@ class LibSvm(FormatReader):
                     if len(feats) != width:
                         problems.append(
                             RowProblem(
-                                row, "1", f"expected {width} index:1 tokens, got {len(feats)}"
+                                row,
+                                line_column,
+                                f"expected {width} index:1 tokens, got {len(feats)}",
                             )
                         )
                         for p in positions:
@@ -87,7 +94,11 @@ class LibSvm(FormatReader):
                                 RowProblem(row, str(p), f"token {feats[p - 1]!r} is not index:1")
                             )
         except (OSError, UnicodeDecodeError) as exc:
-            raise DataFileError(f"cannot read {path} as libsvm: {exc}", file=str(path)) from exc
+            raise DataFileError(
+                f"cannot read {path} as libsvm: {exc}",
+                file=str(path),
+                problem=Problem.UNREADABLE_FILE,
+            ) from exc
         data = {LABEL: pa.array(labels, pa.string())}
         data.update({str(p): pa.array(v, pa.string()) for p, v in values.items()})
         return ReadResult(pa.table(data), tuple(problems))

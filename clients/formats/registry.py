@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from clients.errors import DataFileError
 from clients.formats.base import FormatReader, ReadResult
 from models import FeatureSpec
+from privacy.wire import Problem
 
 _READERS: dict[str, type[FormatReader]] = {}
 
@@ -38,6 +40,7 @@ def get_reader(name: str, *, file: str) -> FormatReader:
             f"{file}: the feature spec's [source] format '{name}' is unknown; "
             f"choose one of {available_formats()}",
             file=file,
+            problem=Problem.BAD_LAYOUT,
         ) from None
 
 
@@ -46,6 +49,9 @@ def read_spec_columns(path: str | Path, spec: FeatureSpec) -> ReadResult:
 
     The spec's ``[source]`` table says the format and the file's own column names;
     without it the format follows the file suffix and the names are the spec's.
+    Errors and row problems name the spec's columns (a :class:`DataFileError`'s
+    ``column`` is ``None`` when the file column stands for no spec column); the
+    messages keep the file's own names for the partner.
     """
     path = Path(path)
     layout = spec.source
@@ -57,6 +63,7 @@ def read_spec_columns(path: str | Path, spec: FeatureSpec) -> ReadResult:
             f"{path}: [source] options {unknown} are not understood by format "
             f"'{layout.format}' (it reads {sorted(reader.options) or 'no options'})",
             file=str(path),
+            problem=Problem.BAD_LAYOUT,
         )
     names = [spec.label, *spec.column_names]
     file_names = [layout.file_column(c, label=spec.label) for c in names]
@@ -64,9 +71,19 @@ def read_spec_columns(path: str | Path, spec: FeatureSpec) -> ReadResult:
         raise DataFileError(
             f"{path}: the spec's [source] maps two spec columns to one file column",
             file=str(path),
+            problem=Problem.BAD_LAYOUT,
         )
-    result = reader.read(path, file_names, options)
-    return ReadResult(result.table.select(file_names).rename_columns(names), result.problems)
+    to_spec = dict(zip(file_names, names, strict=True))
+    try:
+        result = reader.read(path, file_names, options)
+    except DataFileError as exc:
+        # Readers know the file's column names; what may leave is the spec's name.
+        exc.column = None if exc.column is None else to_spec.get(exc.column)
+        raise
+    problems = tuple(
+        replace(p, column=to_spec[p.column]) if p.column in to_spec else p for p in result.problems
+    )
+    return ReadResult(result.table.select(file_names).rename_columns(names), problems)
 
 
 __all__ = ["available_formats", "get_reader", "read_spec_columns", "register_format"]

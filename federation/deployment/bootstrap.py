@@ -90,7 +90,6 @@ class PlatformOptions:
     timeout_s: float = 600.0
     eval_data: Path | None = None
     run_name: str = "fedctr"
-    evaluate_in_train: bool = True  # False: Flower's own train-then-evaluate round
 
 
 def init_platform(root: Path, opts: PlatformOptions) -> Path:
@@ -129,11 +128,6 @@ def init_platform(root: Path, opts: PlatformOptions) -> Path:
         toml_line("strategy", opts.strategy, "fedprox, fedadam, fedmedian, fedtrimmedavg, krum"),
         toml_line("min_partners", opts.min_partners, "a round aggregates only with this many"),
         toml_line("timeout_s", opts.timeout_s, "longest wait for partners' replies per round"),
-        toml_line(
-            "evaluate_in_train",
-            opts.evaluate_in_train,
-            "one message per round (saves a round trip)",
-        ),
         "",
         "[model]",
         *(toml_line(k, v) for k, v in model.items()),
@@ -208,6 +202,7 @@ def init_partner(root: Path, opts: PartnerOptions) -> Path:
         toml_line("epsilon", p.epsilon, "total budget over all rounds"),
         toml_line("delta", p.delta),
         toml_line("planned_rounds", p.planned_rounds, "rounds the budget is spread over"),
+        toml_line("sample_rate", p.sample_rate, "Poisson rate q (declared, public)"),
         toml_line("max_grad_norm", p.max_grad_norm),
         toml_line("accountant", p.accountant, "rdp or prv"),
         toml_line("dp_implementation", p.dp_implementation),
@@ -219,6 +214,7 @@ def init_partner(root: Path, opts: PartnerOptions) -> Path:
         toml_line("optimizer", t.optimizer),
         toml_line("holdout_fraction", t.holdout_fraction),
         toml_line("seed", t.seed),
+        toml_line("aggregation_weight", t.aggregation_weight, "FedAvg weight (declared)"),
         "",
         "[node]",
         toml_line("superlink", opts.superlink, "the platform's SuperLink"),

@@ -191,6 +191,12 @@ def _partner_parser(p: argparse.ArgumentParser) -> None:
         default=privacy.planned_rounds,
         help="rounds the budget is spread over (match the platform's --rounds)",
     )
+    init.add_argument(
+        "--sample-rate",
+        type=float,
+        default=privacy.sample_rate,
+        help="Poisson sampling rate q of DP-SGD (declared: epsilon depends on it, not on n)",
+    )
     init.add_argument("--max-grad-norm", type=float, default=privacy.max_grad_norm)
     init.add_argument("--accountant", default=privacy.accountant, choices=("rdp", "prv"))
     init.add_argument(
@@ -233,6 +239,7 @@ def _partner(args: argparse.Namespace) -> int:
                     epsilon=args.epsilon,
                     delta=args.delta,
                     planned_rounds=args.planned_rounds,
+                    sample_rate=args.sample_rate,
                     max_grad_norm=args.max_grad_norm,
                     accountant=args.accountant,
                     dp_implementation=args.dp_implementation,

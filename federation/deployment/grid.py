@@ -23,8 +23,10 @@ from flwr.proto.node_pb2 import NodeInfo
 from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 
-from federation import protocol as P
 from federation.packing import PackCache, PackingError, pack_content, unpack_content
+from privacy.wire import ErrorCode, ErrorReply, Problem
+
+_UNREADABLE = ErrorReply(code=ErrorCode.PACKING, problem=Problem.UNREADABLE_ARRAYS).reason()
 
 logger = logging.getLogger(__name__)
 WAITS_ENV = "FEDCTR_FLOWER_WAITS"
@@ -97,7 +99,8 @@ class ResponsiveGrid(Grid):
             logger.warning("reply from node %d dropped: %s", reply.metadata.src_node_id, exc)
             # Same sender, same reply_to: the strategy counts it as that partner's failure.
             return Message(
-                metadata=reply.metadata, error=Error(code=P.ERROR_PACKING, reason=str(exc))
+                metadata=reply.metadata,
+                error=Error(code=int(ErrorCode.PACKING), reason=_UNREADABLE),
             )
         return reply
 

@@ -1,4 +1,9 @@
-"""``run_audit``: verify every ledger, cross-check them and the cards, recompute epsilon."""
+"""``run_audit``: verify every ledger, cross-check them and the cards, recompute epsilon.
+
+Every card leaf and every ledger body is also held against the wire contract
+(:mod:`privacy.wire`): an undeclared card value is an ``undeclared-card-field``
+finding, an undeclared ledger field a ``schema-invalid`` one; neither repeats the value.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from privacy.audit.cards import CardVerifier
+from privacy.audit.contract import withhold_undeclared
 from privacy.audit.cross_checks import (
     check_base_models,
     check_cards,
@@ -66,7 +72,8 @@ def run_audit(
     Returns
     -------
     AuditResult
-        Passes only if there is no finding at all.
+        Passes only if there is no finding at all. Entries embedded in findings have
+        the values of undeclared body fields withheld.
     """
     if isinstance(tolerance, bool) or not (
         isinstance(tolerance, int | float) and math.isfinite(tolerance) and 0 <= tolerance < 1
@@ -112,7 +119,7 @@ def run_audit(
     findings += more
 
     result = AuditResult(
-        findings=tuple(findings),
+        findings=tuple(withhold_undeclared(f) for f in findings),
         partners=tuple(summaries),
         lineage=tuple(lineage(publishes, reports, matched)),
         inputs=(platform.input, *(p.input for p in partners.values()), *card_inputs),

@@ -6,7 +6,9 @@ over canonical_json(card)}``) and ``model.safetensors``. The audit takes a
 *verifier* callable that returns the card once authentic, so the CLI can pass the
 registry's own ``verify_card``; :func:`verify_signed_card` is a stand-alone one for
 the same format. The card hash is ``sha256(canonical_json(card))``, as the registry
-reports it in ``PublishedModel.card_sha256``.
+reports it in ``PublishedModel.card_sha256``. Which card fields may exist at all is
+the wire contract's (:data:`privacy.wire.CARD_FIELDS`), checked in
+:mod:`privacy.audit.contract`.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ class CardPartner:
     delta: float
     accountant: str
     unit_of_privacy: str
-    num_examples: int
+    dp_implementation: str
     rounds_contributed: int
 
 
@@ -59,6 +61,7 @@ class CardClaims:
     rounds: int
     weights_sha256: str
     card_sha256: str
+    neighbour_relation: str
     partners: tuple[CardPartner, ...]
     weights_file_sha256: str | None  # of model.safetensors beside the card, if present
 
@@ -105,7 +108,9 @@ def card_claims(card: Mapping[str, Any], *, source: str, version_dir: Path | Non
                 delta=_number(_get(p, "delta"), f"{name}.delta"),
                 accountant=_string(_get(p, "accountant"), f"{name}.accountant"),
                 unit_of_privacy=_string(_get(p, "unit_of_privacy"), f"{name}.unit_of_privacy"),
-                num_examples=_integer(_get(p, "num_examples"), f"{name}.num_examples"),
+                dp_implementation=_string(
+                    _get(p, "dp_implementation"), f"{name}.dp_implementation"
+                ),
                 rounds_contributed=_integer(
                     _get(p, "rounds_contributed"), f"{name}.rounds_contributed"
                 ),
@@ -124,6 +129,9 @@ def card_claims(card: Mapping[str, Any], *, source: str, version_dir: Path | Non
         rounds=_integer(_get(card, "rounds"), "rounds"),
         weights_sha256=_string(_get(card, "weights", "sha256"), "weights.sha256"),
         card_sha256=digest,
+        neighbour_relation=_string(
+            _get(card, "privacy", "neighbour_relation"), "privacy.neighbour_relation"
+        ),
         partners=tuple(partners),
         weights_file_sha256=weights_sha,
     )

@@ -24,6 +24,7 @@ from privacy.ledger import (
     PlatformReport,
 )
 from privacy.ledger.bodies import mechanism_dict
+from privacy.wire import NEIGHBOUR_RELATION, UNIT_OF_PRIVACY
 
 Releases = Mapping[str, Sequence[Recorded[PartnerRelease]]]
 
@@ -47,8 +48,6 @@ def _differences(report: Recorded[PlatformReport], release: Recorded[PartnerRele
         diffs.append(f"delta {r.delta:g} vs {p.delta:g}")
     if r.update_hash != p.update_hash:
         diffs.append("update hash")
-    if r.num_examples != p.num_examples:
-        diffs.append(f"num_examples {r.num_examples} vs {p.num_examples}")
     if r.accountant != p.accountant:
         diffs.append(f"accountant {r.accountant} vs {p.accountant}")
     if mechanism_dict(r.mechanism) != mechanism_dict(p.mechanism):
@@ -230,6 +229,13 @@ def check_cards(
         ):
             if mine != theirs:
                 found(card, FindingCode.CARD_MISMATCH, f"{name} {mine} but {where} says {theirs}")
+        if card.neighbour_relation != NEIGHBOUR_RELATION:
+            found(
+                card,
+                FindingCode.CARD_MISMATCH,
+                f"states the neighbour relation {card.neighbour_relation!r}; the ledgers' "
+                f"releases are accounted under {NEIGHBOUR_RELATION!r}",
+            )
         accepted = _accepted(reports, card.run_id, card.rounds)
         for partner in card.partners:
             reps = accepted.get(partner.partner_id)
@@ -257,12 +263,20 @@ def check_cards(
                     f"{partner.partner_id}; its last accepted release, {source} (round "
                     f"{last.round}), says epsilon {epsilon:.6g} (delta {last.delta:g})",
                 )
-            for name, mine, theirs in (
+            checks: list[tuple[str, object, object]] = [
                 ("accountant", partner.accountant, last.accountant),
-                ("unit_of_privacy", partner.unit_of_privacy, "example"),
-                ("num_examples", partner.num_examples, last.num_examples),
+                ("unit_of_privacy", partner.unit_of_privacy, UNIT_OF_PRIVACY),
                 ("rounds_contributed", partner.rounds_contributed, len(reps)),
-            ):
+            ]
+            if release is not None:
+                checks.append(
+                    (
+                        "dp_implementation",
+                        partner.dp_implementation,
+                        release.body.dp_implementation,
+                    )
+                )
+            for name, mine, theirs in checks:
                 if mine != theirs:
                     found(
                         card,

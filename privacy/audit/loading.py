@@ -1,13 +1,15 @@
 """Reading the audit's inputs: ledgers (verified on the way in) and model cards.
 
 Nothing here raises on bad input: every problem becomes a :class:`Finding`, so the
-audit reports all of them at once.
+audit reports all of them at once. A ledger body with a field the ledger schema does
+not declare is a ``schema-invalid`` finding of :func:`verify_ledger`; the entry is then
+left out of the cross-checks.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -15,6 +17,7 @@ from typing import Any, Generic, TypeVar
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from privacy.audit.cards import CardClaims, CardInvalid, CardVerifier, card_claims
+from privacy.audit.contract import card_contract_findings
 from privacy.audit.result import InputFile
 from privacy.ledger import (
     Entry,
@@ -120,7 +123,11 @@ def card_source(version_dir: Path) -> str:
 def load_cards(
     version_dirs: Sequence[Path], verifier: CardVerifier | None
 ) -> tuple[list[CardClaims], list[Finding], list[InputFile]]:
-    """Verify and parse each card; unverifiable or malformed cards become findings."""
+    """Verify and parse each card; unverifiable or malformed cards become findings.
+
+    Every leaf of an authentic card is checked against the wire contract first, so a
+    card that is also malformed still has its undeclared values reported.
+    """
     claims: list[CardClaims] = []
     findings: list[Finding] = []
     inputs: list[InputFile] = []
@@ -130,6 +137,9 @@ def load_cards(
             if verifier is None:
                 raise CardInvalid("no card verifier was given, so no card can be trusted")
             card = verifier(version_dir)
+            if not isinstance(card, Mapping):
+                raise CardInvalid("the model card is not a JSON object")
+            findings += card_contract_findings(card, source=source)
             claim = card_claims(card, source=source, version_dir=version_dir)
         except Exception as exc:  # the verifier is the caller's: any failure is a finding
             findings.append(

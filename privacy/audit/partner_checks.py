@@ -112,7 +112,7 @@ def check_partner(
                 sample_rate=body.mechanism.sample_rate,
                 steps=body.mechanism.steps,
                 max_grad_norm=body.mechanism.max_grad_norm,
-                num_examples=body.num_examples,
+                update_hash=body.update_hash,
                 delta=body.delta,
                 claimed=body.epsilon_after,
                 independent_rdp=ind.rdp,

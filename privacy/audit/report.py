@@ -15,9 +15,10 @@ from string import Template
 from typing import Any
 
 from fedctr.durable import replace_file
+from privacy.audit.contract import DeclaredValue
 from privacy.audit.plots import epsilon_plot
 from privacy.audit.result import AuditResult, EpsilonRow, PartnerSummary
-from privacy.audit.statement import PrivacyStatement, privacy_statement
+from privacy.audit.statement import PartnerGuarantee, PrivacyStatement, privacy_statement
 
 TEMPLATE = "report.html"
 
@@ -84,6 +85,57 @@ def _summary(result: AuditResult) -> str:
     )
 
 
+def _releases_table(g: PartnerGuarantee) -> str:
+    rows = [
+        [
+            _td(_e(r.run_id)),
+            _td(r.round, num=True),
+            _td(f"<code>{_e(r.update_hash[:16])}…</code>"),
+            _td(_e(f"{r.noise_multiplier:g}"), num=True),
+            _td(_e(f"{r.sample_rate:g}"), num=True),
+            _td(r.steps, num=True),
+            _td(_e(f"{r.max_grad_norm:g}"), num=True),
+            _td(_e(r.accountant)),
+            _td(_e(f"{r.delta:g}"), num=True),
+            _td(_num(r.epsilon_claimed), num=True),
+            _td(_num(r.epsilon_independent_rdp), num=True),
+            _td(_num(r.epsilon_independent_pld), num=True),
+        ]
+        for r in g.releases
+    ]
+    return _table(
+        [
+            "run",
+            "round",
+            "update sha256",
+            "σ",
+            "q",
+            "steps",
+            "C",
+            "accountant",
+            "δ",
+            "ε claimed",
+            "ε recomputed RDP",
+            "ε recomputed PLD",
+        ],
+        rows,
+        testid=f"dp-releases-{g.partner_id}",
+    )
+
+
+def _contract_table(values: tuple[DeclaredValue, ...], testid: str) -> str:
+    rows = [
+        [
+            _td(_e(v.crosses)),
+            _td(_e(v.record)),
+            _td(f"<code>{_e(v.key)}</code>"),
+            _td(_e(v.covered_by)),
+        ]
+        for v in values
+    ]
+    return _table(["crosses", "record", "value", "covered by / why"], rows, testid=testid)
+
+
 def _statement(statement: PrivacyStatement) -> str:
     general = "".join(
         f"<dt>{_e(term)}</dt><dd>{_e(text)}</dd>"
@@ -93,23 +145,38 @@ def _statement(statement: PrivacyStatement) -> str:
             ("Variant", statement.variant),
             ("Mechanism", statement.mechanism),
             ("Accounting", statement.accounting),
+            ("δ and the number of rows", statement.delta_check),
             ("Trust model", statement.trust_model),
         )
     )
     partners = "".join(
-        f"<li><strong>{_e(g.partner_id)}</strong>: {_e(g.sentence)} "
+        f"<li>{_e(g.sentence)} "
         f'<span class="muted">Mechanism: {_e(g.mechanism)}.</span>'
-        + (f' <span class="bad">{_e(g.delta_note)}</span>' if g.delta_note else "")
+        + (f' <span class="bad">{_e(g.finding_note)}</span>' if g.finding_note else "")
+        + _releases_table(g)
         + "</li>"
         for g in statement.partners
     )
-    hazards = "".join(
-        f"<li><strong>{_e(topic)}.</strong> {_e(why)}</li>" for topic, why in statement.not_covered
-    )
+
+    def topics(items: tuple[tuple[str, str], ...], cls: str) -> str:
+        body = "".join(f"<li><strong>{_e(t)}.</strong> {_e(w)}</li>" for t, w in items)
+        return f'<ul class="{cls}">{body}</ul>'
+
     return (
         f'<dl class="statement">{general}</dl>'
-        f"<h3>Guarantee per partner</h3><ul>{partners or '<li>no releases</li>'}</ul>"
-        f'<h3>What this guarantee does not cover</h3><ul class="not-covered">{hazards}</ul>'
+        f"<h3>Guarantee per partner: its DP releases</h3>"
+        f"<ul>{partners or '<li>no releases</li>'}</ul>"
+        "<h3>What may cross a trust boundary (the wire contract, privacy.wire)</h3>"
+        "<h4>DP releases: covered by the guarantee above</h4>"
+        + _contract_table(statement.dp_releases, "contract-dp-releases")
+        + "<h4>Public by declaration: functions of configuration, never of the rows</h4>"
+        + _contract_table(statement.public_by_declaration, "contract-public")
+        + "<h4>Not sent: never leaves the partner's node</h4>"
+        + _contract_table(statement.not_sent, "contract-not-sent")
+        + "<h3>Disclosed without DP</h3>"
+        + topics(statement.disclosed_without_dp, "disclosed")
+        + "<h3>What this guarantee does not cover</h3>"
+        + topics(statement.not_covered, "not-covered")
     )
 
 

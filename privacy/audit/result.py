@@ -11,12 +11,16 @@ from typing import Any
 from privacy.audit.recompute import ReferenceKind
 from privacy.ledger import Finding
 
-REPORT_SCHEMA_VERSION = 1
+REPORT_SCHEMA_VERSION = 2  # 2: no row counts; the statement lists the wire contract
 
 
 @dataclass(frozen=True, kw_only=True)
 class EpsilonRow:
-    """One partner release: the claimed cumulative epsilon against the independent ones."""
+    """One partner release: the claimed cumulative epsilon against the independent ones.
+
+    Only what the partner's signed entry holds, and so only what the wire contract lets
+    a partner send: the mechanism, the accounting and the update's hash, no row count.
+    """
 
     partner_id: str
     seq: int
@@ -28,7 +32,7 @@ class EpsilonRow:
     sample_rate: float
     steps: int
     max_grad_norm: float
-    num_examples: int
+    update_hash: str
     delta: float
     claimed: float
     independent_rdp: float
@@ -69,7 +73,7 @@ class EpsilonRow:
                 "max_grad_norm": self.max_grad_norm,
                 "sampling": "poisson",
             },
-            "num_examples": self.num_examples,
+            "update_hash": self.update_hash,
             "delta": self.delta,
             "epsilon_claimed": self.claimed,
             "epsilon_independent_rdp": self.independent_rdp,

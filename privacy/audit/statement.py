@@ -1,9 +1,12 @@
 """A privacy statement in the style of NIST SP 800-226 ("Guidelines for Evaluating
-Differential Privacy Guarantees"): unit of privacy, privacy parameters, DP variant,
-mechanism, accounting, trust model, and the hazards the guarantee does not cover.
+Differential Privacy Guarantees"): unit of privacy, neighbour relation, privacy
+parameters, DP variant, mechanism, accounting, trust model, exactly what each partner
+released and how it is covered, and the hazards the guarantee does not cover.
 
-Built from what the ledgers say, not from configuration: it describes what was
-actually released.
+Per partner it is built from what the ledgers say, not from configuration: it
+describes what was actually released. What may cross a trust boundary at all (DP
+releases, values public by declaration, values never sent) is generated from the
+wire contract, :mod:`privacy.wire`, never copied by hand, so the two cannot drift.
 """
 
 from __future__ import annotations
@@ -11,25 +14,61 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from privacy.audit.result import AuditResult, PartnerSummary
+from privacy.audit.contract import DeclaredValue, declared_values
+from privacy.audit.result import AuditResult, EpsilonRow, PartnerSummary
+from privacy.wire import (
+    CARD_FIELDS,
+    ERROR_REPLY_FIELDS,
+    NEIGHBOUR_RELATION,
+    UNIT_OF_PRIVACY,
+    FieldClass,
+    Problem,
+)
 
 _ACCOUNTANT_NAMES = {"rdp": "Rényi DP (Opacus RDP)", "prv": "privacy random variables (Opacus PRV)"}
+
+# Card leaves that say who took part when: disclosed without DP (see DISCLOSED_WITHOUT_DP).
+_PARTICIPATION_PREFIXES = ("privacy.num_partners", "privacy.partners[].rounds_contributed")
+_FAILURE_PREFIX = "training.failures[]"
+
+
+def _card_paths(*prefixes: str) -> list[str]:
+    return [f.key for f in CARD_FIELDS if f.key.startswith(prefixes)]
+
+
+def _disclosed_without_dp() -> tuple[tuple[str, str], ...]:
+    error_keys = ", ".join(f.key for f in ERROR_REPLY_FIELDS)
+    problems = ", ".join(p.value for p in Problem)
+    participation = ", ".join(_card_paths(*_PARTICIPATION_PREFIXES, _FAILURE_PREFIX))
+    return (
+        (
+            "Whether a partner's data file was usable",
+            "A partner that cannot train (bad data, a spent budget, a spec mismatch) answers "
+            f"with an error reply carrying exactly: {error_keys}. So the platform learns, "
+            "without DP, that the file failed, the fixed reason class (one of: "
+            f"{problems}) and the column of the public feature spec it failed on. It never "
+            "carries a row number, a cell value or a count.",
+        ),
+        (
+            "Which rounds each partner joined",
+            "The platform sees which partners answered each round, and the model card "
+            f"publishes it ({participation}): participation is disclosed without DP.",
+        ),
+        (
+            "When a reply arrives",
+            "The arrival time of a partner's reply is observable by the platform (and with "
+            "it, roughly, how long local work took); it is not covered by the guarantee.",
+        ),
+    )
+
+
+DISCLOSED_WITHOUT_DP: tuple[tuple[str, str], ...] = _disclosed_without_dp()
 
 NOT_COVERED: tuple[tuple[str, str], ...] = (
     (
         "People with many rows",
         "The unit is one row, not one person or device. A user with k rows in a partner's log "
         "is protected only at about k·ε (group privacy, with δ growing as well).",
-    ),
-    (
-        "Federated evaluation metrics",
-        "AUC, log loss and mean prediction that partners report each round are computed on "
-        "their holdout data without noise; they are outside the DP guarantee.",
-    ),
-    (
-        "Counts and participation",
-        "Each partner's number of examples (sent in the clear for weighting), which partners "
-        "took part in which round, and refusals are visible to the platform.",
     ),
     (
         "Hyper-parameter tuning and repeated runs",
@@ -49,10 +88,74 @@ NOT_COVERED: tuple[tuple[str, str], ...] = (
     (
         "Implementation",
         "Noise comes from PyTorch's default generator (Opacus secure_mode is off: no "
-        "cryptographic RNG here), floating-point effects and side channels (timing, update "
-        "size) are not accounted for.",
+        "cryptographic RNG here); floating-point effects and side channels are not "
+        "accounted for.",
     ),
 )
+
+DELTA_CHECK = (
+    "δ should be far below 1/n, n the number of rows of the partner's training log. n "
+    "never leaves the partner (see 'not sent'), so this audit cannot check it: the "
+    "partner's node checks it locally before it trains."
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Release:
+    """One DP release of a partner (one round's model update) and its accounting."""
+
+    run_id: str
+    round: int
+    update_hash: str
+    noise_multiplier: float
+    sample_rate: float
+    steps: int
+    max_grad_norm: float
+    accountant: str
+    dp_implementation: str
+    delta: float
+    epsilon_claimed: float
+    epsilon_independent_rdp: float
+    epsilon_independent_pld: float | None
+
+    @classmethod
+    def of(cls, row: EpsilonRow) -> Release:
+        return cls(
+            run_id=row.run_id,
+            round=row.round,
+            update_hash=row.update_hash,
+            noise_multiplier=row.noise_multiplier,
+            sample_rate=row.sample_rate,
+            steps=row.steps,
+            max_grad_norm=row.max_grad_norm,
+            accountant=row.accountant,
+            dp_implementation=row.dp_implementation,
+            delta=row.delta,
+            epsilon_claimed=row.claimed,
+            epsilon_independent_rdp=row.independent_rdp,
+            epsilon_independent_pld=row.independent_pld,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "round": self.round,
+            "update_hash": self.update_hash,
+            "mechanism": {
+                "name": "subsampled Gaussian (DP-SGD)",
+                "noise_multiplier": self.noise_multiplier,
+                "sample_rate": self.sample_rate,
+                "sampling": "poisson",
+                "steps": self.steps,
+                "max_grad_norm": self.max_grad_norm,
+            },
+            "accountant": self.accountant,
+            "dp_implementation": self.dp_implementation,
+            "delta": self.delta,
+            "epsilon_claimed": self.epsilon_claimed,
+            "epsilon_independent_rdp": self.epsilon_independent_rdp,
+            "epsilon_independent_pld": self.epsilon_independent_pld,
+        }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,9 +168,24 @@ class PartnerGuarantee:
     independent_rdp: float
     independent_pld: float | None
     budget_epsilon: float
-    releases: int
     mechanism: str
-    delta_note: str | None
+    releases: tuple[Release, ...]
+    finding_note: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "partner_id": self.partner_id,
+            "sentence": self.sentence,
+            "epsilon": self.epsilon,
+            "delta": self.delta,
+            "accountant": self.accountant,
+            "independent_rdp": self.independent_rdp,
+            "independent_pld": self.independent_pld,
+            "budget_epsilon": self.budget_epsilon,
+            "mechanism": self.mechanism,
+            "releases": [r.to_dict() for r in self.releases],
+            "finding_note": self.finding_note,
+        }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,8 +195,13 @@ class PrivacyStatement:
     variant: str
     mechanism: str
     accounting: str
+    delta_check: str
     trust_model: str
     partners: tuple[PartnerGuarantee, ...]
+    dp_releases: tuple[DeclaredValue, ...]
+    public_by_declaration: tuple[DeclaredValue, ...]
+    not_sent: tuple[DeclaredValue, ...]
+    disclosed_without_dp: tuple[tuple[str, str], ...]
     not_covered: tuple[tuple[str, str], ...]
 
     def to_dict(self) -> dict[str, Any]:
@@ -88,8 +211,13 @@ class PrivacyStatement:
             "variant": self.variant,
             "mechanism": self.mechanism,
             "accounting": self.accounting,
+            "delta_check": self.delta_check,
             "trust_model": self.trust_model,
-            "partners": [p.__dict__ for p in self.partners],
+            "partners": [p.to_dict() for p in self.partners],
+            "dp_releases": [v.to_dict() for v in self.dp_releases],
+            "public_by_declaration": [v.to_dict() for v in self.public_by_declaration],
+            "not_sent": [v.to_dict() for v in self.not_sent],
+            "disclosed_without_dp": [{"topic": t, "why": w} for t, w in self.disclosed_without_dp],
             "not_covered": [{"topic": t, "why": w} for t, w in self.not_covered],
         }
 
@@ -105,16 +233,19 @@ def _guarantee(summary: PartnerSummary) -> PartnerGuarantee | None:
     final = summary.final
     if final is None:
         return None
-    num_examples = final.num_examples
     accountant = _ACCOUNTANT_NAMES.get(final.accountant, final.accountant)
     pld = "n/a" if final.independent_pld is None else f"{final.independent_pld:.3f}"
+    count = len(summary.rows)
     sentence = (
-        f"Every update {summary.partner_id} sent to the platform, and every model published "
-        f"from them, satisfies ({final.claimed:.3f}, {final.delta:g})-differential privacy "
-        f"for each row of {summary.partner_id}'s conversion log, cumulative over its "
-        f"{len(summary.rows)} releases, as accounted by {accountant} at training time. "
-        f"Recomputed independently with dp_accounting: RDP ε={final.independent_rdp:.3f}, "
-        f"PLD ε={pld}. Budget ε={final.budget_epsilon:g}."
+        f"{summary.partner_id} released {count} DP model update{'s' if count != 1 else ''} "
+        "(listed below), each with the values the wire contract declares public; what "
+        "else the platform can observe is listed under 'Disclosed without DP'. Every "
+        "update, and every model published from them, satisfies "
+        f"({final.claimed:.3f}, {final.delta:g})-differential privacy for one {UNIT_OF_PRIVACY} "
+        f"(neighbour relation: {NEIGHBOUR_RELATION}), cumulative over all {count} releases, "
+        "as accounted "
+        f"by {accountant} at training time. Recomputed independently with dp_accounting: "
+        f"RDP ε={final.independent_rdp:.3f}, PLD ε={pld}. Budget ε={final.budget_epsilon:g}."
     )
     notes = []
     if final.understated:
@@ -124,12 +255,6 @@ def _guarantee(summary: PartnerSummary) -> PartnerGuarantee | None:
         )
     if final.over_budget:
         notes.append(f"This is over the partner's budget of ε={final.budget_epsilon:g}.")
-    if final.delta * num_examples >= 1:
-        notes.append(
-            f"δ={final.delta:g} is not below 1/n for n={num_examples} rows: such a δ permits "
-            "releasing a row outright; choose δ ≪ 1/n."
-        )
-    note = " ".join(notes) or None
     return PartnerGuarantee(
         partner_id=summary.partner_id,
         sentence=sentence,
@@ -139,9 +264,9 @@ def _guarantee(summary: PartnerSummary) -> PartnerGuarantee | None:
         independent_rdp=final.independent_rdp,
         independent_pld=final.independent_pld,
         budget_epsilon=final.budget_epsilon,
-        releases=len(summary.rows),
         mechanism=_mechanisms(summary),
-        delta_note=note,
+        releases=tuple(Release.of(r) for r in summary.rows),
+        finding_note=" ".join(notes) or None,
     )
 
 
@@ -150,31 +275,50 @@ def privacy_statement(result: AuditResult) -> PrivacyStatement:
     guarantees = [_guarantee(p) for p in result.partners]
     return PrivacyStatement(
         unit_of_privacy=(
-            "one example: one row of a partner's conversion log (event-level privacy)"
+            f"one {UNIT_OF_PRIVACY}: one row of a partner's training log (event-level privacy)"
         ),
-        neighbouring="add or remove one row (Poisson sampling; Opacus and dp_accounting agree)",
+        neighbouring=(
+            f"{NEIGHBOUR_RELATION} (with Poisson sampling; the relation Opacus and "
+            "dp_accounting both account under)"
+        ),
         variant="approximate (ε, δ)-differential privacy, per partner, over its own data",
         mechanism=(
             "DP-SGD run by each partner on its own data: per-example gradients clipped to L2 "
             "norm C, Gaussian noise of standard deviation σ·C added to each summed batch "
-            "gradient, batches drawn by Poisson sampling at rate q; only the noised model "
-            "update leaves the partner"
+            "gradient, batches drawn by Poisson sampling at the declared rate q, for the "
+            "declared number of steps; only the noised model update, and values public by "
+            "declaration, leave the partner"
         ),
         accounting=(
             "cumulative over every release in the partner's signed ledger, by the partner's "
             "training-time accountant (Opacus RDP or PRV), checked against an independent "
             "implementation (Google dp_accounting: RDP and PLD) within a relative tolerance "
-            f"of {result.tolerance:.2%}"
+            f"of {result.tolerance:.2%}. σ, q, steps and C are declared, not derived from "
+            "the data, so ε itself reveals nothing about the rows"
         ),
+        delta_check=DELTA_CHECK,
         trust_model=(
             "Partners need not trust the platform, the other partners or anyone using the "
-            "published model with their rows: those see only DP updates and what is computed "
-            "from them. The platform and auditors trust each partner's node to run DP-SGD as "
-            "its signed ledger states."
+            "published model with their rows: those see only DP updates, values public by "
+            "declaration, and what is computed from them. The platform and auditors trust "
+            "each partner's node to run DP-SGD as its signed ledger states, and to send "
+            "nothing the wire contract does not declare."
         ),
         partners=tuple(g for g in guarantees if g is not None),
+        dp_releases=declared_values(FieldClass.DP_RELEASE),
+        public_by_declaration=declared_values(FieldClass.PUBLIC),
+        not_sent=declared_values(FieldClass.NOT_SENT),
+        disclosed_without_dp=DISCLOSED_WITHOUT_DP,
         not_covered=NOT_COVERED,
     )
 
 
-__all__ = ["NOT_COVERED", "PartnerGuarantee", "PrivacyStatement", "privacy_statement"]
+__all__ = [
+    "DELTA_CHECK",
+    "DISCLOSED_WITHOUT_DP",
+    "NOT_COVERED",
+    "PartnerGuarantee",
+    "PrivacyStatement",
+    "Release",
+    "privacy_statement",
+]

@@ -5,15 +5,16 @@ the real training-time accountant (Opacus, via :class:`PartnerAccountant`) and r
 Ed25519 keys, but without training: per round each partner appends its release,
 the platform verifies the partner's entry and appends its report; at the end the
 platform publishes one model (registry layout and card signature as in
-``server.registry``) and records it. Nothing checks budgets here, so a test can
-build an overspending partner; ``epsilon_scale`` < 1 builds an under-reporting one.
+``server.registry``, only card values ``privacy.wire.CARD_FIELDS`` declares) and
+records it. Nothing checks budgets here, so a test can build an overspending
+partner; ``epsilon_scale`` < 1 builds an under-reporting one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from privacy.signing import (
     save_public_key,
     sign,
 )
+from privacy.wire import NEIGHBOUR_RELATION
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,7 +55,6 @@ class SyntheticPartner:
     steps_per_round: int
     budget: PrivacyBudget
     accountant: AccountantKind = "rdp"
-    num_examples: int = 5000
     max_grad_norm: float = 1.0
     epsilon_scale: float = 1.0
 
@@ -79,6 +80,11 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+# The registry's card envelope (server.registry.card); privacy does not import server.
+CARD_FORMAT = "fedctr-model-card"
+CARD_FORMAT_VERSION = 2
+
+
 def write_synthetic_run(
     root: str | Path,
     *,
@@ -86,8 +92,13 @@ def write_synthetic_run(
     rounds: int,
     run_id: str = "run-0001",
     model_version: str = "v0001",
+    edit_card: Callable[[dict[str, Any]], None] | None = None,
 ) -> SyntheticRun:
-    """Write ``ledgers/``, ``keys/`` and ``registry/`` under ``root`` for one run."""
+    """Write ``ledgers/``, ``keys/`` and ``registry/`` under ``root`` for one run.
+
+    ``edit_card`` changes the card before the platform signs, publishes and records it
+    (e.g. a platform that publishes a value the wire contract does not declare).
+    """
     root = Path(root)
     ledgers_dir, keys_dir, registry_dir = root / "ledgers", root / "keys", root / "registry"
     keys_dir.mkdir(parents=True, exist_ok=True)
@@ -128,7 +139,6 @@ def write_synthetic_run(
                     epsilon_after=accountant.epsilon(p.budget.delta) * p.epsilon_scale,
                     delta=p.budget.delta,
                     budget=p.budget,
-                    num_examples=p.num_examples,
                 )
                 # Partner node: record the release before the update leaves.
                 with Ledger.open(
@@ -160,6 +170,8 @@ def write_synthetic_run(
             releases=[last[p.partner_id] for p in partners],
             platform_key=platform_key,
         )
+        if edit_card is not None:
+            edit_card(card)
         card_dir.mkdir(parents=True)
         (card_dir / WEIGHTS_FILE).write_bytes(weights)
         (card_dir / CARD_FILE).write_text(json.dumps(card, indent=2, sort_keys=True))
@@ -205,10 +217,10 @@ def _card(
     releases: Sequence[PartnerRelease],
     platform_key: Ed25519PrivateKey,
 ) -> dict[str, Any]:
-    """A card with the registry's envelope and the fields the audit reads."""
+    """A card in the registry's format; every leaf is declared in ``privacy.wire.CARD_FIELDS``."""
     return {
-        "format": "fedctr-model-card",
-        "format_version": 1,
+        "format": CARD_FORMAT,
+        "format_version": CARD_FORMAT_VERSION,
         "model_version": model_version,
         "created_at": "2026-01-01T00:00:00+00:00",
         "run_id": run_id,
@@ -217,6 +229,7 @@ def _card(
         "feature_spec": {"hash": "0" * 64, "spec": {}},
         "model": {"name": "lr"},
         "privacy": {
+            "neighbour_relation": NEIGHBOUR_RELATION,
             "num_partners": len(releases),
             "partners": [
                 {
@@ -226,14 +239,18 @@ def _card(
                     "accountant": r.accountant,
                     "unit_of_privacy": r.unit_of_privacy,
                     "dp_implementation": r.dp_implementation,
-                    "num_examples": r.num_examples,
                     "rounds_contributed": rounds,
                 }
                 for r in releases
             ],
         },
-        "metrics": {},
-        "training": {},
+        "metrics": {"platform_holdout": {"auc": 0.7, "logloss": 0.45}},
+        "training": {
+            "strategy": "fedavg",
+            "min_partners": len(releases),
+            "rounds_planned": rounds,
+            "rounds_aggregated": rounds,
+        },
         "serving": {"base_rate": 0.1, "mean_prediction_low": 0.0, "mean_prediction_high": 1.0},
         "signing": {"algorithm": "ed25519", "key_id": key_id(platform_key)},
     }

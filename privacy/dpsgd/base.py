@@ -2,11 +2,13 @@
 
 Every implementation gives the same guarantee (per-example clipping to
 ``max_grad_norm`` over all parameters, Gaussian noise of std
-``noise_multiplier * max_grad_norm`` on the summed gradient, Poisson sampling) and
-steps the Opacus accountant of the PrivacyEngine it is given. They differ only in
-speed and memory.
+``noise_multiplier * max_grad_norm`` on the summed gradient, divided by the
+declared ``expected_batch_size``; Poisson sampling at the declared ``sample_rate``
+for exactly ``steps`` steps; noise and sampling from a
+:class:`~privacy.randomness.SecureRandom`) and steps the Opacus accountant of the
+PrivacyEngine it is given at that rate. They differ only in speed and memory.
 
-The training loop is the same for all::
+The training loop is the same for all (the loader yields ``steps`` batches)::
 
     for *inputs, y in private.data_loader:
         private.optimizer.zero_grad()
@@ -25,6 +27,8 @@ import torch
 from opacus import PrivacyEngine
 from torch import nn
 from torch.utils.data import DataLoader
+
+from privacy.randomness import SecureRandom
 
 Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -53,13 +57,18 @@ class DPSGDImplementation(ABC):
         module: nn.Module,
         optimizer: torch.optim.Optimizer,
         data_loader: DataLoader,
+        sample_rate: float,
+        steps: int,
+        expected_batch_size: int,
         noise_multiplier: float,
         max_grad_norm: float,
-        noise_generator: torch.Generator,
+        rng: SecureRandom,
     ) -> PrivateTraining:
         """Wrap model, optimizer and loader; the criterion is binary cross-entropy on logits
-        with mean reduction. The loader must be a plain loader: it is replaced by
-        Poisson sampling at rate ``1 / len(data_loader)``."""
+        with mean reduction. The loader must be a plain loader: its dataset is
+        re-batched by Poisson sampling at ``sample_rate`` for ``steps`` steps
+        (:func:`privacy.dpsgd.sampling.poisson_loader`). Every argument is declared
+        by the partner's config: none may depend on the number of rows."""
 
     @abstractmethod
     def unwrap(self, module: nn.Module) -> nn.Module:

@@ -2,9 +2,10 @@
 
 Registered as ``fedctr-sparse``. It gives the guarantee Opacus gives (flat
 clipping to ``max_grad_norm`` over all parameters, Gaussian noise of std
-``noise_multiplier * max_grad_norm`` on the summed clipped gradient divided by the
-expected batch size, Poisson sampling at ``1 / len(data_loader)``) and steps the
-accountant of the PrivacyEngine it is handed, through the same optimizer hook.
+``noise_multiplier * max_grad_norm`` from a CSPRNG on the summed clipped gradient
+divided by the declared expected batch size, Poisson sampling at the declared rate)
+and steps the accountant of the PrivacyEngine it is handed, through the same
+optimizer hook.
 Where it differs is cost: embedding tables never get a per-example (or even a
 dense) gradient; only the noise touches every row. See
 :mod:`privacy.dpsgd.sparse_taps` and :mod:`privacy.dpsgd.sparse_optimizer`.
@@ -27,9 +28,11 @@ from torch.utils.data import DataLoader
 from privacy.dpsgd.base import DPSGDImplementation, PrivateTraining
 from privacy.dpsgd.errors import UnsupportedLayerError
 from privacy.dpsgd.registry import register_implementation
+from privacy.dpsgd.sampling import poisson_loader
 from privacy.dpsgd.sparse_optimizer import SparseDPOptimizer
 from privacy.dpsgd.sparse_taps import LayerTaps
 from privacy.errors import InvalidPrivacyParameter
+from privacy.randomness import SecureRandom
 
 
 def bce_with_logits_mean(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -68,15 +71,24 @@ class FedctrSparse(DPSGDImplementation):
         module: nn.Module,
         optimizer: torch.optim.Optimizer,
         data_loader: DataLoader,
+        sample_rate: float,
+        steps: int,
+        expected_batch_size: int,
         noise_multiplier: float,
         max_grad_norm: float,
-        noise_generator: torch.Generator,
+        rng: SecureRandom,
     ) -> PrivateTraining:
         _check_positive_real("max_grad_norm", max_grad_norm, allow_zero=False)
         _check_positive_real("noise_multiplier", noise_multiplier, allow_zero=True)
-        if engine.secure_mode and noise_generator is not None:
+        _check_positive_real("sample_rate", sample_rate, allow_zero=False)
+        if isinstance(expected_batch_size, bool) or not (
+            isinstance(expected_batch_size, int) and expected_batch_size > 0
+        ):
+            raise InvalidPrivacyParameter("expected_batch_size must be a positive integer")
+        if engine.secure_mode:
             raise InvalidPrivacyParameter(
-                "a noise generator cannot be passed in secure mode: the engine's CSPRNG is used"
+                "fedctr draws noise and samples from its own CSPRNG (SecureRandom); "
+                "create the PrivacyEngine with secure_mode=False"
             )
         if isinstance(optimizer, DPOptimizer):
             raise TypeError("pass the plain torch optimizer, not one already made private")
@@ -88,20 +100,14 @@ class FedctrSparse(DPSGDImplementation):
             raise UnsupportedLayerError(f"Opacus rejects this model for DP-SGD: {exc}") from exc
         taps = LayerTaps(module)
         try:
-            loader = DPDataLoader.from_data_loader(
-                data_loader, generator=engine.secure_rng, distributed=False
-            )
-            # As PrivacyEngine.make_private: the accountant and the averaging use these.
-            sample_rate = 1 / len(loader)
-            expected_batch_size = int(len(loader.dataset) * sample_rate)
+            loader = poisson_loader(data_loader, sample_rate=sample_rate, steps=steps, rng=rng)
             private_optimizer = SparseDPOptimizer(
                 optimizer,
                 taps=taps,
                 noise_multiplier=float(noise_multiplier),
                 max_grad_norm=float(max_grad_norm),
                 expected_batch_size=expected_batch_size,
-                generator=engine.secure_rng if engine.secure_mode else noise_generator,
-                secure_mode=engine.secure_mode,
+                rng=rng,
             )
         except BaseException:
             taps.remove()

@@ -6,9 +6,10 @@ The privacy-relevant arithmetic is Opacus' own, in a different order:
     here:    p.grad =  N(0, (sigma C / B)^2) + sum_i (c_i / B) g_i
 
 with ``c_i = min(1, C / (|g_i| + 1e-6))`` over all parameters jointly and ``B`` the
-expected batch size. The noise for *every* parameter (every row of every
-embedding table, touched or not) is drawn by one ``normal_`` call into one flat
-buffer whose slices are the parameters' ``.grad``; the clipped sums then land on
+expected batch size (declared, never counted). The noise for *every* parameter
+(every row of every embedding table, touched or not) is drawn from the CSPRNG
+(:meth:`privacy.randomness.SecureRandom.gaussian_`) into one flat buffer whose
+slices are the parameters' ``.grad``; the clipped sums then land on
 top of it (only the touched rows of a table). The accountant hook Opacus attaches
 runs exactly as in ``DPOptimizer.pre_step``, once per step, with the same noise
 multiplier and sample rate.
@@ -19,12 +20,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from opacus.optimizers.optimizer import DPOptimizer, _generate_noise
+from opacus.optimizers.optimizer import DPOptimizer
 from torch import nn
 
 from privacy.dpsgd.errors import TrainingLoopError, UnsupportedLayerError
 from privacy.dpsgd.sparse_norms import clip_factors
 from privacy.dpsgd.sparse_taps import LayerTaps
+from privacy.randomness import SecureRandom
 
 
 class SparseDPOptimizer(DPOptimizer):
@@ -38,8 +40,7 @@ class SparseDPOptimizer(DPOptimizer):
         noise_multiplier: float,
         max_grad_norm: float,
         expected_batch_size: int,
-        generator: torch.Generator | None,
-        secure_mode: bool,
+        rng: SecureRandom,
     ) -> None:
         super().__init__(
             optimizer,
@@ -47,9 +48,10 @@ class SparseDPOptimizer(DPOptimizer):
             max_grad_norm=max_grad_norm,
             expected_batch_size=expected_batch_size,
             loss_reduction="mean",
-            generator=generator,
-            secure_mode=secure_mode,
+            generator=None,
+            secure_mode=False,
         )
+        self._rng = rng
         trainable = taps.parameters()
         optimized = self.params
         if {id(p) for p in trainable} != {id(p) for p in optimized} or len(optimized) != len(
@@ -100,11 +102,8 @@ class SparseDPOptimizer(DPOptimizer):
             self._buffers = _flat_buffers(self.params)
         grads: dict[nn.Parameter, torch.Tensor] = {}
         for flat, views in self._buffers:
-            if self.secure_mode:
-                for _, view in views:
-                    view.copy_(_generate_noise(std, view, self.generator, secure_mode=True))
-            elif std > 0:
-                flat.normal_(0.0, std, generator=self.generator)
+            if std > 0:
+                self._rng.gaussian_(flat, std=std)
             else:
                 flat.zero_()
             for p, view in views:

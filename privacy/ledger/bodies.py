@@ -160,13 +160,15 @@ def _release_values(data: Any) -> dict[str, Any]:
         "epsilon_after": _epsilon(data, "epsilon_after"),
         "delta": _delta(data),
         "budget": parse_budget(data["budget"]),
-        "num_examples": _int(data, "num_examples", 1),
     }
 
 
 @dataclass(frozen=True, kw_only=True)
 class PartnerRelease:
     """One DP release by a partner: the update it sent in one round, and what it cost.
+
+    The signed entry travels to the platform with the update, so it holds only what
+    the wire contract (:mod:`privacy.wire`) declares: no row counts.
 
     ``epsilon_after`` is cumulative over every release in this partner's ledger,
     at ``delta``, by the training-time ``accountant``; ``mechanism.steps`` are the
@@ -187,7 +189,6 @@ class PartnerRelease:
     epsilon_after: float
     delta: float
     budget: PrivacyBudget
-    num_examples: int
 
     def __post_init__(self) -> None:
         _validate(self, _release_values)
@@ -206,7 +207,6 @@ class PartnerRelease:
             "epsilon_after": self.epsilon_after,
             "delta": self.delta,
             "budget": {"epsilon": self.budget.epsilon, "delta": self.budget.delta},
-            "num_examples": self.num_examples,
         }
 
     @classmethod
@@ -226,7 +226,6 @@ def _report_values(data: Any) -> dict[str, Any]:
         "epsilon_after": _epsilon(data, "epsilon_after"),
         "delta": _delta(data),
         "update_hash": _hash(data, "update_hash"),
-        "num_examples": _int(data, "num_examples", 1),
         "accountant": _accountant(data),
         "mechanism": parse_mechanism(data["mechanism"]),
         "accepted": data["accepted"],
@@ -251,7 +250,6 @@ class PlatformReport:
     epsilon_after: float
     delta: float
     update_hash: str
-    num_examples: int
     accountant: AccountantKind
     mechanism: DPSGDRound
     accepted: bool
@@ -272,7 +270,6 @@ class PlatformReport:
             epsilon_after=release.epsilon_after,
             delta=release.delta,
             update_hash=release.update_hash,
-            num_examples=release.num_examples,
             accountant=release.accountant,
             mechanism=release.mechanism,
             accepted=accepted,
@@ -287,7 +284,6 @@ class PlatformReport:
             "epsilon_after": self.epsilon_after,
             "delta": self.delta,
             "update_hash": self.update_hash,
-            "num_examples": self.num_examples,
             "accountant": self.accountant,
             "mechanism": mechanism_dict(self.mechanism),
             "accepted": self.accepted,

@@ -23,7 +23,7 @@ from privacy.ledger.bodies import ENTRY_KINDS, EntryKind, LedgerBody, ident, par
 from privacy.ledger.errors import LedgerEntryInvalid
 from privacy.signing import SignatureInvalid, canonical_json, key_id, sign, verify
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: release bodies carry no row counts (privacy.wire)
 GENESIS_HASH = "0" * 64
 MAX_LINE_BYTES = 1 << 20
 

@@ -18,10 +18,11 @@ from typing import Any, Literal
 
 from models.spec import FeatureSpec
 from privacy.budget import ACCOUNTANT_KINDS
+from privacy.wire import NEIGHBOUR_RELATION, undeclared_card_fields
 from server.registry.errors import CardFieldError, CardFormatError
 
 CARD_FORMAT = "fedctr-model-card"
-CARD_FORMAT_VERSION = 1
+CARD_FORMAT_VERSION = 2  # 2: only values privacy.wire.CARD_FIELDS declares
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "card.json"
 SIGNATURE_FILE = "card.sig"
@@ -67,7 +68,6 @@ class PartnerProvenance:
     accountant: str
     unit_of_privacy: str
     dp_implementation: str
-    num_examples: int
     rounds_contributed: int
 
     def __post_init__(self) -> None:
@@ -83,7 +83,6 @@ class PartnerProvenance:
             )
         _text(f"partner {self.partner_id} unit_of_privacy", self.unit_of_privacy)
         _text(f"partner {self.partner_id} dp_implementation", self.dp_implementation)
-        _count(f"partner {self.partner_id} num_examples", self.num_examples)
         _count(f"partner {self.partner_id} rounds_contributed", self.rounds_contributed)
 
 
@@ -170,11 +169,11 @@ def build_card(
     model_config: dict[str, Any],
     signing_key_id: str,
 ) -> dict[str, Any]:
-    """The card dict that gets signed (JSON types only)."""
+    """The card dict that gets signed (JSON types only); refuses undeclared values."""
     user_columns = [
         f.name for f in (*spec.categorical, *spec.numeric, *spec.embedding) if f.scope == "user"
     ]
-    return {
+    card = {
         "format": CARD_FORMAT,
         "format_version": CARD_FORMAT_VERSION,
         "model_version": model_version,
@@ -185,6 +184,7 @@ def build_card(
         "feature_spec": {"hash": spec.spec_hash, "spec": spec.to_dict()},
         "model": model_config,
         "privacy": {
+            "neighbour_relation": NEIGHBOUR_RELATION,
             "num_partners": len(fields.partners),
             "partners": [asdict(p) for p in fields.partners],
         },
@@ -196,6 +196,10 @@ def build_card(
         },
         "signing": {"algorithm": "ed25519", "key_id": signing_key_id},
     }
+    undeclared = undeclared_card_fields(card)
+    if undeclared:  # the card is public: publish nothing the wire contract does not declare
+        raise CardFieldError(f"the card would publish undeclared values: {undeclared}")
+    return card
 
 
 def check_card_format(card: Any) -> dict[str, Any]:

@@ -33,13 +33,12 @@ def example_card(
                 accountant="rdp",
                 unit_of_privacy="example",
                 dp_implementation="opacus-ghost",
-                num_examples=1000 * (i + 1),
                 rounds_contributed=3,
             )
             for i in range(partners)
         ),
-        metrics={"auc": 0.71, "logloss": 0.42},
-        training={"strategy": "fedavg", "local_epochs": 1},
+        metrics={"platform_holdout": {"auc": 0.71, "logloss": 0.42}},
+        training={"strategy": "fedavg", "rounds_planned": 3},
         serving=ServingGuard(
             base_rate=base_rate, mean_prediction_low=band[0], mean_prediction_high=band[1]
         ),

@@ -1,17 +1,19 @@
-"""A wrapper around any Flower strategy that knows who contributed what.
+"""A wrapper around any Flower strategy that knows who contributed what, and fails closed.
 
 It holds the inner strategy and delegates (like Flower's DP wrappers), adding what
-the platform needs to publish an honest model card: refusals and failures are
-logged and recorded, never fatal; updates that are malformed or non-finite are
-dropped before aggregation; a round aggregates only if at least ``min_partners``
-partners contributed; every accepted reply is recorded in the explicit
-:class:`~server.rounds.RoundLog`.
+the platform needs to publish an honest model card. Every reply is parsed through
+the wire contract (:mod:`privacy.wire`): an error reply becomes a
+:class:`~server.rounds.Failure` holding only its code, reason class and column; a
+training reply must carry exactly the declared records and keys, finite weights
+that hash to the declared update hash, and (through ``check_reply``) a ledger
+entry signed by a registered partner key. Anything else is rejected with a code,
+logged, and never aggregated. A round aggregates only if at least
+``min_partners`` partners contributed.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -21,66 +23,53 @@ from flwr.serverapp.strategy import Strategy
 
 from federation import protocol as P
 from models import state_dict_sha256
-from server.rounds import Failure, PartnerEvalRecord, PartnerTrainRecord, RoundLog
+from privacy.wire import ContractViolation, ErrorReply, TrainReply
+from server.rounds import Failure, PartnerTrainRecord, RoundLog
 
 logger = logging.getLogger(__name__)
 
-ReplyCheck = Callable[[int, dict[str, object]], str | None]
-"""(server round, partner report) -> why the reply must be dropped, or None."""
+ReplyCheck = Callable[[int, TrainReply], str | None]
+"""(server round, parsed reply) -> why the reply must be dropped, or None."""
 
 
-def _failure(msg: Message) -> Failure:
-    code = msg.error.code
-    kind = P.ERROR_NAMES.get(code, "node-error")
-    reason = (msg.error.reason or "").strip().splitlines()
-    return Failure(msg.metadata.src_node_id, kind, reason[-1] if reason else "no reason given")
+def failure_of(msg: Message) -> Failure:
+    """An error reply as the contract allows the platform to see it."""
+    node = msg.metadata.src_node_id
+    try:
+        error = ErrorReply.parse(msg.error.code, msg.error.reason)
+    except ContractViolation:
+        return Failure(node, "contract-violation", "undeclared-error")
+    return Failure(node, error.code.kind, error.problem.value, error.column, error.file)
 
 
-def _report(msg: Message) -> dict[str, object]:
-    record = msg.content.config_records.get(P.REPORT)
-    return dict(record) if record is not None else {}
+def parse_train_reply(msg: Message) -> TrainReply:
+    """The declared report of a training reply; raises ContractViolation otherwise."""
+    content = msg.content
+    arrays = content.array_records
+    if set(arrays) != {P.ARRAYS}:
+        raise ContractViolation(f"train reply must carry exactly one '{P.ARRAYS}' record")
+    records = {**content.metric_records, **content.config_records}
+    if len(records) != len(content.metric_records) + len(content.config_records):
+        raise ContractViolation("train reply reuses a record name")
+    return TrainReply.from_records({k: dict(v) for k, v in records.items()})
 
 
-def _update_problem(msg: Message, report: dict[str, object]) -> str | None:
-    """Why an update cannot be aggregated, or None if it can.
-
-    The weights must be finite and hash to the ``update-hash`` the partner signed
-    into its ledger entry, so what is aggregated is what was ledgered.
-    """
-    arrays = msg.content.array_records.get(P.ARRAYS)
-    if arrays is None or msg.content.metric_records.get(P.METRICS) is None:
-        return "reply lacks weights or metrics"
-    if P.PARTNER_ID not in report:
-        return "reply lacks the partner report"
-    state = {name: a.numpy() for name, a in arrays.items()}
+def _weights_problem(msg: Message, update_hash: str) -> str | None:
+    """Non-finite weights, or weights that are not the ones the partner declared."""
+    state = {name: a.numpy() for name, a in msg.content[P.ARRAYS].items()}
     if not all(np.isfinite(v).all() for v in state.values()):
         return "update has non-finite weights"
-    claimed = report.get("update-hash")
-    if claimed and claimed != state_dict_sha256(state):
+    if update_hash != state_dict_sha256(state):
         return "update does not match the update-hash the partner reported"
     return None
 
 
-def _train_record(
-    msg: Message, metrics: MetricRecord, report: dict[str, object]
-) -> PartnerTrainRecord | None:
-    try:
-        epsilon = float(metrics[P.EPSILON])
-        return PartnerTrainRecord(
-            partner_id=str(report[P.PARTNER_ID]),
-            node_id=msg.metadata.src_node_id,
-            num_examples=int(metrics[P.NUM_EXAMPLES]),
-            train_loss=float(metrics[P.TRAIN_LOSS]),
-            epsilon=epsilon if math.isfinite(epsilon) else None,
-            delta=float(metrics[P.DELTA]) if math.isfinite(epsilon) else None,
-            report=report,
-        )
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
 class AccountableStrategy(Strategy):
-    """Delegate to ``strategy``; record, validate and gate on contributors."""
+    """Delegate to ``strategy``; parse, validate, record and gate on contributors.
+
+    ``require_dp=False`` admits non-private baseline replies (benchmarks on public
+    data only); the platform's ServerApp never sets it.
+    """
 
     def __init__(
         self,
@@ -89,11 +78,13 @@ class AccountableStrategy(Strategy):
         *,
         min_partners: int,
         check_reply: ReplyCheck | None = None,
+        require_dp: bool = True,
     ) -> None:
         self.strategy = strategy
         self.round_log = round_log
         self.min_partners = min_partners
         self.check_reply = check_reply
+        self.require_dp = require_dp
 
     def summary(self) -> None:
         logger.info("AccountableStrategy(min_partners=%d) wrapping:", self.min_partners)
@@ -104,6 +95,25 @@ class AccountableStrategy(Strategy):
     ) -> Iterable[Message]:
         return self.strategy.configure_train(server_round, arrays, config, grid)
 
+    def _accept(
+        self, server_round: int, msg: Message
+    ) -> tuple[PartnerTrainRecord | None, Failure | None]:
+        """(record, None) to aggregate; (record or None, failure) to reject."""
+        node = msg.metadata.src_node_id
+        if not self.require_dp and not msg.content.config_records:
+            return PartnerTrainRecord(f"node-{node}", node, None, None, None), None
+        try:
+            reply = parse_train_reply(msg)
+        except ContractViolation as exc:
+            return None, Failure(node, "contract-violation", str(exc)[:200])
+        record = PartnerTrainRecord(reply.partner_id, node, reply.epsilon, reply.delta, reply)
+        problem = _weights_problem(msg, reply.update_hash)
+        if problem is None and self.check_reply is not None:
+            problem = self.check_reply(server_round, reply)
+        if problem is not None:
+            return record, Failure(node, "invalid-update", problem)
+        return record, None
+
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
@@ -111,37 +121,25 @@ class AccountableStrategy(Strategy):
         accepted: list[Message] = []
         for msg in replies:
             if msg.has_error():
-                failure = _failure(msg)
-                record.failures.append(failure)
-                logger.warning(
-                    "round %d: node %d did not contribute (%s): %s",
-                    server_round,
-                    failure.node_id,
-                    failure.kind,
-                    failure.reason,
-                )
-                continue
-            report = _report(msg)
-            metrics = msg.content.metric_records.get(P.METRICS)
-            problem = _update_problem(msg, report)
-            if problem is None and self.check_reply is not None:
-                problem = self.check_reply(server_round, report)
-            train = (
-                None
-                if metrics is None or P.PARTNER_ID not in report
-                else _train_record(msg, metrics, report)
-            )
-            if problem is not None or train is None:
-                failure = Failure(msg.metadata.src_node_id, "invalid-update", str(problem))
+                train, failure = None, failure_of(msg)
+            else:
+                train, failure = self._accept(server_round, msg)
+            if failure is not None:
                 record.failures.append(failure)
                 if train is not None:
                     record.rejected.append(train)  # its release is ledgered, not accepted
                 logger.warning(
-                    "round %d: dropped node %d: %s", server_round, failure.node_id, failure.reason
+                    "round %d: node %d did not contribute (%s): %s%s",
+                    server_round,
+                    failure.node_id,
+                    failure.kind,
+                    failure.problem,
+                    f", column '{failure.column}'" if failure.column else "",
                 )
                 continue
-            record.train.append(train)
-            accepted.append(msg)
+            if train is not None:
+                record.train.append(train)
+                accepted.append(msg)
         if len(accepted) < self.min_partners:
             logger.error(
                 "round %d: only %d partner(s) contributed, fewer than min_partners=%d; "
@@ -158,44 +156,13 @@ class AccountableStrategy(Strategy):
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        return self.strategy.configure_evaluate(server_round, arrays, config, grid)
+        """None: partner-side evaluation is off; the platform evaluates on its own data."""
+        return []
 
     def aggregate_evaluate(
         self, server_round: int, replies: Iterable[Message]
     ) -> MetricRecord | None:
-        record = self.round_log.round(server_round)
-        valid: list[Message] = []
-        for msg in replies:
-            if msg.has_error():
-                failure = _failure(msg)
-                logger.warning(
-                    "round %d: evaluation failed on node %d (%s): %s",
-                    server_round,
-                    failure.node_id,
-                    failure.kind,
-                    failure.reason,
-                )
-                continue
-            metrics = msg.content.metric_records.get(P.METRICS)
-            report = _report(msg)
-            if metrics is None:
-                continue
-            record.evaluate.append(
-                PartnerEvalRecord(
-                    partner_id=str(report.get(P.PARTNER_ID, msg.metadata.src_node_id)),
-                    node_id=msg.metadata.src_node_id,
-                    num_examples=int(metrics[P.NUM_EXAMPLES]),
-                    auc=float(metrics[P.AUC]),
-                    logloss=float(metrics[P.LOGLOSS]),
-                )
-            )
-            valid.append(msg)
-        if not valid:
-            return None
-        result = self.strategy.aggregate_evaluate(server_round, valid)
-        if result is not None:
-            record.federated_metrics = {k: float(v) for k, v in result.items()}
-        return result
+        return None
 
 
-__all__ = ["AccountableStrategy"]
+__all__ = ["AccountableStrategy", "failure_of", "parse_train_reply"]

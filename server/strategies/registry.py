@@ -22,6 +22,7 @@ from flwr.serverapp.strategy import (
     Strategy,
 )
 
+from federation.protocol import AGGREGATION_WEIGHT
 from server.errors import PlatformConfigError
 from server.strategies.metrics import aggregate_partner_metrics
 
@@ -33,7 +34,6 @@ class StrategyConfig:
     name: str = "fedavg"
     min_partners: int = 2
     fraction_train: float = 1.0
-    fraction_evaluate: float = 1.0
     proximal_mu: float = 0.0
     server_learning_rate: float = 0.01
     trimmed_beta: float = 0.2
@@ -46,10 +46,9 @@ class StrategyConfig:
             )
         if isinstance(self.min_partners, bool) or self.min_partners < 1:
             raise PlatformConfigError("min_partners must be at least 1")
-        for attr in ("fraction_train", "fraction_evaluate"):
-            value = getattr(self, attr)
-            if not (isinstance(value, int | float) and 0 <= value <= 1):
-                raise PlatformConfigError(f"{attr} must be in [0, 1]")
+        value = self.fraction_train
+        if isinstance(value, bool) or not (isinstance(value, int | float) and 0 < value <= 1):
+            raise PlatformConfigError("fraction_train must be in (0, 1]")
         for attr in ("proximal_mu", "server_learning_rate"):
             value = getattr(self, attr)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
@@ -78,12 +77,15 @@ def available_strategies() -> tuple[str, ...]:
 
 
 def _common(cfg: StrategyConfig) -> dict[str, Any]:
+    """Weights are the partners' declared ``aggregation-weight`` (never row counts), and
+    no evaluate messages are sent: partner-side evaluation is off (privacy.wire)."""
     return {
         "fraction_train": cfg.fraction_train,
-        "fraction_evaluate": cfg.fraction_evaluate,
+        "fraction_evaluate": 0.0,
         "min_train_nodes": cfg.min_partners,
-        "min_evaluate_nodes": min(cfg.min_partners, 1) if cfg.fraction_evaluate else 0,
+        "min_evaluate_nodes": 0,
         "min_available_nodes": cfg.min_partners,
+        "weighted_by_key": AGGREGATION_WEIGHT,
         "train_metrics_aggr_fn": aggregate_partner_metrics,
         "evaluate_metrics_aggr_fn": aggregate_partner_metrics,
     }
@@ -120,7 +122,7 @@ def _krum(cfg: StrategyConfig) -> Strategy:
 
 
 def build_strategy(cfg: StrategyConfig) -> Strategy:
-    """A fresh Flower strategy for ``cfg`` (metrics: weighted mean, epsilon max)."""
+    """A fresh Flower strategy for ``cfg`` (metrics: declared weights summed, epsilon max)."""
     return _BUILDERS[cfg.name](cfg)
 
 

@@ -1,17 +1,18 @@
-"""Where a round's time goes: message round trips vs the partners' own work.
+"""How long each message round trip takes, as the platform sees it.
 
 Wraps any strategy and writes one JSON line per round to ``timing.jsonl``: the
-wall time of the train and evaluate message round trips (send until the last
-reply), and the slowest partner's own compute time for each (from the
-``compute-seconds`` it reports). The difference is what Flower's transport and
-process handling cost that round; ``bench/bench_rounds.py`` reads this file.
+wall time of the train message round trip (send until the last reply). Partners
+no longer report their compute time (it reveals their row counts; see
+:mod:`privacy.wire`); each partner node keeps its own in a local file
+(:data:`clients.node.ROUND_TIMES_FILE`), which ``bench/bench_rounds.py`` reads on
+the one machine where it runs every party, to split wall time into compute and
+overhead.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -20,27 +21,9 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from federation import protocol as P
-
 logger = logging.getLogger(__name__)
 
 TIMING_FILE = "timing.jsonl"
-
-
-def slowest_compute(replies: Iterable[Message]) -> float:
-    """Largest ``compute-seconds`` among successful replies (0 if none report it)."""
-    slowest = 0.0
-    for msg in replies:
-        if msg.has_error():
-            continue
-        report = msg.content.config_records.get(P.REPORT)
-        try:
-            value = float(report[P.COMPUTE_SECONDS]) if report is not None else 0.0
-        except (KeyError, TypeError, ValueError):
-            continue
-        if math.isfinite(value):
-            slowest = max(slowest, value)
-    return slowest
 
 
 class RoundTimer(Strategy):
@@ -64,7 +47,6 @@ class RoundTimer(Strategy):
     def _end(self, server_round: int, kind: str, replies: list[Message]) -> None:
         row = self._rows.setdefault(server_round, {"round": server_round})
         row[f"{kind}_wall_s"] = self._clock() - self._started.pop((server_round, kind))
-        row[f"{kind}_compute_s"] = slowest_compute(replies)
         row[f"{kind}_replies"] = len(replies)
 
     def configure_train(
@@ -111,4 +93,4 @@ def read_timing(path: Path) -> list[dict[str, float]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-__all__ = ["TIMING_FILE", "RoundTimer", "read_timing", "slowest_compute"]
+__all__ = ["TIMING_FILE", "RoundTimer", "read_timing"]

@@ -113,7 +113,7 @@ def test_platform_init_writes_a_loadable_config_with_sane_defaults(platform: Pat
     link = load_superlink_settings(platform)
 
     assert (config.rounds, config.strategy.name, config.strategy.min_partners) == (4, "fedavg", 2)
-    assert config.evaluate_in_train and config.model.name == "deepfm"
+    assert config.model.name == "deepfm"
     assert link.address == "10.1.2.3:19093" and link.local_address == "127.0.0.1:19093"
     assert set(certificate_hosts(link.server_cert)) == {"10.1.2.3", "platform.example", "127.0.0.1"}
     assert _mode(config.signing_key) == 0o600

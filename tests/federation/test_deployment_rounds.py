@@ -20,11 +20,10 @@ from flwr.app import (
 )
 
 from federation import protocol as P
-from federation.client_app import PARTNER_CONFIG_KEY, train
+from federation.client_app import PARTNER_CONFIG_KEY, evaluate, train
 from federation.deployment.grid import WAITS_ENV, ResponsiveGrid, responsive_grid
 from models import ModelConfig, build_model, builtin_spec_path, load_spec
-from server.rounds import RoundLog
-from server.strategies.evaluate_in_train import EvaluateInTrain
+from privacy.wire import ErrorCode, declared_keys
 from server.strategies.round_timing import RoundTimer, read_timing
 
 
@@ -125,43 +124,11 @@ class Recorder:
         return None
 
 
-def _train_reply(
-    received, src: int, partner: str, *, auc: float, n: int, compute: float
-) -> Message:
-    evaluation = ConfigRecord(
-        {P.NUM_EXAMPLES: n, P.AUC: auc, P.LOGLOSS: 0.5, P.MEAN_PREDICTION: 0.2}
-    )
-    report = ConfigRecord({P.PARTNER_ID: partner, P.COMPUTE_SECONDS: compute})
-    return received(RecordDict({P.REPORT: report, P.EVALUATION: evaluation}), src=src)
+def _train_reply(received, src: int) -> Message:
+    return received(RecordDict({P.REPORT: ConfigRecord({P.PARTNER_ID: f"p{src}"})}), src=src)
 
 
-def test_evaluation_rides_in_the_next_train_message_and_lands_on_its_round(received) -> None:
-    inner, log = Recorder(received), RoundLog()
-    strategy = EvaluateInTrain(inner, log, num_rounds=3)  # type: ignore[arg-type]
-    caller = ConfigRecord({P.RUN_ID: "r"})
-
-    for rnd in (1, 2):
-        strategy.configure_train(rnd, ArrayRecord(), caller, None)  # type: ignore[arg-type]
-    evaluate_before_last = strategy.configure_evaluate(2, ArrayRecord(), caller, None)  # type: ignore[arg-type]
-    evaluate_last = strategy.configure_evaluate(3, ArrayRecord(), caller, None)  # type: ignore[arg-type]
-    replies = [
-        _train_reply(received, 1, "shop-a", auc=0.6, n=100, compute=1.0),
-        _train_reply(received, 2, "crm-c", auc=0.9, n=300, compute=2.0),
-        received(src=3, content=Error(code=1002, reason="bad data")),
-    ]
-    strategy.aggregate_train(2, replies)
-
-    assert [c[P.EVALUATE_FIRST] for c in inner.train_configs] == [False, True]
-    assert P.EVALUATE_FIRST not in caller  # the caller's record is not written into
-    assert list(evaluate_before_last) == [] and len(list(evaluate_last)) == 1
-    assert inner.evaluated == [3] and inner.train_replies == {2: 3}
-    round1 = log.round(1)
-    assert sorted(e.partner_id for e in round1.evaluate) == ["crm-c", "shop-a"]
-    assert round1.federated_metrics[P.AUC] == pytest.approx((0.6 * 100 + 0.9 * 300) / 400)
-    assert log.round(2).evaluate == []
-
-
-def test_round_timer_splits_each_round_into_wall_and_slowest_compute(
+def test_round_timer_records_each_round_trip_as_the_platform_sees_it(
     tmp_path: Path, received
 ) -> None:
     clock = FakeClock()
@@ -172,8 +139,8 @@ def test_round_timer_splits_each_round_into_wall_and_slowest_compute(
     timer.aggregate_train(
         1,
         [
-            _train_reply(received, 1, "a", auc=0.5, n=1, compute=3.5),
-            _train_reply(received, 2, "b", auc=0.5, n=1, compute=4.0),
+            _train_reply(received, 1),
+            _train_reply(received, 2),
             received(src=3, content=Error(code=5, reason="node gone")),
         ],
     )
@@ -185,18 +152,17 @@ def test_round_timer_splits_each_round_into_wall_and_slowest_compute(
     assert row == {
         "round": 1,
         "train_wall_s": 5.0,
-        "train_compute_s": 4.0,
         "train_replies": 3,
         "evaluate_wall_s": 1.5,
-        "evaluate_compute_s": 0.0,
         "evaluate_replies": 0,
     }
 
 
-def test_client_app_evaluates_the_received_model_before_training_it(
+def test_client_app_replies_with_the_contract_only_and_refuses_evaluation(
     tmp_path: Path, synthetic_logs, received
 ) -> None:
-    """A real partner node: the train reply carries the pre-training evaluation."""
+    """A real partner node: asked to evaluate first, it sends no evaluation, no loss,
+    no counts, no timing: exactly the declared train-reply keys."""
     from clients.config import PrivacySettings, TrainingSettings
     from federation.workspace import PartnerSetup, create_workspace
     from server.strategies.registry import StrategyConfig
@@ -211,8 +177,8 @@ def test_client_app_evaluates_the_received_model_before_training_it(
             PartnerSetup(
                 "shop-a",
                 logs["shop-a"],
-                PrivacySettings(epsilon=4.0, planned_rounds=2, max_grad_norm=5.0),
-                TrainingSettings(batch_size=4096),  # full batch: instant calibration
+                PrivacySettings(epsilon=4.0, planned_rounds=2, sample_rate=0.5),
+                TrainingSettings(batch_size=600),
             )
         ],
         model=ModelConfig(name="lr"),
@@ -229,7 +195,7 @@ def test_client_app_evaluates_the_received_model_before_training_it(
             P.SPEC_HASH: spec.spec_hash,
             P.MODEL_CONFIG: json.dumps(ModelConfig(name="lr").to_dict()),
             P.SERVER_ROUND: 2,
-            P.EVALUATE_FIRST: True,
+            "evaluate-first": True,
         }
     )
     msg = received(RecordDict({P.ARRAYS: ArrayRecord(weights), P.CONFIG: config}))
@@ -242,9 +208,12 @@ def test_client_app_evaluates_the_received_model_before_training_it(
     )
 
     reply = train(msg, context)
+    refused = evaluate(msg, context)
 
     assert not reply.has_error()
-    evaluation = reply.content.config_records[P.EVALUATION]
-    assert 0.0 <= float(evaluation[P.AUC]) <= 1.0 and int(evaluation[P.NUM_EXAMPLES]) > 0
-    assert float(reply.content.config_records[P.REPORT][P.COMPUTE_SECONDS]) > 0
+    declared = declared_keys("train-reply")
+    assert set(reply.content.config_records) == {P.REPORT}
+    assert set(reply.content[P.REPORT]) == declared[P.REPORT]
+    assert set(reply.content[P.METRICS]) == declared[P.METRICS]
     assert isinstance(reply.content.metric_records[P.METRICS], MetricRecord)
+    assert refused.has_error() and refused.error.code == ErrorCode.EVALUATION_OFF

@@ -1,17 +1,22 @@
 """A real Flower simulation (Ray) of a federation where things go wrong, end to end.
 
 One run covers: a partner that runs out of budget and refuses, a partner whose
-file is broken, a partner with bad rows it skips; the platform aggregates the
-rest, publishes a signed model whose card names only real contributors, and the
-audit passes. No mock stands in for Flower, Opacus or the signature.
+file is broken, a partner with bad rows it skips, a partner whose log has one bad
+value and rejects it; the platform aggregates the rest, publishes a signed model
+whose card names only real contributors, and the audit passes. Nothing of the bad
+row (its value, its row number) reaches any file or log record on the platform's
+side. No mock stands in for Flower, Opacus or the signature.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import re
 from dataclasses import replace
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from clients.config import PrivacySettings, TrainingSettings
@@ -26,13 +31,33 @@ from server.strategies.registry import StrategyConfig
 pytestmark = pytest.mark.slow
 
 
+MAGIC_VALUE = "MAGIC4417"
+MAGIC_ROW = 1234
+
+
+class _PlatformLog(logging.Handler):
+    """Every log record the platform's process emits while the run is on."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory: pytest.TempPathFactory, synthetic_logs):
     logs, test_file = synthetic_logs
     root = tmp_path_factory.mktemp("sim")
     broken = root / "broken-d.parquet"
     broken.write_bytes(b"PAR1 not really parquet")
-    privacy = PrivacySettings(epsilon=4.0, delta=1e-5, planned_rounds=2, max_grad_norm=5.0)
+    table = pq.read_table(logs["shop-a"])
+    labels = [str(v) for v in table.column("click").to_pylist()]
+    labels[MAGIC_ROW - 1] = MAGIC_VALUE
+    rejecting = root / "strict-e.parquet"
+    pq.write_table(table.set_column(0, "click", [labels]), rejecting)
+    privacy = PrivacySettings(epsilon=4.0, delta=1e-5, planned_rounds=2, sample_rate=0.25)
     training = TrainingSettings(batch_size=256, local_epochs=1, learning_rate=0.01)
     partners = [
         PartnerSetup("shop-a", logs["shop-a"], privacy, training),
@@ -41,6 +66,7 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory, synthetic_logs):
         ),
         PartnerSetup("crm-c", logs["crm-c"], privacy, training),
         PartnerSetup("broken-d", broken, privacy, training),
+        PartnerSetup("strict-e", rejecting, privacy, training, bad_rows="reject"),
     ]
     spec_file = builtin_spec_path("demo")
     ws = create_workspace(
@@ -53,41 +79,68 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory, synthetic_logs):
         rounds=2,
         eval_data=test_file,
     )
-    run_simulation(
-        platform_config=ws.platform_config,
-        partner_configs=list(ws.partner_configs.values()),
-        run_id="sim-test",
-        flwr_home=root / "flwr-home",
-    )
+    platform_log = _PlatformLog()
+    logging.getLogger().addHandler(platform_log)
+    try:
+        run_simulation(
+            platform_config=ws.platform_config,
+            partner_configs=list(ws.partner_configs.values()),
+            run_id="sim-test",
+            flwr_home=root / "flwr-home",
+        )
+    finally:
+        logging.getLogger().removeHandler(platform_log)
     summary = json.loads((ws.runs / "sim-test" / "summary.json").read_text())
-    return ws, summary
+    return ws, summary, platform_log.lines
 
 
 def test_refusals_and_broken_files_do_not_stop_the_federation(finished_run) -> None:
-    """Round 1: three contribute, the broken file fails; round 2: the partner out of
-    budget refuses; both rounds aggregate."""
-    _, summary = finished_run
+    """Round 1: three contribute, the broken and the strict file fail; round 2: the
+    partner out of budget refuses; both rounds aggregate."""
+    _, summary, _ = finished_run
     r1, r2 = summary["rounds"]
 
     assert sorted(t["partner_id"] for t in r1["train"]) == ["advertiser-b", "crm-c", "shop-a"]
     assert sorted(t["partner_id"] for t in r2["train"]) == ["crm-c", "shop-a"]
-    assert [f["kind"] for f in r1["failures"]] == ["bad-data"]
-    assert sorted(f["kind"] for f in r2["failures"]) == ["bad-data", "budget-refused"]
+    assert sorted((f["kind"], f["problem"]) for f in r1["failures"]) == [
+        ("bad-data", "bad-label"),
+        ("bad-data", "unreadable-file"),
+    ]
+    assert sorted(f["kind"] for f in r2["failures"]) == ["bad-data", "bad-data", "budget-refused"]
     assert r1["aggregated"] and r2["aggregated"]
     assert r2["global_metrics"]["auc"] > 0.5
 
 
 def test_epsilon_is_the_worst_partner_and_within_each_budget(finished_run) -> None:
-    _, summary = finished_run
+    _, summary, _ = finished_run
     for row in summary["rounds"]:
         for t in row["train"]:
             assert 0 < t["epsilon"] <= 4.0
     crm = next(t for t in summary["rounds"][1]["train"] if t["partner_id"] == "crm-c")
-    assert crm["report"]["rows-skipped"] == 3  # bad rows skipped and reported, not silent
+    assert "rows-skipped" not in json.dumps(crm)  # skipped rows stay in crm-c's own log
+
+
+def test_no_value_or_row_number_of_a_rejected_row_reaches_the_platform(finished_run) -> None:
+    """(d) Every file on the platform's side and every log record of its process."""
+    ws, summary, platform_lines = finished_run
+    platform_root = Path(ws.platform_config).parent
+    texts = [
+        path.read_bytes().decode("utf-8", "replace")
+        for path in [*platform_root.rglob("*"), *ws.registry.rglob("*")]
+        if path.is_file()
+    ]
+    texts += platform_lines
+    row = re.compile(rf"\brows?\W{{0,3}}{MAGIC_ROW}\b")
+    assert texts and any("strict-e" in t for t in texts)  # the refusal itself is recorded
+    for text in texts:
+        assert MAGIC_VALUE not in text
+        assert not row.search(text)
+    failure = next(f for f in summary["rounds"][0]["failures"] if f["problem"] == "bad-label")
+    assert (failure["column"], failure["file"]) == ("click", "strict-e.parquet")
 
 
 def test_card_names_only_partners_that_contributed(finished_run) -> None:
-    _, summary = finished_run
+    _, summary, _ = finished_run
     card = json.loads((Path(summary["model_path"]) / "card.json").read_text())
     partners = {p["partner_id"]: p for p in card["privacy"]["partners"]}
 
@@ -99,7 +152,7 @@ def test_card_names_only_partners_that_contributed(finished_run) -> None:
 
 
 def test_published_model_verifies_and_one_flipped_byte_does_not(finished_run) -> None:
-    ws, summary = finished_run
+    ws, summary, _ = finished_run
     model_dir = Path(summary["model_path"])
     args = [str(model_dir), "--public-key", str(ws.platform_public_key)]
 
@@ -118,7 +171,7 @@ def test_published_model_verifies_and_one_flipped_byte_does_not(finished_run) ->
 def test_ledgers_match_and_the_audit_passes(finished_run, tmp_path: Path) -> None:
     from federation.auditing import collect_audit_inputs
 
-    ws, _ = finished_run
+    ws, _, _ = finished_run
     assert len(read_ledger(ws.partner_dir("shop-a") / "ledger.jsonl").entries) == 2
     assert len(read_ledger(ws.partner_dir("advertiser-b") / "ledger.jsonl").entries) == 1
     assert read_ledger(ws.partner_dir("broken-d") / "ledger.jsonl").entries == ()

@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from models import FeatureSpec, ModelConfig, build_model, registered_models
 from models.errors import UnknownModelError
 from privacy.dpsgd import get_implementation
+from privacy.randomness import SecureRandom
 
 
 def _batch(spec: FeatureSpec, n: int = 64):
@@ -63,9 +64,12 @@ def test_every_model_trains_under_opacus(demo_spec: FeatureSpec, name: str, impl
         module=model,
         optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
         data_loader=DataLoader(TensorDataset(*_batch(demo_spec, 128)), batch_size=32),
+        sample_rate=0.25,
+        steps=4,
+        expected_batch_size=32,
         noise_multiplier=1.0,
         max_grad_norm=1.0,
-        noise_generator=torch.Generator().manual_seed(1),
+        rng=SecureRandom.fresh(),
     )
     for *inputs, y in private.data_loader:
         private.optimizer.zero_grad()

@@ -4,16 +4,20 @@ naming the file and entry that caused it."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from privacy.audit import AuditResult, audit_directories
+from privacy.audit import AuditResult, audit_directories, render_html
 from privacy.audit.cards import CARD_FILE, CARD_SIGNATURE_FILE, WEIGHTS_FILE
+from privacy.audit.contract import WITHHELD
 from privacy.audit.synthetic import SyntheticPartner, SyntheticRun, write_synthetic_run
 from privacy.budget import PrivacyBudget
 from privacy.ledger import GENESIS_HASH, Entry, make_entry, parse_body, read_ledger
@@ -348,3 +352,155 @@ def test_every_finding_carries_the_offending_entry(run):
     for finding in audit(run).findings:
         if finding.seq is not None:
             assert Entry.from_dict(finding.entry).seq == finding.seq
+
+
+# ---- the wire contract -------------------------------------------------------------------------
+def _set(card: dict[str, Any], path: str, value: Any) -> None:
+    """Set ``a.b[0].c``-style ``path`` in ``card``, creating mappings on the way."""
+    *parents, last = [int(p[:-1]) if p.endswith("]") else p for p in re.split(r"\.|\[", path)]
+    node: Any = card
+    for key in parents:
+        node = node.setdefault(key, {}) if isinstance(node, dict) else node[key]
+    node[last] = value
+
+
+@pytest.mark.parametrize(
+    ("path", "leaf"),
+    [
+        ("metrics.federated.auc", "metrics.federated.auc"),
+        ("privacy.partners[0].num_examples", "privacy.partners[].num_examples"),
+        ("training.seconds", "training.seconds"),
+    ],
+)
+def test_a_card_carrying_an_undeclared_value_fails(tmp_path, path, leaf):
+    """The platform signs, publishes and records a card with a value privacy.wire does not
+    declare: ledgers and card agree, only the contract check catches it. The finding
+    names the path, never the value."""
+    value = 0.123456789
+    run = write_synthetic_run(
+        tmp_path, partners=[ACME], rounds=1, edit_card=lambda card: _set(card, path, value)
+    )
+    source = f"models/{run.card_dir.name}/card.json"
+
+    result = audit(run)
+
+    assert not result.passed and result.verdict == "FAIL"
+    assert found(result) == {("undeclared-card-field", source, None)}
+    (finding,) = result.findings
+    assert leaf in finding.message
+    assert str(value) not in json.dumps(result.to_dict())
+
+
+def test_every_undeclared_card_value_is_a_finding_of_its_own(tmp_path):
+    """Two undeclared values, two findings; a malformed card still has them reported."""
+
+    def overshare(card: dict[str, Any]) -> None:
+        card["metrics"]["federated"] = {"auc": 0.7}
+        card["privacy"]["partners"][0]["num_examples"] = 5000
+        del card["privacy"]["neighbour_relation"]
+
+    run = write_synthetic_run(tmp_path, partners=[ACME], rounds=1, edit_card=overshare)
+
+    result = audit(run)
+
+    undeclared = sorted(f.message for f in result.findings if f.code == "undeclared-card-field")
+    assert len(undeclared) == 2
+    assert "'metrics.federated.auc'" in undeclared[0]
+    assert "'privacy.partners[].num_examples'" in undeclared[1]
+    assert "card-unreadable" in {str(f.code) for f in result.findings}
+
+
+@pytest.mark.parametrize(
+    ("change", "what"),
+    [
+        (lambda card: _set(card, "privacy.neighbour_relation", "replace one row"), "neighbour"),
+        (
+            lambda card: _set(card, "privacy.partners[0].dp_implementation", "opacus-plain"),
+            "dp_implementation",
+        ),
+    ],
+    ids=["neighbour-relation", "dp-implementation"],
+)
+def test_a_card_stating_another_relation_or_implementation_fails(tmp_path, change, what):
+    """Declared card values are checked against the ledgers and the contract too."""
+    run = write_synthetic_run(tmp_path, partners=[ACME], rounds=1, edit_card=change)
+
+    result = audit(run)
+
+    assert {c for c, _, _ in found(result)} == {"card-mismatch"}
+    assert what in result.findings[0].message
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda card: _set(card, "training.failures", []),
+        lambda card: card.update(metrics={}),
+    ],
+    ids=["no-failures", "no-platform-holdout"],
+)
+def test_an_honest_card_with_empty_declared_sections_passes(tmp_path, change):
+    """A run without failures, or without platform holdout data, publishes nothing undeclared."""
+    run = write_synthetic_run(tmp_path, partners=[ACME], rounds=1, edit_card=change)
+
+    assert audit(run).passed
+
+
+def resign_raw(path: Path, key, owner: str, change: Callable[[Entry], dict[str, Any]]) -> None:
+    """Re-sign and re-chain a ledger with raw bodies, as an owner could, bypassing the schema."""
+    prev, out = GENESIS_HASH, []
+    for entry in read_ledger(path).entries:
+        unsigned = replace(entry, body=change(entry), prev_hash=prev, signature="")
+        new = replace(unsigned, signature=sign(key, canonical_json(unsigned.unsigned_dict())))
+        out.append(new.canonical_bytes() + b"\n")
+        prev = new.hash
+    path.write_bytes(b"".join(out))
+
+
+COUNT = 98765
+
+
+@pytest.mark.parametrize("owner", ["platform", "acme"])
+def test_a_ledger_entry_carrying_an_undeclared_field_fails_without_repeating_it(run, owner):
+    """A row count (schema 1) in validly signed, chained reports or releases: schema-invalid
+    findings that name the field; the report shows the entries with the value withheld."""
+    key = run.platform_key if owner == "platform" else run.partner_keys[owner]
+    kind = "platform-report" if owner == "platform" else "partner-release"
+
+    def add_count(entry: Entry) -> dict[str, Any]:
+        extra = {"num_examples": COUNT} if entry.kind == kind else {}
+        return {**entry.body, **extra}
+
+    resign_raw(run.ledger(owner), key, owner, add_count)
+    seqs = {e.seq for e in read_ledger(run.ledger(owner)).entries if e.kind == kind}
+
+    result = audit(run)
+
+    assert not result.passed
+    schema = {(s, seq) for c, s, seq in found(result) if c == "schema-invalid"}
+    assert schema == {(f"{owner}.jsonl", seq) for seq in seqs}
+    assert not any(c in ("bad-signature", "chain-break") for c, _, _ in found(result))
+    for finding in result.findings:
+        if finding.code == "schema-invalid":
+            assert "num_examples" in finding.message
+            assert finding.entry["body"]["num_examples"] == WITHHELD
+    page = render_html(result, generated_at=datetime(2026, 1, 1, tzinfo=UTC))
+    assert str(COUNT) not in page and str(COUNT) not in json.dumps(result.to_dict())
+
+
+def test_a_schema_1_ledger_is_unparseable(run):
+    """Entries written before row counts were dropped are refused, line by line."""
+    path = run.ledger("acme")
+    old = []
+    for line in lines(path):
+        entry = json.loads(line)
+        entry["schema_version"] = 1
+        entry["body"]["num_examples"] = COUNT
+        old.append(canonical_json(entry) + b"\n")
+    path.write_bytes(b"".join(old))
+
+    result = audit(run)
+
+    unparseable = {(f.source, f.line) for f in result.findings if f.code == "unparseable-entry"}
+    assert unparseable == {("acme.jsonl", n) for n in (1, 2, 3)}
+    assert str(COUNT) not in json.dumps(result.to_dict())

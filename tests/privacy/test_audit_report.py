@@ -3,6 +3,7 @@ machines, exit codes; and the HTML as a person sees it, rendered by headless Chr
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import shutil
@@ -15,11 +16,29 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from privacy.audit import AuditResult, audit_directories, audit_main, render_html, write_report
+from privacy.audit import (
+    AuditResult,
+    audit_directories,
+    audit_main,
+    privacy_statement,
+    render_html,
+    report_dict,
+    write_report,
+)
 from privacy.audit.plots import BUDGET_COLOR, CLAIMED_COLOR, PLD_COLOR
 from privacy.audit.synthetic import SyntheticPartner, SyntheticRun, write_synthetic_run
 from privacy.budget import PrivacyBudget
 from privacy.ledger import Finding, FindingCode
+from privacy.wire import (
+    CARD_FIELDS,
+    ERROR_REPLY_FIELDS,
+    NEIGHBOUR_RELATION,
+    NOT_SENT,
+    TRAIN_REPLY_FIELDS,
+    UNIT_OF_PRIVACY,
+    FieldClass,
+    Problem,
+)
 
 WHEN = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 BUDGET = PrivacyBudget(epsilon=1.0, delta=1e-5)
@@ -144,11 +163,95 @@ def test_json_report_is_machine_readable(understating, tmp_path):
     assert release["epsilon_claimed"] < release["epsilon_independent_pld"]
     assert release["reference"] == "pld"
     assert report["privacy_statement"]["unit_of_privacy"].startswith("one example")
+    assert report["schema_version"] == 2
+    assert "num_examples" not in release and "num_examples" not in json.dumps(report)
     assert {i["role"] for i in report["inputs"]} == {
         "platform-ledger",
         "partner-ledger",
         "model-card",
     }
+
+
+def table(page: str, testid: str) -> str:
+    """The HTML of the table with ``data-testid=testid``."""
+    start = page.index(f'data-testid="{testid}"')
+    return page[start : page.index("</table>", start)]
+
+
+def test_the_statement_lists_the_wire_contract_not_a_copy_of_it(honest):
+    """Every NOT_SENT item, every declared DP release and every public-by-declaration value
+    of privacy.wire is in the statement (JSON and HTML), in the contract's order."""
+    result = audit(honest)
+    statement = report_dict(result, generated_at=WHEN)["privacy_statement"]
+    page = render_html(result, generated_at=WHEN)
+    every = (*TRAIN_REPLY_FIELDS, *ERROR_REPLY_FIELDS, *CARD_FIELDS, *NOT_SENT)
+
+    for name, testid, cls in (
+        ("not_sent", "contract-not-sent", FieldClass.NOT_SENT),
+        ("dp_releases", "contract-dp-releases", FieldClass.DP_RELEASE),
+        ("public_by_declaration", "contract-public", FieldClass.PUBLIC),
+    ):
+        declared = [(f.record, f.key, f.accounting) for f in every if f.field_class == cls]
+        listed = [(v["record"], v["key"], v["covered_by"]) for v in statement[name]]
+        assert listed == declared and declared
+        html_table = table(page, testid)
+        for _, key, why in declared:
+            assert f"<code>{html.escape(key)}</code>" in html_table
+            assert html.escape(why) in html_table
+    assert [v["key"] for v in statement["not_sent"]] == [f.key for f in NOT_SENT]
+    dp = {(v["record"], v["key"]) for v in statement["dp_releases"]}
+    assert {("arrays", "*"), ("report", "update-hash"), ("card", "weights.sha256")} <= dp
+
+
+def test_the_statement_states_relation_unit_caveats_and_no_row_count_claim(honest):
+    """Neighbour relation and unit from privacy.wire; the caveats disclosed without DP;
+    delta against 1/n left to the partner's node, as the audit cannot see n."""
+    statement = privacy_statement(audit(honest))
+    page = render_html(audit(honest), generated_at=WHEN)
+
+    assert NEIGHBOUR_RELATION in statement.neighbouring
+    assert statement.unit_of_privacy.startswith(f"one {UNIT_OF_PRIVACY}")
+    disclosed = dict(statement.disclosed_without_dp)
+    usable = disclosed["Whether a partner's data file was usable"]
+    assert all(f.key in usable for f in ERROR_REPLY_FIELDS)
+    assert Problem.MISSING_COLUMN.value in usable
+    assert "rounds_contributed" in disclosed["Which rounds each partner joined"]
+    assert "arrival time" in disclosed["When a reply arrives"]
+    assert "not covered" in disclosed["When a reply arrives"]
+    assert "partner's node checks it locally" in statement.delta_check
+    for topic, why in (*statement.disclosed_without_dp, *statement.not_covered):
+        assert html.escape(topic) in page and html.escape(why) in page
+    assert "1/n for n=" not in page and "num_examples" not in page
+
+
+def test_the_statement_lists_each_partners_dp_releases_with_their_accounting(honest):
+    """Per partner: every release with sigma, q, steps, C, accountant and the recomputed
+    epsilons, as the ledger and the independent accountant give them."""
+    result = audit(honest)
+    statement = report_dict(result, generated_at=WHEN)["privacy_statement"]
+    page = render_html(result, generated_at=WHEN)
+
+    for summary, guarantee in zip(result.partners, statement["partners"], strict=True):
+        assert guarantee["partner_id"] == summary.partner_id
+        releases = guarantee["releases"]
+        assert len(releases) == len(summary.rows) == 3
+        for row, release in zip(summary.rows, releases, strict=True):
+            assert release["update_hash"] == row.update_hash
+            assert release["mechanism"] == {
+                "name": "subsampled Gaussian (DP-SGD)",
+                "noise_multiplier": row.noise_multiplier,
+                "sample_rate": row.sample_rate,
+                "sampling": "poisson",
+                "steps": row.steps,
+                "max_grad_norm": row.max_grad_norm,
+            }
+            assert release["accountant"] == row.accountant
+            assert release["epsilon_independent_rdp"] == row.independent_rdp
+            assert release["epsilon_independent_pld"] == row.independent_pld
+            assert release["epsilon_claimed"] == row.claimed
+        html_table = table(page, f"dp-releases-{summary.partner_id}")
+        assert html_table.count("<tr>") == 1 + 3
+        assert f"{summary.rows[-1].independent_rdp:.4f}" in html_table
 
 
 # ---- CLI -----------------------------------------------------------------------------------------

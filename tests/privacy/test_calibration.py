@@ -50,9 +50,15 @@ def test_calibration_after_spending_covers_only_what_is_left() -> None:
     assert 4.0 - 0.01 <= acc.get_epsilon(delta=1e-5) <= 4.0
 
 
-def test_schedule_matches_opacus_poisson_loader() -> None:
-    """Opacus samples at 1/ceil(n/B) for ceil(n/B) steps per epoch."""
-    assert poisson_schedule(num_examples=1000, batch_size=300, local_epochs=2) == (0.25, 8)
+def test_schedule_is_declared_not_counted() -> None:
+    """Steps per round are ceil(local_epochs / q): no row count goes in."""
+    assert poisson_schedule(sample_rate=0.25, local_epochs=2) == 8
+    assert poisson_schedule(sample_rate=0.05, local_epochs=1) == 20
+    assert poisson_schedule(sample_rate=0.3, local_epochs=1) == 4
+    assert poisson_schedule(sample_rate=1.0, local_epochs=3) == 3
+    for bad in ({"sample_rate": 0.0, "local_epochs": 1}, {"sample_rate": 0.1, "local_epochs": 0}):
+        with pytest.raises(InvalidPrivacyParameter):
+            poisson_schedule(**bad)
 
 
 def test_budget_rejects_nonsense() -> None:

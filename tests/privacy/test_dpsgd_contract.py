@@ -1,6 +1,7 @@
 """Contract every DP-SGD implementation behind :mod:`privacy.dpsgd.base` honours: the
-training loop of the seam runs, the model learns, the engine's accountant sees one entry
-per step at (sigma, 1/len(loader)), and unwrap gives back the model that was passed in."""
+training loop of the seam runs for exactly the declared steps, the model learns, the
+engine's accountant sees one entry per step at (sigma, declared q), untouched rows get
+pure noise of std sigma * C / declared batch, and unwrap gives back the model."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from models import ModelConfig, build_model
 from models.spec import CategoricalFeature, FeatureSpec, NumericFeature
 from privacy.dpsgd import PrivateTraining, get_implementation
+from privacy.randomness import SecureRandom
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Secure RNG turned off"),
@@ -20,6 +22,8 @@ pytestmark = [
 ]
 
 SIGMA = 0.8
+RATE = 0.1  # declared: 10 steps per epoch, whatever the number of rows
+BATCH = 60  # declared expected batch size (600 rows x 0.1)
 
 
 def clicks(n: int = 600) -> TensorDataset:
@@ -30,12 +34,12 @@ def clicks(n: int = 600) -> TensorDataset:
     return TensorDataset(x_cat, torch.randn(n, 2, generator=gen), torch.zeros(n, 0), y)
 
 
-def model() -> nn.Module:
+def model(buckets: int = 20) -> nn.Module:
     spec = FeatureSpec(
         name="contract",
         salt="s",
         label="y",
-        categorical=tuple(CategoricalFeature(name=f"c{i}", buckets=20) for i in range(3)),
+        categorical=tuple(CategoricalFeature(name=f"c{i}", buckets=buckets) for i in range(3)),
         numeric=(NumericFeature(name="n0"), NumericFeature(name="n1")),
     )
     torch.manual_seed(0)
@@ -47,26 +51,35 @@ class DPSGDContract:
 
     implementation: str
 
-    def train(self, epochs: int = 3) -> tuple[nn.Module, PrivateTraining, PrivacyEngine, int]:
-        net = model()
+    def make(
+        self, net: nn.Module, optimizer: torch.optim.Optimizer, *, steps: int
+    ) -> tuple[PrivateTraining, PrivacyEngine]:
         engine = PrivacyEngine(accountant="rdp")
-        torch.manual_seed(1)
         private = get_implementation(self.implementation).make_private(
             engine,
             module=net,
-            optimizer=torch.optim.Adam(net.parameters(), lr=0.05),
-            data_loader=DataLoader(clicks(), batch_size=60),
+            optimizer=optimizer,
+            data_loader=DataLoader(clicks(), batch_size=BATCH),
+            sample_rate=RATE,
+            steps=steps,
+            expected_batch_size=BATCH,
             noise_multiplier=SIGMA,
             max_grad_norm=1.0,
-            noise_generator=torch.Generator().manual_seed(2),
+            rng=SecureRandom.from_key(bytes(range(32))),
         )
+        return private, engine
+
+    def train(self, epochs: int = 3) -> tuple[nn.Module, PrivateTraining, PrivacyEngine, int]:
+        net = model()
+        torch.manual_seed(1)
+        optimizer = torch.optim.Adam(net.parameters(), lr=0.05)
+        private, engine = self.make(net, optimizer, steps=max(int(epochs / RATE), 1))
         steps = 0
-        for _ in range(epochs):
-            for *inputs, y in private.data_loader:
-                private.optimizer.zero_grad()
-                private.criterion(private.module(*inputs), y).backward()
-                private.optimizer.step()
-                steps += 1
+        for *inputs, y in private.data_loader if epochs else []:
+            private.optimizer.zero_grad()
+            private.criterion(private.module(*inputs), y).backward()
+            private.optimizer.step()
+            steps += 1
         return net, private, engine, steps
 
     def test_names_itself(self):
@@ -75,12 +88,35 @@ class DPSGDContract:
 
         assert private.implementation == self.implementation
 
-    def test_accountant_counts_every_step_at_the_loader_rate(self):
-        """One accountant entry (sigma, 1/len(loader), steps) for the whole run."""
+    def test_accountant_counts_every_declared_step_at_the_declared_rate(self):
+        """One accountant entry (sigma, declared q, steps); the loader ran exactly the
+        declared steps, whatever the number of rows."""
         _, private, engine, steps = self.train(epochs=1)
 
-        assert engine.accountant.history == [(SIGMA, 1 / len(private.data_loader), steps)]
-        assert 1 / len(private.data_loader) == pytest.approx(0.1)
+        assert steps == len(private.data_loader) == 10
+        assert engine.accountant.history == [(SIGMA, RATE, steps)]
+
+    def test_untouched_rows_get_pure_noise_of_sigma_c_over_the_declared_batch(self):
+        """Rows no example touches carry only noise: std sigma * C / B, B declared."""
+        net = model(buckets=4000)
+        optimizer = torch.optim.SGD(net.parameters(), lr=0.0)
+        private, _ = self.make(net, optimizer, steps=1)
+        *inputs, y = next(iter(private.data_loader))
+        private.optimizer.zero_grad()
+        private.criterion(private.module(*inputs), y).backward()
+        private.optimizer.step()
+
+        rows = 3 * 4000  # every table holds the three fields' buckets, field f at f * 4000
+        touched = torch.zeros(rows, dtype=torch.bool)
+        touched[(inputs[0] + torch.arange(3) * 4000).flatten()] = True
+        noise = torch.cat(
+            [p.grad[~touched].flatten() for p in net.parameters() if p.shape[0] == rows]
+        )
+
+        assert noise.numel() > 10_000
+        bound = 5 * SIGMA / BATCH / noise.numel() ** 0.5
+        assert float(noise.mean()) == pytest.approx(0.0, abs=bound)
+        assert float(noise.std()) == pytest.approx(SIGMA * 1.0 / BATCH, rel=0.03)
 
     def test_learns_and_unwraps_to_the_same_model(self):
         """A few private epochs beat chance on an easy task; unwrap returns the input model."""

@@ -26,11 +26,22 @@ from privacy.dpsgd import (
     get_implementation,
 )
 from privacy.errors import InvalidPrivacyParameter
+from privacy.randomness import SecureRandom
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Secure RNG turned off"),
     pytest.mark.filterwarnings("ignore:Full backward hook is firing"),
 ]
+
+RATE = 0.1  # declared Poisson rate (400 rows: 40 expected per batch)
+STEPS = 10
+BATCH = 40
+
+
+def rng_for(seed: int) -> SecureRandom:
+    """A reproducible CSPRNG stream per seed (never a production key)."""
+    return SecureRandom.from_key(seed.to_bytes(32, "little"))
+
 
 ROWS_PER_FIELD = 500
 FIELDS = 4
@@ -78,7 +89,10 @@ def make(
         data_loader=loader,
         noise_multiplier=noise_multiplier,
         max_grad_norm=max_grad_norm,
-        noise_generator=torch.Generator().manual_seed(seed),
+        sample_rate=RATE,
+        steps=STEPS,
+        expected_batch_size=BATCH,
+        rng=rng_for(seed),
     )
 
 
@@ -180,8 +194,8 @@ def test_noised_updates_average_to_opacus_clipped_mean():
     assert float(z.std()) == pytest.approx(1.0, rel=0.03)
 
 
-def test_noise_comes_from_the_injected_generator_only():
-    """Same generator seed, same noise; another seed, other noise; the global RNG is untouched."""
+def test_noise_comes_from_the_injected_csprng_only():
+    """Same key, same noise; another key, other noise; torch's global RNG is untouched."""
     batch = poisson_batch()
     first, second, other = deepfm(), deepfm(), deepfm()
     runs = [
@@ -210,7 +224,7 @@ def test_empty_poisson_batch_gives_pure_noise_and_counts_a_step():
 
     expected = 1.0 / private.optimizer.expected_batch_size
     assert float(grads(model).std()) == pytest.approx(expected, rel=0.05)
-    assert engine.accountant.history == [(1.0, 1 / len(private.data_loader), 1)]
+    assert engine.accountant.history == [(1.0, RATE, 1)]
 
 
 # ---- accounting -----------------------------------------------------------------------
@@ -218,8 +232,7 @@ def test_empty_poisson_batch_gives_pure_noise_and_counts_a_step():
 
 def train_one_epoch(implementation: str, sigma: float = 1.1):
     engine = PrivacyEngine(accountant="rdp")
-    torch.manual_seed(11)  # Poisson sampling draws from the global RNG, as in Opacus
-    private = make(implementation, deepfm(), noise_multiplier=sigma, engine=engine)
+    private = make(implementation, deepfm(), noise_multiplier=sigma, engine=engine, seed=11)
     batches = 0
     for *inputs, y in private.data_loader:
         private.optimizer.zero_grad()
@@ -229,15 +242,16 @@ def train_one_epoch(implementation: str, sigma: float = 1.1):
     return engine, private, batches
 
 
-def test_accountant_sees_the_same_rate_and_steps_as_opacus():
-    """One epoch: the engine's accountant records (sigma, 1/len(loader), steps) exactly as
-    for Opacus' ghost mode, and the partner accountant accepts it as the approved round."""
+def test_accountant_sees_the_declared_rate_and_steps_as_opacus_ghost_does():
+    """The engine's accountant records (sigma, declared q, declared steps) exactly as for
+    Opacus' ghost mode, and the partner accountant accepts it as the approved round."""
     ours, ours_private, ours_batches = train_one_epoch("fedctr-sparse")
     ghost, ghost_private, _ = train_one_epoch("opacus-ghost")
-    rate = 1 / len(DataLoader(dataset(), batch_size=40))
+    rate = RATE
 
+    assert ours_batches == STEPS
     assert ours.accountant.history == ghost.accountant.history == [(1.1, rate, ours_batches)]
-    assert ours_private.data_loader.sample_rate == ghost_private.data_loader.sample_rate
+    assert ours_private.data_loader.batch_sampler.sample_rate == RATE
     assert ours_private.optimizer.expected_batch_size == ghost_private.optimizer.expected_batch_size
     partner = PartnerAccountant(kind="rdp")
     release = DPSGDRound(
@@ -248,15 +262,17 @@ def test_accountant_sees_the_same_rate_and_steps_as_opacus():
     assert partner.epsilon(1e-5) == pytest.approx(ghost.get_epsilon(1e-5))
 
 
-def test_batches_are_poisson_sampled():
-    """The loader is Opacus' Poisson loader: batch sizes vary around the expected size."""
+def test_batches_are_poisson_sampled_from_the_csprng():
+    """Declared steps of independently sampled rows: sizes vary around q * rows, and the
+    loader never consults torch's global RNG."""
     _, private, _ = train_one_epoch("fedctr-sparse")
-    torch.manual_seed(3)
+    state = torch.get_rng_state()
     sizes = [len(y) for *_, y in private.data_loader]
 
-    assert type(private.data_loader).__name__ == "DPDataLoader"
-    assert len(set(sizes)) > 1
-    assert sum(sizes) / len(sizes) == pytest.approx(40, rel=0.25)
+    assert type(private.data_loader.batch_sampler).__name__ == "PoissonBatchSampler"
+    assert len(sizes) == STEPS and len(set(sizes)) > 1
+    assert sum(sizes) / len(sizes) == pytest.approx(RATE * 400, rel=0.25)
+    assert torch.equal(torch.get_rng_state(), state)
 
 
 # ---- refusals -------------------------------------------------------------------------
@@ -307,7 +323,10 @@ def test_unsupported_models_are_refused_before_training(model, message):
             data_loader=loader,
             noise_multiplier=1.0,
             max_grad_norm=1.0,
-            noise_generator=torch.Generator(),
+            sample_rate=RATE,
+            steps=STEPS,
+            expected_batch_size=BATCH,
+            rng=rng_for(0),
         )
 
 
@@ -325,7 +344,10 @@ def test_optimizer_must_hold_every_trainable_parameter():
             data_loader=loader,
             noise_multiplier=1.0,
             max_grad_norm=1.0,
-            noise_generator=torch.Generator(),
+            sample_rate=RATE,
+            steps=STEPS,
+            expected_batch_size=BATCH,
+            rng=rng_for(0),
         )
     assert all(not m._forward_hooks for m in model.modules())
 
@@ -377,7 +399,10 @@ def test_in_place_change_of_a_recorded_input_is_detected():
         data_loader=loader,
         noise_multiplier=0.0,
         max_grad_norm=1.0,
-        noise_generator=torch.Generator(),
+        sample_rate=RATE,
+        steps=STEPS,
+        expected_batch_size=BATCH,
+        rng=rng_for(0),
     )
     x = torch.randn(4, 3)
     private.criterion(private.module(x).squeeze(1), torch.ones(4)).backward()

@@ -18,11 +18,22 @@ from torch.utils.data import DataLoader, TensorDataset
 from models import ModelConfig, build_model, registered_models
 from models.spec import CategoricalFeature, EmbeddingFeature, FeatureSpec, NumericFeature
 from privacy.dpsgd import get_implementation, sparse_norms
+from privacy.randomness import SecureRandom
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Secure RNG turned off"),
     pytest.mark.filterwarnings("ignore:Full backward hook is firing"),
 ]
+
+RATE = 0.1  # declared Poisson rate (400 rows: 40 expected per batch)
+STEPS = 10
+BATCH = 40
+
+
+def rng_for(seed: int) -> SecureRandom:
+    """A reproducible CSPRNG stream per seed (never a production key)."""
+    return SecureRandom.from_key(seed.to_bytes(32, "little"))
+
 
 REL = 1e-5
 
@@ -42,7 +53,10 @@ def sparse_norms_of(model: nn.Module, inputs: tuple[torch.Tensor, ...], y: torch
         data_loader=loader,
         noise_multiplier=0.0,
         max_grad_norm=1.0,
-        noise_generator=torch.Generator().manual_seed(0),
+        sample_rate=RATE,
+        steps=STEPS,
+        expected_batch_size=BATCH,
+        rng=rng_for(0),
     )
     private.optimizer.zero_grad()
     private.criterion(private.module(*inputs), y).backward()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from privacy.budget import DPSGDRound, PrivacyBudget
 from privacy.ledger import (
     GENESIS_HASH,
+    SCHEMA_VERSION,
     TORN_SUFFIX,
     Entry,
     FindingCode,
@@ -30,7 +32,13 @@ from privacy.ledger import (
     verify_entry,
     verify_ledger,
 )
-from privacy.signing import SignatureInvalid, canonical_json, generate_signing_key
+from privacy.signing import (
+    SignatureInvalid,
+    canonical_json,
+    generate_signing_key,
+    key_id,
+    sign,
+)
 
 
 def release(round_: int, epsilon: float = 0.5, partner: str = "acme") -> PartnerRelease:
@@ -47,7 +55,6 @@ def release(round_: int, epsilon: float = 0.5, partner: str = "acme") -> Partner
         epsilon_after=epsilon,
         delta=1e-5,
         budget=PrivacyBudget(epsilon=8.0, delta=1e-5),
-        num_examples=1000,
     )
 
 
@@ -276,6 +283,7 @@ def test_a_ledger_rewritten_with_another_key_fails_every_signature(tmp_path, key
         ("mechanism", {"noise_multiplier": 1.0, "max_grad_norm": 1.0, "sample_rate": 0.01}),
         ("budget", {"epsilon": 8.0, "delta": 1e-5, "extra": 1}),
         ("surprise", 1),
+        ("num_examples", 1000),
     ],
 )
 def test_release_bodies_are_parsed_field_by_field(field, value):
@@ -285,6 +293,56 @@ def test_release_bodies_are_parsed_field_by_field(field, value):
 
     with pytest.raises(LedgerEntryInvalid):
         PartnerRelease.from_dict(data)
+
+
+def report(round_: int = 1) -> PlatformReport:
+    return PlatformReport.from_release(release(round_), partner_entry_hash="c" * 64, accepted=True)
+
+
+@pytest.mark.parametrize("body", [release, report], ids=["partner-release", "platform-report"])
+def test_bodies_carry_no_row_counts(body):
+    """Schema 2: no row count in what a partner sends or the platform records; one is refused
+    by name, like any field the schema does not declare."""
+    data = body(1).to_dict()
+    assert not {k for k in data if "example" in k or "rows" in k}
+
+    with pytest.raises(LedgerEntryInvalid, match="unknown fields \\['num_examples'\\]"):
+        type(body(1)).from_dict({**data, "num_examples": 1000})
+
+
+def test_entries_of_another_schema_version_are_refused(key):
+    """A schema-1 entry (bodies with row counts) is not read as schema 2."""
+    entry = make_entry(
+        seq=0, owner="acme", body=release(1), prev_hash=GENESIS_HASH, signing_key=key
+    )
+    assert entry.schema_version == SCHEMA_VERSION == 2
+    old = {**entry.to_dict(), "schema_version": 1}
+
+    with pytest.raises(LedgerEntryInvalid, match="schema_version 1"):
+        Entry.from_dict(old)
+
+
+def test_a_signed_entry_with_an_undeclared_body_field_is_a_schema_finding(tmp_path, key):
+    """Validly signed and chained, but the body carries a row count: the integrity check
+    reports it (schema-invalid), naming the field and not its value."""
+    path = tmp_path / "acme.jsonl"
+    unsigned = Entry(
+        schema_version=SCHEMA_VERSION,
+        seq=0,
+        kind="partner-release",
+        owner="acme",
+        body={**release(1).to_dict(), "num_examples": 987654},
+        prev_hash=GENESIS_HASH,
+        signer=key_id(key),
+        signature="",
+    )
+    signed = replace(unsigned, signature=sign(key, canonical_json(unsigned.unsigned_dict())))
+    path.write_bytes(signed.canonical_bytes() + b"\n")
+
+    findings = verify_ledger(read_ledger(path), key.public_key(), owner="acme")
+
+    assert [(f.code, f.seq) for f in findings] == [(FindingCode.SCHEMA, 0)]
+    assert "num_examples" in findings[0].message and "987654" not in findings[0].message
 
 
 @pytest.mark.parametrize(

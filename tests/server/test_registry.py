@@ -233,7 +233,6 @@ def test_partner_provenance_is_validated() -> None:
             accountant="moments",
             unit_of_privacy="example",
             dp_implementation="opacus-ghost",
-            num_examples=1,
             rounds_contributed=1,
         )
     with pytest.raises(CardFieldError, match="delta"):
@@ -244,7 +243,6 @@ def test_partner_provenance_is_validated() -> None:
             accountant="rdp",
             unit_of_privacy="example",
             dp_implementation="opacus-ghost",
-            num_examples=1,
             rounds_contributed=1,
         )
 

@@ -1,0 +1,523 @@
+"""The wire contract: every value a partner may send the platform, and its privacy class.
+
+A partner's rows are protected by its own (epsilon, delta) only if *everything* that
+leaves its node is covered. This module is the one place that says what may leave:
+each field of each message kind is
+
+- a **DP release**, with the mechanism and accountant that cover it,
+- **public by declaration**: a function of the partner's config, the spec or what
+  the platform itself sent, never of the partner's rows, or
+- **not sent**: listed here so the README, the card statement and the audit can say
+  so, and a contract test can prove no reply carries it.
+
+The partner's ClientApp builds replies only through :class:`TrainReply` and
+:class:`ErrorReply`; the platform parses them back through the same types, which
+refuse unknown, missing or ill-typed keys (fail closed). Neighbour relation:
+**add/remove one row** of the partner's training log (unit of privacy: one
+example). Sampling rate and steps are declared in the partner's config, so the
+accounted epsilon is itself data-independent.
+
+Imports nothing outside ``privacy`` and the standard library (no Flower): records
+travel as plain mappings that the Flower wiring wraps.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import IntEnum, StrEnum
+from typing import Any, Literal
+
+from privacy.budget import ACCOUNTANT_KINDS, AccountantKind, DPSGDRound, PrivacyBudget
+from privacy.errors import InvalidPrivacyParameter, PrivacyError
+
+UNIT_OF_PRIVACY = "example"
+NEIGHBOUR_RELATION = "add/remove one row of the partner's training log"
+
+# Record names inside a Flower reply.
+ARRAYS = "arrays"
+METRICS = "metrics"
+REPORT = "report"
+
+
+class ContractViolation(PrivacyError, ValueError):
+    """A reply carries a value the wire contract does not declare, or lacks one it needs."""
+
+
+class FieldClass(StrEnum):
+    """How a value that crosses a trust boundary is covered."""
+
+    DP_RELEASE = "dp-release"
+    PUBLIC = "public-by-declaration"
+    NOT_SENT = "not-sent"
+
+
+@dataclass(frozen=True)
+class WireField:
+    """One declared value: where it travels and why it may."""
+
+    key: str
+    record: str
+    field_class: FieldClass
+    accounting: str
+
+
+# ---- partner -> platform: the train reply ---------------------------------------
+_CONFIG = "partner config (data-independent)"
+TRAIN_REPLY_FIELDS: tuple[WireField, ...] = (
+    WireField(
+        "*",
+        ARRAYS,
+        FieldClass.DP_RELEASE,
+        "DP-SGD update: Poisson subsampled Gaussian (q, sigma, C, steps in this reply), "
+        "composed in the partner's accountant and ledger",
+    ),
+    WireField("aggregation-weight", METRICS, FieldClass.PUBLIC, _CONFIG + ": FedAvg weight"),
+    WireField(
+        "epsilon",
+        METRICS,
+        FieldClass.PUBLIC,
+        "accountant(sigma, q, steps) of all releases: depends on the config only",
+    ),
+    WireField("delta", METRICS, FieldClass.PUBLIC, _CONFIG),
+    WireField("partner-id", REPORT, FieldClass.PUBLIC, _CONFIG),
+    WireField("accountant", REPORT, FieldClass.PUBLIC, _CONFIG),
+    WireField("dp-implementation", REPORT, FieldClass.PUBLIC, _CONFIG),
+    WireField("unit-of-privacy", REPORT, FieldClass.PUBLIC, "fixed: 'example'"),
+    WireField(
+        "noise-multiplier",
+        REPORT,
+        FieldClass.PUBLIC,
+        "calibrated from budget, q, steps and earlier releases: data-independent",
+    ),
+    WireField("sample-rate", REPORT, FieldClass.PUBLIC, _CONFIG + ": declared q"),
+    WireField("steps", REPORT, FieldClass.PUBLIC, _CONFIG + ": ceil(local_epochs / q)"),
+    WireField("max-grad-norm", REPORT, FieldClass.PUBLIC, _CONFIG),
+    WireField("budget-epsilon", REPORT, FieldClass.PUBLIC, _CONFIG),
+    WireField("budget-delta", REPORT, FieldClass.PUBLIC, _CONFIG),
+    WireField(
+        "base-model-hash", REPORT, FieldClass.PUBLIC, "hash of the weights the platform sent"
+    ),
+    WireField(
+        "update-hash", REPORT, FieldClass.DP_RELEASE, "hash of the DP update (post-processing)"
+    ),
+    WireField(
+        "ledger-entry",
+        REPORT,
+        FieldClass.PUBLIC,
+        "the partner's signed ledger entry: exactly the fields above",
+    ),
+)
+
+# ---- partner -> platform: an error reply ----------------------------------------
+ERROR_REPLY_FIELDS: tuple[WireField, ...] = (
+    WireField("code", "error", FieldClass.PUBLIC, "a fixed code (ErrorCode)"),
+    WireField("file", "error", FieldClass.PUBLIC, _CONFIG + ": the configured file's name"),
+    WireField("column", "error", FieldClass.PUBLIC, "a column name of the public feature spec"),
+    WireField("problem", "error", FieldClass.PUBLIC, "a fixed reason class (Problem)"),
+)
+
+# ---- values that never leave the partner -----------------------------------------
+NOT_SENT: tuple[WireField, ...] = tuple(
+    WireField(key, "-", FieldClass.NOT_SENT, why)
+    for key, why in (
+        ("num-examples", "exact row counts (training, holdout) stay local"),
+        ("rows-skipped", "the count of skipped bad rows stays in the partner's log"),
+        ("train-loss", "per-example loss is unbounded; not released"),
+        ("evaluation", "partner-side evaluation is off: the platform evaluates on its own data"),
+        ("compute-seconds", "timing is not reported"),
+        ("row numbers and cell values of bad rows", "only in the partner's local log"),
+        ("raw rows, feature values, user keys", "never leave the partner"),
+    )
+)
+
+# ---- platform -> public: the model card ------------------------------------------
+# Leaf paths of the signed card ("[]" any list item, "*" any subtree). Anything else in
+# a card is undeclared, and the audit reports it as a finding.
+_POST = "post-processing of the aggregated DP updates"
+CARD_FIELDS: tuple[WireField, ...] = tuple(
+    WireField(path, "card", cls, why)
+    for path, cls, why in (
+        ("format", FieldClass.PUBLIC, "fixed"),
+        ("format_version", FieldClass.PUBLIC, "fixed"),
+        ("model_version", FieldClass.PUBLIC, "registry counter"),
+        ("created_at", FieldClass.PUBLIC, "platform clock"),
+        ("run_id", FieldClass.PUBLIC, "platform config"),
+        ("rounds", FieldClass.PUBLIC, "rounds aggregated (which partners answered: see failures)"),
+        ("weights.file", FieldClass.PUBLIC, "fixed"),
+        ("weights.format", FieldClass.PUBLIC, "fixed"),
+        ("weights.sha256", FieldClass.DP_RELEASE, _POST),
+        ("feature_spec.hash", FieldClass.PUBLIC, "the public feature spec"),
+        ("feature_spec.spec.*", FieldClass.PUBLIC, "the public feature spec"),
+        ("model.*", FieldClass.PUBLIC, "platform model config"),
+        ("privacy.num_partners", FieldClass.PUBLIC, "partners whose updates were aggregated"),
+        ("privacy.neighbour_relation", FieldClass.PUBLIC, "fixed"),
+        ("privacy.partners[].partner_id", FieldClass.PUBLIC, _CONFIG),
+        ("privacy.partners[].epsilon", FieldClass.PUBLIC, "accountant of declared mechanisms"),
+        ("privacy.partners[].delta", FieldClass.PUBLIC, _CONFIG),
+        ("privacy.partners[].accountant", FieldClass.PUBLIC, _CONFIG),
+        ("privacy.partners[].unit_of_privacy", FieldClass.PUBLIC, "fixed: 'example'"),
+        ("privacy.partners[].dp_implementation", FieldClass.PUBLIC, _CONFIG),
+        ("privacy.partners[].rounds_contributed", FieldClass.PUBLIC, "rounds aggregated"),
+        (
+            "metrics.platform_holdout.*",
+            FieldClass.DP_RELEASE,
+            _POST + ", evaluated on the platform's own data",
+        ),
+        ("training.strategy", FieldClass.PUBLIC, "platform config"),
+        ("training.min_partners", FieldClass.PUBLIC, "platform config"),
+        ("training.rounds_planned", FieldClass.PUBLIC, "platform config"),
+        ("training.rounds_aggregated", FieldClass.PUBLIC, "rounds aggregated"),
+        ("training.failures[].round", FieldClass.PUBLIC, "error replies: code only"),
+        ("training.failures[].node_id", FieldClass.PUBLIC, "Flower node id"),
+        ("training.failures[].kind", FieldClass.PUBLIC, "error replies: code only"),
+        (
+            "serving.base_rate",
+            FieldClass.DP_RELEASE,
+            _POST + " on the platform's own data, or platform config",
+        ),
+        ("serving.mean_prediction_low", FieldClass.DP_RELEASE, "as serving.base_rate"),
+        ("serving.mean_prediction_high", FieldClass.DP_RELEASE, "as serving.base_rate"),
+        ("serving.non_personalized.*", FieldClass.PUBLIC, "spec and platform config"),
+        ("signing.algorithm", FieldClass.PUBLIC, "fixed"),
+        ("signing.key_id", FieldClass.PUBLIC, "the platform's public key"),
+    )
+)
+
+
+def _leaf_paths(value: Any, prefix: str) -> list[tuple[str, bool]]:
+    """(path, is an empty container) of every leaf of a JSON value."""
+    if isinstance(value, Mapping):
+        if not value:
+            return [(prefix, True)]
+        out: list[tuple[str, bool]] = []
+        for key, item in value.items():
+            out += _leaf_paths(item, f"{prefix}.{key}" if prefix else str(key))
+        return out
+    if isinstance(value, list):
+        items = [p for item in value for p in _leaf_paths(item, prefix + "[]")]
+        return items or [(prefix, True)]
+    return [(prefix, False)]
+
+
+def _declared(path: str, pattern: str) -> bool:
+    if pattern.endswith(".*"):
+        return path == pattern[:-2] or path.startswith(pattern[:-1])
+    return path == pattern
+
+
+def _declared_container(path: str, pattern: str) -> bool:
+    """An empty section (``{}`` / ``[]``) is declared if a pattern lies inside it."""
+    return pattern == path or pattern.startswith((path + ".", path + "["))
+
+
+def undeclared_card_fields(card: Mapping[str, Any]) -> list[str]:
+    """Leaf paths of ``card`` that :data:`CARD_FIELDS` does not declare (sorted, unique).
+
+    An empty section (``metrics: {}``, ``failures: []``) counts as declared when a
+    declared field lives inside it.
+    """
+    patterns = [f.key for f in CARD_FIELDS]
+    out = set()
+    for path, empty in _leaf_paths(card, ""):
+        if any(_declared(path, pat) for pat in patterns):
+            continue
+        if empty and any(_declared_container(path, pat) for pat in patterns):
+            continue
+        out.add(path)
+    return sorted(out)
+
+
+# Message kinds a partner answers; ``evaluate`` is refused (see NOT_SENT).
+MessageKind = Literal["train-reply", "error-reply"]
+CONTRACT: Mapping[str, tuple[WireField, ...]] = {
+    "train-reply": TRAIN_REPLY_FIELDS,
+    "error-reply": ERROR_REPLY_FIELDS,
+}
+
+
+# ---- error replies -------------------------------------------------------------
+class ErrorCode(IntEnum):
+    """fedctr refusal codes (Flower's own codes are small integers)."""
+
+    BUDGET_REFUSED = 1001
+    BAD_DATA = 1002
+    SPEC_MISMATCH = 1003
+    PARTNER = 1004
+    PACKING = 1005  # packed arrays that do not match their layout
+    EVALUATION_OFF = 1006
+
+    @property
+    def kind(self) -> str:
+        return _ERROR_KINDS[self]
+
+
+_ERROR_KINDS = {
+    ErrorCode.BUDGET_REFUSED: "budget-refused",
+    ErrorCode.BAD_DATA: "bad-data",
+    ErrorCode.SPEC_MISMATCH: "spec-mismatch",
+    ErrorCode.PARTNER: "partner-error",
+    ErrorCode.PACKING: "unreadable-arrays",
+    ErrorCode.EVALUATION_OFF: "evaluation-off",
+}
+
+
+class Problem(StrEnum):
+    """Why a partner could not contribute, as a fixed class: never a value or row number."""
+
+    # data files (bad-data)
+    UNREADABLE_FILE = "unreadable-file"
+    EMPTY_FILE = "empty-file"
+    MISSING_COLUMN = "missing-column"
+    BAD_HEADER = "bad-header"
+    BAD_LABEL = "bad-label"
+    NOT_A_NUMBER = "not-a-number"
+    INFINITE_VALUE = "infinite-value"
+    BAD_EMBEDDING = "bad-embedding"
+    BAD_CATEGORY = "bad-category"
+    BAD_LAYOUT = "bad-layout"
+    ALL_ROWS_BAD = "all-rows-bad"
+    # refusals
+    BUDGET_EXHAUSTED = "budget-exhausted"
+    SPEC_MISMATCH = "spec-mismatch"
+    EVALUATION_OFF = "evaluation-off"
+    PRIVACY_STATE = "privacy-state"
+    CONFIG = "config"
+    UNREADABLE_ARRAYS = "unreadable-arrays"
+    INTERNAL = "internal"
+
+
+_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ErrorReply:
+    """What the platform learns of a failed message: code, file, column, reason class."""
+
+    code: ErrorCode
+    problem: Problem
+    file: str | None = None
+    column: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "code", ErrorCode(self.code))
+        object.__setattr__(self, "problem", Problem(self.problem))
+        for name in ("file", "column"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, str) and _NAME.fullmatch(value)):
+                raise ContractViolation(f"error reply {name} must match {_NAME.pattern}")
+
+    def reason(self) -> str:
+        """The Flower ``Error.reason`` text: ``key=value`` pairs of declared fields only."""
+        parts = [f"problem={self.problem.value}"]
+        if self.file is not None:
+            parts.append(f"file={self.file}")
+        if self.column is not None:
+            parts.append(f"column={self.column}")
+        return " ".join(parts)
+
+    @classmethod
+    def parse(cls, code: int, reason: str) -> ErrorReply:
+        """Parse an untrusted error reply; anything undeclared is a ContractViolation."""
+        try:
+            error_code = ErrorCode(code)
+        except ValueError as exc:
+            raise ContractViolation(f"undeclared error code {code!r}") from exc
+        values: dict[str, str] = {}
+        for part in str(reason or "").split():
+            key, sep, value = part.partition("=")
+            if not sep or key not in ("problem", "file", "column") or key in values:
+                raise ContractViolation("error reason carries undeclared text")
+            values[key] = value
+        try:
+            return cls(
+                code=error_code,
+                problem=Problem(values.get("problem", "")),
+                file=values.get("file"),
+                column=values.get("column"),
+            )
+        except ValueError as exc:
+            raise ContractViolation(f"error reply does not follow the contract: {exc}") from exc
+
+
+# ---- train replies ---------------------------------------------------------------
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def _keys(record: Mapping[str, Any] | None, name: str, declared: set[str]) -> Mapping[str, Any]:
+    if record is None:
+        raise ContractViolation(f"train reply lacks its '{name}' record")
+    keys = set(record)
+    if keys != declared:
+        raise ContractViolation(
+            f"train reply '{name}': undeclared keys {sorted(keys - declared)}, "
+            f"missing keys {sorted(declared - keys)}"
+        )
+    return record
+
+
+def _real(record: Mapping[str, Any], key: str) -> float:
+    value = record[key]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ContractViolation(f"'{key}' must be a finite number")
+    return float(value)
+
+
+def _int(record: Mapping[str, Any], key: str) -> int:
+    value = record[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ContractViolation(f"'{key}' must be a non-negative integer")
+    return value
+
+
+def _text(record: Mapping[str, Any], key: str, pattern: re.Pattern[str] = _IDENT) -> str:
+    value = record[key]
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise ContractViolation(f"'{key}' must match {pattern.pattern}")
+    return value
+
+
+_METRIC_KEYS = {f.key for f in TRAIN_REPLY_FIELDS if f.record == METRICS}
+_REPORT_KEYS = {f.key for f in TRAIN_REPLY_FIELDS if f.record == REPORT}
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainReply:
+    """Everything but the weights that a partner sends after a DP training round."""
+
+    partner_id: str
+    release: DPSGDRound
+    accountant: AccountantKind
+    dp_implementation: str
+    epsilon: float
+    delta: float
+    budget: PrivacyBudget
+    aggregation_weight: float
+    base_model_hash: str
+    update_hash: str
+    ledger_entry: str
+    unit_of_privacy: Literal["example"] = UNIT_OF_PRIVACY
+
+    def __post_init__(self) -> None:
+        # Built by the partner and parsed by the platform: one validation for both.
+        self.from_records(self.to_records())
+
+    def to_records(self) -> dict[str, dict[str, Any]]:
+        """``{record name: {key: value}}``: the metric and config records of the reply."""
+        r = self.release
+        return {
+            METRICS: {
+                "aggregation-weight": self.aggregation_weight,
+                "epsilon": self.epsilon,
+                "delta": self.delta,
+            },
+            REPORT: {
+                "partner-id": self.partner_id,
+                "accountant": self.accountant,
+                "dp-implementation": self.dp_implementation,
+                "unit-of-privacy": self.unit_of_privacy,
+                "noise-multiplier": r.noise_multiplier,
+                "sample-rate": r.sample_rate,
+                "steps": r.steps,
+                "max-grad-norm": r.max_grad_norm,
+                "budget-epsilon": self.budget.epsilon,
+                "budget-delta": self.budget.delta,
+                "base-model-hash": self.base_model_hash,
+                "update-hash": self.update_hash,
+                "ledger-entry": self.ledger_entry,
+            },
+        }
+
+    @classmethod
+    def from_records(cls, records: Mapping[str, Mapping[str, Any] | None]) -> TrainReply:
+        """Parse an untrusted reply: exact key sets, typed values, or ContractViolation."""
+        undeclared = set(records) - {METRICS, REPORT}
+        if undeclared:
+            raise ContractViolation(f"train reply carries undeclared records {sorted(undeclared)}")
+        metrics = _keys(records.get(METRICS), METRICS, _METRIC_KEYS)
+        report = _keys(records.get(REPORT), REPORT, _REPORT_KEYS)
+        accountant = report["accountant"]
+        if accountant not in ACCOUNTANT_KINDS:
+            raise ContractViolation(f"'accountant' must be one of {ACCOUNTANT_KINDS}")
+        if report["unit-of-privacy"] != UNIT_OF_PRIVACY:
+            raise ContractViolation(f"'unit-of-privacy' must be {UNIT_OF_PRIVACY!r}")
+        weight = _real(metrics, "aggregation-weight")
+        if weight <= 0:
+            raise ContractViolation("'aggregation-weight' must be > 0")
+        ledger_entry = report["ledger-entry"]
+        if not isinstance(ledger_entry, str) or not ledger_entry:
+            raise ContractViolation("'ledger-entry' must be the signed entry (JSON text)")
+        try:
+            return cls._build(metrics, report, accountant, weight, ledger_entry)
+        except InvalidPrivacyParameter as exc:
+            raise ContractViolation(f"train reply: {exc}") from exc
+
+    @classmethod
+    def _build(
+        cls,
+        metrics: Mapping[str, Any],
+        report: Mapping[str, Any],
+        accountant: AccountantKind,
+        weight: float,
+        ledger_entry: str,
+    ) -> TrainReply:
+        reply = object.__new__(cls)
+        values = {
+            "partner_id": _text(report, "partner-id"),
+            "release": DPSGDRound(
+                noise_multiplier=_real(report, "noise-multiplier"),
+                sample_rate=_real(report, "sample-rate"),
+                steps=_int(report, "steps"),
+                max_grad_norm=_real(report, "max-grad-norm"),
+            ),
+            "accountant": accountant,
+            "dp_implementation": _text(report, "dp-implementation"),
+            "epsilon": _real(metrics, "epsilon"),
+            "delta": _real(metrics, "delta"),
+            "budget": PrivacyBudget(
+                epsilon=_real(report, "budget-epsilon"), delta=_real(report, "budget-delta")
+            ),
+            "aggregation_weight": weight,
+            "base_model_hash": _text(report, "base-model-hash", _HEX64),
+            "update_hash": _text(report, "update-hash", _HEX64),
+            "ledger_entry": ledger_entry,
+            "unit_of_privacy": UNIT_OF_PRIVACY,
+        }
+        for key, value in values.items():
+            object.__setattr__(reply, key, value)
+        return reply
+
+
+def declared_keys(kind: MessageKind) -> dict[str, set[str]]:
+    """Record name -> declared keys of a message kind (the contract test enumerates these)."""
+    out: dict[str, set[str]] = {}
+    for f in CONTRACT[kind]:
+        out.setdefault(f.record, set()).add(f.key)
+    return out
+
+
+__all__ = [
+    "ARRAYS",
+    "CARD_FIELDS",
+    "CONTRACT",
+    "ERROR_REPLY_FIELDS",
+    "METRICS",
+    "NEIGHBOUR_RELATION",
+    "NOT_SENT",
+    "REPORT",
+    "TRAIN_REPLY_FIELDS",
+    "UNIT_OF_PRIVACY",
+    "ContractViolation",
+    "ErrorCode",
+    "ErrorReply",
+    "FieldClass",
+    "MessageKind",
+    "Problem",
+    "TrainReply",
+    "WireField",
+    "declared_keys",
+    "undeclared_card_fields",
+]
