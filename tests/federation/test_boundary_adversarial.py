@@ -17,6 +17,7 @@ back and prove the privacy boundary:
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 import pyarrow.parquet as pq
@@ -87,7 +88,15 @@ def _attacker(spec, log: list[tuple[str, dict]]) -> ServerApp:
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        nodes = sorted(grid.get_node_ids())
+        try:
+            attack(grid)
+        except Exception as exc:  # Flower would swallow it: make the test fail loudly
+            log.append(("attacker-crashed", {"error": repr(exc)}))
+
+    def attack(grid: Grid) -> None:
+        deadline = time.monotonic() + 120
+        while len(nodes := sorted(grid.get_node_ids())) < 4 and time.monotonic() < deadline:
+            time.sleep(0.1)  # the attacker polls for its victims, as Flower's strategies do
         weights = _crafted_weights(spec)
         for step, kind in enumerate(
             [MessageType.TRAIN, MessageType.EVALUATE, MessageType.TRAIN, MessageType.EVALUATE]
