@@ -31,7 +31,7 @@ from models import ModelConfig
 from privacy.dpsgd import DEFAULT_IMPLEMENTATION
 from server.publishing import SUMMARY_FILE
 from server.registry import verify_card
-from server.rounds import read_round_log
+from server.rounds import failure_text, read_round_log
 from server.strategies.registry import StrategyConfig
 
 logger = logging.getLogger(__name__)
@@ -139,13 +139,6 @@ def _fmt(value: float | None, digits: int = 4) -> str:
     return f"{value:.{digits}f}"
 
 
-def _failure_text(failure: dict) -> str:
-    text = f"node {failure['node_id']}: {failure['kind']} ({failure['problem']}"
-    if failure.get("column"):
-        text += f", column {failure['column']}"
-    return text + ")"
-
-
 def round_table(summary: dict, partner_ids: list[str]) -> Table:
     """Per round, only what the wire contract lets the platform see.
 
@@ -167,7 +160,7 @@ def round_table(summary: dict, partner_ids: list[str]) -> Table:
     for row in summary["rounds"]:
         glob = row.get("global_metrics") or {}
         eps = {t["partner_id"]: t["epsilon"] for t in row["train"]}
-        failures = ", ".join(_failure_text(f) for f in row["failures"])
+        failures = ", ".join(failure_text(f) for f in row["failures"])
         table.add_row(
             str(row["round"]),
             _fmt(glob.get("auc")),

@@ -12,6 +12,7 @@ import logging
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from privacy.wire import TrainReply
@@ -103,6 +104,12 @@ class RoundLog:
         return out
 
 
+def failure_text(failure: Mapping[str, Any]) -> str:
+    """One failure of a ``rounds.jsonl`` row, as the platform may tell it (privacy.wire)."""
+    column = f", column {failure['column']}" if failure.get("column") else ""
+    return f"node {failure['node_id']}: {failure['kind']} ({failure['problem']}{column})"
+
+
 def read_round_log(path: Path) -> list[dict[str, Any]]:
     """Rounds written so far (skips a partially written last line)."""
     if not path.exists():
@@ -121,5 +128,6 @@ __all__ = [
     "PartnerTrainRecord",
     "RoundLog",
     "RoundRecord",
+    "failure_text",
     "read_round_log",
 ]

@@ -27,7 +27,7 @@ from federation.deployment.processes import StopFlag, Supervisor, flwr_bin
 from federation.deployment.settings import SuperLinkSettings, load_superlink_settings
 from federation.server_app import RUN_ID_KEY
 from server.publishing import SUMMARY_FILE
-from server.rounds import read_round_log
+from server.rounds import failure_text, read_round_log
 
 logger = logging.getLogger(__name__)
 
@@ -82,14 +82,14 @@ def _progress(config: PlatformConfig, run_id: str, shown: int) -> int:
     rows = read_round_log(config.work_dir / run_id / "rounds.jsonl")
     for row in rows[shown:]:
         partners = sorted(t["partner_id"] for t in row["train"])
-        failures = [f["kind"] for f in row["failures"]]
+        failures = [failure_text(f) for f in row["failures"]]
         logger.info(
             "round %d/%d: %s from %s%s",
             row["round"],
             config.rounds,
             "aggregated" if row["aggregated"] else "NOT aggregated",
             ", ".join(partners) or "nobody",
-            f"; did not contribute: {failures}" if failures else "",
+            f"; did not contribute: {', '.join(failures)}" if failures else "",
         )
     return len(rows)
 
