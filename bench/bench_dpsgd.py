@@ -25,9 +25,17 @@ values hashed into buckets; labels from a hidden logistic model):
 * ``emb-mlp-small``: a 2^12-bucket table where Opacus' hooks mode (dense per-example
   gradients) is affordable, as a reference point.
 
-Every private run uses noise multiplier 1.0, clipping norm 1.0, batch 1024 (Poisson
-rate 1024/rows), the optimizer of ``--optimizer`` (Adam by default, as the partner
-trainer).
+Every private run uses noise multiplier 1.0, clipping norm 1.0, expected batch 1024
+declared (Poisson rate 1024/rows, one epoch = rows/1024 steps), noise and sampling
+from the production CSPRNG (``privacy.randomness.SecureRandom``: ChaCha20, float64
+Box-Muller released in float32), the optimizer of ``--optimizer`` (Adam by default,
+as the partner trainer). Both sides fetch a batch with one gather per column (the
+non-private side as ``clients.data.EncodedData.loader`` does, the private side in
+``privacy.dpsgd.sampling.PoissonLoader``), so data loading costs the same.
+
+After the table, one line gives the noise of one step for the largest model alone:
+torch's ``normal_`` (what fedctr used before; not cryptographically secure) against
+``SecureRandom.gaussian_``, median of ``--noise-reps`` calls in a fresh process.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import resource
 import statistics
@@ -49,11 +58,12 @@ import numpy as np
 import torch
 from opacus import PrivacyEngine
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
 
 from models import ModelConfig, build_model
 from models.spec import CategoricalFeature, FeatureSpec, NumericFeature
 from privacy.dpsgd import get_implementation
+from privacy.randomness import SecureRandom
 
 logger = logging.getLogger("bench_dpsgd")
 
@@ -167,23 +177,40 @@ def trainer(w: Workload, data: TensorDataset, implementation: str, optimizer: st
     model = build(w)
     opt_cls = torch.optim.Adam if optimizer == "adam" else torch.optim.SGD
     opt = opt_cls(model.parameters(), lr=1e-3 if optimizer == "adam" else 0.1)
-    gen = torch.Generator().manual_seed(SEED)
-    loader = DataLoader(data, batch_size=w.batch_size, shuffle=True, generator=gen)
     if implementation == NON_PRIVATE:
-        return Trainer(model, opt, loader, nn.BCEWithLogitsLoss(), None)
+        return Trainer(
+            model, opt, shuffled_batches(data, w.batch_size), nn.BCEWithLogitsLoss(), None
+        )
     engine = PrivacyEngine(accountant="rdp")
     private = get_implementation(implementation).make_private(
         engine,
         module=model,
         optimizer=opt,
-        data_loader=loader,
+        data_loader=DataLoader(data),  # only its dataset is used: Poisson batches replace it
+        sample_rate=w.batch_size / w.rows,  # declared, as a partner's config would
+        steps=math.ceil(w.rows / w.batch_size),  # one epoch per pass over the loader
+        expected_batch_size=w.batch_size,
         noise_multiplier=1.0,
         max_grad_norm=1.0,
-        noise_generator=torch.Generator().manual_seed(SEED + 1),
+        rng=SecureRandom.fresh(),  # the production noise and sampling source
     )
     return Trainer(
         private.module, private.optimizer, private.data_loader, private.criterion, engine
     )
+
+
+def shuffled_batches(data: TensorDataset, batch_size: int) -> DataLoader:
+    """Shuffled mini-batches, each fetched with one gather per column (``dataset[indices]``)."""
+    sampler = BatchSampler(
+        RandomSampler(data, generator=torch.Generator().manual_seed(SEED)),
+        batch_size,
+        drop_last=False,
+    )
+    return DataLoader(data, sampler=sampler, batch_size=None, collate_fn=_as_is)
+
+
+def _as_is(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    return batch
 
 
 def run_steps(t: Trainer, max_steps: int | None = None) -> tuple[int, float]:
@@ -221,6 +248,22 @@ def worker_time(w: Workload, rounds: int, optimizer: str) -> dict:
             logger.info("%s round %d %s: %.2f s", w.name, r, impl, out[impl]["wall"][-1])
     out["_params"] = sum(p.numel() for p in build(w).parameters())
     return out
+
+
+def worker_noise(numel: int, reps: int) -> dict:
+    """Milliseconds to noise ``numel`` float32 values: torch ``normal_`` vs the CSPRNG."""
+    out = torch.empty(numel)
+    rng = SecureRandom.fresh()
+    times: dict[str, list[float]] = {"normal_": [], "gaussian_": []}
+    for _ in range(reps + 1):  # the first call of each allocates: dropped
+        for name, fill in (
+            ("normal_", lambda: out.normal_(0.0, 1.0)),
+            ("gaussian_", lambda: rng.gaussian_(out, std=1.0)),
+        ):
+            start = time.perf_counter()
+            fill()
+            times[name].append(1000 * (time.perf_counter() - start))
+    return {name: statistics.median(ms[1:]) for name, ms in times.items()}
 
 
 def _rss_kb(field: str) -> int:
@@ -266,6 +309,7 @@ def main() -> None:
     parser.add_argument("--memory-steps", type=int, default=20)
     parser.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
     parser.add_argument("--only", default="", help="comma-separated workload names to run")
+    parser.add_argument("--noise-reps", type=int, default=20, help="noise-only calls timed")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr, force=True)
@@ -283,6 +327,8 @@ def main() -> None:
         )
         if kind == "time":
             result = worker_time(w, int(rest[0]), rest[1])
+        elif kind == "noise":
+            result = worker_noise(int(rest[0]), int(rest[1]))
         else:
             result = worker_memory(w, rest[0], int(rest[1]), rest[2])
         print(json.dumps(result))
@@ -299,6 +345,7 @@ def main() -> None:
         f"{'cpu s':>7} {'x np':>6} {'peak MB':>8} {'x np':>6} {'train MB':>9} {'x np':>6}"
     )
     lines = [header, "-" * len(header)]
+    largest = 0
     for w in workloads:
         spec = json.dumps(asdict(w))
         logger.info("timing %s (%d rounds)", w.name, rounds)
@@ -307,6 +354,7 @@ def main() -> None:
         for impl in w.implementations:
             logger.info("memory %s %s", w.name, impl)
             memory[impl] = spawn(["memory", spec, impl, str(mem_steps), args.optimizer])
+        largest = max(largest, timing["_params"])
         base_t = statistics.median(timing[NON_PRIVATE]["wall"])
         base_c = statistics.median(timing[NON_PRIVATE]["cpu"])
         base_peak = memory[NON_PRIVATE]["peak_mb"]
@@ -328,6 +376,16 @@ def main() -> None:
         f"torch threads={torch.get_num_threads()}"
     )
     print("\n".join(lines).rstrip())
+    if largest:
+        logger.info("noise alone, %d values", largest)
+        args_noise = ["noise", json.dumps(asdict(workloads[0])), str(largest), str(args.noise_reps)]
+        noise = spawn(args_noise)
+        print(
+            f"\nnoise of one step, {largest:,} float32 values, median of {args.noise_reps}: "
+            f"torch normal_ {noise['normal_']:.1f} ms (not secure), "
+            f"SecureRandom.gaussian_ {noise['gaussian_']:.1f} ms "
+            f"({noise['gaussian_'] / noise['normal_']:.2f}x)"
+        )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -77,7 +78,10 @@ def train_locally(
     if release is None:
         return _train_plain(model, loader, optimizer, training, anchor, proximal_mu)
 
-    engine = PrivacyEngine(accountant=accountant)
+    with warnings.catch_warnings():
+        # Opacus warns that its secure mode is off: fedctr replaces it (SecureRandom below).
+        warnings.filterwarnings("ignore", message="Secure RNG turned off")
+        engine = PrivacyEngine(accountant=accountant)
     impl = get_implementation(dp_implementation)
     private = impl.make_private(
         engine,
@@ -89,7 +93,7 @@ def train_locally(
         expected_batch_size=training.batch_size,
         noise_multiplier=release.noise_multiplier,
         max_grad_norm=release.max_grad_norm,
-        rng=rng or SecureRandom.fresh(),
+        rng=rng if rng is not None else SecureRandom.fresh(),
     )
     total, count, steps = 0.0, 0, 0
     for *inputs, y in private.data_loader:  # exactly release.steps Poisson batches

@@ -61,6 +61,7 @@ def train_centrally(
         release=None,
         accountant="rdp",
         dp_implementation=dp_implementation,
+        rng=None,  # non-private: no noise, no Poisson sampling
         generator=torch.Generator().manual_seed(seed),
     )
     return net

@@ -1,11 +1,12 @@
 """Training recipes per (dataset, model): centralized, federated, and federated under DP.
 
-A DP recipe is stated in the quantities DP-SGD's utility depends on: the Poisson
-sampling rate ``q = 1 / batches_per_epoch`` (each partner's batch size is
-``ceil(n_k / batches_per_epoch)``, so all partners share one rate and one noise
-multiplier), the clipping norm, the local learning rate, and rounds x local epochs
-(the total epochs the budget must cover). The values were chosen on the benchmark's
-own sweeps (see the README table notes); ``clients.config`` defaults follow them.
+A DP recipe is stated in the quantities DP-SGD's utility depends on: the declared
+Poisson sampling rate ``q = 1 / batches_per_epoch`` (each partner's declared expected
+batch size is ``ceil(n_k / batches_per_epoch)``, so all partners share one rate, one
+step count and one noise multiplier), the clipping norm, the local learning rate, and
+rounds x local epochs (the total epochs the budget must cover). The values were
+chosen on the benchmark's own sweeps (see the README table notes); ``clients.config``
+defaults follow them.
 """
 
 from __future__ import annotations
@@ -42,6 +43,15 @@ class FederatedRecipe:
         if self.batches_per_epoch is None:
             raise ValueError("a recipe needs batch_size or batches_per_epoch")
         return max(1, math.ceil(rows / self.batches_per_epoch))
+
+    @property
+    def sample_rate(self) -> float:
+        """The declared Poisson rate under DP: ``1 / batches_per_epoch``, one rate shared by
+        every partner (a rate from ``batch_size / rows`` would differ per partner and
+        reveal its row count)."""
+        if self.batches_per_epoch is None:
+            raise ValueError("a DP recipe declares its sampling rate as batches_per_epoch")
+        return 1.0 / self.batches_per_epoch
 
     def training(self, rows: int, *, seed: int) -> TrainingSettings:
         return TrainingSettings(

@@ -90,6 +90,7 @@ def run_cell(
             epsilon=scenario.epsilon if scenario.epsilon is not None else 8.0,
             delta=delta_for(smallest),
             planned_rounds=fed.rounds,
+            **({"sample_rate": fed.sample_rate} if scenario.epsilon is not None else {}),
             max_grad_norm=fed.max_grad_norm,
             accountant="rdp",
             dp_implementation=DEFAULT_IMPLEMENTATION,

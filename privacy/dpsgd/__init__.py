@@ -1,13 +1,14 @@
 """DP-SGD implementations behind one seam; see :mod:`privacy.dpsgd.base`."""
 
 from privacy.dpsgd import opacus_impl, sparse_impl  # noqa: F401  (register the implementations)
-from privacy.dpsgd.base import DPSGDImplementation, PrivateTraining
-from privacy.dpsgd.errors import TrainingLoopError, UnsupportedLayerError
+from privacy.dpsgd.base import DPSGDImplementation, PrivateTraining, check_private_arguments
+from privacy.dpsgd.errors import SeamArgumentError, TrainingLoopError, UnsupportedLayerError
 from privacy.dpsgd.registry import (
     available_implementations,
     get_implementation,
     register_implementation,
 )
+from privacy.dpsgd.sampling import PoissonLoader
 from privacy.dpsgd.sparse_impl import FedctrSparse, SparseDPModule
 from privacy.dpsgd.sparse_optimizer import SparseDPOptimizer
 
@@ -17,12 +18,15 @@ __all__ = [
     "DEFAULT_IMPLEMENTATION",
     "DPSGDImplementation",
     "FedctrSparse",
+    "PoissonLoader",
     "PrivateTraining",
+    "SeamArgumentError",
     "SparseDPModule",
     "SparseDPOptimizer",
     "TrainingLoopError",
     "UnsupportedLayerError",
     "available_implementations",
+    "check_private_arguments",
     "get_implementation",
     "register_implementation",
 ]

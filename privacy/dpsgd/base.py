@@ -1,14 +1,21 @@
 """The seam between a partner's training loop and a DP-SGD implementation.
 
-Every implementation gives the same guarantee (per-example clipping to
-``max_grad_norm`` over all parameters, Gaussian noise of std
-``noise_multiplier * max_grad_norm`` on the summed gradient, divided by the
-declared ``expected_batch_size``; Poisson sampling at the declared ``sample_rate``
-for exactly ``steps`` steps; noise and sampling from a
-:class:`~privacy.randomness.SecureRandom`) and steps the Opacus accountant of the
-PrivacyEngine it is given at that rate. They differ only in speed and memory.
+Every implementation gives the same guarantee: per-example clipping to
+``max_grad_norm`` over all parameters; Gaussian noise of std
+``noise_multiplier * max_grad_norm`` on the summed clipped gradient, the result
+divided by the declared ``expected_batch_size`` (never by the count of the batch,
+which would reveal it); Poisson sampling at the declared ``sample_rate`` for exactly
+``steps`` steps; noise and sampling from one
+:class:`~privacy.randomness.SecureRandom`. Each implementation steps the Opacus
+accountant of the PrivacyEngine it is given, at the declared rate. They differ only
+in speed and memory.
 
-The training loop is the same for all (the loader yields ``steps`` batches)::
+Every privacy argument is declared by the partner's config and none may depend on
+the number of rows: that is what makes the epsilon, the steps and the averaging
+constant of a release public without revealing the partner's size.
+
+The training loop is the same for all (the loader yields ``steps`` batches, some
+possibly empty)::
 
     for *inputs, y in private.data_loader:
         private.optimizer.zero_grad()
@@ -19,15 +26,23 @@ The training loop is the same for all (the loader yields ``steps`` batches)::
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from opacus import PrivacyEngine
+from opacus.data_loader import DPDataLoader
+from opacus.optimizers import DPOptimizer
+from opacus.validators import ModuleValidator
+from opacus.validators.errors import UnsupportedModuleError
 from torch import nn
 from torch.utils.data import DataLoader
 
+from privacy.dpsgd.errors import SeamArgumentError, UnsupportedLayerError
+from privacy.dpsgd.sampling import PoissonLoader, check_schedule
+from privacy.errors import InvalidPrivacyParameter
 from privacy.randomness import SecureRandom
 
 Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -39,7 +54,7 @@ class PrivateTraining:
 
     module: nn.Module
     optimizer: torch.optim.Optimizer
-    data_loader: DataLoader
+    data_loader: PoissonLoader
     criterion: Criterion
     implementation: str
 
@@ -64,15 +79,83 @@ class DPSGDImplementation(ABC):
         max_grad_norm: float,
         rng: SecureRandom,
     ) -> PrivateTraining:
-        """Wrap model, optimizer and loader; the criterion is binary cross-entropy on logits
-        with mean reduction. The loader must be a plain loader: its dataset is
-        re-batched by Poisson sampling at ``sample_rate`` for ``steps`` steps
-        (:func:`privacy.dpsgd.sampling.poisson_loader`). Every argument is declared
-        by the partner's config: none may depend on the number of rows."""
+        """Wrap model, optimizer and data; the criterion is binary cross-entropy on logits
+        with mean reduction.
+
+        ``data_loader`` is a plain loader over a ``TensorDataset``: only its dataset is
+        used, re-batched by :class:`~privacy.dpsgd.sampling.PoissonLoader` at
+        ``sample_rate`` for ``steps`` steps. ``rng`` draws both the batches and the
+        noise. Implementations call :func:`check_private_arguments` first, so nothing
+        is wrapped (and no budget spent) on arguments that would void the guarantee.
+        """
 
     @abstractmethod
     def unwrap(self, module: nn.Module) -> nn.Module:
         """The original model inside a wrapped module (for ``state_dict``)."""
 
 
-__all__ = ["Criterion", "DPSGDImplementation", "PrivateTraining"]
+def check_private_arguments(
+    engine: PrivacyEngine,
+    *,
+    module: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data_loader: DataLoader,
+    sample_rate: float,
+    steps: int,
+    expected_batch_size: int,
+    noise_multiplier: float,
+    max_grad_norm: float,
+    rng: SecureRandom,
+) -> None:
+    """Refuse, before anything is wrapped, what every implementation must refuse."""
+    _check_real("max_grad_norm", max_grad_norm, allow_zero=False)
+    _check_real("noise_multiplier", noise_multiplier, allow_zero=True)
+    check_schedule(sample_rate=sample_rate, steps=steps)
+    if (
+        isinstance(expected_batch_size, bool)
+        or not isinstance(expected_batch_size, int)
+        or expected_batch_size <= 0
+    ):
+        raise InvalidPrivacyParameter(
+            f"expected_batch_size must be a positive integer, got {expected_batch_size!r}"
+        )
+    if not isinstance(rng, SecureRandom):
+        raise SeamArgumentError(
+            "noise and sampling draw from a privacy.randomness.SecureRandom, "
+            f"got {type(rng).__name__}"
+        )
+    if engine.secure_mode:
+        raise InvalidPrivacyParameter(
+            "fedctr draws noise and samples from its own CSPRNG (SecureRandom); "
+            "create the PrivacyEngine with secure_mode=False"
+        )
+    if isinstance(optimizer, DPOptimizer):
+        raise SeamArgumentError("pass the plain torch optimizer, not one already made private")
+    if isinstance(data_loader, DPDataLoader):
+        raise SeamArgumentError("pass the plain DataLoader; Poisson sampling is added here")
+    try:
+        ModuleValidator.validate(module, strict=True)
+    except UnsupportedModuleError as exc:
+        raise UnsupportedLayerError(f"Opacus rejects this model for DP-SGD: {exc}") from exc
+    owned = {id(p) for p in module.parameters()}
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if id(p) not in owned:
+                raise UnsupportedLayerError("the optimizer holds tensors that are not the model's")
+    for name, p in module.named_parameters():
+        if p.requires_grad and (p.dtype != torch.float32 or p.device.type != "cpu"):
+            raise UnsupportedLayerError(
+                f"parameter '{name}' is {p.dtype} on {p.device}: DP-SGD noise is drawn for "
+                "float32 CPU tensors (privacy.randomness explains why float32)"
+            )
+
+
+def _check_real(name: str, value: object, *, allow_zero: bool) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidPrivacyParameter(f"{name} must be a real number, got {type(value).__name__}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise InvalidPrivacyParameter(f"{name} must be finite and {bound}, got {value!r}")
+
+
+__all__ = ["Criterion", "DPSGDImplementation", "PrivateTraining", "check_private_arguments"]

@@ -11,9 +11,16 @@ class UnsupportedLayerError(PrivacyError, ValueError):
     """
 
 
+class SeamArgumentError(PrivacyError, TypeError):
+    """An argument of the DP-SGD seam is the wrong kind of object: a torch generator where
+    a :class:`~privacy.randomness.SecureRandom` belongs, an optimizer or loader Opacus
+    already made private, data that is not a ``TensorDataset``. Raised before anything is
+    wrapped."""
+
+
 class TrainingLoopError(PrivacyError, RuntimeError):
     """The training loop broke the one-batch-per-step contract of :mod:`privacy.dpsgd.base`
     (for example two backward passes before ``optimizer.step()``)."""
 
 
-__all__ = ["TrainingLoopError", "UnsupportedLayerError"]
+__all__ = ["SeamArgumentError", "TrainingLoopError", "UnsupportedLayerError"]

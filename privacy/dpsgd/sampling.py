@@ -1,64 +1,80 @@
 """Poisson sampling at a declared rate, for a declared number of steps, from a CSPRNG.
 
-Opacus' ``DPDataLoader`` samples at ``1 / len(loader)``, i.e. at a rate derived from
-the number of rows, and draws from torch's default generator. Here the rate ``q``
-and the step count come from the partner's config (so the accounted epsilon is
-data-independent), and each step includes every row independently with
-probability ``q`` drawn from :class:`privacy.randomness.SecureRandom`. A step may
-be empty; it still counts as a step for the accountant, as in Opacus.
+Opacus' ``DPDataLoader`` samples at ``q = 1 / len(loader)`` for ``len(loader)``
+steps per epoch, both functions of the row count ``n``, and draws from torch's
+generator: the accountant's epsilon, the steps in the ledger and the averaging
+constant then reveal ``n``, and the sampling is predictable. Here ``q`` and the
+number of steps come from the partner's config, so everything a release states is
+data-independent; only the batches depend on the rows, which is what the
+subsampled Gaussian mechanism accounts for. Each row's inclusion is one draw of
+:meth:`privacy.randomness.SecureRandom.poisson_mask`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-import numpy as np
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, TensorDataset
 
+from privacy.dpsgd.errors import SeamArgumentError
 from privacy.errors import InvalidPrivacyParameter
 from privacy.randomness import SecureRandom
 
 
-class PoissonBatchSampler(Sampler[list[int]]):
-    """Exactly ``steps`` batches; row ``i`` is in a batch with probability ``sample_rate``."""
+class PoissonLoader:
+    """Exactly ``steps`` batches; in each, every row independently with probability
+    ``sample_rate`` (at most: see :meth:`SecureRandom.poisson_mask`).
+
+    A batch is the tuple of the dataset's tensors indexed by the sampled rows, in row
+    order (one gather per tensor, no per-row fetch). A batch with no row has zero rows
+    and is yielded like any other: the step it drives must still add noise and be
+    accounted, or an empty step would show in the output. Every iteration draws fresh
+    masks, so iterating twice runs ``2 * steps`` steps.
+    """
 
     def __init__(
-        self, num_rows: int, *, sample_rate: float, steps: int, rng: SecureRandom
+        self, dataset: TensorDataset, *, sample_rate: float, steps: int, rng: SecureRandom
     ) -> None:
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
-            raise InvalidPrivacyParameter(f"steps must be a positive integer, got {steps!r}")
-        if num_rows <= 0:
-            raise InvalidPrivacyParameter("Poisson sampling needs at least one row")
-        self.num_rows = num_rows
-        self.sample_rate = sample_rate
+        if not isinstance(dataset, TensorDataset) or not dataset.tensors:
+            raise SeamArgumentError(
+                "Poisson sampling reads a TensorDataset (one tensor per column), "
+                f"got {type(dataset).__name__}"
+            )
+        check_schedule(sample_rate=sample_rate, steps=steps)
+        if not isinstance(rng, SecureRandom):
+            raise SeamArgumentError("Poisson sampling draws from a privacy.randomness.SecureRandom")
+        self.dataset = dataset
+        self.sample_rate = float(sample_rate)
         self.steps = steps
         self._rng = rng
 
     def __len__(self) -> int:
         return self.steps
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        tensors = self.dataset.tensors
+        rows = len(tensors[0])
         for _ in range(self.steps):
-            mask = self._rng.poisson_mask(self.num_rows, rate=self.sample_rate)
-            yield np.flatnonzero(mask.numpy()).tolist()
+            index = self._rng.poisson_mask(rows, rate=self.sample_rate).nonzero().squeeze(1)
+            yield tuple(t.index_select(0, index) for t in tensors)
 
 
 def poisson_loader(
     data_loader: DataLoader, *, sample_rate: float, steps: int, rng: SecureRandom
-) -> DataLoader:
-    """``data_loader``'s dataset and collate function, batched by :class:`PoissonBatchSampler`."""
-    sampler = PoissonBatchSampler(
-        len(data_loader.dataset), sample_rate=sample_rate, steps=steps, rng=rng
-    )
-    # Our own torch generator: DataLoader draws a worker base seed on every iteration,
-    # which would otherwise advance torch's global RNG (it never picks rows here).
-    return DataLoader(
-        data_loader.dataset,
-        batch_sampler=sampler,
-        collate_fn=data_loader.collate_fn,
-        generator=torch.Generator(),
-    )
+) -> PoissonLoader:
+    """Poisson batches over ``data_loader``'s dataset (its batching and order are unused)."""
+    return PoissonLoader(data_loader.dataset, sample_rate=sample_rate, steps=steps, rng=rng)
 
 
-__all__ = ["PoissonBatchSampler", "poisson_loader"]
+def check_schedule(*, sample_rate: object, steps: object) -> None:
+    """A declared Poisson rate in (0, 1] and a whole number of steps >= 0."""
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int | float):
+        raise InvalidPrivacyParameter(f"sample_rate must be a real number, got {sample_rate!r}")
+    if not 0 < sample_rate <= 1:  # also refuses NaN
+        raise InvalidPrivacyParameter(f"sample_rate must be in (0, 1], got {sample_rate!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise InvalidPrivacyParameter(f"steps must be a non-negative integer, got {steps!r}")
+
+
+__all__ = ["PoissonLoader", "check_schedule", "poisson_loader"]

@@ -8,11 +8,12 @@ The privacy-relevant arithmetic is Opacus' own, in a different order:
 with ``c_i = min(1, C / (|g_i| + 1e-6))`` over all parameters jointly and ``B`` the
 expected batch size (declared, never counted). The noise for *every* parameter
 (every row of every embedding table, touched or not) is drawn from the CSPRNG
-(:meth:`privacy.randomness.SecureRandom.gaussian_`) into one flat buffer whose
-slices are the parameters' ``.grad``; the clipped sums then land on
-top of it (only the touched rows of a table). The accountant hook Opacus attaches
-runs exactly as in ``DPOptimizer.pre_step``, once per step, with the same noise
-multiplier and sample rate.
+(:meth:`privacy.randomness.SecureRandom.gaussian_`, which says how it resists
+floating-point attacks) into one flat buffer whose slices are the parameters'
+``.grad``; the clipped sums then land on top of it (only the touched rows of a
+table). The accountant hook Opacus attaches runs exactly as in
+``DPOptimizer.pre_step``, once per step, with the same noise multiplier and the
+declared sample rate.
 """
 
 from __future__ import annotations
@@ -102,10 +103,7 @@ class SparseDPOptimizer(DPOptimizer):
             self._buffers = _flat_buffers(self.params)
         grads: dict[nn.Parameter, torch.Tensor] = {}
         for flat, views in self._buffers:
-            if std > 0:
-                self._rng.gaussian_(flat, std=std)
-            else:
-                flat.zero_()
+            self._rng.gaussian_(flat, std=std)  # std 0 (sigma 0, tests only): zeros
             for p, view in views:
                 p.grad = view
                 grads[p] = view
