@@ -136,7 +136,12 @@ def create_workspace(
         folder = root / "partners" / p.partner_id
         key = _keypair(
             folder / "keys" / f"{p.partner_id}.key",
-            [folder / "keys" / f"{p.partner_id}.pub", auditor / f"{p.partner_id}.pub"],
+            [
+                folder / "keys" / f"{p.partner_id}.pub",
+                auditor / f"{p.partner_id}.pub",
+                # registered with the platform: an update from an unknown key is rejected
+                platform / "partner-keys" / f"{p.partner_id}.pub",
+            ],
         )
         # An empty ledger from day one: "never released anything" is auditable too.
         Ledger.open(folder / "ledger.jsonl", signing_key=key, owner=p.partner_id).close()

@@ -23,7 +23,7 @@ from flwr.serverapp.strategy import Strategy
 
 from federation import protocol as P
 from models import state_dict_sha256
-from privacy.wire import ContractViolation, ErrorReply, TrainReply
+from privacy.wire import ContractViolation, ErrorCode, ErrorReply, TrainReply
 from server.rounds import Failure, PartnerTrainRecord, RoundLog
 
 logger = logging.getLogger(__name__)
@@ -35,8 +35,13 @@ ReplyCheck = Callable[[int, TrainReply], str | None]
 def failure_of(msg: Message) -> Failure:
     """An error reply as the contract allows the platform to see it."""
     node = msg.metadata.src_node_id
+    code = msg.error.code
+    if isinstance(code, int) and 0 <= code < min(ErrorCode):
+        # Flower's own codes (node gone, timeout, a ClientApp that raised): the code is
+        # kept, the reason never (a raised exception's text could carry partner data).
+        return Failure(node, "node-error", f"flower-error-{code}")
     try:
-        error = ErrorReply.parse(msg.error.code, msg.error.reason)
+        error = ErrorReply.parse(code, msg.error.reason)
     except ContractViolation:
         return Failure(node, "contract-violation", "undeclared-error")
     return Failure(node, error.code.kind, error.problem.value, error.column, error.file)

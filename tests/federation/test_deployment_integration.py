@@ -222,7 +222,7 @@ def test_bad_data_and_a_killed_node_do_not_stop_the_run(federation: Federation) 
     r1_failures = sorted(f["kind"] for f in r1["failures"])
     assert r1_failures == ["bad-data", "node-error"]  # broken-d's file; crm-c gone
     bad = next(f for f in r1["failures"] if f["kind"] == "bad-data")
-    assert "broken-d.parquet" in bad["reason"]
+    assert (bad["file"], bad["problem"]) == ("broken-d.parquet", "unreadable-file")
     assert [f["kind"] for f in r2["failures"]] == ["bad-data"]  # crm-c is no longer sampled
     assert {p["partner_id"] for p in report.card["privacy"]["partners"]} == {
         "advertiser-b",
