@@ -162,6 +162,18 @@ def _audit_parser(p: argparse.ArgumentParser) -> None:
     build_audit_parser(p)
 
 
+def _empirical_parser(p: argparse.ArgumentParser) -> None:
+    from privacy.audit.empirical_cli import build_empirical_parser
+
+    build_empirical_parser(p)
+
+
+def _empirical(args: argparse.Namespace) -> int:
+    from privacy.audit.empirical_cli import run_empirical_command
+
+    return run_empirical_command(args)
+
+
 def _audit(args: argparse.Namespace) -> int:
     from privacy.audit.cli import run_audit_command
 
@@ -199,6 +211,12 @@ COMMANDS: dict[str, tuple[str, Builder, Handler]] = {
         "verify ledgers, model cards and every epsilon; write a report",
         _audit_parser,
         _audit,
+    ),
+    "audit-empirical": (
+        "one-run canary audit of a partner's real DP-SGD path: an epsilon lower bound "
+        "(95%) next to the claimed epsilon; exit 1 if the claim is refuted",
+        _empirical_parser,
+        _empirical,
     ),
     "sample-data": (
         "write the demo's generated partner logs and platform test file (to try a deployment)",

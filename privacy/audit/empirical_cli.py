@@ -33,9 +33,9 @@ DEFAULT_CANARIES = 1000
 def build_empirical_parser(
     parser: argparse.ArgumentParser | None = None,
 ) -> argparse.ArgumentParser:
-    """Add the empirical audit's options to ``parser`` (e.g. ``fedctr audit --empirical``)."""
+    """Add the empirical audit's options to ``parser`` (``fedctr audit-empirical``)."""
     parser = parser or argparse.ArgumentParser(
-        prog="fedctr audit --empirical",
+        prog="fedctr audit-empirical",
         description="Train once with canaries through a partner's DP-SGD path and test its "
         "claimed epsilon (one-run audit, Steinke, Nasr & Jagielski 2023).",
     )
