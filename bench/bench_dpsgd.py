@@ -27,11 +27,11 @@ values hashed into buckets; labels from a hidden logistic model):
 
 Every private run uses noise multiplier 1.0, clipping norm 1.0, expected batch 1024
 declared (Poisson rate 1024/rows, one epoch = rows/1024 steps), noise and sampling
-from the production CSPRNG (``privacy.randomness.SecureRandom``: ChaCha20, float64
+from the production CSPRNG (``fedctr.privacy.randomness.SecureRandom``: ChaCha20, float64
 Box-Muller released in float32), the optimizer of ``--optimizer`` (Adam by default,
 as the partner trainer). Both sides fetch a batch with one gather per column (the
-non-private side as ``clients.data.EncodedData.loader`` does, the private side in
-``privacy.dpsgd.sampling.PoissonLoader``), so data loading costs the same.
+non-private side as ``fedctr.models.logs.reader.EncodedData.loader`` does, the private side in
+``fedctr.privacy.dpsgd.sampling.PoissonLoader``), so data loading costs the same.
 
 After the table, one line gives the noise of one step for the largest model alone:
 torch's ``normal_`` (what fedctr used before; not cryptographically secure) against
@@ -56,14 +56,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from fedctr.models import ModelConfig, build_model
+from fedctr.models.spec import CategoricalFeature, FeatureSpec, NumericFeature
+from fedctr.privacy.dpsgd import get_implementation
+from fedctr.privacy.randomness import SecureRandom
 from opacus import PrivacyEngine
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
-
-from models import ModelConfig, build_model
-from models.spec import CategoricalFeature, FeatureSpec, NumericFeature
-from privacy.dpsgd import get_implementation
-from privacy.randomness import SecureRandom
 
 logger = logging.getLogger("bench_dpsgd")
 

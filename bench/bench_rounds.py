@@ -15,13 +15,13 @@ of weights by default) and DP-SGD settings, and run ``--rounds`` rounds:
   torch and Opacus each time); the ServerApp collects replies every 3 s.
 * ``ours``: the forking executor (imports once, forks per task), shortened SuperNode
   waits, replies collected every 0.1 s, models packed into one array per dtype
-  (``federation.packing``).
+  (``fedctr.federation.packing``).
 
 Either side sends one train message per round (partner-side evaluation is off: see
 README "Privacy boundary"). The ServerApp's ``timing.jsonl`` gives, per round, the
 wall time of the message round trip (push until the last reply); each partner node
 keeps its own compute time for the round (reading data, training, ledgering) in a
-local file (``clients.node.ROUND_TIMES_FILE``) that it never sends: this benchmark
+local file (``fedctr.clients.node.ROUND_TIMES_FILE``) that it never sends: this benchmark
 runs every party on one machine and reads both. Overhead = wall - slowest partner's
 compute: what the transport, processes and polling add to the partners' work.
 Partners use full-batch DP-SGD (sampling rate 1) so that noise calibration does not
@@ -41,9 +41,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from clients.config import PrivacySettings, TrainingSettings
-from clients.node import ROUND_TIMES_FILE
-from federation.deployment.bootstrap import (
+from fedctr.clients.config import PrivacySettings, TrainingSettings
+from fedctr.clients.node import ROUND_TIMES_FILE
+from fedctr.federation.demo.synthetic import PartnerProfile, generate_federation
+from fedctr.federation.deployment.bootstrap import (
     PartnerOptions,
     PlatformOptions,
     add_partner,
@@ -51,12 +52,11 @@ from federation.deployment.bootstrap import (
     init_platform,
     read_registration,
 )
-from federation.deployment.localrun import LocalDeployment
-from federation.deployment.processes import StopFlag, free_port
-from federation.deployment.runs import run_platform
-from federation.synthetic import PartnerProfile, generate_federation
-from models import ModelConfig, builtin_spec_path
-from server.strategies.round_timing import TIMING_FILE, read_timing
+from fedctr.federation.deployment.localrun import LocalDeployment
+from fedctr.federation.deployment.processes import StopFlag, free_port
+from fedctr.federation.deployment.runs import run_platform
+from fedctr.models import ModelConfig, builtin_spec_path
+from fedctr.server.platform.strategies.round_timing import TIMING_FILE, read_timing
 
 logger = logging.getLogger("bench_rounds")
 

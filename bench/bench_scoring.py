@@ -35,17 +35,18 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from models import builtin_spec_path, load_spec  # noqa: E402
-from privacy.signing import generate_signing_key, save_public_key  # noqa: E402
-from server.api.testing import (  # noqa: E402
+from fedctr.models import builtin_spec_path, load_spec  # noqa: E402
+from fedctr.privacy.signing import generate_signing_key, save_public_key  # noqa: E402
+from fedctr.server.registry import publish_model  # noqa: E402
+from fedctr.server.registry.examples import example_card, random_model  # noqa: E402
+from fedctr.server.scoring.columnar import ARROW_STREAM as ARROW  # noqa: E402
+
+from tests.support.scoring import (  # noqa: E402
     ServerProcess,
     arrow_body,
     example_row,
     torch_reference,
 )
-from server.registry import publish_model  # noqa: E402
-from server.registry.examples import example_card, random_model  # noqa: E402
-from server.scoring.columnar import ARROW_STREAM as ARROW  # noqa: E402
 
 JSON = "application/json"
 

@@ -33,13 +33,14 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from fedctr.privacy.dpsgd import DEFAULT_IMPLEMENTATION  # noqa: E402
+
 from bench.utility import scenarios as sc  # noqa: E402
 from bench.utility.datasets import LOADERS, load_dataset  # noqa: E402
 from bench.utility.rdp_cache import memoize_opacus_rdp  # noqa: E402
 from bench.utility.recipes import MODELS, FederatedRecipe, recipe_for, with_overrides  # noqa: E402
 from bench.utility.report import gap_pivot, goal_summary, markdown_table, summarize  # noqa: E402
 from bench.utility.runner import RunResult, run_cell  # noqa: E402
-from privacy.dpsgd import DEFAULT_IMPLEMENTATION  # noqa: E402
 
 logger = logging.getLogger("bench_utility")
 
@@ -47,8 +48,9 @@ QUICK_ROWS = {"train": 12_000, "test": 8_000}
 
 METHOD_NOTE = (
     "Federated rounds ran in-process: Flower's Strategy.start loop with the platform's "
-    "strategy (server.strategies.registry + AccountableStrategy) over an in-process Grid; "
-    "partners are clients.node.PartnerNode.train (budget-calibrated noise over the planned "
+    "strategy (fedctr.server.platform.strategies.registry + AccountableStrategy) over an "
+    "in-process Grid; "
+    "partners are fedctr.clients.node.PartnerNode.train (budget-calibrated noise over the planned "
     "rounds, budget check, DP-SGD implementation '{impl}', RDP accountant). Same math as "
     "the Flower app; no SuperLink/Ray, no network serialization, no ledgers or checkpoints."
 )

@@ -2,25 +2,23 @@
 with DP-SGD under the partner's own budget, refuse rounds over budget, ledger every
 release. Raw rows never leave this package's process."""
 
-from clients.config import PartnerConfig, PrivacySettings, TrainingSettings, load_partner_config
-from clients.data import BadRowPolicy, EncodedData, LoadReport, RowIssue, read_partner_log
-from clients.errors import DataFileError, PartnerConfigError, PartnerError
-from clients.node import EvalReport, LocalRound, PartnerNode
+from fedctr.clients.config import (
+    PartnerConfig,
+    PrivacySettings,
+    TrainingSettings,
+    load_partner_config,
+)
+from fedctr.clients.errors import PartnerConfigError, PartnerError
+from fedctr.clients.node import EvalReport, LocalRound, PartnerNode
 
 __all__ = [
-    "BadRowPolicy",
-    "DataFileError",
-    "EncodedData",
     "EvalReport",
-    "LoadReport",
     "LocalRound",
     "PartnerConfig",
     "PartnerConfigError",
     "PartnerError",
     "PartnerNode",
     "PrivacySettings",
-    "RowIssue",
     "TrainingSettings",
     "load_partner_config",
-    "read_partner_log",
 ]

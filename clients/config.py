@@ -36,11 +36,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from clients.data import BadRowPolicy
-from clients.errors import PartnerConfigError
-from privacy import ACCOUNTANT_KINDS, AccountantKind, PrivacyBudget
-from privacy.dpsgd import DEFAULT_IMPLEMENTATION, available_implementations
-from privacy.errors import InvalidPrivacyParameter
+from fedctr.clients.errors import PartnerConfigError
+from fedctr.models.logs.reader import BadRowPolicy
+from fedctr.privacy import ACCOUNTANT_KINDS, AccountantKind, PrivacyBudget
+from fedctr.privacy.dpsgd import DEFAULT_IMPLEMENTATION, available_implementations
+from fedctr.privacy.errors import InvalidPrivacyParameter
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -177,7 +177,7 @@ def load_partner_config(path: str | Path) -> PartnerConfig:
         raise PartnerConfigError(f"cannot read partner config {path}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise PartnerConfigError(f"{path}: not valid TOML: {exc}") from exc
-    # [node] (SuperLink address, CA, Flower node key) belongs to federation.deployment.
+    # [node] (SuperLink address, CA, Flower node key) belongs to fedctr.federation.deployment.
     unknown = sorted(set(raw) - {"partner", "privacy", "training", "node"})
     if unknown:
         raise PartnerConfigError(f"{path}: unknown sections {unknown}")

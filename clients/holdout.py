@@ -2,7 +2,7 @@
 
 A row goes to the holdout iff ``blake2b(row key, key=K, digest_size=8)`` read as a
 big-endian integer, divided by 2**64, is below the holdout fraction (see
-:meth:`clients.data.EncodedData.split`). ``K`` is 32 random bytes created once in the
+:meth:`fedctr.models.logs.reader.EncodedData.split`). ``K`` is 32 random bytes created once in the
 partner's state directory (mode 0600) and read on every later start, so
 
 - a row keeps its side across restarts, new runs and a log that grows or shrinks
@@ -20,7 +20,8 @@ import secrets
 import stat
 from pathlib import Path
 
-from clients.state import PartnerStateError
+from fedctr.clients.state import PartnerStateError
+
 from fedctr.durable import replace_file
 
 KEY_FILE = "holdout-key"

@@ -7,7 +7,7 @@ it against the partner's budget (refuse if over) -> train -> record what Opacus'
 accountant saw -> persist state (fsync) -> write the signed ledger entry -> only
 then hand the update to Flower.
 
-What leaves the node is a :class:`privacy.wire.TrainReply` and the weights; the
+What leaves the node is a :class:`fedctr.privacy.wire.TrainReply` and the weights; the
 loss, row counts and the local evaluation stay in the partner's own log.
 """
 
@@ -20,15 +20,13 @@ import time
 from dataclasses import dataclass, replace
 
 import torch
-
-from clients.config import PartnerConfig
-from clients.data import EncodedData, read_partner_log
-from clients.errors import PartnerConfigError, PartnerError
-from clients.holdout import holdout_key
-from clients.release_log import ReleaseLog
-from clients.state import PartnerState, load_state, reconcile, save_state, spend_session
-from clients.trainer import train_locally
-from models import (
+from fedctr.clients.config import PartnerConfig
+from fedctr.clients.errors import PartnerConfigError, PartnerError
+from fedctr.clients.holdout import holdout_key
+from fedctr.clients.release_log import ReleaseLog
+from fedctr.clients.state import PartnerState, load_state, reconcile, save_state, spend_session
+from fedctr.clients.trainer import train_locally
+from fedctr.models import (
     CTRModel,
     FeatureSpec,
     ModelConfig,
@@ -40,15 +38,16 @@ from models import (
     roc_auc,
     state_dict_sha256,
 )
-from privacy import (
+from fedctr.models.logs.reader import EncodedData, read_partner_log
+from fedctr.privacy import (
     BudgetExceededError,
     DPSGDRound,
     SecureRandom,
     calibrate_noise_multiplier,
     poisson_schedule,
 )
-from privacy.ledger import PartnerRelease
-from privacy.wire import UNIT_OF_PRIVACY, TrainReply
+from fedctr.privacy.ledger import PartnerRelease
+from fedctr.privacy.wire import UNIT_OF_PRIVACY, TrainReply
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The partner's record of every DP release it makes, written before the update leaves.
 
 Adapter between the partner node and the signed, hash-chained ledger in
-``privacy.ledger``: each DP round becomes one ``partner-release`` entry, signed
+``fedctr.privacy.ledger``: each DP round becomes one ``partner-release`` entry, signed
 with the partner's Ed25519 key and fsync-ed. The signed entry also travels with
 the update (the platform rejects an update without one), so a DP partner must
 have a signing key and a ledger. The same ledger, verified with the partner's own
@@ -13,10 +13,17 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from clients.errors import PartnerConfigError
-from clients.state import LedgeredRelease, PartnerStateError
-from privacy.ledger import Entry, Ledger, LedgerError, PartnerRelease, read_ledger, verify_ledger
-from privacy.signing import KeyFileError, load_private_key
+from fedctr.clients.errors import PartnerConfigError
+from fedctr.clients.state import LedgeredRelease, PartnerStateError
+from fedctr.privacy.ledger import (
+    Entry,
+    Ledger,
+    LedgerError,
+    PartnerRelease,
+    read_ledger,
+    verify_ledger,
+)
+from fedctr.privacy.signing import KeyFileError, load_private_key
 
 logger = logging.getLogger(__name__)
 

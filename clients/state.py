@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clients.errors import PartnerError
+from fedctr.clients.errors import PartnerError
+from fedctr.privacy import AccountantKind, AccountantStateError, DPSGDRound, PartnerAccountant
+
 from fedctr.durable import replace_file
-from privacy import AccountantKind, AccountantStateError, DPSGDRound, PartnerAccountant
 
 logger = logging.getLogger(__name__)
 

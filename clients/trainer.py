@@ -1,4 +1,4 @@
-"""Local training of one round, private (DP-SGD via privacy.dpsgd) or not."""
+"""Local training of one round, private (DP-SGD via fedctr.privacy.dpsgd) or not."""
 
 from __future__ import annotations
 
@@ -7,15 +7,14 @@ import warnings
 from dataclasses import dataclass
 
 import torch
+from fedctr.clients.config import TrainingSettings
+from fedctr.models.logs.reader import EncodedData
+from fedctr.privacy import AccountantKind, DPSGDRound
+from fedctr.privacy.dpsgd import get_implementation
+from fedctr.privacy.randomness import SecureRandom
 from opacus import PrivacyEngine
 from torch import nn
 from torch.utils.data import DataLoader
-
-from clients.config import TrainingSettings
-from clients.data import EncodedData
-from privacy import AccountantKind, DPSGDRound
-from privacy.dpsgd import get_implementation
-from privacy.randomness import SecureRandom
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +64,7 @@ def train_locally(
     clipping norm, Poisson sample rate and step count (``release.steps``), the noised
     sum divided by the declared ``training.batch_size``, under a fresh Opacus
     PrivacyEngine whose accountant records the steps; noise and sampling come from
-    ``rng`` (a fresh :class:`~privacy.randomness.SecureRandom` if ``None``). Without
+    ``rng`` (a fresh :class:`~fedctr.privacy.randomness.SecureRandom` if ``None``). Without
     it, ``training.local_epochs`` epochs of ordinary shuffled mini-batches drawn with
     ``generator``.
     """

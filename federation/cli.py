@@ -47,7 +47,7 @@ def _configure_logging(verbose: bool, log_file: Path | None = None) -> None:
 
 # ---- demo ---------------------------------------------------------------
 def _demo_parser(p: argparse.ArgumentParser) -> None:
-    from privacy.dpsgd import DEFAULT_IMPLEMENTATION, available_implementations
+    from fedctr.privacy.dpsgd import DEFAULT_IMPLEMENTATION, available_implementations
 
     p.add_argument(
         "--workdir",
@@ -98,9 +98,8 @@ def _demo_parser(p: argparse.ArgumentParser) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from fedctr.federation.demo.run import DemoOptions, run_demo
     from rich.console import Console
-
-    from federation.demo import DemoOptions, run_demo
 
     workdir = args.workdir.resolve()
     _configure_logging(args.verbose, workdir.parent / f"{workdir.name}.log")
@@ -133,49 +132,49 @@ def _demo(args: argparse.Namespace) -> int:
 
 # ---- verify-model / serve / audit ----------------------------------------
 def _verify_parser(p: argparse.ArgumentParser) -> None:
-    from server.registry import build_verify_parser
+    from fedctr.server.registry import build_verify_parser
 
     build_verify_parser(p)
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from server.registry import verify_model
+    from fedctr.server.registry import verify_model
 
     return verify_model(args)
 
 
 def _serve_parser(p: argparse.ArgumentParser) -> None:
-    from server.api.serve import build_serve_parser
+    from fedctr.server.scoring.api.serve import build_serve_parser
 
     build_serve_parser(p)
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from server.api.serve import serve
+    from fedctr.server.scoring.api.serve import serve
 
     return serve(args)
 
 
 def _audit_parser(p: argparse.ArgumentParser) -> None:
-    from privacy.audit.cli import build_audit_parser
+    from fedctr.privacy.audit.cli import build_audit_parser
 
     build_audit_parser(p)
 
 
 def _empirical_parser(p: argparse.ArgumentParser) -> None:
-    from privacy.audit.empirical_cli import build_empirical_parser
+    from fedctr.clients.canary_audit.cli import build_empirical_parser
 
     build_empirical_parser(p)
 
 
 def _empirical(args: argparse.Namespace) -> int:
-    from privacy.audit.empirical_cli import run_empirical_command
+    from fedctr.clients.canary_audit.cli import run_empirical_command
 
     return run_empirical_command(args)
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from privacy.audit.cli import run_audit_command
+    from fedctr.privacy.audit.cli import run_audit_command
 
     return run_audit_command(args)
 
@@ -187,8 +186,8 @@ def _sample_parser(p: argparse.ArgumentParser) -> None:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from federation.synthetic import generate_federation
-    from models import builtin_spec_path
+    from fedctr.federation.demo.synthetic import generate_federation
+    from fedctr.models import builtin_spec_path
 
     logs, test = generate_federation(args.dir, seed=args.seed)
     log = logging.getLogger("fedctr.cli")
@@ -249,10 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _load_deployment_commands() -> None:
     try:
-        import federation.deployment.commands  # noqa: F401  (registers platform/partner)
+        import fedctr.federation.deployment.commands  # noqa: F401  (registers platform/partner)
     except ModuleNotFoundError as exc:
-        if exc.name != "federation.deployment" and not str(exc.name).startswith(
-            "federation.deployment"
+        if exc.name != "fedctr.federation.deployment" and not str(exc.name).startswith(
+            "fedctr.federation.deployment"
         ):
             raise
 

@@ -6,7 +6,7 @@ virtual nodes only a partition id, so the simulation launcher lists the partner
 configs in ``FEDCTR_SIM_PARTNERS`` (os.pathsep-separated) and partition ``i`` is
 partner ``i``. Either way the budget comes from the partner's own file.
 
-Replies are built only by :mod:`federation.replies`, i.e. through the wire
+Replies are built only by :mod:`fedctr.federation.replies`, i.e. through the wire
 contract. Evaluate messages are refused: partner-side evaluation is off (the
 platform evaluates on its own data), because exact metrics on weights the server
 chooses can count the partner's rows.
@@ -18,17 +18,16 @@ import json
 import logging
 import os
 
+from fedctr.clients.config import PartnerConfig, load_partner_config
+from fedctr.clients.errors import PartnerConfigError
+from fedctr.clients.node import PartnerNode
+from fedctr.federation import protocol as P
+from fedctr.federation.packing import packing_mod
+from fedctr.federation.replies import baseline_reply, error_reply, refusal, train_reply
+from fedctr.models import ModelConfig
+from fedctr.privacy.wire import ErrorCode, ErrorReply, Problem
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
-
-from clients.config import PartnerConfig, load_partner_config
-from clients.errors import PartnerConfigError
-from clients.node import PartnerNode
-from federation import protocol as P
-from federation.packing import packing_mod
-from federation.replies import baseline_reply, error_reply, refusal, train_reply
-from models import ModelConfig
-from privacy.wire import ErrorCode, ErrorReply, Problem
 
 logger = logging.getLogger(__name__)
 

@@ -33,10 +33,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from models import FeatureSpec, ModelConfig, UnknownModelError, load_spec
-from server.errors import PlatformConfigError
-from server.orchestrator import FederationPlan
-from server.strategies.registry import StrategyConfig
+from fedctr.models import FeatureSpec, ModelConfig, UnknownModelError, load_spec
+from fedctr.server.platform.errors import PlatformConfigError
+from fedctr.server.platform.orchestrator import FederationPlan
+from fedctr.server.platform.strategies.registry import StrategyConfig
 
 PLATFORM_CONFIG_KEY = "platform-config"
 PLATFORM_CONFIG_ENV = "FEDCTR_PLATFORM_CONFIG"
@@ -99,7 +99,7 @@ def load_platform_config(path: str | Path) -> PlatformConfig:
         raise PlatformConfigError(f"cannot read platform config {source}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise PlatformConfigError(f"{source}: not valid TOML: {exc}") from exc
-    # [superlink] (address, TLS files) belongs to federation.deployment, which reads it.
+    # [superlink] (address, TLS files) belongs to fedctr.federation.deployment, which reads it.
     unknown = sorted(set(raw) - {"platform", "federation", "model", "superlink"})
     if unknown:
         raise PlatformConfigError(f"{source}: unknown sections {unknown}")

@@ -1,14 +1,14 @@
 """What travels in Flower messages between the ServerApp and partner ClientApps.
 
 Server -> partner: record names and config keys, defined here. Partner -> server:
-only what the wire contract in :mod:`privacy.wire` declares (typed replies, error
+only what the wire contract in :mod:`fedctr.privacy.wire` declares (typed replies, error
 codes, reason classes); the names below are re-exported from there so both sides
 and the strategies agree.
 """
 
 from __future__ import annotations
 
-from privacy.wire import ARRAYS, METRICS, REPORT, ErrorCode
+from fedctr.privacy.wire import ARRAYS, METRICS, REPORT, ErrorCode
 
 CONFIG = "config"
 
@@ -19,7 +19,7 @@ SPEC_HASH = "spec-hash"
 MODEL_CONFIG = "model-config"  # JSON of models.ModelConfig
 PROXIMAL_MU = "proximal-mu"
 
-# Partner -> server (MetricRecord "metrics"), declared in privacy.wire.TRAIN_REPLY_FIELDS.
+# Partner -> server (MetricRecord "metrics"), declared in fedctr.privacy.wire.TRAIN_REPLY_FIELDS.
 AGGREGATION_WEIGHT = "aggregation-weight"  # FedAvg's weighted_by_key: declared, not a count
 EPSILON = "epsilon"
 DELTA = "delta"

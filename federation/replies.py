@@ -2,8 +2,8 @@
 
 The one place a partner's reply is assembled (the ClientApp and the in-process
 benchmark grid both call it), so what leaves a node is exactly what
-:mod:`privacy.wire` declares: a :class:`~privacy.wire.TrainReply` with the DP update,
-or an :class:`~privacy.wire.ErrorReply` (code, reason class, file name, column).
+:mod:`fedctr.privacy.wire` declares: a :class:`~fedctr.privacy.wire.TrainReply` with the DP update,
+or an :class:`~fedctr.privacy.wire.ErrorReply` (code, reason class, file name, column).
 Exception texts, row numbers and values stay in the partner's local log.
 """
 
@@ -12,14 +12,14 @@ from __future__ import annotations
 import logging
 
 import torch
+from fedctr.clients.errors import PartnerConfigError
+from fedctr.clients.state import PartnerStateError
+from fedctr.federation import protocol as P
+from fedctr.models import SpecMismatchError
+from fedctr.models.logs.errors import DataFileError
+from fedctr.privacy import BudgetExceededError
+from fedctr.privacy.wire import ErrorCode, ErrorReply, Problem, TrainReply
 from flwr.app import ArrayRecord, ConfigRecord, Error, Message, MetricRecord, RecordDict
-
-from clients.errors import DataFileError, PartnerConfigError
-from clients.state import PartnerStateError
-from federation import protocol as P
-from models import SpecMismatchError
-from privacy import BudgetExceededError
-from privacy.wire import ErrorCode, ErrorReply, Problem, TrainReply
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def baseline_reply(msg: Message, weights: dict[str, torch.Tensor], *, weight: fl
 def error_for(exc: BaseException) -> ErrorReply:
     """The contract's view of a failure: never the exception's text."""
     if isinstance(exc, DataFileError):
-        return exc.public()
+        return ErrorReply.for_data_file(exc)
     if isinstance(exc, BudgetExceededError):
         return ErrorReply(code=ErrorCode.BUDGET_REFUSED, problem=Problem.BUDGET_EXHAUSTED)
     if isinstance(exc, SpecMismatchError):

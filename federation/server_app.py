@@ -2,7 +2,7 @@
 
 The same app object serves ``flwr run`` against a SuperLink and the in-process
 simulation engine; only where the platform config comes from differs (see
-:func:`federation.config.resolve_platform_config`).
+:func:`fedctr.federation.config.resolve_platform_config`).
 """
 
 from __future__ import annotations
@@ -10,15 +10,14 @@ from __future__ import annotations
 import logging
 import os
 
+from fedctr.federation.config import resolve_platform_config
+from fedctr.federation.deployment.grid import responsive_grid
+from fedctr.privacy.signing import load_private_key
+from fedctr.server.platform.ledger import PlatformLedger, load_partner_keys
+from fedctr.server.platform.orchestrator import run_federation
+from fedctr.server.platform.publishing import publish_outcome
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
-
-from federation.config import resolve_platform_config
-from federation.deployment.grid import responsive_grid
-from privacy.signing import load_private_key
-from server.orchestrator import run_federation
-from server.platform_ledger import PlatformLedger, load_partner_keys
-from server.publishing import publish_outcome
 
 logger = logging.getLogger(__name__)
 

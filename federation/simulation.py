@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from flwr.serverapp import ServerApp
 
-from federation.client_app import SIM_PARTNERS_ENV
-from federation.config import PLATFORM_CONFIG_ENV
-from federation.server_app import RUN_ID_ENV
+from fedctr.federation.client_app import SIM_PARTNERS_ENV
+from fedctr.federation.config import PLATFORM_CONFIG_ENV
+from fedctr.federation.server_app import RUN_ID_ENV
 
 logger = logging.getLogger(__name__)
 
@@ -64,12 +64,11 @@ def run_simulation(
     finds its partner config and the ServerApp its platform config. ``server_app``
     replaces the platform's ServerApp (tests play a malicious server with it).
     """
+    from fedctr.federation.client_app import app as client_app
     from flwr.simulation import run_simulation as flwr_run_simulation
 
-    from federation.client_app import app as client_app
-
     if server_app is None:
-        from federation.server_app import app as server_app
+        from fedctr.federation.server_app import app as server_app
 
     cpus = num_cpus or os.cpu_count() or 1
     env = {

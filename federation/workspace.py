@@ -21,13 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-from clients.config import PrivacySettings, TrainingSettings
-from federation.tomlfile import toml_sections
-from models import FeatureSpec, ModelConfig
-from privacy.ledger import Ledger
-from privacy.signing import generate_signing_key, save_private_key, save_public_key
-from server.strategies.registry import StrategyConfig
+from fedctr.clients.config import PrivacySettings, TrainingSettings
+from fedctr.federation.tomlfile import toml_sections
+from fedctr.models import FeatureSpec, ModelConfig
+from fedctr.privacy.ledger import Ledger
+from fedctr.privacy.signing import generate_signing_key, save_private_key, save_public_key
+from fedctr.server.platform.strategies.registry import StrategyConfig
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,13 @@
 """Feature spec and CTR models: pure torch, no Flower, no Opacus."""
 
-from models import dcnv2, deepfm, fm, fusion, lr  # noqa: F401  (register the models)
-from models.base import CTRModel, build_model, register_model, registered_models
-from models.config import ModelConfig
-from models.encoding import canonical_scalar, hash_column, hash_value, transform_numeric
-from models.errors import FeatureSpecError, SpecMismatchError, UnknownModelError
-from models.metrics import log_loss, predict_proba, roc_auc
-from models.source_layout import SourceLayout
-from models.spec import (
+from fedctr.models import dcnv2, deepfm, fm, fusion, lr  # noqa: F401  (register the models)
+from fedctr.models.base import CTRModel, build_model, register_model, registered_models
+from fedctr.models.config import ModelConfig
+from fedctr.models.encoding import canonical_scalar, hash_column, hash_value, transform_numeric
+from fedctr.models.errors import FeatureSpecError, SpecMismatchError, UnknownModelError
+from fedctr.models.metrics import log_loss, predict_proba, roc_auc
+from fedctr.models.source_layout import SourceLayout
+from fedctr.models.spec import (
     CategoricalFeature,
     EmbeddingFeature,
     FeatureSpec,
@@ -15,7 +15,7 @@ from models.spec import (
     builtin_spec_path,
     load_spec,
 )
-from models.weights import state_dict_sha256
+from fedctr.models.weights import state_dict_sha256
 
 __all__ = [
     "CTRModel",

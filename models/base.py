@@ -11,11 +11,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 import torch
+from fedctr.models.config import ModelConfig
+from fedctr.models.errors import UnknownModelError
+from fedctr.models.spec import FeatureSpec
 from torch import nn
-
-from models.config import ModelConfig
-from models.errors import UnknownModelError
-from models.spec import FeatureSpec
 
 
 class CTRModel(nn.Module, ABC):

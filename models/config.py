@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from models.errors import UnknownModelError
+from fedctr.models.errors import UnknownModelError
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,7 @@ import math
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from models.spec import CategoricalFeature, NumericFeature
+from fedctr.models.spec import CategoricalFeature, NumericFeature
 
 
 def _salt_key(salt: str) -> bytes:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import torch
+from fedctr.models.base import CTRModel, register_model
+from fedctr.models.config import ModelConfig
+from fedctr.models.layers import FieldEmbedding, FirstOrder, numeric_or_zero
+from fedctr.models.spec import FeatureSpec
 from torch import nn
-
-from models.base import CTRModel, register_model
-from models.config import ModelConfig
-from models.layers import FieldEmbedding, FirstOrder, numeric_or_zero
-from models.spec import FeatureSpec
 
 
 def fm_interaction(v: torch.Tensor) -> torch.Tensor:

@@ -9,10 +9,10 @@ label name, other column names) joins by copying the federation's spec and addin
     [source.columns]          # spec column = the file's column
     ad_id = "creative"
 
-Other keys of ``[source]`` are options of the format's reader (``clients.formats``).
+Other keys of ``[source]`` are options of the format's reader (``fedctr.models.logs.formats``).
 The layout is local to the partner, so it is not part of the spec hash: partners
 with different files still train, and are scored, with one spec. Only the shape is
-checked here; ``clients.formats`` checks the format name and its options.
+checked here; ``fedctr.models.logs.formats`` checks the format name and its options.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from models.errors import FeatureSpecError
+from fedctr.models.errors import FeatureSpecError
 
 OptionValue = str | int | float | bool
 

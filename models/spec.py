@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from models.errors import FeatureSpecError
-from models.source_layout import SourceLayout
+from fedctr.models.errors import FeatureSpecError
+from fedctr.models.source_layout import SourceLayout
 
 SPEC_FORMAT_VERSION = 1
 

@@ -1,7 +1,7 @@
 """Everything that decides or records privacy. Other packages ask here; they never
 compute an epsilon themselves.
 
-Names are resolved lazily: the scoring service needs ``privacy.signing`` but not
+Names are resolved lazily: the scoring service needs ``fedctr.privacy.signing`` but not
 Opacus, whose import costs seconds per worker.
 """
 
@@ -10,20 +10,20 @@ from __future__ import annotations
 from fedctr.lazy import lazy_exports
 
 _EXPORTS = {
-    "PartnerAccountant": "privacy.accounting",
-    "opacus_accountant": "privacy.accounting",
-    "ACCOUNTANT_KINDS": "privacy.budget",
-    "AccountantKind": "privacy.budget",
-    "DPSGDRound": "privacy.budget",
-    "PrivacyBudget": "privacy.budget",
-    "calibrate_noise_multiplier": "privacy.calibration",
-    "poisson_schedule": "privacy.calibration",
-    "AccountantStateError": "privacy.errors",
-    "AccountingMismatchError": "privacy.errors",
-    "BudgetExceededError": "privacy.errors",
-    "InvalidPrivacyParameter": "privacy.errors",
-    "PrivacyError": "privacy.errors",
-    "SecureRandom": "privacy.randomness",
+    "PartnerAccountant": "fedctr.privacy.accounting",
+    "opacus_accountant": "fedctr.privacy.accounting",
+    "ACCOUNTANT_KINDS": "fedctr.privacy.budget",
+    "AccountantKind": "fedctr.privacy.budget",
+    "DPSGDRound": "fedctr.privacy.budget",
+    "PrivacyBudget": "fedctr.privacy.budget",
+    "calibrate_noise_multiplier": "fedctr.privacy.calibration",
+    "poisson_schedule": "fedctr.privacy.calibration",
+    "AccountantStateError": "fedctr.privacy.errors",
+    "AccountingMismatchError": "fedctr.privacy.errors",
+    "BudgetExceededError": "fedctr.privacy.errors",
+    "InvalidPrivacyParameter": "fedctr.privacy.errors",
+    "PrivacyError": "fedctr.privacy.errors",
+    "SecureRandom": "fedctr.privacy.randomness",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from privacy.errors import InvalidPrivacyParameter
+from fedctr.privacy.errors import InvalidPrivacyParameter
 
 AccountantKind = Literal["rdp", "prv"]
 ACCOUNTANT_KINDS: tuple[str, ...] = ("rdp", "prv")

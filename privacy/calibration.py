@@ -5,11 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from fedctr.privacy.budget import ACCOUNTANT_KINDS, AccountantKind, PrivacyBudget
+from fedctr.privacy.errors import InvalidPrivacyParameter
 from opacus.accountants import create_accountant
 from opacus.accountants.utils import MAX_SIGMA, get_noise_multiplier
-
-from privacy.budget import ACCOUNTANT_KINDS, AccountantKind, PrivacyBudget
-from privacy.errors import InvalidPrivacyParameter
 
 
 def poisson_schedule(*, sample_rate: float, local_epochs: int) -> int:

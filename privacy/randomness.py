@@ -66,8 +66,7 @@ from fractions import Fraction
 import numpy as np
 import torch
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms
-
-from privacy.errors import InvalidPrivacyParameter, PrivacyError
+from fedctr.privacy.errors import InvalidPrivacyParameter, PrivacyError
 
 KEY_BYTES = 32
 # Box-Muller pairs per chunk. Chunks are spread over plain threads running numpy

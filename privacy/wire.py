@@ -28,10 +28,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
+from pathlib import PurePath
 from typing import Any, Literal
 
-from privacy.budget import ACCOUNTANT_KINDS, AccountantKind, DPSGDRound, PrivacyBudget
-from privacy.errors import InvalidPrivacyParameter, PrivacyError
+from fedctr.models.logs.errors import DataFileError
+from fedctr.privacy.budget import ACCOUNTANT_KINDS, AccountantKind, DPSGDRound, PrivacyBudget
+from fedctr.privacy.errors import InvalidPrivacyParameter, PrivacyError
 
 UNIT_OF_PRIVACY = "example"
 NEIGHBOUR_RELATION = "add/remove one row of the partner's training log"
@@ -267,7 +269,7 @@ _ERROR_KINDS = {
 class Problem(StrEnum):
     """Why a partner could not contribute, as a fixed class: never a value or row number."""
 
-    # data files (bad-data)
+    # data files (bad-data): the values of fedctr.models.logs.DataProblem, one for one
     UNREADABLE_FILE = "unreadable-file"
     EMPTY_FILE = "empty-file"
     MISSING_COLUMN = "missing-column"
@@ -317,6 +319,25 @@ class ErrorReply:
         if self.column is not None:
             parts.append(f"column={self.column}")
         return " ".join(parts)
+
+    @classmethod
+    def for_data_file(cls, exc: DataFileError) -> ErrorReply:
+        """The ``bad-data`` reply for a log that cannot be read: reason class, the file's
+        *name* and the spec column, never its path, a row number or a cell value.
+
+        A file name or column that the name pattern refuses is left out rather than
+        failing the reply.
+        """
+
+        def declarable(value: str | None) -> str | None:
+            return value if value is not None and _NAME.fullmatch(value) else None
+
+        return cls(
+            code=ErrorCode.BAD_DATA,
+            problem=Problem(exc.problem.value),
+            file=declarable(PurePath(exc.file).name),
+            column=declarable(exc.column),
+        )
 
     @classmethod
     def parse(cls, code: int, reason: str) -> ErrorReply:

@@ -1,10 +1,11 @@
-"""The platform: aggregation strategies, the run orchestrator, checkpoints, evaluation,
-signed publishing to the registry, the platform ledger, and the scoring API.
+"""The platform side: two deployables that share one registry.
 
-Submodules are imported explicitly (``server.orchestrator``, ``server.api``) so that
-the scoring service does not import Flower and the ServerApp does not import FastAPI.
+- :mod:`fedctr.server.platform`: the aggregator (strategies, run orchestration,
+  evaluation on the platform's own data, the platform ledger, signed publishing).
+- :mod:`fedctr.server.scoring`: the real-time scoring service (FastAPI + kernels).
+- :mod:`fedctr.server.registry`: signed model versions, written by the platform and
+  verified by the scoring service.
+
+Submodules are imported explicitly so that the scoring service never imports Flower
+and the ServerApp never imports FastAPI.
 """
-
-from server.errors import NotEnoughPartnersError, PlatformConfigError, PlatformError
-
-__all__ = ["NotEnoughPartnersError", "PlatformConfigError", "PlatformError"]

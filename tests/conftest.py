@@ -6,8 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-
-from models import FeatureSpec, builtin_spec_path, load_spec
+from fedctr.models import FeatureSpec, builtin_spec_path, load_spec
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -31,7 +30,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def synthetic_logs(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Path], Path]:
     """A small generated federation (3 partners, one CSV with bad rows) + platform test."""
-    from federation.synthetic import PartnerProfile, generate_federation
+    from fedctr.federation.demo.synthetic import PartnerProfile, generate_federation
 
     partners = (
         PartnerProfile("shop-a", 1500, "parquet", 0, 0.7, -1.2),

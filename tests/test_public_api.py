@@ -8,18 +8,19 @@ import pytest
 
 PACKAGES = [
     "fedctr",
-    "models",
-    "privacy",
-    "privacy.dpsgd",
-    "privacy.ledger",
-    "privacy.audit",
-    "clients",
-    "server",
-    "server.registry",
-    "server.strategies",
-    "server.api",
-    "server.scoring",
-    "federation",
+    "fedctr.models",
+    "fedctr.models.logs",
+    "fedctr.privacy",
+    "fedctr.privacy.dpsgd",
+    "fedctr.privacy.ledger",
+    "fedctr.privacy.audit",
+    "fedctr.clients",
+    "fedctr.server.platform",
+    "fedctr.server.registry",
+    "fedctr.server.platform.strategies",
+    "fedctr.server.scoring.api",
+    "fedctr.server.scoring",
+    "fedctr.federation",
 ]
 
 
@@ -36,12 +37,13 @@ def test_star_import_exposes_exactly_all(name: str) -> None:
 
 def test_fedctr_errors_share_one_root() -> None:
     """Every domain error is a FedctrError, so a process boundary can catch them all."""
-    from clients.errors import DataFileError
+    from fedctr.models.errors import FeatureSpecError
+    from fedctr.models.logs.errors import DataFileError
+    from fedctr.privacy.errors import BudgetExceededError
+    from fedctr.server.platform.errors import PlatformConfigError
+    from fedctr.server.registry import ArtifactTampered
+
     from fedctr.errors import FedctrError
-    from models.errors import FeatureSpecError
-    from privacy.errors import BudgetExceededError
-    from server.errors import PlatformConfigError
-    from server.registry import ArtifactTampered
 
     for cls in (
         DataFileError,
@@ -55,13 +57,17 @@ def test_fedctr_errors_share_one_root() -> None:
 
 @pytest.mark.parametrize(
     ("package", "name", "heavy"),
-    [("privacy", "PrivacyBudget", "opacus"), ("server.api", "API_PREFIX", "numpy")],
+    [
+        ("fedctr.privacy", "PrivacyBudget", "opacus"),
+        ("fedctr.server.scoring.api", "API_PREFIX", "numpy"),
+    ],
 )
 def test_lazy_packages_import_nothing_heavy_until_a_name_is_used(
     package: str, name: str, heavy: str
 ) -> None:
-    """The scoring service imports ``privacy`` without Opacus and ``server.api`` before
-    numpy (it sets BLAS thread limits first): checked in a fresh interpreter."""
+    """The scoring service imports ``fedctr.privacy`` without Opacus and
+    ``fedctr.server.scoring.api`` before numpy (it sets BLAS thread limits first):
+    checked in a fresh interpreter."""
     import subprocess
     import sys
 

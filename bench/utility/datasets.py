@@ -1,10 +1,11 @@
 """The real ad samples of the utility benchmark, encoded through their feature specs.
 
-Each dataset is read exactly as a partner reads its log (``clients.data.read_partner_log``
-with the built-in spec, whose ``[source]`` table names the file format), once per
-benchmark process. The test split is fixed, so every method and seed is scored on the
-same rows: the dataset's own validation/test file where it ships one, otherwise a
-seeded 20% holdout (keyed by row content with the public key ``seed_key(HOLDOUT_SEED)``).
+Each dataset is read exactly as a partner reads its log
+(``fedctr.models.logs.reader.read_partner_log`` with the built-in spec, whose
+``[source]`` table names the file format), once per benchmark process. The test
+split is fixed, so every method and seed is scored on the same rows: the dataset's
+own validation/test file where it ships one, otherwise a seeded 20% holdout (keyed
+by row content with the public key ``seed_key(HOLDOUT_SEED)``).
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from clients.data import BadRowPolicy, EncodedData, read_partner_log
-from clients.holdout import seed_key
-from models import FeatureSpec, builtin_spec_path, load_spec
+from fedctr.clients.holdout import seed_key
+from fedctr.models import FeatureSpec, builtin_spec_path, load_spec
+from fedctr.models.logs.reader import BadRowPolicy, EncodedData, read_partner_log
 
 DATA_ROOT = Path(__file__).resolve().parents[3] / "shared" / "data"
 HOLDOUT_SEED = 20240601

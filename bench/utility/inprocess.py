@@ -1,11 +1,12 @@
 """Federated rounds in one process, with the platform's and the partners' own code.
 
-What is the same as the Flower app (``federation.server_app`` / ``client_app``):
-- server: the strategy from ``server.strategies.registry.build_strategy`` (Flower's
+What is the same as the Flower app (``fedctr.federation.server_app`` / ``client_app``):
+- server: the strategy from ``fedctr.server.platform.strategies.registry.build_strategy`` (Flower's
   FedAvg/FedAdam, weighted by the partners' declared ``aggregation-weight``) inside the platform's
   ``AccountableStrategy``, driven by Flower's own ``Strategy.start`` round loop, with
   the same ``ConfigRecord`` keys and the initial model ``run_federation`` builds;
-- partners: ``federation.client_app.handle_train`` and ``clients.node.PartnerNode.train``,
+- partners: ``fedctr.federation.client_app.handle_train`` and
+  ``fedctr.clients.node.PartnerNode.train``,
   i.e. the same reply builder, noise calibrated by
   ``plan_release`` from the partner's budget over its planned rounds, the budget
   check, the configured DP-SGD implementation and the accountant record.
@@ -27,6 +28,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from fedctr.clients.config import PartnerConfig, PrivacySettings, TrainingSettings
+from fedctr.clients.node import PartnerNode
+from fedctr.federation import protocol as P
+from fedctr.federation.client_app import handle_train
+from fedctr.models import CTRModel, FeatureSpec, ModelConfig, build_model
+from fedctr.models.logs.reader import EncodedData
+from fedctr.privacy.signing import generate_signing_key, save_private_key
+from fedctr.server.platform.rounds import RoundLog
+from fedctr.server.platform.strategies.accountable import AccountableStrategy
+from fedctr.server.platform.strategies.registry import StrategyConfig, build_strategy
 from flwr.app import (
     ArrayRecord,
     ConfigRecord,
@@ -37,17 +48,6 @@ from flwr.app import (
 from flwr.common.constant import SUPERLINK_NODE_ID
 from flwr.serverapp import Grid
 from flwr.supercore.task_identity import TaskIdentity
-
-from clients.config import PartnerConfig, PrivacySettings, TrainingSettings
-from clients.data import EncodedData
-from clients.node import PartnerNode
-from federation import protocol as P
-from federation.client_app import handle_train
-from models import CTRModel, FeatureSpec, ModelConfig, build_model
-from privacy.signing import generate_signing_key, save_private_key
-from server.rounds import RoundLog
-from server.strategies.accountable import AccountableStrategy
-from server.strategies.registry import StrategyConfig, build_strategy
 
 logger = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ def run_federated(
         # The identity a ServerApp process gets from its runtime (as flwr.server.compat does).
         TaskIdentity.task_id, TaskIdentity.run_id = 1, seed + 1
         TaskIdentity.node_id = SUPERLINK_NODE_ID
-        torch.manual_seed(seed)  # as server.orchestrator.initial_model
+        torch.manual_seed(seed)  # as fedctr.server.platform.orchestrator.initial_model
         model = build_model(spec, model_config)
         round_log = RoundLog(None)
         wrapped = AccountableStrategy(

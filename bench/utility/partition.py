@@ -1,6 +1,6 @@
 """Splitting a dataset's training rows among partners, IID or not.
 
-Non-IID follows ``federation.datasets.split_by_column``: every row with the same value
+Non-IID follows ``fedctr.federation.demo.datasets.split_by_column``: every row with the same value
 of the key columns goes to one partner, as shops with different catalogues would hold
 different ads. Values are packed largest first into the partner with the fewest rows,
 so partners are as even as the key allows (one value can outweigh a partner's share).
@@ -9,8 +9,7 @@ so partners are as even as the key allows (one value can outweigh a partner's sh
 from __future__ import annotations
 
 import numpy as np
-
-from clients.data import EncodedData
+from fedctr.models.logs.reader import EncodedData
 
 
 def iid_split(data: EncodedData, partners: int, *, seed: int) -> list[EncodedData]:

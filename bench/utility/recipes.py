@@ -5,7 +5,7 @@ Poisson sampling rate ``q = 1 / batches_per_epoch`` (each partner's declared exp
 batch size is ``ceil(n_k / batches_per_epoch)``, so all partners share one rate, one
 step count and one noise multiplier), the clipping norm, the local learning rate, and
 rounds x local epochs (the total epochs the budget must cover). The values were
-chosen on the benchmark's own sweeps (see the README table notes); ``clients.config``
+chosen on the benchmark's own sweeps (see the README table notes); ``fedctr.clients.config``
 defaults follow them.
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
-from clients.config import TrainingSettings
+from fedctr.clients.config import TrainingSettings
 
 
 @dataclass(frozen=True)

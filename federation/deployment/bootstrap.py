@@ -30,28 +30,27 @@ import tomli_w
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-from clients.config import PrivacySettings, TrainingSettings, load_partner_config
-from federation.config import load_platform_config
-from federation.deployment.credentials import (
+from fedctr.clients.config import PrivacySettings, TrainingSettings, load_partner_config
+from fedctr.federation.config import load_platform_config
+from fedctr.federation.deployment.credentials import (
     create_dev_tls,
     create_node_key,
     load_node_public_key,
     node_key_fingerprint,
     validate_hosts,
 )
-from federation.deployment.errors import CredentialError, DeploymentConfigError
-from federation.deployment.settings import (
+from fedctr.federation.deployment.errors import CredentialError, DeploymentConfigError
+from fedctr.federation.deployment.settings import (
     load_node_settings,
     load_superlink_settings,
     split_address,
 )
-from federation.deployment.waits import Waits
-from federation.tomlfile import toml_line
-from models import ModelConfig, builtin_spec_path
-from models.spec import FeatureSpecError
-from privacy.signing import generate_signing_key, save_private_key, save_public_key
-from server.strategies.registry import StrategyConfig
+from fedctr.federation.deployment.waits import Waits
+from fedctr.federation.tomlfile import toml_line
+from fedctr.models import ModelConfig, builtin_spec_path
+from fedctr.models.spec import FeatureSpecError
+from fedctr.privacy.signing import generate_signing_key, save_private_key, save_public_key
+from fedctr.server.platform.strategies.registry import StrategyConfig
 
 REGISTRATION_FILE = "registration.toml"
 

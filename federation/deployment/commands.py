@@ -20,7 +20,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from federation.cli import register_command
+from fedctr.federation.cli import register_command
 
 logger = logging.getLogger("fedctr")
 
@@ -37,7 +37,7 @@ def _config_file(path: Path, name: str) -> Path:
 
 # ---- platform -----------------------------------------------------------------
 def _platform_parser(p: argparse.ArgumentParser) -> None:
-    from clients.config import PrivacySettings
+    from fedctr.clients.config import PrivacySettings
 
     planned_rounds = PrivacySettings().planned_rounds
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -90,14 +90,18 @@ def _platform_parser(p: argparse.ArgumentParser) -> None:
 
 
 def _platform(args: argparse.Namespace) -> int:
-    from federation.deployment.processes import StopFlag
+    from fedctr.federation.deployment.processes import StopFlag
 
     _quiet_libraries()
     config = _config_file(args.dir, "platform.toml")
     if args.action == "init":
-        from federation.deployment.bootstrap import PlatformOptions, init_platform, resolve_spec
-        from federation.deployment.settings import load_superlink_settings
-        from models import ModelConfig
+        from fedctr.federation.deployment.bootstrap import (
+            PlatformOptions,
+            init_platform,
+            resolve_spec,
+        )
+        from fedctr.federation.deployment.settings import load_superlink_settings
+        from fedctr.models import ModelConfig
 
         hosts = [h for h in args.hosts.split(",") if h.strip()]
         if "127.0.0.1" not in hosts:  # the platform's own tools dial the SuperLink locally
@@ -126,8 +130,8 @@ def _platform(args: argparse.Namespace) -> int:
         print(f"  then: fedctr platform start {root}")
         return 0
     if args.action == "add-partner":
-        from federation.deployment.bootstrap import add_partner, read_registration
-        from federation.deployment.platform import register_now
+        from fedctr.federation.deployment.bootstrap import add_partner, read_registration
+        from fedctr.federation.deployment.platform import register_now
 
         registration = read_registration(args.registration)
         changed = add_partner(config, registration, replace=args.replace)
@@ -139,19 +143,19 @@ def _platform(args: argparse.Namespace) -> int:
         )
         return 0
     if args.action == "start" and args.background:
-        from federation.deployment.platform import start_in_background
+        from fedctr.federation.deployment.platform import start_in_background
 
         pid = start_in_background(config, ready_timeout_s=args.ready_timeout)
         print(f"SuperLink running (launcher pid {pid}); stop: fedctr platform stop {args.dir}")
         return 0
     if args.action == "stop":
-        from federation.deployment.platform import stop_background
+        from fedctr.federation.deployment.platform import stop_background
 
         stopped = stop_background(config)
         print("stopped" if stopped else "no SuperLink of this folder is running")
         return 0
     if args.action == "start":
-        from federation.deployment.platform import start_platform
+        from fedctr.federation.deployment.platform import start_platform
 
         return start_platform(
             config,
@@ -159,7 +163,7 @@ def _platform(args: argparse.Namespace) -> int:
             ready_timeout_s=args.ready_timeout,
             stock=args.stock,
         )
-    from federation.deployment.runs import describe, run_platform
+    from fedctr.federation.deployment.runs import describe, run_platform
 
     report = run_platform(
         config, stop=StopFlag().install(), run_id=args.run_id, timeout_s=args.timeout
@@ -170,8 +174,8 @@ def _platform(args: argparse.Namespace) -> int:
 
 # ---- partner ------------------------------------------------------------------
 def _partner_parser(p: argparse.ArgumentParser) -> None:
-    from clients.config import PrivacySettings, TrainingSettings
-    from privacy.dpsgd import DEFAULT_IMPLEMENTATION, available_implementations
+    from fedctr.clients.config import PrivacySettings, TrainingSettings
+    from fedctr.privacy.dpsgd import DEFAULT_IMPLEMENTATION, available_implementations
 
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     init = sub.add_parser("init", help="create node key, ledger key, partner.toml")
@@ -224,8 +228,8 @@ def _partner_parser(p: argparse.ArgumentParser) -> None:
 def _partner(args: argparse.Namespace) -> int:
     config = _config_file(args.dir, "partner.toml")
     if args.action == "init":
-        from clients.config import PrivacySettings, TrainingSettings
-        from federation.deployment.bootstrap import PartnerOptions, init_partner
+        from fedctr.clients.config import PrivacySettings, TrainingSettings
+        from fedctr.federation.deployment.bootstrap import PartnerOptions, init_partner
 
         path = init_partner(
             args.dir,
@@ -257,8 +261,8 @@ def _partner(args: argparse.Namespace) -> int:
         print(f"  send to the platform operator: {root / 'registration.toml'} (public keys only)")
         print(f"  then: fedctr partner start {root}")
         return 0
-    from federation.deployment.partner import start_partner
-    from federation.deployment.processes import StopFlag
+    from fedctr.federation.deployment.partner import start_partner
+    from fedctr.federation.deployment.processes import StopFlag
 
     _quiet_libraries()
     return start_partner(

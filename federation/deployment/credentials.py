@@ -23,9 +23,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-from federation.deployment.errors import CredentialError
-from privacy.signing import KeyFileError, pkcs8_pem, write_private_file
+from fedctr.federation.deployment.errors import CredentialError
+from fedctr.privacy.signing import KeyFileError, pkcs8_pem, write_private_file
 
 NODE_KEY_CURVE = ec.SECP384R1()
 CA_DAYS = 3650

@@ -5,7 +5,7 @@ replies with a fixed ``time.sleep(3)`` between pulls, so every message round tri
 of a deployment costs up to 3 s more than the slowest partner. This wrapper keeps
 Flower's grid and its public API (``push_messages`` / ``pull_messages``), polls
 more often, and sends each model as one array per dtype
-(:mod:`federation.packing`: 7 Flower objects per message instead of 24), unpacking
+(:mod:`fedctr.federation.packing`: 7 Flower objects per message instead of 24), unpacking
 the replies before anyone reads them. The ServerApp wraps every grid it is given,
 under simulation (in-memory grid) and deployment alike; ``FEDCTR_FLOWER_WAITS=stock``
 turns it off (the benchmark's stock side).
@@ -18,13 +18,12 @@ import os
 import time
 from collections.abc import Callable, Iterable
 
+from fedctr.federation.packing import PackCache, PackingError, pack_content, unpack_content
+from fedctr.privacy.wire import ErrorCode, ErrorReply, Problem
 from flwr.app import Error, Message, RecordDict
 from flwr.proto.node_pb2 import NodeInfo
 from flwr.serverapp import Grid
 from flwr.supercore.run import Run
-
-from federation.packing import PackCache, PackingError, pack_content, unpack_content
-from privacy.wire import ErrorCode, ErrorReply, Problem
 
 _UNREADABLE = ErrorReply(code=ErrorCode.PACKING, problem=Problem.UNREADABLE_ARRAYS).reason()
 
@@ -130,11 +129,11 @@ def responsive_grid(grid: Grid) -> Grid:
 
     In a real deployment (Flower's HTTP grid, not the simulation's in-memory one) the
     ServerApp process also gets Flower's object-pull backoff shortened (pinned
-    internals, :func:`federation.deployment.flower_runtime.tune_serverapp_process`).
+    internals, :func:`fedctr.federation.deployment.flower_runtime.tune_serverapp_process`).
     """
     if os.environ.get(WAITS_ENV, "") == STOCK:
         return grid
-    from federation.deployment.flower_runtime import tune_serverapp_process
+    from fedctr.federation.deployment.flower_runtime import tune_serverapp_process
 
     tune_serverapp_process(grid)
     return ResponsiveGrid(grid)

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from federation.deployment.errors import ProcessFailed
-from federation.deployment.partner import read_node_state
-from federation.deployment.platform import read_state
-from federation.deployment.processes import (
+from fedctr.federation.deployment.errors import ProcessFailed
+from fedctr.federation.deployment.partner import read_node_state
+from fedctr.federation.deployment.platform import read_state
+from fedctr.federation.deployment.processes import (
     FEDCTR,
     Identity,
     descendants,
@@ -30,7 +30,7 @@ from federation.deployment.processes import (
     identity,
     still_running,
 )
-from federation.deployment.settings import load_node_settings, load_superlink_settings
+from fedctr.federation.deployment.settings import load_node_settings, load_superlink_settings
 
 
 @dataclass

@@ -3,7 +3,7 @@
 ``fedctr partner start DIR`` runs Flower's SuperNode with the platform's CA as
 root certificate, the partner's own node key and ``--node-config
 'partner-config="DIR/partner.toml"'`` (how the ClientApp finds its partner), plus,
-on the pinned Flower, the forking executor (:mod:`federation.deployment.
+on the pinned Flower, the forking executor (:mod:`fedctr.federation.deployment.
 flower_runtime`) in place of ``flower-superexec``. It logs to ``DIR/logs``, writes
 ``DIR/run/node.json`` once connected, and stops everything on SIGTERM/SIGINT.
 """
@@ -19,18 +19,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from clients.config import PartnerConfig, load_partner_config
-from clients.data import read_partner_log
-from fedctr.errors import FedctrError
-from federation.client_app import PARTNER_CONFIG_KEY
-from federation.deployment.errors import (
+from fedctr.clients.config import PartnerConfig, load_partner_config
+from fedctr.federation.client_app import PARTNER_CONFIG_KEY
+from fedctr.federation.deployment.errors import (
     DeploymentConfigError,
     NodeNotRegistered,
     ProcessFailed,
     TlsVerificationFailed,
 )
-from federation.deployment.flower_runtime import fast_path_available
-from federation.deployment.processes import (
+from fedctr.federation.deployment.flower_runtime import fast_path_available
+from fedctr.federation.deployment.processes import (
     Managed,
     StopFlag,
     Supervisor,
@@ -40,9 +38,12 @@ from federation.deployment.processes import (
     read_state_file,
     write_state_file,
 )
-from federation.deployment.settings import NodeSettings, load_node_settings
-from federation.deployment.waits import waits_to_env
-from models import load_spec
+from fedctr.federation.deployment.settings import NodeSettings, load_node_settings
+from fedctr.federation.deployment.waits import waits_to_env
+from fedctr.models import load_spec
+from fedctr.models.logs.reader import read_partner_log
+
+from fedctr.errors import FedctrError
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def _check_private_key(path: Path) -> None:
 
 def supernode_argv(node: NodeSettings, runtime_port: int, *, fast: bool) -> list[str]:
     head = (
-        [sys.executable, "-m", "federation.deployment.flower_runtime", "supernode"]
+        [sys.executable, "-m", "fedctr.federation.deployment.flower_runtime", "supernode"]
         if fast
         else [flwr_bin("flower-supernode")]
     )
@@ -114,7 +115,7 @@ def executor_argv(runtime_port: int) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "federation.deployment.flower_runtime",
+        "fedctr.federation.deployment.flower_runtime",
         "executor",
         "--runtime-api-address",
         f"127.0.0.1:{runtime_port}",

@@ -23,11 +23,10 @@ from typing import Any
 
 import httpx
 import tomli_w
-
-from federation.config import load_platform_config
-from federation.deployment.errors import DeploymentError
-from federation.deployment.grid import STOCK, WAITS_ENV
-from federation.deployment.processes import (
+from fedctr.federation.config import load_platform_config
+from fedctr.federation.deployment.errors import DeploymentError
+from fedctr.federation.deployment.grid import STOCK, WAITS_ENV
+from fedctr.federation.deployment.processes import (
     FEDCTR,
     StopFlag,
     Supervisor,
@@ -37,7 +36,7 @@ from federation.deployment.processes import (
     read_state_file,
     write_state_file,
 )
-from federation.deployment.settings import SuperLinkSettings, load_superlink_settings
+from fedctr.federation.deployment.settings import SuperLinkSettings, load_superlink_settings
 
 logger = logging.getLogger(__name__)
 

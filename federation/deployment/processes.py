@@ -28,8 +28,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+from fedctr.federation.deployment.errors import ProcessFailed
+
 from fedctr.durable import replace_file
-from federation.deployment.errors import ProcessFailed
 
 logger = logging.getLogger(__name__)
 
@@ -280,8 +281,12 @@ def read_state_file(path: Path) -> dict[str, Any] | None:
     return state if is_running(int(state.get("pid", -1))) else None
 
 
-# ``python -m federation.cli`` would load the CLI twice (as __main__ and as a module).
-FEDCTR = (sys.executable, "-c", "import sys; from federation.cli import main; sys.exit(main())")
+# ``python -m fedctr.federation.cli`` would load the CLI twice (as __main__ and as a module).
+FEDCTR = (
+    sys.executable,
+    "-c",
+    "import sys; from fedctr.federation.cli import main; sys.exit(main())",
+)
 
 
 def flwr_bin(name: str) -> str:

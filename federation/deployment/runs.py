@@ -19,21 +19,20 @@ from pathlib import Path
 from typing import Any
 
 import tomli_w
-
-from federation.config import PLATFORM_CONFIG_KEY, PlatformConfig, load_platform_config
-from federation.deployment.errors import DeploymentError
-from federation.deployment.platform import CONNECTION, flwr_env, read_state
-from federation.deployment.processes import StopFlag, Supervisor, flwr_bin
-from federation.deployment.settings import SuperLinkSettings, load_superlink_settings
-from federation.server_app import RUN_ID_KEY
-from server.publishing import SUMMARY_FILE
-from server.rounds import failure_text, read_round_log
+from fedctr.federation.config import PLATFORM_CONFIG_KEY, PlatformConfig, load_platform_config
+from fedctr.federation.deployment.errors import DeploymentError
+from fedctr.federation.deployment.platform import CONNECTION, flwr_env, read_state
+from fedctr.federation.deployment.processes import StopFlag, Supervisor, flwr_bin
+from fedctr.federation.deployment.settings import SuperLinkSettings, load_superlink_settings
+from fedctr.federation.server_app import RUN_ID_KEY
+from fedctr.server.platform.publishing import SUMMARY_FILE
+from fedctr.server.platform.rounds import failure_text, read_round_log
 
 logger = logging.getLogger(__name__)
 
 APP_COMPONENTS = {
-    "serverapp": "federation.server_app:app",
-    "clientapp": "federation.client_app:app",
+    "serverapp": "fedctr.federation.server_app:app",
+    "clientapp": "fedctr.federation.client_app:app",
 }
 STARTED_RUN = re.compile(r"Successfully started run (\d+)")
 WAITING = re.compile(r"Waiting for nodes to connect: \d+ connected \(minimum required: \d+\)")

@@ -1,7 +1,7 @@
 """Deployment settings: ``[superlink]`` in platform.toml, ``[node]`` in partner.toml.
 
-The rest of each file belongs to the platform (:mod:`federation.config`) and the
-partner node (:mod:`clients.config`); those loaders skip these sections, and this
+The rest of each file belongs to the platform (:mod:`fedctr.federation.config`) and the
+partner node (:mod:`fedctr.clients.config`); those loaders skip these sections, and this
 module reads only them. Paths are relative to the file and absolute after loading.
 
 platform.toml::
@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from federation.deployment.errors import DeploymentConfigError
-from federation.deployment.waits import Waits
+from fedctr.federation.deployment.errors import DeploymentConfigError
+from fedctr.federation.deployment.waits import Waits
 
 
 def read_toml(path: Path) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """How often the fast-path processes poll, in seconds (stock Flower 1.41 in comments).
 
 The launchers pass these to the SuperNode and executor processes they start as
-``FEDCTR_WAIT_<NAME>`` environment variables; :mod:`federation.deployment.
+``FEDCTR_WAIT_<NAME>`` environment variables; :mod:`fedctr.federation.deployment.
 flower_runtime` applies them.
 """
 
@@ -17,7 +17,7 @@ class Waits:
     """How often the patched processes poll (seconds); stock values in comments.
 
     Every poll is an HTTP request the SuperLink answers with CPU the partners'
-    training also wants. Before models were packed (:mod:`federation.packing`) an
+    training also wants. Before models were packed (:mod:`fedctr.federation.packing`) an
     idle poll of 0.2 s made rounds slower than 0.5 s; with packing, 3 runs each of
     ``bench/bench_rounds.py --rounds 6 --modes ours`` gave 1.09-1.33 s of overhead per
     round at 0.5 s, 0.91-1.01 s at 0.25 s and 0.86-0.99 s at 0.1 s. 0.25 s keeps most

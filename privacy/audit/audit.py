@@ -1,7 +1,7 @@
 """``run_audit``: verify every ledger, cross-check them and the cards, recompute epsilon.
 
 Every card leaf and every ledger body is also held against the wire contract
-(:mod:`privacy.wire`): an undeclared card value is an ``undeclared-card-field``
+(:mod:`fedctr.privacy.wire`): an undeclared card value is an ``undeclared-card-field``
 finding, an undeclared ledger field a ``schema-invalid`` one; neither repeats the value.
 """
 
@@ -13,28 +13,27 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-from privacy.audit.cards import CardVerifier
-from privacy.audit.contract import withhold_undeclared
-from privacy.audit.cross_checks import (
+from fedctr.privacy.audit.cards import CardVerifier
+from fedctr.privacy.audit.contract import withhold_undeclared
+from fedctr.privacy.audit.cross_checks import (
     check_base_models,
     check_cards,
     check_publishes,
     check_reports,
     lineage,
 )
-from privacy.audit.loading import LoadedLedger, Recorded, load_cards, load_ledger
-from privacy.audit.partner_checks import check_partner
-from privacy.audit.result import AuditResult, PartnerSummary
-from privacy.errors import InvalidPrivacyParameter
-from privacy.ledger import (
+from fedctr.privacy.audit.loading import LoadedLedger, Recorded, load_cards, load_ledger
+from fedctr.privacy.audit.partner_checks import check_partner
+from fedctr.privacy.audit.result import AuditResult, PartnerSummary
+from fedctr.privacy.errors import InvalidPrivacyParameter
+from fedctr.privacy.ledger import (
     PLATFORM_OWNER,
     Finding,
     PartnerRelease,
     PlatformPublish,
     PlatformReport,
 )
-from privacy.ledger.bodies import ident
+from fedctr.privacy.ledger.bodies import ident
 
 logger = logging.getLogger(__name__)
 

@@ -1,14 +1,14 @@
 """What a published model card claims, as far as the audit is concerned.
 
-The card's format and signature belong to the registry (``server.registry``): a
+The card's format and signature belong to the registry (``fedctr.server.registry``): a
 version directory holds ``card.json``, ``card.sig`` (``{"signature": base64 Ed25519
 over canonical_json(card)}``) and ``model.safetensors``. The audit takes a
 *verifier* callable that returns the card once authentic, so the CLI can pass the
 registry's own ``verify_card``; :func:`verify_signed_card` is a stand-alone one for
 the same format. The card hash is ``sha256(canonical_json(card))``, as the registry
 reports it in ``PublishedModel.card_sha256``. Which card fields may exist at all is
-the wire contract's (:data:`privacy.wire.CARD_FIELDS`), checked in
-:mod:`privacy.audit.contract`.
+the wire contract's (:data:`fedctr.privacy.wire.CARD_FIELDS`), checked in
+:mod:`fedctr.privacy.audit.contract`.
 """
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-from privacy.errors import PrivacyError
-from privacy.signing import SignatureInvalid, canonical_json, sha256_file, verify
+from fedctr.privacy.errors import PrivacyError
+from fedctr.privacy.signing import SignatureInvalid, canonical_json, sha256_file, verify
 
 CARD_FILE = "card.json"
 CARD_SIGNATURE_FILE = "card.sig"

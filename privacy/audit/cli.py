@@ -11,10 +11,10 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from privacy.audit.cards import CardVerifier
-from privacy.audit.directories import AuditInputError, audit_directories
-from privacy.audit.report import write_report
-from privacy.errors import InvalidPrivacyParameter
+from fedctr.privacy.audit.cards import CardVerifier
+from fedctr.privacy.audit.directories import AuditInputError, audit_directories
+from fedctr.privacy.audit.report import write_report
+from fedctr.privacy.errors import InvalidPrivacyParameter
 
 logger = logging.getLogger(__name__)
 

@@ -1,11 +1,11 @@
-"""The audit's side of the wire contract (:mod:`privacy.wire`).
+"""The audit's side of the wire contract (:mod:`fedctr.privacy.wire`).
 
 Two checks, and the lists the privacy statement is built from:
 
 * every leaf of every authentic model card must be declared in
-  :data:`privacy.wire.CARD_FIELDS`; each undeclared one is a finding that names the
+  :data:`fedctr.privacy.wire.CARD_FIELDS`; each undeclared one is a finding that names the
   path, never the value;
-* ledger bodies are strict-parsed by :mod:`privacy.ledger.bodies` (an unknown field is
+* ledger bodies are strict-parsed by :mod:`fedctr.privacy.ledger.bodies` (an unknown field is
   a ``schema-invalid`` finding of the integrity check). Findings embed the offending
   entry for the report, so :func:`withhold_undeclared` replaces the values of
   undeclared body fields there: the report names them, and does not repeat them.
@@ -21,10 +21,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from privacy.budget import DPSGDRound
-from privacy.ledger import BODY_TYPES, Finding, FindingCode
-from privacy.ledger.bodies import mechanism_dict
-from privacy.wire import (
+from fedctr.privacy.budget import DPSGDRound
+from fedctr.privacy.ledger import BODY_TYPES, Finding, FindingCode
+from fedctr.privacy.ledger.bodies import mechanism_dict
+from fedctr.privacy.wire import (
     CARD_FIELDS,
     ERROR_REPLY_FIELDS,
     NOT_SENT,
@@ -40,13 +40,14 @@ WITHHELD = "<undeclared value withheld by the audit>"
 
 # ---- model cards -------------------------------------------------------------------------
 def card_contract_findings(card: Mapping[str, Any], *, source: str) -> list[Finding]:
-    """One finding per leaf path of ``card`` that ``privacy.wire.CARD_FIELDS`` does not declare."""
+    """One finding per leaf path of ``card`` that :data:`~fedctr.privacy.wire.CARD_FIELDS`
+    does not declare."""
     return [
         Finding(
             code=UNDECLARED_CARD_FIELD,
             source=source,
             message=(
-                f"the card publishes {path!r}, which the wire contract (privacy.wire."
+                f"the card publishes {path!r}, which the wire contract (fedctr.privacy.wire."
                 "CARD_FIELDS) does not declare: no value may leave the platform undeclared "
                 "(the value is not repeated here)"
             ),

@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 
-from privacy.audit.cards import CardClaims
-from privacy.audit.loading import Recorded
-from privacy.audit.partner_checks import same
-from privacy.audit.result import LineageRow
-from privacy.ledger import (
+from fedctr.privacy.audit.cards import CardClaims
+from fedctr.privacy.audit.loading import Recorded
+from fedctr.privacy.audit.partner_checks import same
+from fedctr.privacy.audit.result import LineageRow
+from fedctr.privacy.ledger import (
     PLATFORM_OWNER,
     Finding,
     FindingCode,
@@ -23,8 +23,8 @@ from privacy.ledger import (
     PlatformPublish,
     PlatformReport,
 )
-from privacy.ledger.bodies import mechanism_dict
-from privacy.wire import NEIGHBOUR_RELATION, UNIT_OF_PRIVACY
+from fedctr.privacy.ledger.bodies import mechanism_dict
+from fedctr.privacy.wire import NEIGHBOUR_RELATION, UNIT_OF_PRIVACY
 
 Releases = Mapping[str, Sequence[Recorded[PartnerRelease]]]
 

@@ -16,14 +16,13 @@ from functools import partial
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-from privacy.audit.audit import run_audit
-from privacy.audit.cards import CardVerifier, find_card_dirs, verify_signed_card
-from privacy.audit.result import AuditResult
-from privacy.errors import PrivacyError
-from privacy.ledger import PLATFORM_OWNER, ledger_file
-from privacy.ledger.layout import LEDGER_SUFFIX, PUBLIC_KEY_SUFFIX
-from privacy.signing import KeyFileError, load_public_key
+from fedctr.privacy.audit.audit import run_audit
+from fedctr.privacy.audit.cards import CardVerifier, find_card_dirs, verify_signed_card
+from fedctr.privacy.audit.result import AuditResult
+from fedctr.privacy.errors import PrivacyError
+from fedctr.privacy.ledger import PLATFORM_OWNER, ledger_file
+from fedctr.privacy.ledger.layout import LEDGER_SUFFIX, PUBLIC_KEY_SUFFIX
+from fedctr.privacy.signing import KeyFileError, load_public_key
 
 
 class AuditInputError(PrivacyError):

@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-from privacy.audit.cards import CardClaims, CardInvalid, CardVerifier, card_claims
-from privacy.audit.contract import card_contract_findings
-from privacy.audit.result import InputFile
-from privacy.ledger import (
+from fedctr.privacy.audit.cards import CardClaims, CardInvalid, CardVerifier, card_claims
+from fedctr.privacy.audit.contract import card_contract_findings
+from fedctr.privacy.audit.result import InputFile
+from fedctr.privacy.ledger import (
     Entry,
     Finding,
     FindingCode,

@@ -46,8 +46,7 @@ import numpy as np
 import scipy.optimize
 import scipy.special
 import scipy.stats
-
-from privacy.errors import InvalidPrivacyParameter, PrivacyError
+from fedctr.privacy.errors import InvalidPrivacyParameter, PrivacyError
 
 # Fractions of the m canaries guessed on (the rest are abstentions). Small fractions
 # catch a strong signal on a few canaries (high precision), large ones a weak signal

@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from privacy.audit.loading import Recorded
-from privacy.audit.recompute import independent_epsilons, understated
-from privacy.audit.result import EpsilonRow, PartnerSummary
-from privacy.ledger import Finding, FindingCode, PartnerRelease
+from fedctr.privacy.audit.loading import Recorded
+from fedctr.privacy.audit.recompute import independent_epsilons, understated
+from fedctr.privacy.audit.result import EpsilonRow, PartnerSummary
+from fedctr.privacy.ledger import Finding, FindingCode, PartnerRelease
 
 _REL = 1e-9  # two figures that should be the same number
 

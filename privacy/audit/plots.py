@@ -8,7 +8,7 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 
-from privacy.audit.result import PartnerSummary
+from fedctr.privacy.audit.result import PartnerSummary
 
 CLAIMED_COLOR = "#0969da"
 RDP_COLOR = "#bc4c00"

@@ -14,11 +14,12 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
+from fedctr.privacy.audit.contract import DeclaredValue
+from fedctr.privacy.audit.plots import epsilon_plot
+from fedctr.privacy.audit.result import AuditResult, EpsilonRow, PartnerSummary
+from fedctr.privacy.audit.statement import PartnerGuarantee, PrivacyStatement, privacy_statement
+
 from fedctr.durable import replace_file
-from privacy.audit.contract import DeclaredValue
-from privacy.audit.plots import epsilon_plot
-from privacy.audit.result import AuditResult, EpsilonRow, PartnerSummary
-from privacy.audit.statement import PartnerGuarantee, PrivacyStatement, privacy_statement
 
 TEMPLATE = "report.html"
 
@@ -166,7 +167,7 @@ def _statement(statement: PrivacyStatement) -> str:
         f'<dl class="statement">{general}</dl>'
         f"<h3>Guarantee per partner: its DP releases</h3>"
         f"<ul>{partners or '<li>no releases</li>'}</ul>"
-        "<h3>What may cross a trust boundary (the wire contract, privacy.wire)</h3>"
+        "<h3>What may cross a trust boundary (the wire contract, fedctr.privacy.wire)</h3>"
         "<h4>DP releases: covered by the guarantee above</h4>"
         + _contract_table(statement.dp_releases, "contract-dp-releases")
         + "<h4>Public by declaration: functions of configuration, never of the rows</h4>"
@@ -307,7 +308,9 @@ def render_html(result: AuditResult, *, generated_at: datetime) -> str:
     """The report as one HTML string."""
     statement = privacy_statement(result)
     count = len(result.findings)
-    template = Template(resources.files("privacy.audit").joinpath(TEMPLATE).read_text("utf-8"))
+    template = Template(
+        resources.files("fedctr.privacy.audit").joinpath(TEMPLATE).read_text("utf-8")
+    )
     return template.substitute(
         verdict=result.verdict,
         verdict_class="pass" if result.passed else "fail",

@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from privacy.audit.recompute import ReferenceKind
-from privacy.ledger import Finding
+from fedctr.privacy.audit.recompute import ReferenceKind
+from fedctr.privacy.ledger import Finding
 
 REPORT_SCHEMA_VERSION = 2  # 2: no row counts; the statement lists the wire contract
 

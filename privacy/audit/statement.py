@@ -6,7 +6,7 @@ released and how it is covered, and the hazards the guarantee does not cover.
 Per partner it is built from what the ledgers say, not from configuration: it
 describes what was actually released. What may cross a trust boundary at all (DP
 releases, values public by declaration, values never sent) is generated from the
-wire contract, :mod:`privacy.wire`, never copied by hand, so the two cannot drift.
+wire contract, :mod:`fedctr.privacy.wire`, never copied by hand, so the two cannot drift.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from privacy.audit.contract import DeclaredValue, declared_values
-from privacy.audit.result import AuditResult, EpsilonRow, PartnerSummary
-from privacy.wire import (
+from fedctr.privacy.audit.contract import DeclaredValue, declared_values
+from fedctr.privacy.audit.result import AuditResult, EpsilonRow, PartnerSummary
+from fedctr.privacy.wire import (
     CARD_FIELDS,
     ERROR_REPLY_FIELDS,
     NEIGHBOUR_RELATION,

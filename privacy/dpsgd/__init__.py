@@ -1,16 +1,16 @@
-"""DP-SGD implementations behind one seam; see :mod:`privacy.dpsgd.base`."""
+"""DP-SGD implementations behind one seam; see :mod:`fedctr.privacy.dpsgd.base`."""
 
-from privacy.dpsgd import opacus_impl, sparse_impl  # noqa: F401  (register the implementations)
-from privacy.dpsgd.base import DPSGDImplementation, PrivateTraining, check_private_arguments
-from privacy.dpsgd.errors import SeamArgumentError, TrainingLoopError, UnsupportedLayerError
-from privacy.dpsgd.registry import (
+from fedctr.privacy.dpsgd import opacus_impl, sparse_impl  # noqa: F401  (register the implementations)
+from fedctr.privacy.dpsgd.base import DPSGDImplementation, PrivateTraining, check_private_arguments
+from fedctr.privacy.dpsgd.errors import SeamArgumentError, TrainingLoopError, UnsupportedLayerError
+from fedctr.privacy.dpsgd.registry import (
     available_implementations,
     get_implementation,
     register_implementation,
 )
-from privacy.dpsgd.sampling import PoissonLoader
-from privacy.dpsgd.sparse_impl import FedctrSparse, SparseDPModule
-from privacy.dpsgd.sparse_optimizer import SparseDPOptimizer
+from fedctr.privacy.dpsgd.sampling import PoissonLoader
+from fedctr.privacy.dpsgd.sparse_impl import FedctrSparse, SparseDPModule
+from fedctr.privacy.dpsgd.sparse_optimizer import SparseDPOptimizer
 
 DEFAULT_IMPLEMENTATION = "fedctr-sparse"
 

@@ -6,7 +6,7 @@ Every implementation gives the same guarantee: per-example clipping to
 divided by the declared ``expected_batch_size`` (never by the count of the batch,
 which would reveal it); Poisson sampling at the declared ``sample_rate`` for exactly
 ``steps`` steps; noise and sampling from one
-:class:`~privacy.randomness.SecureRandom`. Each implementation steps the Opacus
+:class:`~fedctr.privacy.randomness.SecureRandom`. Each implementation steps the Opacus
 accountant of the PrivacyEngine it is given, at the declared rate. They differ only
 in speed and memory.
 
@@ -32,6 +32,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from fedctr.privacy.dpsgd.errors import SeamArgumentError, UnsupportedLayerError
+from fedctr.privacy.dpsgd.sampling import PoissonLoader, check_schedule
+from fedctr.privacy.errors import InvalidPrivacyParameter
+from fedctr.privacy.randomness import SecureRandom
 from opacus import PrivacyEngine
 from opacus.data_loader import DPDataLoader
 from opacus.optimizers import DPOptimizer
@@ -39,11 +43,6 @@ from opacus.validators import ModuleValidator
 from opacus.validators.errors import UnsupportedModuleError
 from torch import nn
 from torch.utils.data import DataLoader
-
-from privacy.dpsgd.errors import SeamArgumentError, UnsupportedLayerError
-from privacy.dpsgd.sampling import PoissonLoader, check_schedule
-from privacy.errors import InvalidPrivacyParameter
-from privacy.randomness import SecureRandom
 
 Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -83,7 +82,7 @@ class DPSGDImplementation(ABC):
         with mean reduction.
 
         ``data_loader`` is a plain loader over a ``TensorDataset``: only its dataset is
-        used, re-batched by :class:`~privacy.dpsgd.sampling.PoissonLoader` at
+        used, re-batched by :class:`~fedctr.privacy.dpsgd.sampling.PoissonLoader` at
         ``sample_rate`` for ``steps`` steps. ``rng`` draws both the batches and the
         noise. Implementations call :func:`check_private_arguments` first, so nothing
         is wrapped (and no budget spent) on arguments that would void the guarantee.
@@ -121,7 +120,7 @@ def check_private_arguments(
         )
     if not isinstance(rng, SecureRandom):
         raise SeamArgumentError(
-            "noise and sampling draw from a privacy.randomness.SecureRandom, "
+            "noise and sampling draw from a fedctr.privacy.randomness.SecureRandom, "
             f"got {type(rng).__name__}"
         )
     if engine.secure_mode:
@@ -146,7 +145,7 @@ def check_private_arguments(
         if p.requires_grad and (p.dtype != torch.float32 or p.device.type != "cpu"):
             raise UnsupportedLayerError(
                 f"parameter '{name}' is {p.dtype} on {p.device}: DP-SGD noise is drawn for "
-                "float32 CPU tensors (privacy.randomness explains why float32)"
+                "float32 CPU tensors (fedctr.privacy.randomness explains why float32)"
             )
 
 

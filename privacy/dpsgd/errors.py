@@ -1,6 +1,6 @@
 """Errors of the DP-SGD implementations: each subclass means one thing."""
 
-from privacy.errors import PrivacyError
+from fedctr.privacy.errors import PrivacyError
 
 
 class UnsupportedLayerError(PrivacyError, ValueError):
@@ -13,13 +13,13 @@ class UnsupportedLayerError(PrivacyError, ValueError):
 
 class SeamArgumentError(PrivacyError, TypeError):
     """An argument of the DP-SGD seam is the wrong kind of object: a torch generator where
-    a :class:`~privacy.randomness.SecureRandom` belongs, an optimizer or loader Opacus
+    a :class:`~fedctr.privacy.randomness.SecureRandom` belongs, an optimizer or loader Opacus
     already made private, data that is not a ``TensorDataset``. Raised before anything is
     wrapped."""
 
 
 class TrainingLoopError(PrivacyError, RuntimeError):
-    """The training loop broke the one-batch-per-step contract of :mod:`privacy.dpsgd.base`
+    """The training loop broke the one-batch-per-step contract of :mod:`fedctr.privacy.dpsgd.base`
     (for example two backward passes before ``optimizer.step()``)."""
 
 

@@ -8,9 +8,9 @@ Mersenne Twister), so the pieces are assembled here rather than through it:
 - the model is wrapped by Opacus' own module class for the mode, as ``make_private``
   would, with gradient accumulation forbidden (one Poisson batch per step); in ghost
   mode an empty batch is handled here (Opacus' ghost norms crash on zero rows);
-- the batches come from :class:`~privacy.dpsgd.sampling.PoissonLoader`;
+- the batches come from :class:`~fedctr.privacy.dpsgd.sampling.PoissonLoader`;
 - the optimizer is Opacus' own class for the mode with ``add_noise`` drawing from
-  :class:`~privacy.randomness.SecureRandom`, built with the declared
+  :class:`~fedctr.privacy.randomness.SecureRandom`, built with the declared
   ``expected_batch_size`` (its ``scale_grad`` divides by it) and the accountant hook
   attached at the declared rate.
 
@@ -23,6 +23,15 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from fedctr.privacy.dpsgd.base import (
+    Criterion,
+    DPSGDImplementation,
+    PrivateTraining,
+    check_private_arguments,
+)
+from fedctr.privacy.dpsgd.registry import register_implementation
+from fedctr.privacy.dpsgd.sampling import poisson_loader
+from fedctr.privacy.randomness import SecureRandom
 from opacus import PrivacyEngine
 from opacus.grad_sample import GradSampleModuleFastGradientClipping
 from opacus.grad_sample.utils import prepare_module
@@ -31,16 +40,6 @@ from opacus.optimizers.optimizer import _check_processed_flag, _mark_as_processe
 from opacus.utils.fast_gradient_clipping_utils import DPLossFastGradientClipping
 from torch import nn
 from torch.utils.data import DataLoader
-
-from privacy.dpsgd.base import (
-    Criterion,
-    DPSGDImplementation,
-    PrivateTraining,
-    check_private_arguments,
-)
-from privacy.dpsgd.registry import register_implementation
-from privacy.dpsgd.sampling import poisson_loader
-from privacy.randomness import SecureRandom
 
 
 def _bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from privacy.dpsgd.base import DPSGDImplementation
-from privacy.errors import InvalidPrivacyParameter
+from fedctr.privacy.dpsgd.base import DPSGDImplementation
+from fedctr.privacy.errors import InvalidPrivacyParameter
 
 _IMPLEMENTATIONS: dict[str, type[DPSGDImplementation]] = {}
 

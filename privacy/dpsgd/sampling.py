@@ -7,7 +7,7 @@ constant then reveal ``n``, and the sampling is predictable. Here ``q`` and the
 number of steps come from the partner's config, so everything a release states is
 data-independent; only the batches depend on the rows, which is what the
 subsampled Gaussian mechanism accounts for. Each row's inclusion is one draw of
-:meth:`privacy.randomness.SecureRandom.poisson_mask`.
+:meth:`fedctr.privacy.randomness.SecureRandom.poisson_mask`.
 """
 
 from __future__ import annotations
@@ -15,11 +15,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
+from fedctr.privacy.dpsgd.errors import SeamArgumentError
+from fedctr.privacy.errors import InvalidPrivacyParameter
+from fedctr.privacy.randomness import SecureRandom
 from torch.utils.data import DataLoader, TensorDataset
-
-from privacy.dpsgd.errors import SeamArgumentError
-from privacy.errors import InvalidPrivacyParameter
-from privacy.randomness import SecureRandom
 
 
 class PoissonLoader:
@@ -43,7 +42,9 @@ class PoissonLoader:
             )
         check_schedule(sample_rate=sample_rate, steps=steps)
         if not isinstance(rng, SecureRandom):
-            raise SeamArgumentError("Poisson sampling draws from a privacy.randomness.SecureRandom")
+            raise SeamArgumentError(
+                "Poisson sampling draws from a fedctr.privacy.randomness.SecureRandom"
+            )
         self.dataset = dataset
         self.sample_rate = float(sample_rate)
         self.steps = steps

@@ -1,14 +1,14 @@
 """fedctr's fast DP-SGD: per-example norms without per-example gradients, one backward.
 
 Registered as ``fedctr-sparse``. It gives the guarantee of the seam
-(:mod:`privacy.dpsgd.base`: flat clipping to ``max_grad_norm`` over all parameters,
+(:mod:`fedctr.privacy.dpsgd.base`: flat clipping to ``max_grad_norm`` over all parameters,
 Gaussian noise of std ``noise_multiplier * max_grad_norm`` from the CSPRNG on the
 summed clipped gradient, divided by the declared expected batch size, Poisson
 sampling at the declared rate) and steps the accountant of the PrivacyEngine it is
 handed, through Opacus' own optimizer hook, at the declared rate. Where it differs
 is cost: embedding tables never get a per-example (or even a dense) gradient; only
-the noise touches every row. See :mod:`privacy.dpsgd.sparse_taps` and
-:mod:`privacy.dpsgd.sparse_optimizer`.
+the noise touches every row. See :mod:`fedctr.privacy.dpsgd.sparse_taps` and
+:mod:`fedctr.privacy.dpsgd.sparse_optimizer`.
 """
 
 from __future__ import annotations
@@ -16,16 +16,15 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from fedctr.privacy.dpsgd.base import DPSGDImplementation, PrivateTraining, check_private_arguments
+from fedctr.privacy.dpsgd.registry import register_implementation
+from fedctr.privacy.dpsgd.sampling import poisson_loader
+from fedctr.privacy.dpsgd.sparse_optimizer import SparseDPOptimizer
+from fedctr.privacy.dpsgd.sparse_taps import LayerTaps
+from fedctr.privacy.randomness import SecureRandom
 from opacus import PrivacyEngine
 from torch import nn
 from torch.utils.data import DataLoader
-
-from privacy.dpsgd.base import DPSGDImplementation, PrivateTraining, check_private_arguments
-from privacy.dpsgd.registry import register_implementation
-from privacy.dpsgd.sampling import poisson_loader
-from privacy.dpsgd.sparse_optimizer import SparseDPOptimizer
-from privacy.dpsgd.sparse_taps import LayerTaps
-from privacy.randomness import SecureRandom
 
 
 def bce_with_logits_mean(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,7 @@ The privacy-relevant arithmetic is Opacus' own, in a different order:
 with ``c_i = min(1, C / (|g_i| + 1e-6))`` over all parameters jointly and ``B`` the
 expected batch size (declared, never counted). The noise for *every* parameter
 (every row of every embedding table, touched or not) is drawn from the CSPRNG
-(:meth:`privacy.randomness.SecureRandom.gaussian_`, which says how it resists
+(:meth:`fedctr.privacy.randomness.SecureRandom.gaussian_`, which says how it resists
 floating-point attacks) into one flat buffer whose slices are the parameters'
 ``.grad``; the clipped sums then land on top of it (only the touched rows of a
 table). The accountant hook Opacus attaches runs exactly as in
@@ -21,13 +21,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+from fedctr.privacy.dpsgd.errors import TrainingLoopError, UnsupportedLayerError
+from fedctr.privacy.dpsgd.sparse_norms import clip_factors
+from fedctr.privacy.dpsgd.sparse_taps import LayerTaps
+from fedctr.privacy.randomness import SecureRandom
 from opacus.optimizers.optimizer import DPOptimizer
 from torch import nn
-
-from privacy.dpsgd.errors import TrainingLoopError, UnsupportedLayerError
-from privacy.dpsgd.sparse_norms import clip_factors
-from privacy.dpsgd.sparse_taps import LayerTaps
-from privacy.randomness import SecureRandom
 
 
 class SparseDPOptimizer(DPOptimizer):

@@ -7,7 +7,7 @@ gradient of the whole table, no weight gradients that would be thrown away. A
 forward hook on every ``nn.Linear`` / ``nn.Embedding`` keeps the layer's input and
 a tensor hook on its output keeps the gradient that flows back. From these the
 optimizer computes per-example norms and the clipped sum
-(:mod:`privacy.dpsgd.sparse_norms`).
+(:mod:`fedctr.privacy.dpsgd.sparse_norms`).
 
 Any other layer with a trainable tensor is rejected up front: its per-example
 gradient would be missing from the norm, and the guarantee with it.
@@ -21,17 +21,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
-from opacus.grad_sample import AbstractGradSampleModule
-from torch import nn
-from torch.utils.hooks import RemovableHandle
-
-from privacy.dpsgd.errors import TrainingLoopError, UnsupportedLayerError
-from privacy.dpsgd.sparse_norms import (
+from fedctr.privacy.dpsgd.errors import TrainingLoopError, UnsupportedLayerError
+from fedctr.privacy.dpsgd.sparse_norms import (
     embedding_clipped_sum_,
     embedding_norm_sq,
     linear_clipped_sum_,
     linear_norm_sq,
 )
+from opacus.grad_sample import AbstractGradSampleModule
+from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 
 class _Leaf(torch.autograd.Function):

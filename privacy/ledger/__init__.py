@@ -4,7 +4,7 @@ Writers: :meth:`Ledger.open` then :meth:`Ledger.append` with a typed body.
 Readers (the platform, the audit): :func:`read_ledger` then :func:`verify_ledger`.
 """
 
-from privacy.ledger.bodies import (
+from fedctr.privacy.ledger.bodies import (
     BODY_TYPES,
     ENTRY_KINDS,
     UNIT_OF_PRIVACY,
@@ -15,14 +15,14 @@ from privacy.ledger.bodies import (
     PlatformReport,
     parse_body,
 )
-from privacy.ledger.entry import (
+from fedctr.privacy.ledger.entry import (
     GENESIS_HASH,
     SCHEMA_VERSION,
     Entry,
     make_entry,
     verify_entry,
 )
-from privacy.ledger.errors import (
+from fedctr.privacy.ledger.errors import (
     LedgerCorrupt,
     LedgerEntryInvalid,
     LedgerError,
@@ -31,16 +31,16 @@ from privacy.ledger.errors import (
     LedgerUnreadable,
     LedgerWriteRefused,
 )
-from privacy.ledger.findings import Finding, FindingCode
-from privacy.ledger.layout import (
+from fedctr.privacy.ledger.findings import Finding, FindingCode
+from fedctr.privacy.ledger.layout import (
     PLATFORM_OWNER,
     allowed_kinds,
     ledger_file,
     public_key_file,
 )
-from privacy.ledger.reader import BadLine, LedgerRead, TornTail, read_ledger
-from privacy.ledger.verify import verify_chain, verify_ledger
-from privacy.ledger.writer import TORN_SUFFIX, Ledger, repair_torn_tail
+from fedctr.privacy.ledger.reader import BadLine, LedgerRead, TornTail, read_ledger
+from fedctr.privacy.ledger.verify import verify_chain, verify_ledger
+from fedctr.privacy.ledger.writer import TORN_SUFFIX, Ledger, repair_torn_tail
 
 __all__ = [
     "BODY_TYPES",

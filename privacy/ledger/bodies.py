@@ -15,9 +15,9 @@ from dataclasses import dataclass, fields
 from types import MappingProxyType
 from typing import Any, ClassVar, Literal
 
-from privacy.budget import ACCOUNTANT_KINDS, AccountantKind, DPSGDRound, PrivacyBudget
-from privacy.errors import InvalidPrivacyParameter
-from privacy.ledger.errors import LedgerEntryInvalid
+from fedctr.privacy.budget import ACCOUNTANT_KINDS, AccountantKind, DPSGDRound, PrivacyBudget
+from fedctr.privacy.errors import InvalidPrivacyParameter
+from fedctr.privacy.ledger.errors import LedgerEntryInvalid
 
 EntryKind = Literal["partner-release", "platform-report", "platform-publish"]
 ENTRY_KINDS: tuple[str, ...] = ("partner-release", "platform-report", "platform-publish")
@@ -168,7 +168,7 @@ class PartnerRelease:
     """One DP release by a partner: the update it sent in one round, and what it cost.
 
     The signed entry travels to the platform with the update, so it holds only what
-    the wire contract (:mod:`privacy.wire`) declares: no row counts.
+    the wire contract (:mod:`fedctr.privacy.wire`) declares: no row counts.
 
     ``epsilon_after`` is cumulative over every release in this partner's ledger,
     at ``delta``, by the training-time ``accountant``; ``mechanism.steps`` are the

@@ -1,7 +1,7 @@
 """One signed, chained ledger entry and the bytes that are hashed and signed.
 
 An entry is ``{schema_version, seq, kind, owner, body, prev_hash, signer, signature}``.
-``signature`` is Ed25519 over :func:`privacy.signing.canonical_json` of every other
+``signature`` is Ed25519 over :func:`fedctr.privacy.signing.canonical_json` of every other
 field; ``prev_hash`` is the SHA-256 of the previous entry's canonical JSON
 (signature included), ``"0" * 64`` for the first. On disk a line is exactly the
 entry's canonical JSON plus ``\\n``.
@@ -18,12 +18,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from fedctr.privacy.ledger.bodies import ENTRY_KINDS, EntryKind, LedgerBody, ident, parse_body
+from fedctr.privacy.ledger.errors import LedgerEntryInvalid
+from fedctr.privacy.signing import SignatureInvalid, canonical_json, key_id, sign, verify
 
-from privacy.ledger.bodies import ENTRY_KINDS, EntryKind, LedgerBody, ident, parse_body
-from privacy.ledger.errors import LedgerEntryInvalid
-from privacy.signing import SignatureInvalid, canonical_json, key_id, sign, verify
-
-SCHEMA_VERSION = 2  # 2: release bodies carry no row counts (privacy.wire)
+SCHEMA_VERSION = 2  # 2: release bodies carry no row counts (fedctr.privacy.wire)
 GENESIS_HASH = "0" * 64
 MAX_LINE_BYTES = 1 << 20
 

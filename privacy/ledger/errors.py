@@ -1,6 +1,6 @@
 """Ledger errors: each subclass means one thing a caller can act on."""
 
-from privacy.errors import PrivacyError
+from fedctr.privacy.errors import PrivacyError
 
 
 class LedgerError(PrivacyError):
@@ -19,7 +19,7 @@ class LedgerTornTail(LedgerError):
     """The last line is incomplete (a crash mid-write); appending is refused until repaired.
 
     Entries are written before the update they describe is sent, so a torn entry
-    records a release that never happened: :func:`privacy.ledger.repair_torn_tail`
+    records a release that never happened: :func:`fedctr.privacy.ledger.repair_torn_tail`
     moves its bytes aside and truncates the file.
     """
 

@@ -38,7 +38,7 @@ class FindingCode(StrEnum):
     RELEASE_UNREPORTED = "release-unreported"
     REPORT_WITHOUT_RELEASE = "report-without-release"
     REPORT_MISMATCH = "report-mismatch"
-    # cards against the wire contract (privacy.wire.CARD_FIELDS)
+    # cards against the wire contract (fedctr.privacy.wire.CARD_FIELDS)
     UNDECLARED_CARD_FIELD = "undeclared-card-field"
     BASE_MODEL_DIVERGENCE = "base-model-divergence"
     # model cards against publish entries

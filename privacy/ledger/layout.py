@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from privacy.ledger.bodies import EntryKind, ident
+from fedctr.privacy.ledger.bodies import EntryKind, ident
 
 PLATFORM_OWNER = "platform"
 LEDGER_SUFFIX = ".jsonl"

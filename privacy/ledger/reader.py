@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from privacy.ledger.entry import Entry
-from privacy.ledger.errors import LedgerEntryInvalid, LedgerUnreadable
+from fedctr.privacy.ledger.entry import Entry
+from fedctr.privacy.ledger.errors import LedgerEntryInvalid, LedgerUnreadable
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,14 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-from privacy.ledger.bodies import PartnerRelease
-from privacy.ledger.entry import GENESIS_HASH, Entry, verify_entry
-from privacy.ledger.errors import LedgerEntryInvalid
-from privacy.ledger.findings import Finding, FindingCode
-from privacy.ledger.layout import allowed_kinds
-from privacy.ledger.reader import LedgerRead
-from privacy.signing import SignatureInvalid, key_id
+from fedctr.privacy.ledger.bodies import PartnerRelease
+from fedctr.privacy.ledger.entry import GENESIS_HASH, Entry, verify_entry
+from fedctr.privacy.ledger.errors import LedgerEntryInvalid
+from fedctr.privacy.ledger.findings import Finding, FindingCode
+from fedctr.privacy.ledger.layout import allowed_kinds
+from fedctr.privacy.ledger.reader import LedgerRead
+from fedctr.privacy.signing import SignatureInvalid, key_id
 
 
 def verify_chain(

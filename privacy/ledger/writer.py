@@ -26,9 +26,7 @@ from types import TracebackType
 from typing import Any, overload
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-from fedctr.durable import fsync_dir
-from privacy.ledger.bodies import (
+from fedctr.privacy.ledger.bodies import (
     LedgerBody,
     PartnerRelease,
     PlatformPublish,
@@ -36,17 +34,19 @@ from privacy.ledger.bodies import (
     ident,
     parse_body,
 )
-from privacy.ledger.entry import GENESIS_HASH, Entry, make_entry
-from privacy.ledger.errors import (
+from fedctr.privacy.ledger.entry import GENESIS_HASH, Entry, make_entry
+from fedctr.privacy.ledger.errors import (
     LedgerCorrupt,
     LedgerError,
     LedgerLocked,
     LedgerTornTail,
     LedgerWriteRefused,
 )
-from privacy.ledger.layout import allowed_kinds
-from privacy.ledger.reader import LedgerRead, TornTail, read_ledger
-from privacy.ledger.verify import verify_chain
+from fedctr.privacy.ledger.layout import allowed_kinds
+from fedctr.privacy.ledger.reader import LedgerRead, TornTail, read_ledger
+from fedctr.privacy.ledger.verify import verify_chain
+
+from fedctr.durable import fsync_dir
 
 logger = logging.getLogger(__name__)
 

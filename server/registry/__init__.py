@@ -5,7 +5,7 @@ plus an atomically replaced ``LATEST`` pointer. Nothing is unpickled, and nothin
 is trusted before the Ed25519 signature over the card and the weights hash verify.
 """
 
-from server.registry.card import (
+from fedctr.server.registry.card import (
     CARD_FORMAT_VERSION,
     ContextFallback,
     ModelCardFields,
@@ -14,8 +14,8 @@ from server.registry.card import (
     fallback_from_card,
     serving_guard_from_card,
 )
-from server.registry.cli import build_verify_parser, verify_model, verify_model_main
-from server.registry.errors import (
+from fedctr.server.registry.cli import build_verify_parser, verify_model, verify_model_main
+from fedctr.server.registry.errors import (
     ArtifactNotFound,
     ArtifactTampered,
     CardFieldError,
@@ -23,9 +23,14 @@ from server.registry.errors import (
     RegistryError,
     SpecMismatchError,
 )
-from server.registry.layout import LATEST_FILE, list_versions, read_latest, resolve_version_dir
-from server.registry.reader import LoadedModel, load_verified, verify_card
-from server.registry.writer import PublishedModel, publish_model
+from fedctr.server.registry.layout import (
+    LATEST_FILE,
+    list_versions,
+    read_latest,
+    resolve_version_dir,
+)
+from fedctr.server.registry.reader import LoadedModel, load_verified, verify_card
+from fedctr.server.registry.writer import PublishedModel, publish_model
 
 __all__ = [
     "CARD_FORMAT_VERSION",

@@ -16,13 +16,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from models.spec import FeatureSpec
-from privacy.budget import ACCOUNTANT_KINDS
-from privacy.wire import NEIGHBOUR_RELATION, undeclared_card_fields
-from server.registry.errors import CardFieldError, CardFormatError
+from fedctr.models.spec import FeatureSpec
+from fedctr.privacy.budget import ACCOUNTANT_KINDS
+from fedctr.privacy.wire import NEIGHBOUR_RELATION, undeclared_card_fields
+from fedctr.server.registry.errors import CardFieldError, CardFormatError
 
 CARD_FORMAT = "fedctr-model-card"
-CARD_FORMAT_VERSION = 2  # 2: only values privacy.wire.CARD_FIELDS declares
+CARD_FORMAT_VERSION = 2  # 2: only values fedctr.privacy.wire.CARD_FIELDS declares
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "card.json"
 SIGNATURE_FILE = "card.sig"

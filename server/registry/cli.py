@@ -8,10 +8,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from fedctr.models.spec import FeatureSpec, builtin_spec_path, load_spec
+from fedctr.privacy.signing import key_id, load_public_key
+from fedctr.server.registry.reader import load_verified
+
 from fedctr.errors import FedctrError
-from models.spec import FeatureSpec, builtin_spec_path, load_spec
-from privacy.signing import key_id, load_public_key
-from server.registry.reader import load_verified
 
 
 def load_spec_arg(value: str) -> FeatureSpec:

@@ -7,8 +7,9 @@ signed hash): a caller probing an artifact learns only "does not verify".
 
 from __future__ import annotations
 
+from fedctr.models.errors import SpecMismatchError
+
 from fedctr.errors import FedctrError
-from models.errors import SpecMismatchError
 
 
 class RegistryError(FedctrError):

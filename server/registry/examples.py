@@ -7,11 +7,15 @@ Nothing here trains: weights are random, provenance is made up and labelled so
 from __future__ import annotations
 
 import torch
-
-from models.base import CTRModel, build_model
-from models.config import ModelConfig
-from models.spec import FeatureSpec
-from server.registry.card import ContextFallback, ModelCardFields, PartnerProvenance, ServingGuard
+from fedctr.models.base import CTRModel, build_model
+from fedctr.models.config import ModelConfig
+from fedctr.models.spec import FeatureSpec
+from fedctr.server.registry.card import (
+    ContextFallback,
+    ModelCardFields,
+    PartnerProvenance,
+    ServingGuard,
+)
 
 
 def example_card(

@@ -21,9 +21,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from fedctr.server.registry.card import CARD_FILE
+from fedctr.server.registry.errors import ArtifactNotFound
+
 from fedctr.durable import replace_file
-from server.registry.card import CARD_FILE
-from server.registry.errors import ArtifactNotFound
 
 LATEST_FILE = "LATEST"
 MODELS_DIR = "models"

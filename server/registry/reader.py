@@ -14,17 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from fedctr.models.base import CTRModel, build_model
+from fedctr.models.config import ModelConfig
+from fedctr.models.errors import FeatureSpecError, SpecMismatchError, UnknownModelError
+from fedctr.models.spec import FeatureSpec
+from fedctr.privacy.signing import SignatureInvalid, canonical_json, verify
+from fedctr.server.registry.card import CARD_FILE, SIGNATURE_FILE, WEIGHTS_FILE, check_card_format
+from fedctr.server.registry.errors import ArtifactNotFound, ArtifactTampered, CardFormatError
+from fedctr.server.registry.layout import VERSION_RE, resolve_version_dir
 from safetensors import SafetensorError
 from safetensors.torch import load as safetensors_load
-
-from models.base import CTRModel, build_model
-from models.config import ModelConfig
-from models.errors import FeatureSpecError, SpecMismatchError, UnknownModelError
-from models.spec import FeatureSpec
-from privacy.signing import SignatureInvalid, canonical_json, verify
-from server.registry.card import CARD_FILE, SIGNATURE_FILE, WEIGHTS_FILE, check_card_format
-from server.registry.errors import ArtifactNotFound, ArtifactTampered, CardFormatError
-from server.registry.layout import VERSION_RE, resolve_version_dir
 
 
 @dataclass(frozen=True)

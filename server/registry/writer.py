@@ -13,28 +13,28 @@ from pathlib import Path
 
 import torch
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from safetensors.torch import save as safetensors_save
-
-from fedctr.durable import fsync_dir, write_file_synced
-from models.base import CTRModel
-from models.errors import SpecMismatchError
-from models.spec import FeatureSpec
-from privacy.signing import canonical_json, key_id, sign
-from server.registry.card import (
+from fedctr.models.base import CTRModel
+from fedctr.models.errors import SpecMismatchError
+from fedctr.models.spec import FeatureSpec
+from fedctr.privacy.signing import canonical_json, key_id, sign
+from fedctr.server.registry.card import (
     CARD_FILE,
     SIGNATURE_FILE,
     WEIGHTS_FILE,
     ModelCardFields,
     build_card,
 )
-from server.registry.errors import RegistryError
-from server.registry.layout import (
+from fedctr.server.registry.errors import RegistryError
+from fedctr.server.registry.layout import (
     MODELS_DIR,
     next_sequence,
     publish_lock,
     version_id,
     write_latest,
 )
+from safetensors.torch import save as safetensors_save
+
+from fedctr.durable import fsync_dir, write_file_synced
 
 
 @dataclass(frozen=True)

@@ -1,22 +1,27 @@
-"""The inference path of the scoring API: request encoding, numpy kernels, circuit breaker."""
+"""The scoring service: a signed model from the registry, served over HTTP.
 
-from server.scoring.breaker import BreakerSettings, CircuitBreaker
-from server.scoring.encoder import EncodedBatch, FeatureEncoder
-from server.scoring.kernels import Kernel, TorchKernel, build_kernel, kernel_names, register_kernel
-from server.scoring.scorer import Inference, Scorer, ScoringError, sigmoid
+``api/`` is the FastAPI app (and ``fedctr serve``); the rest is its inference path:
+request encoding, numpy kernels, the circuit breaker. Names resolve on first use
+(:mod:`fedctr.lazy`) so that ``fedctr.server.scoring.api`` can set BLAS thread limits
+before numpy is imported.
+"""
 
-__all__ = [
-    "BreakerSettings",
-    "CircuitBreaker",
-    "EncodedBatch",
-    "FeatureEncoder",
-    "Inference",
-    "Kernel",
-    "Scorer",
-    "ScoringError",
-    "TorchKernel",
-    "build_kernel",
-    "kernel_names",
-    "register_kernel",
-    "sigmoid",
-]
+from fedctr.lazy import lazy_exports
+
+_EXPORTS = {
+    "BreakerSettings": "fedctr.server.scoring.breaker",
+    "CircuitBreaker": "fedctr.server.scoring.breaker",
+    "EncodedBatch": "fedctr.server.scoring.encoder",
+    "FeatureEncoder": "fedctr.server.scoring.encoder",
+    "Inference": "fedctr.server.scoring.scorer",
+    "Kernel": "fedctr.server.scoring.kernels",
+    "Scorer": "fedctr.server.scoring.scorer",
+    "ScoringError": "fedctr.server.scoring.scorer",
+    "TorchKernel": "fedctr.server.scoring.kernels",
+    "build_kernel": "fedctr.server.scoring.kernels",
+    "kernel_names": "fedctr.server.scoring.kernels",
+    "register_kernel": "fedctr.server.scoring.kernels",
+    "sigmoid": "fedctr.server.scoring.scorer",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -7,7 +7,7 @@ offline re-ranker) usually hold the rows as columns already, so the batch
 route also takes an Arrow IPC stream: numbers arrive as machine floats and are
 read without a copy, and each distinct category is hashed once.
 
-The rules are the JSON body's (:mod:`server.api.schemas`), applied per column:
+The rules are the JSON body's (:mod:`fedctr.server.scoring.api.schemas`), applied per column:
 every spec column present (user-scope ones may be left out when not
 personalised), no unknown column, categoricals as strings (at most
 ``MAX_CATEGORY_CHARS``) or integers, numerics finite, embeddings lists of exactly
@@ -21,12 +21,11 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from models.spec import FeatureSpec
-from server.scoring.encoder import EncodedBatch, FeatureEncoder
+from fedctr.models.spec import FeatureSpec
+from fedctr.server.scoring.encoder import EncodedBatch, FeatureEncoder
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
-MAX_CATEGORY_CHARS = 256  # JSON rows (server.api.schemas) share this limit
+MAX_CATEGORY_CHARS = 256  # JSON rows (fedctr.server.scoring.api.schemas) share this limit
 
 
 class ColumnarBodyError(ValueError):

@@ -1,6 +1,6 @@
 """Request rows to model inputs, bit-identical to the training-time encoding.
 
-The training pipeline hashes whole columns (``models.encoding.hash_column``); a
+The training pipeline hashes whole columns (``fedctr.models.encoding.hash_column``); a
 scoring request carries one or a few rows, where that path's pyarrow set-up would
 cost more than the model. This encoder does the same arithmetic per value:
 keyed BLAKE2b states are prepared once per field and copied per value, numeric
@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
-from models.encoding import canonical_scalar
-from models.spec import FeatureSpec
+from fedctr.models.encoding import canonical_scalar
+from fedctr.models.spec import FeatureSpec
 
 
 @dataclass(frozen=True)
@@ -124,7 +123,8 @@ class FeatureEncoder:
         return self._hashers[field].buckets(keys)
 
     def transform_numeric(self, raw: np.ndarray, *, personalized: bool) -> np.ndarray:
-        """``models.encoding.transform_numeric`` for all numeric columns at once (float64 math)."""
+        """``fedctr.models.encoding.transform_numeric`` for all numeric columns at once
+        (float64 math)."""
         missing = ~np.isfinite(raw)
         if not personalized:
             missing |= self._num_user

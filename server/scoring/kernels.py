@@ -14,9 +14,8 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from fedctr.models.base import CTRModel
 from torch import nn
-
-from models.base import CTRModel
 
 Array = np.ndarray
 
@@ -41,7 +40,7 @@ class _Linear:
 
 
 class _MLP:
-    """An ``nn.Sequential`` of Linear/ReLU pairs (``models.layers.mlp``)."""
+    """An ``nn.Sequential`` of Linear/ReLU pairs (``fedctr.models.layers.mlp``)."""
 
     def __init__(self, seq: nn.Sequential) -> None:
         self.layers = [_Linear(m) for m in seq if isinstance(m, nn.Linear)]

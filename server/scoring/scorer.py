@@ -11,13 +11,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
-
-from models.base import CTRModel
-from models.spec import FeatureSpec
-from server.registry.card import ContextFallback
-from server.scoring.columnar import ArrowBatchDecoder
-from server.scoring.encoder import EncodedBatch, FeatureEncoder
-from server.scoring.kernels import Kernel, TorchKernel, build_kernel
+from fedctr.models.base import CTRModel
+from fedctr.models.spec import FeatureSpec
+from fedctr.server.registry.card import ContextFallback
+from fedctr.server.scoring.columnar import ArrowBatchDecoder
+from fedctr.server.scoring.encoder import EncodedBatch, FeatureEncoder
+from fedctr.server.scoring.kernels import Kernel, TorchKernel, build_kernel
 
 Inference = Literal["numpy", "torch"]
 
@@ -80,7 +79,7 @@ class Scorer:
         return sigmoid(self.logits(rows, personalized=personalized))
 
     def score_arrow(self, body: bytes, *, personalized: bool, max_rows: int) -> np.ndarray:
-        """Click probabilities of an Arrow IPC batch (:mod:`server.scoring.columnar`)."""
+        """Click probabilities of an Arrow IPC batch (:mod:`fedctr.server.scoring.columnar`)."""
         batch = self.arrow.decode(body, personalized=personalized, max_rows=max_rows)
         return sigmoid(self._logits(batch, personalized))
 

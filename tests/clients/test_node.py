@@ -7,15 +7,20 @@ from pathlib import Path
 
 import pytest
 import torch
+from fedctr.clients.config import PartnerConfig, PrivacySettings, TrainingSettings
+from fedctr.clients.errors import PartnerConfigError
+from fedctr.clients.node import PartnerNode
+from fedctr.models import (
+    FeatureSpec,
+    ModelConfig,
+    SpecMismatchError,
+    build_model,
+    builtin_spec_path,
+)
+from fedctr.privacy import BudgetExceededError
+from fedctr.privacy.ledger import read_ledger
+from fedctr.privacy.signing import generate_signing_key, save_private_key
 from opacus.accountants import RDPAccountant
-
-from clients.config import PartnerConfig, PrivacySettings, TrainingSettings
-from clients.errors import PartnerConfigError
-from clients.node import PartnerNode
-from models import FeatureSpec, ModelConfig, SpecMismatchError, build_model, builtin_spec_path
-from privacy import BudgetExceededError
-from privacy.ledger import read_ledger
-from privacy.signing import generate_signing_key, save_private_key
 
 MODEL = ModelConfig(name="lr")
 

@@ -8,14 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from clients.config import PartnerConfig, PrivacySettings, TrainingSettings
-from clients.node import PartnerNode
-from clients.state import STATE_FILE, PartnerStateError, load_state
-from models import ModelConfig, build_model, builtin_spec_path, load_spec
-from privacy import BudgetExceededError
-from privacy.ledger import read_ledger
-from privacy.signing import generate_signing_key, save_private_key
+from fedctr.clients.config import PartnerConfig, PrivacySettings, TrainingSettings
+from fedctr.clients.node import PartnerNode
+from fedctr.clients.state import STATE_FILE, PartnerStateError, load_state
+from fedctr.models import ModelConfig, build_model, builtin_spec_path, load_spec
+from fedctr.privacy import BudgetExceededError
+from fedctr.privacy.ledger import read_ledger
+from fedctr.privacy.signing import generate_signing_key, save_private_key
 
 MODEL = ModelConfig(name="lr")
 

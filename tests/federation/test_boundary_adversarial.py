@@ -7,7 +7,7 @@ evaluate messages, then more training after a partner's budget is spent. Two of
 the partners hold neighbouring logs (one row apart). The tests read what came
 back and prove the privacy boundary:
 
-- every reply, train or error, carries only what ``privacy.wire`` declares;
+- every reply, train or error, carries only what ``fedctr.privacy.wire`` declares;
 - (a) everything in a train reply besides the DP update and its hash is identical
   for neighbouring logs: the loss attack has nothing to read;
 - (b) evaluation returns nothing, also on crafted weights and after the budget is
@@ -23,15 +23,12 @@ from dataclasses import replace
 import pyarrow.parquet as pq
 import pytest
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
-from flwr.serverapp import Grid, ServerApp
-
-from clients.config import PrivacySettings, TrainingSettings
-from federation import protocol as P
-from federation.simulation import run_simulation
-from federation.workspace import PartnerSetup, create_workspace
-from models import ModelConfig, build_model, builtin_spec_path, load_spec
-from privacy.wire import (
+from fedctr.clients.config import PrivacySettings, TrainingSettings
+from fedctr.federation import protocol as P
+from fedctr.federation.simulation import run_simulation
+from fedctr.federation.workspace import PartnerSetup, create_workspace
+from fedctr.models import ModelConfig, build_model, builtin_spec_path, load_spec
+from fedctr.privacy.wire import (
     METRICS,
     REPORT,
     ErrorCode,
@@ -39,7 +36,9 @@ from privacy.wire import (
     TrainReply,
     declared_keys,
 )
-from server.strategies.registry import StrategyConfig
+from fedctr.server.platform.strategies.registry import StrategyConfig
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+from flwr.serverapp import Grid, ServerApp
 
 pytestmark = pytest.mark.slow
 

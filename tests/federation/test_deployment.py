@@ -11,11 +11,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_ssh_private_key
-
-from clients.config import PrivacySettings, TrainingSettings, load_partner_config
-from federation.cli import main
-from federation.config import load_platform_config
-from federation.deployment.bootstrap import (
+from fedctr.clients.config import PrivacySettings, TrainingSettings, load_partner_config
+from fedctr.federation.cli import main
+from fedctr.federation.config import load_platform_config
+from fedctr.federation.deployment.bootstrap import (
     PartnerOptions,
     PlatformOptions,
     add_partner,
@@ -23,18 +22,18 @@ from federation.deployment.bootstrap import (
     init_platform,
     read_registration,
 )
-from federation.deployment.credentials import (
+from fedctr.federation.deployment.credentials import (
     certificate_hosts,
     create_dev_tls,
     create_node_key,
 )
-from federation.deployment.errors import (
+from fedctr.federation.deployment.errors import (
     CredentialError,
     DeploymentConfigError,
 )
-from federation.deployment.settings import load_node_settings, load_superlink_settings
-from federation.deployment.waits import Waits, waits_to_env
-from models import ModelConfig, builtin_spec_path
+from fedctr.federation.deployment.settings import load_node_settings, load_superlink_settings
+from fedctr.federation.deployment.waits import Waits, waits_to_env
+from fedctr.models import ModelConfig, builtin_spec_path
 
 
 def _mode(path: Path) -> int:

@@ -17,9 +17,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
-from federation.deployment import flower_runtime as fr
-from federation.deployment.waits import Waits, waits_from_env, waits_to_env
+from fedctr.federation.deployment import flower_runtime as fr
+from fedctr.federation.deployment.waits import Waits, waits_from_env, waits_to_env
 
 
 def test_installed_flower_is_the_pinned_version() -> None:
@@ -81,11 +80,11 @@ def test_patches_change_only_the_waits_and_only_in_the_patched_process() -> None
     code = textwrap.dedent(
         """
         import time
-        from federation.deployment import flower_runtime as fr
+        from fedctr.federation.deployment import flower_runtime as fr
         from flwr.supercore import heartbeat
         from flwr.supercore.inflatable import inflatable_utils as iu
         from flwr.supernode import fleet_http_connection, start_client_internal as sci
-        from federation.deployment.waits import Waits
+        from fedctr.federation.deployment.waits import Waits
         waits = Waits(idle_poll=0.2, reply_poll=0.01, heartbeat=12.0, pull_backoff=0.07)
         fr.patch_supernode(waits)
         assert sci.time._mapping == {3: 0.2, 0.5: 0.01}
@@ -191,7 +190,7 @@ def _installed_app(home: Path, clientapp: str) -> tuple[str, str, str]:
             [tool.flwr.app]
             publisher = "fedctr"
             [tool.flwr.app.components]
-            serverapp = "federation.server_app:app"
+            serverapp = "fedctr.federation.server_app:app"
             clientapp = "{clientapp}"
             """
         )
@@ -199,16 +198,15 @@ def _installed_app(home: Path, clientapp: str) -> tuple[str, str, str]:
     return "fedctr/fedctr", "0.1.0", fab_hash
 
 
-@pytest.mark.parametrize("clientapp", ["federation.client_app:app", "evil.exfiltrate:app"])
+@pytest.mark.parametrize("clientapp", ["fedctr.federation.client_app:app", "evil.exfiltrate:app"])
 def test_tasks_only_ever_run_the_installed_fedctr_client_app(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clientapp: str
 ) -> None:
     """A run naming another ClientApp is refused: the platform cannot ship code that
     would run next to the partner's rows."""
+    from fedctr.federation.client_app import app
     from flwr.clientapp.client_app import LoadClientAppError
     from flwr.supernode.runtime import run_clientapp as runtime
-
-    from federation.client_app import app
 
     monkeypatch.setattr(runtime, "get_load_client_app_fn", runtime.get_load_client_app_fn)
     monkeypatch.setenv("FLWR_HOME", str(tmp_path))

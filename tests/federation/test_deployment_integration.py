@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-from clients.config import PrivacySettings, TrainingSettings
-from federation.deployment.bootstrap import (
+from fedctr.clients.config import PrivacySettings, TrainingSettings
+from fedctr.federation.demo.synthetic import PartnerProfile, generate_federation
+from fedctr.federation.deployment.bootstrap import (
     PartnerOptions,
     PlatformOptions,
     add_partner,
@@ -30,13 +30,12 @@ from federation.deployment.bootstrap import (
     init_platform,
     read_registration,
 )
-from federation.deployment.localrun import LocalDeployment, poll
-from federation.deployment.processes import StopFlag, descendants, free_port
-from federation.deployment.runs import RunReport, run_platform
-from federation.synthetic import PartnerProfile, generate_federation
-from models import ModelConfig, builtin_spec_path
-from privacy.ledger import PlatformPublish, PlatformReport, read_ledger
-from server.registry import verify_model_main
+from fedctr.federation.deployment.localrun import LocalDeployment, poll
+from fedctr.federation.deployment.processes import StopFlag, descendants, free_port
+from fedctr.federation.deployment.runs import RunReport, run_platform
+from fedctr.models import ModelConfig, builtin_spec_path
+from fedctr.privacy.ledger import PlatformPublish, PlatformReport, read_ledger
+from fedctr.server.registry import verify_model_main
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 

@@ -9,9 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-
-from federation.deployment.errors import ProcessFailed
-from federation.deployment.processes import (
+from fedctr.federation.deployment.errors import ProcessFailed
+from fedctr.federation.deployment.processes import (
     Supervisor,
     descendants,
     executable_env,

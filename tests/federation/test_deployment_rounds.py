@@ -9,6 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from fedctr.federation import protocol as P
+from fedctr.federation.client_app import PARTNER_CONFIG_KEY, evaluate, train
+from fedctr.federation.deployment.grid import WAITS_ENV, ResponsiveGrid, responsive_grid
+from fedctr.models import ModelConfig, build_model, builtin_spec_path, load_spec
+from fedctr.privacy.wire import ErrorCode, declared_keys
+from fedctr.server.platform.strategies.round_timing import RoundTimer, read_timing
 from flwr.app import (
     ArrayRecord,
     ConfigRecord,
@@ -18,13 +24,6 @@ from flwr.app import (
     MetricRecord,
     RecordDict,
 )
-
-from federation import protocol as P
-from federation.client_app import PARTNER_CONFIG_KEY, evaluate, train
-from federation.deployment.grid import WAITS_ENV, ResponsiveGrid, responsive_grid
-from models import ModelConfig, build_model, builtin_spec_path, load_spec
-from privacy.wire import ErrorCode, declared_keys
-from server.strategies.round_timing import RoundTimer, read_timing
 
 
 class ScriptedGrid:
@@ -163,9 +162,9 @@ def test_client_app_replies_with_the_contract_only_and_refuses_evaluation(
 ) -> None:
     """A real partner node: asked to evaluate first, it sends no evaluation, no loss,
     no counts, no timing: exactly the declared train-reply keys."""
-    from clients.config import PrivacySettings, TrainingSettings
-    from federation.workspace import PartnerSetup, create_workspace
-    from server.strategies.registry import StrategyConfig
+    from fedctr.clients.config import PrivacySettings, TrainingSettings
+    from fedctr.federation.workspace import PartnerSetup, create_workspace
+    from fedctr.server.platform.strategies.registry import StrategyConfig
 
     logs, _ = synthetic_logs
     spec_file = builtin_spec_path("demo")

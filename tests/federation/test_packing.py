@@ -7,6 +7,18 @@ from collections.abc import Iterable
 import numpy as np
 import pytest
 import torch
+from fedctr.federation import protocol as P
+from fedctr.federation.deployment.grid import ResponsiveGrid
+from fedctr.federation.packing import (
+    LAYOUT_SUFFIX,
+    PackingError,
+    is_packed,
+    pack_content,
+    packing_mod,
+    unpack_content,
+)
+from fedctr.models import ModelConfig, build_model, builtin_spec_path, load_spec
+from fedctr.privacy.wire import ErrorCode
 from flwr.app import (
     Array,
     ArrayRecord,
@@ -17,19 +29,6 @@ from flwr.app import (
     RecordDict,
 )
 from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects
-
-from federation import protocol as P
-from federation.deployment.grid import ResponsiveGrid
-from federation.packing import (
-    LAYOUT_SUFFIX,
-    PackingError,
-    is_packed,
-    pack_content,
-    packing_mod,
-    unpack_content,
-)
-from models import ModelConfig, build_model, builtin_spec_path, load_spec
-from privacy.wire import ErrorCode
 
 
 def _deepfm_arrays() -> ArrayRecord:

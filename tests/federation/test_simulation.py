@@ -18,15 +18,14 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
-from clients.config import PrivacySettings, TrainingSettings
-from federation.simulation import run_simulation
-from federation.workspace import PartnerSetup, create_workspace
-from models import ModelConfig, builtin_spec_path, load_spec
-from privacy.audit import audit_directories
-from privacy.ledger import read_ledger
-from server.registry import verify_model_main
-from server.strategies.registry import StrategyConfig
+from fedctr.clients.config import PrivacySettings, TrainingSettings
+from fedctr.federation.simulation import run_simulation
+from fedctr.federation.workspace import PartnerSetup, create_workspace
+from fedctr.models import ModelConfig, builtin_spec_path, load_spec
+from fedctr.privacy.audit import audit_directories
+from fedctr.privacy.ledger import read_ledger
+from fedctr.server.platform.strategies.registry import StrategyConfig
+from fedctr.server.registry import verify_model_main
 
 pytestmark = pytest.mark.slow
 
@@ -169,7 +168,7 @@ def test_published_model_verifies_and_one_flipped_byte_does_not(finished_run) ->
 
 
 def test_ledgers_match_and_the_audit_passes(finished_run, tmp_path: Path) -> None:
-    from federation.auditing import collect_audit_inputs
+    from fedctr.federation.demo.auditing import collect_audit_inputs
 
     ws, _, _ = finished_run
     assert len(read_ledger(ws.partner_dir("shop-a") / "ledger.jsonl").entries) == 2

@@ -5,8 +5,7 @@ from __future__ import annotations
 import tomllib
 
 import pytest
-
-from federation.tomlfile import toml_line, toml_sections
+from fedctr.federation.tomlfile import toml_line, toml_sections
 
 
 def test_sections_round_trip_awkward_values_and_leave_out_none() -> None:

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+from fedctr.models import (
+    CategoricalFeature,
+    NumericFeature,
+    hash_column,
+    hash_value,
+    transform_numeric,
+)
+from fedctr.models.encoding import canonical_scalar
 from hypothesis import given
 from hypothesis import strategies as st
-
-from models import CategoricalFeature, NumericFeature, hash_column, hash_value, transform_numeric
-from models.encoding import canonical_scalar
 
 FEATURE = CategoricalFeature(name="ad", buckets=1024)
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from fedctr.models import FeatureSpec, ModelConfig, build_model, registered_models
+from fedctr.models.errors import UnknownModelError
+from fedctr.privacy.dpsgd import get_implementation
+from fedctr.privacy.randomness import SecureRandom
 from opacus import PrivacyEngine
 from torch.utils.data import DataLoader, TensorDataset
-
-from models import FeatureSpec, ModelConfig, build_model, registered_models
-from models.errors import UnknownModelError
-from privacy.dpsgd import get_implementation
-from privacy.randomness import SecureRandom
 
 
 def _batch(spec: FeatureSpec, n: int = 64):

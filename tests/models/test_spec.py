@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from models import FeatureSpec, FeatureSpecError, builtin_spec_path, load_spec
+from fedctr.models import FeatureSpec, FeatureSpecError, builtin_spec_path, load_spec
 
 
 def _write(tmp_path: Path, text: str, name: str = "spec.toml") -> Path:

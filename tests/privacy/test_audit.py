@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fedctr.privacy.audit import AuditResult, audit_directories, render_html
+from fedctr.privacy.audit.cards import CARD_FILE, CARD_SIGNATURE_FILE, WEIGHTS_FILE
+from fedctr.privacy.audit.contract import WITHHELD
+from fedctr.privacy.budget import PrivacyBudget
+from fedctr.privacy.ledger import GENESIS_HASH, Entry, make_entry, parse_body, read_ledger
+from fedctr.privacy.signing import canonical_json, generate_signing_key, sign
 
-from privacy.audit import AuditResult, audit_directories, render_html
-from privacy.audit.cards import CARD_FILE, CARD_SIGNATURE_FILE, WEIGHTS_FILE
-from privacy.audit.contract import WITHHELD
-from privacy.audit.synthetic import SyntheticPartner, SyntheticRun, write_synthetic_run
-from privacy.budget import PrivacyBudget
-from privacy.ledger import GENESIS_HASH, Entry, make_entry, parse_body, read_ledger
-from privacy.signing import canonical_json, generate_signing_key, sign
+from tests.support.audit_run import SyntheticPartner, SyntheticRun, write_synthetic_run
 
 BUDGET = PrivacyBudget(epsilon=4.0, delta=1e-5)
 ACME = SyntheticPartner(
@@ -128,7 +128,7 @@ def test_independent_recomputation_agrees_with_the_training_time_claims(honest):
 
 def test_the_synthetic_card_verifies_with_the_registry_reader(honest):
     """The card format used here is the registry's: its own verifier accepts it."""
-    from server.registry.reader import verify_card
+    from fedctr.server.registry.reader import verify_card
 
     result = audit(
         honest, card_verifier=partial(verify_card, public_key=honest.platform_key.public_key())
@@ -373,7 +373,7 @@ def _set(card: dict[str, Any], path: str, value: Any) -> None:
     ],
 )
 def test_a_card_carrying_an_undeclared_value_fails(tmp_path, path, leaf):
-    """The platform signs, publishes and records a card with a value privacy.wire does not
+    """The platform signs, publishes and records a card with a value fedctr.privacy.wire does not
     declare: ledgers and card agree, only the contract check catches it. The finding
     names the path, never the value."""
     value = 0.123456789

@@ -7,10 +7,9 @@ import itertools
 import warnings
 
 import pytest
-
-from privacy.accounting import PartnerAccountant
-from privacy.audit.recompute import independent_epsilons
-from privacy.budget import DPSGDRound
+from fedctr.privacy.accounting import PartnerAccountant
+from fedctr.privacy.audit.recompute import independent_epsilons
+from fedctr.privacy.budget import DPSGDRound
 
 DELTA = 1e-5
 

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from privacy.audit import (
+from fedctr.privacy.audit import (
     AuditResult,
     audit_directories,
     audit_main,
@@ -25,11 +24,10 @@ from privacy.audit import (
     report_dict,
     write_report,
 )
-from privacy.audit.plots import BUDGET_COLOR, CLAIMED_COLOR, PLD_COLOR
-from privacy.audit.synthetic import SyntheticPartner, SyntheticRun, write_synthetic_run
-from privacy.budget import PrivacyBudget
-from privacy.ledger import Finding, FindingCode
-from privacy.wire import (
+from fedctr.privacy.audit.plots import BUDGET_COLOR, CLAIMED_COLOR, PLD_COLOR
+from fedctr.privacy.budget import PrivacyBudget
+from fedctr.privacy.ledger import Finding, FindingCode
+from fedctr.privacy.wire import (
     CARD_FIELDS,
     ERROR_REPLY_FIELDS,
     NEIGHBOUR_RELATION,
@@ -39,6 +37,8 @@ from privacy.wire import (
     FieldClass,
     Problem,
 )
+
+from tests.support.audit_run import SyntheticPartner, SyntheticRun, write_synthetic_run
 
 WHEN = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 BUDGET = PrivacyBudget(epsilon=1.0, delta=1e-5)
@@ -180,7 +180,7 @@ def table(page: str, testid: str) -> str:
 
 def test_the_statement_lists_the_wire_contract_not_a_copy_of_it(honest):
     """Every NOT_SENT item, every declared DP release and every public-by-declaration value
-    of privacy.wire is in the statement (JSON and HTML), in the contract's order."""
+    of fedctr.privacy.wire is in the statement (JSON and HTML), in the contract's order."""
     result = audit(honest)
     statement = report_dict(result, generated_at=WHEN)["privacy_statement"]
     page = render_html(result, generated_at=WHEN)
@@ -204,7 +204,7 @@ def test_the_statement_lists_the_wire_contract_not_a_copy_of_it(honest):
 
 
 def test_the_statement_states_relation_unit_caveats_and_no_row_count_claim(honest):
-    """Neighbour relation and unit from privacy.wire; the caveats disclosed without DP;
+    """Neighbour relation and unit from fedctr.privacy.wire; the caveats disclosed without DP;
     delta against 1/n left to the partner's node, as the audit cannot see n."""
     statement = privacy_statement(audit(honest))
     page = render_html(audit(honest), generated_at=WHEN)

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from opacus.accountants import RDPAccountant
-from opacus.accountants.utils import get_noise_multiplier
-
-from privacy import (
+from fedctr.privacy import (
     BudgetExceededError,
     DPSGDRound,
     InvalidPrivacyParameter,
@@ -15,6 +12,8 @@ from privacy import (
     calibrate_noise_multiplier,
     poisson_schedule,
 )
+from opacus.accountants import RDPAccountant
+from opacus.accountants.utils import get_noise_multiplier
 
 
 @pytest.mark.parametrize(
@@ -88,7 +87,7 @@ def test_accountant_state_round_trips_and_rejects_garbage() -> None:
     again = PartnerAccountant.from_state_dict(acc.state_dict())
 
     assert again.history == acc.history and again.kind == "prv"
-    from privacy import AccountantStateError
+    from fedctr.privacy import AccountantStateError
 
     for bad in (
         {},

@@ -1,4 +1,4 @@
-"""Contract every DP-SGD implementation behind :mod:`privacy.dpsgd.base` honours: the
+"""Contract every DP-SGD implementation behind :mod:`fedctr.privacy.dpsgd.base` honours: the
 training loop runs for exactly the declared steps; the engine's accountant sees one entry
 per step at (sigma, declared q); without noise the update is the clipped sum divided by
 the declared expected batch size; the noise has std sigma * C / declared batch, on every
@@ -14,20 +14,19 @@ import copy
 
 import pytest
 import torch
-from opacus import PrivacyEngine
-from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
-
-from models import ModelConfig, build_model
-from models.spec import CategoricalFeature, FeatureSpec, NumericFeature
-from privacy.dpsgd import (
+from fedctr.models import ModelConfig, build_model
+from fedctr.models.spec import CategoricalFeature, FeatureSpec, NumericFeature
+from fedctr.privacy.dpsgd import (
     PrivateTraining,
     SeamArgumentError,
     UnsupportedLayerError,
     get_implementation,
 )
-from privacy.errors import InvalidPrivacyParameter
-from privacy.randomness import SecureRandom
+from fedctr.privacy.errors import InvalidPrivacyParameter
+from fedctr.privacy.randomness import SecureRandom
+from opacus import PrivacyEngine
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Secure RNG turned off"),

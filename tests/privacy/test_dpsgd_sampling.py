@@ -8,12 +8,11 @@ import math
 
 import pytest
 import torch
+from fedctr.privacy.dpsgd.errors import SeamArgumentError
+from fedctr.privacy.dpsgd.sampling import PoissonLoader, poisson_loader
+from fedctr.privacy.errors import InvalidPrivacyParameter
+from fedctr.privacy.randomness import SecureRandom
 from torch.utils.data import DataLoader, Dataset, TensorDataset
-
-from privacy.dpsgd.errors import SeamArgumentError
-from privacy.dpsgd.sampling import PoissonLoader, poisson_loader
-from privacy.errors import InvalidPrivacyParameter
-from privacy.randomness import SecureRandom
 
 KEY = bytes(range(32))
 

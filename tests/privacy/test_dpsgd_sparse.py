@@ -5,19 +5,14 @@ from __future__ import annotations
 
 import math
 
+import fedctr.privacy.dpsgd
 import pytest
 import torch
-from opacus import PrivacyEngine
-from scipy import stats
-from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
-
-import privacy.dpsgd
-from models import ModelConfig, build_model
-from models.spec import CategoricalFeature, FeatureSpec, NumericFeature
-from privacy.accounting import PartnerAccountant
-from privacy.budget import DPSGDRound
-from privacy.dpsgd import (
+from fedctr.models import ModelConfig, build_model
+from fedctr.models.spec import CategoricalFeature, FeatureSpec, NumericFeature
+from fedctr.privacy.accounting import PartnerAccountant
+from fedctr.privacy.budget import DPSGDRound
+from fedctr.privacy.dpsgd import (
     DEFAULT_IMPLEMENTATION,
     PrivateTraining,
     TrainingLoopError,
@@ -25,8 +20,12 @@ from privacy.dpsgd import (
     available_implementations,
     get_implementation,
 )
-from privacy.errors import InvalidPrivacyParameter
-from privacy.randomness import SecureRandom
+from fedctr.privacy.errors import InvalidPrivacyParameter
+from fedctr.privacy.randomness import SecureRandom
+from opacus import PrivacyEngine
+from scipy import stats
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Secure RNG turned off"),
@@ -454,8 +453,8 @@ def test_fedctr_sparse_is_registered_and_the_default():
 
 
 def test_public_names_import():
-    """``from privacy.dpsgd import *`` exposes exactly ``__all__``."""
+    """``from fedctr.privacy.dpsgd import *`` exposes exactly ``__all__``."""
     namespace: dict[str, object] = {}
-    exec("from privacy.dpsgd import *", namespace)
+    exec("from fedctr.privacy.dpsgd import *", namespace)
 
-    assert set(privacy.dpsgd.__all__) <= set(namespace)
+    assert set(fedctr.privacy.dpsgd.__all__) <= set(namespace)

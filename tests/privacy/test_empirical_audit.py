@@ -37,17 +37,16 @@ import numpy as np
 import pytest
 import scipy.stats
 import torch
-
-from clients.config import PartnerConfig, PrivacySettings, TrainingSettings
-from clients.data import EncodedData, read_partner_log
-from models import ModelConfig, builtin_spec_path, load_spec
-from privacy.audit.empirical import (
+from fedctr.clients.canary_audit.run import (
     EmpiricalAuditError,
     EmpiricalAuditResult,
     make_canaries,
     run_empirical_audit,
 )
-from privacy.audit.one_run import (
+from fedctr.clients.config import PartnerConfig, PrivacySettings, TrainingSettings
+from fedctr.models import ModelConfig, builtin_spec_path, load_spec
+from fedctr.models.logs.reader import EncodedData, read_partner_log
+from fedctr.privacy.audit.one_run import (
     CanaryScoreError,
     count_correct,
     default_guess_grid,
@@ -56,9 +55,9 @@ from privacy.audit.one_run import (
     max_epsilon_lower_bound,
     one_run_p_value,
 )
-from privacy.dpsgd import FedctrSparse, available_implementations, register_implementation
-from privacy.dpsgd.base import PrivateTraining
-from privacy.errors import InvalidPrivacyParameter, PrivacyError
+from fedctr.privacy.dpsgd import FedctrSparse, available_implementations, register_implementation
+from fedctr.privacy.dpsgd.base import PrivateTraining
+from fedctr.privacy.errors import InvalidPrivacyParameter, PrivacyError
 
 # ---------------------------------------------------------------------------------------
 # Golden values from google-deepmind/jax_privacy, jax_privacy/auditing.py at commit
@@ -291,7 +290,7 @@ MODEL = ModelConfig(name="lr")
 
 @pytest.fixture(scope="module")
 def partner(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, EncodedData]:
-    from federation.synthetic import PartnerProfile, generate_federation
+    from fedctr.federation.demo.synthetic import PartnerProfile, generate_federation
 
     paths, _ = generate_federation(
         tmp_path_factory.mktemp("audit-logs"),
@@ -345,7 +344,7 @@ def _audit(
 
 @pytest.mark.parametrize("implementation", sorted(BROKEN))
 def test_broken_dp_sgd_is_caught(partner, tmp_path, implementation, caplog):
-    caplog.set_level(logging.INFO, logger="privacy.audit.empirical")
+    caplog.set_level(logging.INFO, logger="fedctr.clients.canary_audit.run")
     result = _audit(partner, tmp_path, implementation, seed=0)
     assert result.implementation == implementation  # it ran, and was ledgered as such
     assert result.claimed_epsilon == pytest.approx(1.0, abs=0.02)
@@ -481,7 +480,7 @@ local_epochs = 2
 
 
 def test_cli_refutes_a_broken_partner_and_writes_json(partner, tmp_path, capsys):
-    from privacy.audit.empirical_cli import EXIT_REFUTED, main
+    from fedctr.clients.canary_audit.cli import EXIT_REFUTED, main
 
     data, _ = partner
     toml = _partner_toml(tmp_path, data)
@@ -497,7 +496,7 @@ def test_cli_refutes_a_broken_partner_and_writes_json(partner, tmp_path, capsys)
 
 
 def test_cli_passes_a_correct_partner_and_rejects_bad_input(partner, tmp_path, capsys):
-    from privacy.audit.empirical_cli import EXIT_PASS, EXIT_USAGE, main
+    from fedctr.clients.canary_audit.cli import EXIT_PASS, EXIT_USAGE, main
 
     data, _ = partner
     toml = _partner_toml(tmp_path, data)

@@ -8,9 +8,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-
-from privacy.budget import DPSGDRound, PrivacyBudget
-from privacy.ledger import (
+from fedctr.privacy.budget import DPSGDRound, PrivacyBudget
+from fedctr.privacy.ledger import (
     GENESIS_HASH,
     SCHEMA_VERSION,
     TORN_SUFFIX,
@@ -32,7 +31,7 @@ from privacy.ledger import (
     verify_entry,
     verify_ledger,
 )
-from privacy.signing import (
+from fedctr.privacy.signing import (
     SignatureInvalid,
     canonical_json,
     generate_signing_key,

@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 import torch
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+from fedctr.privacy import SecureRandom as ExportedSecureRandom
+from fedctr.privacy.errors import InvalidPrivacyParameter, PrivacyError
+from fedctr.privacy.randomness import NoiseTargetError, SecureRandom
 from scipy import stats
-
-from privacy import SecureRandom as ExportedSecureRandom
-from privacy.errors import InvalidPrivacyParameter, PrivacyError
-from privacy.randomness import NoiseTargetError, SecureRandom
 
 KEY = bytes(range(32))
 # RFC 8439, appendix A.1, test vector #1: ChaCha20 block of the all-zero key and nonce,

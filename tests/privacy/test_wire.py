@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from privacy import DPSGDRound, PrivacyBudget
-from privacy.wire import (
+from fedctr.privacy import DPSGDRound, PrivacyBudget
+from fedctr.privacy.wire import (
     CARD_FIELDS,
     ERROR_REPLY_FIELDS,
     METRICS,
@@ -29,9 +28,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 def _reply(**overrides) -> TrainReply:
     values = {
         "partner_id": "shop-a",
-        "release": DPSGDRound(
-            noise_multiplier=1.0, sample_rate=0.05, steps=20, max_grad_norm=5.0
-        ),
+        "release": DPSGDRound(noise_multiplier=1.0, sample_rate=0.05, steps=20, max_grad_norm=5.0),
         "accountant": "rdp",
         "dp_implementation": "fedctr-sparse",
         "epsilon": 1.5,

@@ -13,27 +13,27 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import HTTPException
 from fastapi.testclient import TestClient
+from fedctr.models import builtin_spec_path, load_spec
+from fedctr.privacy.signing import save_public_key
+from fedctr.server.registry import publish_model
+from fedctr.server.registry.examples import example_card, random_model
+from fedctr.server.registry.layout import write_latest
+from fedctr.server.scoring.api import Settings, create_app
+from fedctr.server.scoring.api.deps import get_active_model, get_holder
+from fedctr.server.scoring.api.fastpath import ScoringFastPath
+from fedctr.server.scoring.api.holder import ModelHolder, prepare_model
+from fedctr.server.scoring.api.metrics import ServiceMetrics
+from fedctr.server.scoring.api.reloader import reload_once
+from fedctr.server.scoring.api.serve import _argv, build_serve_parser
+from fedctr.server.scoring.columnar import ARROW_STREAM
 
-from models import builtin_spec_path, load_spec
-from privacy.signing import save_public_key
-from server.api import Settings, create_app
-from server.api.deps import get_active_model, get_holder
-from server.api.fastpath import ScoringFastPath
-from server.api.holder import ModelHolder, prepare_model
-from server.api.metrics import ServiceMetrics
-from server.api.reloader import reload_once
-from server.api.serve import _argv, build_serve_parser
-from server.api.testing import (
+from tests.support.scoring import (
     arrow_body,
     bad_arrow_cases,
     bad_request_cases,
     example_row,
     torch_reference,
 )
-from server.registry import publish_model
-from server.registry.examples import example_card, random_model
-from server.registry.layout import write_latest
-from server.scoring.columnar import ARROW_STREAM
 
 SPEC = load_spec(builtin_spec_path("demo"))
 MAX_ROWS = 4

@@ -17,10 +17,14 @@ import httpx
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fedctr.models import builtin_spec_path, load_spec
+from fedctr.privacy.signing import save_public_key
+from fedctr.server.registry import publish_model
+from fedctr.server.registry.examples import example_card, random_model
+from fedctr.server.registry.layout import write_latest
+from fedctr.server.scoring.columnar import ARROW_STREAM as ARROW
 
-from models import builtin_spec_path, load_spec
-from privacy.signing import save_public_key
-from server.api.testing import (
+from tests.support.scoring import (
     ServerProcess,
     arrow_body,
     bad_arrow_cases,
@@ -28,10 +32,6 @@ from server.api.testing import (
     example_row,
     torch_reference,
 )
-from server.registry import publish_model
-from server.registry.examples import example_card, random_model
-from server.registry.layout import write_latest
-from server.scoring.columnar import ARROW_STREAM as ARROW
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]

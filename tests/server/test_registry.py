@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-from models import FeatureSpec, builtin_spec_path, load_spec
-from privacy.signing import save_public_key
-from server.registry import (
+from fedctr.models import FeatureSpec, builtin_spec_path, load_spec
+from fedctr.privacy.signing import save_public_key
+from fedctr.server.registry import (
     ArtifactNotFound,
     ArtifactTampered,
     CardFieldError,
@@ -29,7 +28,7 @@ from server.registry import (
     verify_model,
     verify_model_main,
 )
-from server.registry.examples import example_card, random_model
+from fedctr.server.registry.examples import example_card, random_model
 
 
 def random_inputs(spec: FeatureSpec, n: int = 32, seed: int = 1) -> tuple[torch.Tensor, ...]:

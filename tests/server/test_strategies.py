@@ -8,6 +8,22 @@ import time
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fedctr.federation import protocol as P
+from fedctr.models import state_dict_sha256
+from fedctr.privacy import DPSGDRound, PrivacyBudget
+from fedctr.privacy.ledger import GENESIS_HASH, PartnerRelease, make_entry
+from fedctr.privacy.signing import generate_signing_key
+from fedctr.privacy.wire import ErrorCode, TrainReply
+from fedctr.server.platform.errors import PlatformConfigError
+from fedctr.server.platform.ledger import PlatformLedger
+from fedctr.server.platform.rounds import RoundLog
+from fedctr.server.platform.strategies import (
+    AccountableStrategy,
+    StrategyConfig,
+    aggregate_partner_metrics,
+    available_strategies,
+    build_strategy,
+)
 from flwr.app import (
     Array,
     ArrayRecord,
@@ -17,23 +33,6 @@ from flwr.app import (
     Metadata,
     MetricRecord,
     RecordDict,
-)
-
-from federation import protocol as P
-from models import state_dict_sha256
-from privacy import DPSGDRound, PrivacyBudget
-from privacy.ledger import GENESIS_HASH, PartnerRelease, make_entry
-from privacy.signing import generate_signing_key
-from privacy.wire import ErrorCode, TrainReply
-from server.errors import PlatformConfigError
-from server.platform_ledger import PlatformLedger
-from server.rounds import RoundLog
-from server.strategies import (
-    AccountableStrategy,
-    StrategyConfig,
-    aggregate_partner_metrics,
-    available_strategies,
-    build_strategy,
 )
 
 

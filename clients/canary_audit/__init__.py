@@ -1,0 +1,1 @@
+"""clients/canary_audit."""

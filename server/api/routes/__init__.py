@@ -1,6 +1,0 @@
-"""HTTP routes, one module per concern (as in the FastAPI full-stack template)."""
-
-from server.api.routes import health, metrics, model
-from server.api.routes.score import build_score_router
-
-__all__ = ["build_score_router", "health", "metrics", "model"]

@@ -1,0 +1,164 @@
+"""Turn a finished run into a signed, published model and a run summary.
+
+The card's privacy section is built only from what partners reported in rounds
+that were actually aggregated: a partner that refused, failed or was dropped does
+not appear, and each partner's epsilon is the cumulative one it reported last.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fedctr.privacy.signing import load_private_key
+from fedctr.server.platform.checkpoint import write_json
+from fedctr.server.platform.errors import NotEnoughPartnersError, PlatformError
+from fedctr.server.platform.ledger import PlatformLedger
+from fedctr.server.platform.orchestrator import FederationOutcome
+from fedctr.server.platform.rounds import PartnerTrainRecord
+from fedctr.server.registry import (
+    ModelCardFields,
+    PartnerProvenance,
+    PublishedModel,
+    ServingGuard,
+    publish_model,
+)
+
+if TYPE_CHECKING:
+    from fedctr.federation.config import PlatformConfig
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_FILE = "summary.json"
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    published: PublishedModel
+    summary_path: Path
+    card_fields: ModelCardFields
+
+
+def partner_provenance(records: list[PartnerTrainRecord]) -> PartnerProvenance:
+    """One partner's privacy statement from its accepted replies (last epsilon wins:
+    partners report cumulative epsilon). Only contract-declared values."""
+    last = records[-1]
+    reply = last.reply
+    if reply is None:
+        raise PlatformError(
+            f"partner '{last.partner_id}' trained without differential privacy; fedctr "
+            "does not publish models with non-private contributions"
+        )
+    return PartnerProvenance(
+        partner_id=reply.partner_id,
+        epsilon=reply.epsilon,
+        delta=reply.delta,
+        accountant=reply.accountant,
+        unit_of_privacy=reply.unit_of_privacy,
+        dp_implementation=reply.dp_implementation,
+        rounds_contributed=len(records),
+    )
+
+
+# Without platform evaluation data the breaker has no measured band: serve this declared
+# base rate when it trips, and leave the mean-prediction band open.
+DEFAULT_BASE_RATE = 0.05
+
+
+def serving_guard(outcome: FederationOutcome) -> ServingGuard:
+    """Base rate and prediction band for the scoring API's circuit breaker.
+
+    From the platform's own evaluation data only (partners send no metrics); without
+    it, the declared default base rate and an open band.
+    """
+    final = outcome.final_metrics
+    if final is None:
+        return ServingGuard(
+            base_rate=DEFAULT_BASE_RATE, mean_prediction_low=0.0, mean_prediction_high=1.0
+        )
+    base, mean = final.base_rate, final.mean_prediction
+    base = min(max(base, 1e-4), 1 - 1e-4)
+    width = max(0.5 * mean, 0.05)
+    return ServingGuard(
+        base_rate=base,
+        mean_prediction_low=max(mean - width, 0.0),
+        mean_prediction_high=min(mean + width, 1.0),
+    )
+
+
+def _finite(d: dict[str, float]) -> dict[str, float]:
+    return {k: v for k, v in d.items() if isinstance(v, int | float) and math.isfinite(v)}
+
+
+def build_card_fields(outcome: FederationOutcome) -> ModelCardFields:
+    """The card's fields: only what ``fedctr.privacy.wire.CARD_FIELDS`` declares."""
+    contributors = outcome.round_log.contributors()
+    if not contributors:
+        raise NotEnoughPartnersError(
+            f"run {outcome.plan.run_id}: no round was aggregated, nothing to publish"
+        )
+    partners = tuple(partner_provenance(recs) for _, recs in sorted(contributors.items()))
+    final = outcome.final_metrics
+    metrics: dict[str, Any] = {}
+    if final is not None:
+        metrics["platform_holdout"] = _finite(final.as_dict())
+    rounds = outcome.round_log.rounds
+    training = {
+        "strategy": outcome.plan.strategy.name,
+        "min_partners": outcome.plan.strategy.min_partners,
+        "rounds_planned": outcome.plan.rounds,
+        "rounds_aggregated": sum(1 for r in rounds.values() if r.aggregated),
+        "failures": [
+            {"round": r.round, "node_id": f.node_id, "kind": f.kind}
+            for r in rounds.values()
+            for f in r.failures
+        ],
+    }
+    return ModelCardFields(
+        run_id=outcome.plan.run_id,
+        rounds=training["rounds_aggregated"],
+        partners=partners,
+        metrics=metrics,
+        training=training,
+        serving=serving_guard(outcome),
+    )
+
+
+def publish_outcome(outcome: FederationOutcome, config: PlatformConfig) -> PublishResult:
+    """Sign and publish the final global model; write ``summary.json`` next to the run."""
+    fields = build_card_fields(outcome)
+    published = publish_model(
+        registry_dir=config.registry,
+        model=outcome.model,
+        spec=outcome.plan.spec,
+        card=fields,
+        signing_key=load_private_key(config.signing_key),
+    )
+    PlatformLedger(config.ledger, load_private_key(config.signing_key)).record_publish(
+        run_id=outcome.plan.run_id,
+        published=published,
+        rounds=fields.rounds,
+        partners=tuple(p.partner_id for p in fields.partners),
+    )
+    logger.info(
+        "published %s (weights sha256 %s)", published.version, published.weights_sha256[:16]
+    )
+    summary = {
+        "run_id": outcome.plan.run_id,
+        "model_version": published.version,
+        "model_path": str(published.path),
+        "weights_sha256": published.weights_sha256,
+        "card_sha256": published.card_sha256,
+        "registry": str(config.registry),
+        "seconds": round(outcome.seconds, 2),
+        "rounds": [outcome.round_log.rounds[r].to_json() for r in sorted(outcome.round_log.rounds)],
+    }
+    path = outcome.plan.work_dir / SUMMARY_FILE
+    write_json(path, summary)
+    return PublishResult(published, path, fields)
+
+
+__all__ = ["SUMMARY_FILE", "PublishResult", "build_card_fields", "publish_outcome"]

@@ -1,0 +1,96 @@
+"""How long each message round trip takes, as the platform sees it.
+
+Wraps any strategy and writes one JSON line per round to ``timing.jsonl``: the
+wall time of the train message round trip (send until the last reply). Partners
+no longer report their compute time (it reveals their row counts; see
+:mod:`fedctr.privacy.wire`); each partner node keeps its own in a local file
+(:data:`fedctr.clients.node.ROUND_TIMES_FILE`), which ``bench/bench_rounds.py`` reads on
+the one machine where it runs every party, to split wall time into compute and
+overhead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+
+logger = logging.getLogger(__name__)
+
+TIMING_FILE = "timing.jsonl"
+
+
+class RoundTimer(Strategy):
+    """Delegate to ``strategy``; time each message round trip (see module doc)."""
+
+    def __init__(
+        self, strategy: Strategy, path: Path, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.strategy = strategy
+        self.path = path
+        self._clock = clock
+        self._rows: dict[int, dict[str, float]] = {}
+        self._started: dict[tuple[int, str], float] = {}
+
+    def summary(self) -> None:
+        self.strategy.summary()
+
+    def _begin(self, server_round: int, kind: str) -> None:
+        self._started[(server_round, kind)] = self._clock()
+
+    def _end(self, server_round: int, kind: str, replies: list[Message]) -> None:
+        row = self._rows.setdefault(server_round, {"round": server_round})
+        row[f"{kind}_wall_s"] = self._clock() - self._started.pop((server_round, kind))
+        row[f"{kind}_replies"] = len(replies)
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        self._begin(server_round, "train")
+        return self.strategy.configure_train(server_round, arrays, config, grid)
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        replies = list(replies)
+        self._end(server_round, "train", replies)
+        return self.strategy.aggregate_train(server_round, replies)
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        self._begin(server_round, "evaluate")
+        return self.strategy.configure_evaluate(server_round, arrays, config, grid)
+
+    def aggregate_evaluate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> MetricRecord | None:
+        replies = list(replies)
+        self._end(server_round, "evaluate", replies)
+        result = self.strategy.aggregate_evaluate(server_round, replies)
+        self._write(server_round)
+        return result
+
+    def _write(self, server_round: int) -> None:
+        row = self._rows.pop(server_round, None)
+        if row is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as fh:
+            fh.write(json.dumps({k: round(v, 4) for k, v in row.items()}) + "\n")
+
+
+def read_timing(path: Path) -> list[dict[str, float]]:
+    """Rows of a ``timing.jsonl`` file (empty if it does not exist)."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+__all__ = ["TIMING_FILE", "RoundTimer", "read_timing"]

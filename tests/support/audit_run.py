@@ -1,0 +1,259 @@
+"""A small, consistent, signed federation record on disk, for tests and as a wiring example.
+
+It does what the partner nodes and the platform do, in the order they do it, with
+the real training-time accountant (Opacus, via :class:`PartnerAccountant`) and real
+Ed25519 keys, but without training: per round each partner appends its release,
+the platform verifies the partner's entry and appends its report; at the end the
+platform publishes one model (registry layout and card signature as in
+``fedctr.server.registry``, only card values ``fedctr.privacy.wire.CARD_FIELDS`` declares) and
+records it. Nothing checks budgets here, so a test can build an overspending
+partner; ``epsilon_scale`` < 1 builds an under-reporting one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fedctr.privacy.accounting import PartnerAccountant
+from fedctr.privacy.audit.cards import CARD_FILE, CARD_SIGNATURE_FILE, WEIGHTS_FILE
+from fedctr.privacy.budget import AccountantKind, DPSGDRound, PrivacyBudget
+from fedctr.privacy.ledger import (
+    PLATFORM_OWNER,
+    Entry,
+    Ledger,
+    PartnerRelease,
+    PlatformPublish,
+    PlatformReport,
+    ledger_file,
+    public_key_file,
+    verify_entry,
+)
+from fedctr.privacy.signing import (
+    canonical_json,
+    generate_signing_key,
+    key_id,
+    save_public_key,
+    sign,
+)
+from fedctr.privacy.wire import NEIGHBOUR_RELATION
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyntheticPartner:
+    """One partner's fixed DP-SGD setting for every round."""
+
+    partner_id: str
+    noise_multiplier: float
+    sample_rate: float
+    steps_per_round: int
+    budget: PrivacyBudget
+    accountant: AccountantKind = "rdp"
+    max_grad_norm: float = 1.0
+    epsilon_scale: float = 1.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyntheticRun:
+    """Where the synthetic run was written, and the private keys (for tamper tests)."""
+
+    root: Path
+    ledgers_dir: Path
+    keys_dir: Path
+    registry_dir: Path
+    card_dir: Path
+    run_id: str
+    partner_keys: dict[str, Ed25519PrivateKey] = field(repr=False)
+    platform_key: Ed25519PrivateKey = field(repr=False)
+
+    def ledger(self, owner: str) -> Path:
+        return ledger_file(self.ledgers_dir, owner)
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# The registry's card envelope (fedctr.server.registry.card); privacy does not import server.
+CARD_FORMAT = "fedctr-model-card"
+CARD_FORMAT_VERSION = 2
+
+
+def write_synthetic_run(
+    root: str | Path,
+    *,
+    partners: Sequence[SyntheticPartner],
+    rounds: int,
+    run_id: str = "run-0001",
+    model_version: str = "v0001",
+    edit_card: Callable[[dict[str, Any]], None] | None = None,
+) -> SyntheticRun:
+    """Write ``ledgers/``, ``keys/`` and ``registry/`` under ``root`` for one run.
+
+    ``edit_card`` changes the card before the platform signs, publishes and records it
+    (e.g. a platform that publishes a value the wire contract does not declare).
+    """
+    root = Path(root)
+    ledgers_dir, keys_dir, registry_dir = root / "ledgers", root / "keys", root / "registry"
+    keys_dir.mkdir(parents=True, exist_ok=True)
+    platform_key = generate_signing_key()
+    save_public_key(platform_key, public_key_file(keys_dir, PLATFORM_OWNER))
+    partner_keys = {p.partner_id: generate_signing_key() for p in partners}
+    for pid, key in partner_keys.items():
+        save_public_key(key, public_key_file(keys_dir, pid))
+
+    last: dict[str, PartnerRelease] = {}
+    histories: dict[str, list[tuple[float, float, int]]] = {p.partner_id: [] for p in partners}
+    with Ledger.open(
+        ledger_file(ledgers_dir, PLATFORM_OWNER), signing_key=platform_key, owner=PLATFORM_OWNER
+    ) as platform:
+        for round_ in range(1, rounds + 1):
+            base = _sha(f"{run_id}/global/{round_ - 1}")
+            for p in partners:
+                mechanism = DPSGDRound(
+                    noise_multiplier=p.noise_multiplier,
+                    sample_rate=p.sample_rate,
+                    steps=p.steps_per_round,
+                    max_grad_norm=p.max_grad_norm,
+                )
+                histories[p.partner_id].append(
+                    (p.noise_multiplier, p.sample_rate, p.steps_per_round)
+                )
+                accountant = PartnerAccountant(kind=p.accountant, history=histories[p.partner_id])
+                release = PartnerRelease(
+                    run_id=run_id,
+                    round=round_,
+                    partner_id=p.partner_id,
+                    base_model_hash=base,
+                    update_hash=_sha(f"{run_id}/{p.partner_id}/update/{round_}"),
+                    mechanism=mechanism,
+                    accountant=p.accountant,
+                    dp_implementation="opacus-ghost",
+                    unit_of_privacy="example",
+                    epsilon_after=accountant.epsilon(p.budget.delta) * p.epsilon_scale,
+                    delta=p.budget.delta,
+                    budget=p.budget,
+                )
+                # Partner node: record the release before the update leaves.
+                with Ledger.open(
+                    ledger_file(ledgers_dir, p.partner_id),
+                    signing_key=partner_keys[p.partner_id],
+                    owner=p.partner_id,
+                ) as ledger:
+                    sent = ledger.append(release).to_json()
+                # Platform: verify the entry that came with the update, then record it.
+                received = Entry.from_json(sent)
+                verify_entry(received, partner_keys[p.partner_id].public_key())
+                platform.append(
+                    PlatformReport.from_release(
+                        received.parsed_body(),  # type: ignore[arg-type]
+                        partner_entry_hash=received.hash,
+                        accepted=True,
+                    )
+                )
+                last[p.partner_id] = release
+
+        weights = hashlib.sha256(f"{run_id}/weights".encode()).digest() * 64
+        weights_sha = hashlib.sha256(weights).hexdigest()
+        card_dir = registry_dir / "models" / f"{model_version}-{weights_sha[:12]}"
+        card = _card(
+            run_id=run_id,
+            rounds=rounds,
+            model_version=card_dir.name,
+            weights_sha256=weights_sha,
+            releases=[last[p.partner_id] for p in partners],
+            platform_key=platform_key,
+        )
+        if edit_card is not None:
+            edit_card(card)
+        card_dir.mkdir(parents=True)
+        (card_dir / WEIGHTS_FILE).write_bytes(weights)
+        (card_dir / CARD_FILE).write_text(json.dumps(card, indent=2, sort_keys=True))
+        (card_dir / CARD_SIGNATURE_FILE).write_text(
+            json.dumps(
+                {
+                    "algorithm": "ed25519",
+                    "key_id": key_id(platform_key),
+                    "signed": "canonical_json(card.json)",
+                    "signature": sign(platform_key, canonical_json(card)),
+                }
+            )
+        )
+        (registry_dir / "LATEST").write_text(f"{card_dir.name}\n")
+        platform.append(
+            PlatformPublish(
+                run_id=run_id,
+                model_version=card_dir.name,
+                weights_sha256=weights_sha,
+                card_sha256=hashlib.sha256(canonical_json(card)).hexdigest(),
+                rounds=rounds,
+                partners=tuple(p.partner_id for p in partners),
+            )
+        )
+    return SyntheticRun(
+        root=root,
+        ledgers_dir=ledgers_dir,
+        keys_dir=keys_dir,
+        registry_dir=registry_dir,
+        card_dir=card_dir,
+        run_id=run_id,
+        partner_keys=partner_keys,
+        platform_key=platform_key,
+    )
+
+
+def _card(
+    *,
+    run_id: str,
+    rounds: int,
+    model_version: str,
+    weights_sha256: str,
+    releases: Sequence[PartnerRelease],
+    platform_key: Ed25519PrivateKey,
+) -> dict[str, Any]:
+    """A card in the registry's format; every leaf is declared in
+    ``fedctr.privacy.wire.CARD_FIELDS``."""
+    return {
+        "format": CARD_FORMAT,
+        "format_version": CARD_FORMAT_VERSION,
+        "model_version": model_version,
+        "created_at": "2026-01-01T00:00:00+00:00",
+        "run_id": run_id,
+        "rounds": rounds,
+        "weights": {"file": WEIGHTS_FILE, "format": "safetensors", "sha256": weights_sha256},
+        "feature_spec": {"hash": "0" * 64, "spec": {}},
+        "model": {"name": "lr"},
+        "privacy": {
+            "neighbour_relation": NEIGHBOUR_RELATION,
+            "num_partners": len(releases),
+            "partners": [
+                {
+                    "partner_id": r.partner_id,
+                    "epsilon": r.epsilon_after,
+                    "delta": r.delta,
+                    "accountant": r.accountant,
+                    "unit_of_privacy": r.unit_of_privacy,
+                    "dp_implementation": r.dp_implementation,
+                    "rounds_contributed": rounds,
+                }
+                for r in releases
+            ],
+        },
+        "metrics": {"platform_holdout": {"auc": 0.7, "logloss": 0.45}},
+        "training": {
+            "strategy": "fedavg",
+            "min_partners": len(releases),
+            "rounds_planned": rounds,
+            "rounds_aggregated": rounds,
+        },
+        "serving": {"base_rate": 0.1, "mean_prediction_low": 0.0, "mean_prediction_high": 1.0},
+        "signing": {"algorithm": "ed25519", "key_id": key_id(platform_key)},
+    }
+
+
+__all__ = ["SyntheticPartner", "SyntheticRun", "write_synthetic_run"]
