@@ -198,7 +198,7 @@ def _sample(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: dict[str, tuple[str, Builder, Handler]] = {
+_OWN_COMMANDS: dict[str, tuple[str, Builder, Handler]] = {
     "demo": ("run the whole story end to end on one machine", _demo_parser, _demo),
     "verify-model": (
         "verify a published model against the platform public key",
@@ -225,11 +225,24 @@ COMMANDS: dict[str, tuple[str, Builder, Handler]] = {
 }
 
 
-def register_command(name: str, help_text: str, builder: Builder, handler: Handler) -> None:
-    """Add a subcommand (used by the deployment commands); duplicates are an error."""
-    if name in COMMANDS:
-        raise ValueError(f"command '{name}' is already registered")
-    COMMANDS[name] = (help_text, builder, handler)
+def commands() -> dict[str, tuple[str, Builder, Handler]]:
+    """name -> (help, parser builder, handler): this module's and the launchers'.
+
+    The deployment launcher is optional at import time (a scoring-only install may
+    lack its dependencies); its commands are then simply absent.
+    """
+    table = dict(_OWN_COMMANDS)
+    try:
+        from fedctr.federation.deployment.commands import COMMANDS as DEPLOYMENT
+    except ModuleNotFoundError as exc:
+        if not str(exc.name).startswith("fedctr.federation.deployment"):
+            raise
+        return table
+    for name, help_text, builder, handler in DEPLOYMENT:
+        if name in table:
+            raise ValueError(f"command '{name}' is defined twice")
+        table[name] = (help_text, builder, handler)
+    return table
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -240,20 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _load_deployment_commands()
-    for name, (help_text, builder, _) in COMMANDS.items():
+    for name, (help_text, builder, _) in commands().items():
         builder(sub.add_parser(name, help=help_text, description=help_text))
     return parser
-
-
-def _load_deployment_commands() -> None:
-    try:
-        import fedctr.federation.deployment.commands  # noqa: F401  (registers platform/partner)
-    except ModuleNotFoundError as exc:
-        if exc.name != "fedctr.federation.deployment" and not str(exc.name).startswith(
-            "fedctr.federation.deployment"
-        ):
-            raise
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -263,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command != "demo":
         _configure_logging(args.verbose)
-    _, _, handler = COMMANDS[args.command]
+    _, _, handler = commands()[args.command]
     try:
         return handler(args)
     except FedctrError as exc:
@@ -278,4 +280,4 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["COMMANDS", "build_parser", "main", "register_command"]
+__all__ = ["build_parser", "commands", "main"]

@@ -21,10 +21,10 @@ import os
 from fedctr.clients.config import PartnerConfig, load_partner_config
 from fedctr.clients.errors import PartnerConfigError
 from fedctr.clients.node import PartnerNode
-from fedctr.federation import protocol as P
 from fedctr.federation.packing import packing_mod
 from fedctr.federation.replies import baseline_reply, error_reply, refusal, train_reply
 from fedctr.models import ModelConfig
+from fedctr.privacy import wire as P
 from fedctr.privacy.wire import ErrorCode, ErrorReply, Problem
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp

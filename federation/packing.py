@@ -8,7 +8,7 @@ trace, ``bench/bench_rounds.py``). Packed, the same message is 7 objects.
 
 Packing is lossless (the bytes of every tensor are unchanged) and invisible to
 both apps: the ServerApp's grid packs what it sends and unpacks the replies
-(:mod:`fedctr.federation.deployment.grid`); the ClientApp's :func:`packing_mod` unpacks
+(:mod:`fedctr.federation.grid`); the ClientApp's :func:`packing_mod` unpacks
 what arrives and packs its reply only if the request was packed, so an unpacked
 sender (stock Flower grid, tests calling the ClientApp directly) is answered
 unpacked. Strategies, ledgers and the published model only ever see named tensors.

@@ -14,10 +14,10 @@ import logging
 import torch
 from fedctr.clients.errors import PartnerConfigError
 from fedctr.clients.state import PartnerStateError
-from fedctr.federation import protocol as P
 from fedctr.models import SpecMismatchError
 from fedctr.models.logs.errors import DataFileError
 from fedctr.privacy import BudgetExceededError
+from fedctr.privacy import wire as P
 from fedctr.privacy.wire import ErrorCode, ErrorReply, Problem, TrainReply
 from flwr.app import ArrayRecord, ConfigRecord, Error, Message, MetricRecord, RecordDict
 

@@ -11,11 +11,11 @@ import logging
 import os
 
 from fedctr.federation.config import resolve_platform_config
-from fedctr.federation.deployment.grid import responsive_grid
+from fedctr.federation.grid import responsive_grid
 from fedctr.privacy.signing import load_private_key
 from fedctr.server.platform.ledger import PlatformLedger, load_partner_keys
 from fedctr.server.platform.orchestrator import run_federation
-from fedctr.server.platform.publishing import publish_outcome
+from fedctr.server.platform.publishing import PublishTarget, publish_outcome
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
@@ -46,7 +46,12 @@ def main(grid: Grid, context: Context) -> None:
         partner_keys=load_partner_keys(config.partner_keys),
     )
     outcome = run_federation(responsive_grid(grid), plan, ledger=ledger)
-    publish_outcome(outcome, config)
+    publish_outcome(
+        outcome,
+        PublishTarget(
+            registry=config.registry, signing_key=config.signing_key, ledger=config.ledger
+        ),
+    )
 
 
 __all__ = ["RUN_ID_ENV", "RUN_ID_KEY", "app"]

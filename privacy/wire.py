@@ -43,6 +43,22 @@ ARRAYS = "arrays"
 METRICS = "metrics"
 REPORT = "report"
 
+# ---- platform -> partner: run facts (ConfigRecord "config"), never a privacy budget ----
+# Both sides and the strategies take these names from here, the one definition.
+CONFIG = "config"
+SERVER_ROUND = "server-round"
+RUN_ID = "run-id"
+SPEC_HASH = "spec-hash"
+MODEL_CONFIG = "model-config"  # JSON of fedctr.models.ModelConfig
+PROXIMAL_MU = "proximal-mu"
+
+# ---- partner -> platform metric names (declared in TRAIN_REPLY_FIELDS below) ----------
+AGGREGATION_WEIGHT = "aggregation-weight"  # FedAvg's weighted_by_key: declared, not a count
+EPSILON = "epsilon"
+DELTA = "delta"
+MAX_AGGREGATED = (EPSILON, DELTA)  # privacy metrics are the worst partner's, never averaged
+PARTNER_ID = "partner-id"
+
 
 class ContractViolation(PrivacyError, ValueError):
     """A reply carries a value the wire contract does not declare, or lacks one it needs."""
@@ -76,15 +92,15 @@ TRAIN_REPLY_FIELDS: tuple[WireField, ...] = (
         "DP-SGD update: Poisson subsampled Gaussian (q, sigma, C, steps in this reply), "
         "composed in the partner's accountant and ledger",
     ),
-    WireField("aggregation-weight", METRICS, FieldClass.PUBLIC, _CONFIG + ": FedAvg weight"),
+    WireField(AGGREGATION_WEIGHT, METRICS, FieldClass.PUBLIC, _CONFIG + ": FedAvg weight"),
     WireField(
         "epsilon",
         METRICS,
         FieldClass.PUBLIC,
         "accountant(sigma, q, steps) of all releases: depends on the config only",
     ),
-    WireField("delta", METRICS, FieldClass.PUBLIC, _CONFIG),
-    WireField("partner-id", REPORT, FieldClass.PUBLIC, _CONFIG),
+    WireField(DELTA, METRICS, FieldClass.PUBLIC, _CONFIG),
+    WireField(PARTNER_ID, REPORT, FieldClass.PUBLIC, _CONFIG),
     WireField("accountant", REPORT, FieldClass.PUBLIC, _CONFIG),
     WireField("dp-implementation", REPORT, FieldClass.PUBLIC, _CONFIG),
     WireField("unit-of-privacy", REPORT, FieldClass.PUBLIC, "fixed: 'example'"),
@@ -521,14 +537,25 @@ def declared_keys(kind: MessageKind) -> dict[str, set[str]]:
 
 
 __all__ = [
+    "AGGREGATION_WEIGHT",
     "ARRAYS",
     "CARD_FIELDS",
+    "CONFIG",
     "CONTRACT",
+    "DELTA",
+    "EPSILON",
     "ERROR_REPLY_FIELDS",
+    "MAX_AGGREGATED",
     "METRICS",
+    "MODEL_CONFIG",
     "NEIGHBOUR_RELATION",
     "NOT_SENT",
+    "PARTNER_ID",
+    "PROXIMAL_MU",
     "REPORT",
+    "RUN_ID",
+    "SERVER_ROUND",
+    "SPEC_HASH",
     "TRAIN_REPLY_FIELDS",
     "UNIT_OF_PRIVACY",
     "ContractViolation",

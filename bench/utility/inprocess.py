@@ -30,10 +30,10 @@ from pathlib import Path
 import torch
 from fedctr.clients.config import PartnerConfig, PrivacySettings, TrainingSettings
 from fedctr.clients.node import PartnerNode
-from fedctr.federation import protocol as P
 from fedctr.federation.client_app import handle_train
 from fedctr.models import CTRModel, FeatureSpec, ModelConfig, build_model
 from fedctr.models.logs.reader import EncodedData
+from fedctr.privacy import wire as P
 from fedctr.privacy.signing import generate_signing_key, save_private_key
 from fedctr.server.platform.rounds import RoundLog
 from fedctr.server.platform.strategies.accountable import AccountableStrategy

@@ -45,8 +45,8 @@ from fedctr.federation.deployment.settings import (
     load_superlink_settings,
     split_address,
 )
-from fedctr.federation.deployment.waits import Waits
 from fedctr.federation.tomlfile import toml_line
+from fedctr.federation.waits import Waits
 from fedctr.models import ModelConfig, builtin_spec_path
 from fedctr.models.spec import FeatureSpecError
 from fedctr.privacy.signing import generate_signing_key, save_private_key, save_public_key

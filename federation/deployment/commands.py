@@ -20,8 +20,6 @@ import argparse
 import logging
 from pathlib import Path
 
-from fedctr.federation.cli import register_command
-
 logger = logging.getLogger("fedctr")
 
 
@@ -274,12 +272,15 @@ def _partner(args: argparse.Namespace) -> int:
     )
 
 
-register_command(
-    "platform",
-    "run the platform: init, add-partner, start, run, stop",
-    _platform_parser,
-    _platform,
+# (name, help, parser builder, handler): the ``fedctr`` CLI adds these to its own.
+COMMANDS = (
+    (
+        "platform",
+        "run the platform: init, add-partner, start, run, stop",
+        _platform_parser,
+        _platform,
+    ),
+    ("partner", "run a partner node: init, start", _partner_parser, _partner),
 )
-register_command("partner", "run a partner node: init, start", _partner_parser, _partner)
 
-__all__: list[str] = []
+__all__ = ["COMMANDS"]

@@ -33,15 +33,10 @@ class TlsVerificationFailed(ProcessFailed):
     """The SuperNode could not verify the SuperLink's certificate (wrong or no CA)."""
 
 
-class FlowerVersionError(DeploymentError):
-    """The installed Flower is not the version the pinned internals were written for."""
-
-
 __all__ = [
     "CredentialError",
     "DeploymentConfigError",
     "DeploymentError",
-    "FlowerVersionError",
     "NodeNotRegistered",
     "ProcessFailed",
     "TlsVerificationFailed",

@@ -27,7 +27,6 @@ from fedctr.federation.deployment.errors import (
     ProcessFailed,
     TlsVerificationFailed,
 )
-from fedctr.federation.deployment.flower_runtime import fast_path_available
 from fedctr.federation.deployment.processes import (
     Managed,
     StopFlag,
@@ -39,7 +38,8 @@ from fedctr.federation.deployment.processes import (
     write_state_file,
 )
 from fedctr.federation.deployment.settings import NodeSettings, load_node_settings
-from fedctr.federation.deployment.waits import waits_to_env
+from fedctr.federation.flower_runtime import fast_path_available
+from fedctr.federation.waits import waits_to_env
 from fedctr.models import load_spec
 from fedctr.models.logs.reader import read_partner_log
 
@@ -89,7 +89,7 @@ def _check_private_key(path: Path) -> None:
 
 def supernode_argv(node: NodeSettings, runtime_port: int, *, fast: bool) -> list[str]:
     head = (
-        [sys.executable, "-m", "fedctr.federation.deployment.flower_runtime", "supernode"]
+        [sys.executable, "-m", "fedctr.federation.flower_runtime", "supernode"]
         if fast
         else [flwr_bin("flower-supernode")]
     )
@@ -115,7 +115,7 @@ def executor_argv(runtime_port: int) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "fedctr.federation.deployment.flower_runtime",
+        "fedctr.federation.flower_runtime",
         "executor",
         "--runtime-api-address",
         f"127.0.0.1:{runtime_port}",

@@ -25,7 +25,6 @@ import httpx
 import tomli_w
 from fedctr.federation.config import load_platform_config
 from fedctr.federation.deployment.errors import DeploymentError
-from fedctr.federation.deployment.grid import STOCK, WAITS_ENV
 from fedctr.federation.deployment.processes import (
     FEDCTR,
     StopFlag,
@@ -37,6 +36,7 @@ from fedctr.federation.deployment.processes import (
     write_state_file,
 )
 from fedctr.federation.deployment.settings import SuperLinkSettings, load_superlink_settings
+from fedctr.federation.grid import STOCK, WAITS_ENV
 
 logger = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from fedctr.federation.deployment.errors import DeploymentConfigError
-from fedctr.federation.deployment.waits import Waits
+from fedctr.federation.waits import Waits
 
 
 def read_toml(path: Path) -> dict[str, Any]:

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from fedctr.federation import protocol as P
 from fedctr.models import CTRModel, FeatureSpec, ModelConfig, build_model
 from fedctr.models.logs.reader import BadRowPolicy, EncodedData, read_partner_log
+from fedctr.privacy import wire as P
 from fedctr.server.platform.checkpoint import save_checkpoint
 from fedctr.server.platform.evaluation import GlobalMetrics, evaluate_global
 from fedctr.server.platform.ledger import PlatformLedger

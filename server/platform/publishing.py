@@ -11,7 +11,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fedctr.privacy.signing import load_private_key
 from fedctr.server.platform.checkpoint import write_json
@@ -26,9 +26,6 @@ from fedctr.server.registry import (
     ServingGuard,
     publish_model,
 )
-
-if TYPE_CHECKING:
-    from fedctr.federation.config import PlatformConfig
 
 logger = logging.getLogger(__name__)
 
@@ -127,17 +124,27 @@ def build_card_fields(outcome: FederationOutcome) -> ModelCardFields:
     )
 
 
-def publish_outcome(outcome: FederationOutcome, config: PlatformConfig) -> PublishResult:
+@dataclass(frozen=True)
+class PublishTarget:
+    """Where a run's model goes: the registry, the platform's signing key, its ledger."""
+
+    registry: Path
+    signing_key: Path
+    ledger: Path
+
+
+def publish_outcome(outcome: FederationOutcome, target: PublishTarget) -> PublishResult:
     """Sign and publish the final global model; write ``summary.json`` next to the run."""
     fields = build_card_fields(outcome)
+    signing_key = load_private_key(target.signing_key)
     published = publish_model(
-        registry_dir=config.registry,
+        registry_dir=target.registry,
         model=outcome.model,
         spec=outcome.plan.spec,
         card=fields,
-        signing_key=load_private_key(config.signing_key),
+        signing_key=signing_key,
     )
-    PlatformLedger(config.ledger, load_private_key(config.signing_key)).record_publish(
+    PlatformLedger(target.ledger, signing_key).record_publish(
         run_id=outcome.plan.run_id,
         published=published,
         rounds=fields.rounds,
@@ -152,7 +159,7 @@ def publish_outcome(outcome: FederationOutcome, config: PlatformConfig) -> Publi
         "model_path": str(published.path),
         "weights_sha256": published.weights_sha256,
         "card_sha256": published.card_sha256,
-        "registry": str(config.registry),
+        "registry": str(target.registry),
         "seconds": round(outcome.seconds, 2),
         "rounds": [outcome.round_log.rounds[r].to_json() for r in sorted(outcome.round_log.rounds)],
     }
@@ -161,4 +168,10 @@ def publish_outcome(outcome: FederationOutcome, config: PlatformConfig) -> Publi
     return PublishResult(published, path, fields)
 
 
-__all__ = ["SUMMARY_FILE", "PublishResult", "build_card_fields", "publish_outcome"]
+__all__ = [
+    "SUMMARY_FILE",
+    "PublishResult",
+    "PublishTarget",
+    "build_card_fields",
+    "publish_outcome",
+]

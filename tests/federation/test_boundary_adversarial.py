@@ -24,10 +24,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from fedctr.clients.config import PrivacySettings, TrainingSettings
-from fedctr.federation import protocol as P
 from fedctr.federation.simulation import run_simulation
 from fedctr.federation.workspace import PartnerSetup, create_workspace
 from fedctr.models import ModelConfig, build_model, builtin_spec_path, load_spec
+from fedctr.privacy import wire as P
 from fedctr.privacy.wire import (
     METRICS,
     REPORT,

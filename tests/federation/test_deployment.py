@@ -32,7 +32,7 @@ from fedctr.federation.deployment.errors import (
     DeploymentConfigError,
 )
 from fedctr.federation.deployment.settings import load_node_settings, load_superlink_settings
-from fedctr.federation.deployment.waits import Waits, waits_to_env
+from fedctr.federation.waits import Waits, waits_to_env
 from fedctr.models import ModelConfig, builtin_spec_path
 
 

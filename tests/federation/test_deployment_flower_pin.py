@@ -1,7 +1,7 @@
 """The Flower internals fedctr relies on are still there, exactly as written for 1.41.0.
 
 These tests fail loudly on a Flower upgrade. To move to a new Flower: read every
-TOUCH_POINT in federation/deployment/flower_runtime.py against the new source,
+TOUCH_POINT in federation/flower_runtime.py against the new source,
 adapt the module, re-run tests/federation/test_deployment_integration.py and
 bench/bench_rounds.py, then bump PINNED_FLOWER (and the pyproject pin).
 """
@@ -17,8 +17,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from fedctr.federation.deployment import flower_runtime as fr
-from fedctr.federation.deployment.waits import Waits, waits_from_env, waits_to_env
+from fedctr.federation import flower_runtime as fr
+from fedctr.federation.waits import Waits, waits_from_env, waits_to_env
 
 
 def test_installed_flower_is_the_pinned_version() -> None:
@@ -80,11 +80,11 @@ def test_patches_change_only_the_waits_and_only_in_the_patched_process() -> None
     code = textwrap.dedent(
         """
         import time
-        from fedctr.federation.deployment import flower_runtime as fr
+        from fedctr.federation import flower_runtime as fr
         from flwr.supercore import heartbeat
         from flwr.supercore.inflatable import inflatable_utils as iu
         from flwr.supernode import fleet_http_connection, start_client_internal as sci
-        from fedctr.federation.deployment.waits import Waits
+        from fedctr.federation.waits import Waits
         waits = Waits(idle_poll=0.2, reply_poll=0.01, heartbeat=12.0, pull_backoff=0.07)
         fr.patch_supernode(waits)
         assert sci.time._mapping == {3: 0.2, 0.5: 0.01}

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from fedctr.federation import protocol as P
 from fedctr.federation.client_app import PARTNER_CONFIG_KEY, evaluate, train
-from fedctr.federation.deployment.grid import WAITS_ENV, ResponsiveGrid, responsive_grid
+from fedctr.federation.grid import WAITS_ENV, ResponsiveGrid, responsive_grid
 from fedctr.models import ModelConfig, build_model, builtin_spec_path, load_spec
+from fedctr.privacy import wire as P
 from fedctr.privacy.wire import ErrorCode, declared_keys
 from fedctr.server.platform.strategies.round_timing import RoundTimer, read_timing
 from flwr.app import (

@@ -7,8 +7,7 @@ from collections.abc import Iterable
 import numpy as np
 import pytest
 import torch
-from fedctr.federation import protocol as P
-from fedctr.federation.deployment.grid import ResponsiveGrid
+from fedctr.federation.grid import ResponsiveGrid
 from fedctr.federation.packing import (
     LAYOUT_SUFFIX,
     PackingError,
@@ -18,6 +17,7 @@ from fedctr.federation.packing import (
     unpack_content,
 )
 from fedctr.models import ModelConfig, build_model, builtin_spec_path, load_spec
+from fedctr.privacy import wire as P
 from fedctr.privacy.wire import ErrorCode
 from flwr.app import (
     Array,

@@ -8,9 +8,9 @@ import time
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from fedctr.federation import protocol as P
 from fedctr.models import state_dict_sha256
 from fedctr.privacy import DPSGDRound, PrivacyBudget
+from fedctr.privacy import wire as P
 from fedctr.privacy.ledger import GENESIS_HASH, PartnerRelease, make_entry
 from fedctr.privacy.signing import generate_signing_key
 from fedctr.privacy.wire import ErrorCode, TrainReply

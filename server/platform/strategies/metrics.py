@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from fedctr.federation.protocol import MAX_AGGREGATED
+from fedctr.privacy.wire import MAX_AGGREGATED
 from flwr.app import MetricRecord, RecordDict
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fedctr.federation.protocol import AGGREGATION_WEIGHT
+from fedctr.privacy.wire import AGGREGATION_WEIGHT
 from fedctr.server.platform.errors import PlatformConfigError
 from fedctr.server.platform.strategies.metrics import aggregate_partner_metrics
 from flwr.serverapp.strategy import (

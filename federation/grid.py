@@ -129,11 +129,11 @@ def responsive_grid(grid: Grid) -> Grid:
 
     In a real deployment (Flower's HTTP grid, not the simulation's in-memory one) the
     ServerApp process also gets Flower's object-pull backoff shortened (pinned
-    internals, :func:`fedctr.federation.deployment.flower_runtime.tune_serverapp_process`).
+    internals, :func:`fedctr.federation.flower_runtime.tune_serverapp_process`).
     """
     if os.environ.get(WAITS_ENV, "") == STOCK:
         return grid
-    from fedctr.federation.deployment.flower_runtime import tune_serverapp_process
+    from fedctr.federation.flower_runtime import tune_serverapp_process
 
     tune_serverapp_process(grid)
     return ResponsiveGrid(grid)

@@ -14,7 +14,7 @@ crosses the wire:
   after shortening its fixed waits (idle poll 3 s, reply poll 0.5 s, heartbeat
   30 s, object-pull backoff 1 s) to configurable values.
 - :func:`shorten_object_pull_backoff` does the same for the object-pull backoff
-  in any process (the ServerApp calls it through :mod:`fedctr.federation.deployment.grid`).
+  in any process (the ServerApp calls it through :mod:`fedctr.federation.grid`).
 - :func:`pin_client_app` makes every task run the ClientApp of the fedctr
   installed on the partner's machine and refuse runs naming another app (stock
   Flower imports the ClientApp from the bundle the run brings along).
@@ -25,7 +25,7 @@ Flower and fails loudly on an upgrade. If the installed version is not
 :data:`PINNED_FLOWER`, :func:`fast_path_available` is False and the launchers fall
 back to stock Flower processes (slower, still correct).
 
-Run as ``python -m fedctr.federation.deployment.flower_runtime {supernode,executor} ...``.
+Run as ``python -m fedctr.federation.flower_runtime {supernode,executor} ...``.
 """
 
 from __future__ import annotations
@@ -44,8 +44,14 @@ from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
-from fedctr.federation.deployment.errors import FlowerVersionError
-from fedctr.federation.deployment.waits import Waits, waits_from_env
+from fedctr.federation.waits import Waits, waits_from_env
+
+from fedctr.errors import FedctrError
+
+
+class FlowerVersionError(FedctrError):
+    """The installed Flower is not the version the pinned internals were written for."""
+
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +100,7 @@ def check_flower_version() -> None:
     found = installed_flower()
     if found != PINNED_FLOWER:
         raise FlowerVersionError(
-            f"fedctr.federation.deployment.flower_runtime was written for flwr=={PINNED_FLOWER}, "
+            f"fedctr.federation.flower_runtime was written for flwr=={PINNED_FLOWER}, "
             f"found {found}; re-check every TOUCH_POINT against the new source, then bump "
             "PINNED_FLOWER (tests/federation/test_deployment_flower_pin.py shows what broke)"
         )
@@ -422,7 +428,7 @@ def run_forking_executor(
 # ---- command line -----------------------------------------------------------
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="python -m fedctr.federation.deployment.flower_runtime")
+    parser = argparse.ArgumentParser(prog="python -m fedctr.federation.flower_runtime")
     parser.add_argument("role", choices=("supernode", "executor"))
     parser.add_argument("--runtime-api-address", help="executor: the SuperNode's Runtime API")
     parser.add_argument("--parent-pid", type=int, default=None)
