@@ -30,7 +30,6 @@ Example ``partner.toml`` (paths relative to the file)::
 
 from __future__ import annotations
 
-import math
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -41,6 +40,10 @@ from fedctr.models.logs.reader import BadRowPolicy
 from fedctr.privacy import ACCOUNTANT_KINDS, AccountantKind, PrivacyBudget
 from fedctr.privacy.dpsgd import DEFAULT_IMPLEMENTATION, available_implementations
 from fedctr.privacy.errors import InvalidPrivacyParameter
+
+from fedctr.validate import Checker
+
+_CHECK = Checker(PartnerConfigError)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,22 +67,12 @@ class PrivacySettings:
     enabled: bool = True
 
     def __post_init__(self) -> None:
-        if self.accountant not in ACCOUNTANT_KINDS:
-            raise PartnerConfigError(f"[privacy] accountant must be one of {ACCOUNTANT_KINDS}")
-        if not isinstance(self.planned_rounds, int) or self.planned_rounds <= 0:
-            raise PartnerConfigError("[privacy] planned_rounds must be a positive integer")
-        if not (
-            isinstance(self.sample_rate, int | float)
-            and not isinstance(self.sample_rate, bool)
-            and 0 < self.sample_rate <= 1
-        ):
-            raise PartnerConfigError("[privacy] sample_rate must be in (0, 1]")
-        if not (isinstance(self.max_grad_norm, int | float) and self.max_grad_norm > 0):
-            raise PartnerConfigError("[privacy] max_grad_norm must be > 0")
-        if self.dp_implementation not in available_implementations():
-            raise PartnerConfigError(
-                f"[privacy] dp_implementation must be one of {available_implementations()}"
-            )
+        check = _CHECK.at("[privacy]")
+        check.choice(self.accountant, "accountant", ACCOUNTANT_KINDS)
+        check.integer(self.planned_rounds, "planned_rounds", minimum=1)
+        check.rate(self.sample_rate, "sample_rate")
+        check.positive(self.max_grad_norm, "max_grad_norm")
+        check.choice(self.dp_implementation, "dp_implementation", available_implementations())
         try:
             self.budget  # noqa: B018  (validates epsilon and delta)
         except InvalidPrivacyParameter as exc:
@@ -108,27 +101,14 @@ class TrainingSettings:
     aggregation_weight: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "local_epochs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise PartnerConfigError(f"[training] {name} must be a positive integer")
-        if not (
-            isinstance(self.learning_rate, int | float)
-            and math.isfinite(self.learning_rate)
-            and self.learning_rate > 0
-        ):
-            raise PartnerConfigError("[training] learning_rate must be a positive number")
-        if self.optimizer not in ("adam", "sgd"):
-            raise PartnerConfigError("[training] optimizer must be 'adam' or 'sgd'")
+        check = _CHECK.at("[training]")
+        check.integer(self.batch_size, "batch_size", minimum=1)
+        check.integer(self.local_epochs, "local_epochs", minimum=1)
+        check.positive(self.learning_rate, "learning_rate")
+        check.choice(self.optimizer, "optimizer", ("adam", "sgd"))
         if not 0 <= self.holdout_fraction < 1:
             raise PartnerConfigError("[training] holdout_fraction must be in [0, 1)")
-        if not (
-            isinstance(self.aggregation_weight, int | float)
-            and not isinstance(self.aggregation_weight, bool)
-            and math.isfinite(self.aggregation_weight)
-            and self.aggregation_weight > 0
-        ):
-            raise PartnerConfigError("[training] aggregation_weight must be a positive number")
+        check.positive(self.aggregation_weight, "aggregation_weight")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -152,14 +132,11 @@ class PartnerConfig:
             )
 
 
+_PARTNER_KEYS = frozenset({"id", "data", "spec", "state_dir", "signing_key", "ledger", "bad_rows"})
+
+
 def _section(raw: dict[str, Any], name: str, cls: type, source: Path) -> Any:
-    table = raw.get(name, {})
-    if not isinstance(table, dict):
-        raise PartnerConfigError(f"{source}: [{name}] must be a table")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(table) - known)
-    if unknown:
-        raise PartnerConfigError(f"{source}: unknown keys in [{name}]: {unknown}")
+    table = _CHECK.at(str(source)).table(raw, name, known={f.name for f in fields(cls)})
     try:
         return cls(**table)
     except PartnerConfigError as exc:
@@ -181,15 +158,10 @@ def load_partner_config(path: str | Path) -> PartnerConfig:
     unknown = sorted(set(raw) - {"partner", "privacy", "training", "node"})
     if unknown:
         raise PartnerConfigError(f"{path}: unknown sections {unknown}")
-    partner = raw.get("partner", {})
+    partner = _CHECK.at(str(path)).table(raw, "partner", known=_PARTNER_KEYS)
     for key in ("id", "data", "spec"):
         if key not in partner:
             raise PartnerConfigError(f"{path}: [partner] needs '{key}'")
-    unknown = sorted(
-        set(partner) - {"id", "data", "spec", "state_dir", "signing_key", "ledger", "bad_rows"}
-    )
-    if unknown:
-        raise PartnerConfigError(f"{path}: unknown keys in [partner]: {unknown}")
     base = path.parent
     try:
         policy = BadRowPolicy(partner.get("bad_rows", "skip"))

@@ -38,6 +38,8 @@ from fedctr.server.platform.errors import PlatformConfigError
 from fedctr.server.platform.orchestrator import FederationPlan
 from fedctr.server.platform.strategies.registry import StrategyConfig
 
+from fedctr.validate import Checker
+
 PLATFORM_CONFIG_KEY = "platform-config"
 PLATFORM_CONFIG_ENV = "FEDCTR_PLATFORM_CONFIG"
 
@@ -62,8 +64,9 @@ class PlatformConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if isinstance(self.rounds, bool) or not isinstance(self.rounds, int) or self.rounds < 1:
-            raise PlatformConfigError(f"{self.source}: [federation] rounds must be >= 1")
+        Checker(PlatformConfigError, str(self.source)).integer(
+            self.rounds, "[federation] rounds", minimum=1
+        )
 
     def spec(self) -> FeatureSpec:
         return load_spec(self.spec_path)
@@ -84,10 +87,7 @@ class PlatformConfig:
 
 
 def _table(raw: dict[str, Any], name: str, source: Path) -> dict[str, Any]:
-    table = raw.get(name, {})
-    if not isinstance(table, dict):
-        raise PlatformConfigError(f"{source}: [{name}] must be a table")
-    return dict(table)
+    return Checker(PlatformConfigError, str(source)).table(raw, name)
 
 
 def load_platform_config(path: str | Path) -> PlatformConfig:

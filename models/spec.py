@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +19,8 @@ from typing import Any, Literal
 
 from fedctr.models.errors import FeatureSpecError
 from fedctr.models.source_layout import SourceLayout
+
+from fedctr.validate import Checker
 
 SPEC_FORMAT_VERSION = 1
 
@@ -32,18 +33,7 @@ _TRANSFORMS = ("identity", "log1p", "standard")
 _MODALITIES = ("text", "image", "behaviour")
 
 
-def _finite(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise FeatureSpecError(f"{name} must be a number, got {value!r}")
-    if not math.isfinite(value):
-        raise FeatureSpecError(f"{name} must be finite, got {value!r}")
-    return float(value)
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise FeatureSpecError(f"{name} must be a positive integer, got {value!r}")
-    return value
+_CHECK = Checker(FeatureSpecError)
 
 
 @dataclass(frozen=True)
@@ -59,7 +49,7 @@ class CategoricalFeature:
     scope: Scope = "context"
 
     def __post_init__(self) -> None:
-        _positive_int(f"categorical '{self.name}' buckets", self.buckets)
+        _CHECK.integer(self.buckets, f"categorical '{self.name}' buckets", minimum=1)
         if self.buckets < 2:
             raise FeatureSpecError(f"categorical '{self.name}' needs at least 2 buckets")
         if self.scope not in _SCOPES:
@@ -93,7 +83,7 @@ class NumericFeature:
                 f"got {self.transform!r}"
             )
         for attr in ("clip_min", "clip_max", "mean", "std", "fill"):
-            _finite(f"numeric '{self.name}' {attr}", getattr(self, attr))
+            _CHECK.number(getattr(self, attr), f"numeric '{self.name}' {attr}")
         if self.clip_min >= self.clip_max:
             raise FeatureSpecError(f"numeric '{self.name}' needs clip_min < clip_max")
         if self.std <= 0:
@@ -116,7 +106,7 @@ class EmbeddingFeature:
     scope: Scope = "context"
 
     def __post_init__(self) -> None:
-        _positive_int(f"embedding '{self.name}' dim", self.dim)
+        _CHECK.integer(self.dim, f"embedding '{self.name}' dim", minimum=1)
         if self.modality not in _MODALITIES:
             raise FeatureSpecError(
                 f"embedding '{self.name}' modality must be one of {_MODALITIES}, "

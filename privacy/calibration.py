@@ -10,6 +10,10 @@ from fedctr.privacy.errors import InvalidPrivacyParameter
 from opacus.accountants import create_accountant
 from opacus.accountants.utils import MAX_SIGMA, get_noise_multiplier
 
+from fedctr.validate import Checker
+
+_CHECK = Checker(InvalidPrivacyParameter)
+
 
 def poisson_schedule(*, sample_rate: float, local_epochs: int) -> int:
     """Steps of one round: ``ceil(local_epochs / sample_rate)`` Poisson-sampled steps.
@@ -18,12 +22,8 @@ def poisson_schedule(*, sample_rate: float, local_epochs: int) -> int:
     count, so the steps (and the epsilon they cost) are public by declaration. An
     "epoch" is ``1 / sample_rate`` steps: each row is expected in one batch per epoch.
     """
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int | float):
-        raise InvalidPrivacyParameter(f"sample_rate must be a number, got {sample_rate!r}")
-    if not 0 < sample_rate <= 1:
-        raise InvalidPrivacyParameter(f"sample_rate must be in (0, 1], got {sample_rate}")
-    if isinstance(local_epochs, bool) or not isinstance(local_epochs, int) or local_epochs <= 0:
-        raise InvalidPrivacyParameter("local_epochs must be a positive integer")
+    _CHECK.rate(sample_rate, "sample_rate")
+    _CHECK.integer(local_epochs, "local_epochs", minimum=1)
     return math.ceil(local_epochs / sample_rate - 1e-9)
 
 

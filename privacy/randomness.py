@@ -68,6 +68,10 @@ import torch
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms
 from fedctr.privacy.errors import InvalidPrivacyParameter, PrivacyError
 
+from fedctr.validate import Checker
+
+_CHECK = Checker(InvalidPrivacyParameter)
+
 KEY_BYTES = 32
 # Box-Muller pairs per chunk. Chunks are spread over plain threads running numpy
 # operations, which release the GIL; torch's OpenMP pool is avoided on purpose: its
@@ -138,7 +142,7 @@ class SecureRandom:
     # ---- the sequential stream -----------------------------------------------------
     def keystream(self, count: int) -> bytes:
         """The next ``count`` bytes of the sequential stream."""
-        _check_count(count)
+        _CHECK.integer(count, "a draw count")
         parts = []
         for start in range(0, count, _CHUNK_BYTES):
             parts.append(bytes(self._fill(min(_CHUNK_BYTES, count - start))))
@@ -162,9 +166,8 @@ class SecureRandom:
         """Bool ``[n]``: each entry True independently with probability
         ``floor(rate * 2**64) / 2**64``, i.e. at most ``rate`` and less than ``2**-64``
         below it (one 64-bit word of the sequential stream per entry)."""
-        _check_count(n)
-        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 1:
-            raise InvalidPrivacyParameter(f"a sampling rate is in (0, 1], got {rate!r}")
+        _CHECK.integer(n, "a draw count")
+        _CHECK.rate(rate, "a sampling rate")
         if rate == 1:
             return torch.ones(n, dtype=torch.bool)
         threshold = np.uint64(math.floor(Fraction(rate) * 2**64))  # exact: no float rounding
@@ -185,10 +188,7 @@ class SecureRandom:
         See the module docstring for the construction and why float32 only. Chunks are
         spread over ``torch.get_num_threads()`` threads.
         """
-        if isinstance(std, bool) or not isinstance(std, int | float):
-            raise InvalidPrivacyParameter(f"noise std must be a real number, got {std!r}")
-        if not (math.isfinite(std) and std >= 0):
-            raise InvalidPrivacyParameter(f"noise std must be finite and >= 0, got {std!r}")
+        _CHECK.non_negative(std, "noise std")
         if not isinstance(out, torch.Tensor) or out.dtype != torch.float32:
             raise NoiseTargetError(
                 "gaussian_ fills float32 tensors only: its floating-point-attack argument "
@@ -285,11 +285,6 @@ def _chacha20(key: bytes, *, block: int = 0) -> CipherContext:
     return Cipher(
         algorithms.ChaCha20(key, block.to_bytes(4, "little") + bytes(12)), mode=None
     ).encryptor()
-
-
-def _check_count(n: object) -> None:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise InvalidPrivacyParameter(f"a draw count is a non-negative integer, got {n!r}")
 
 
 __all__ = ["KEY_BYTES", "NoiseTargetError", "SecureRandom"]

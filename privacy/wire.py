@@ -23,7 +23,6 @@ travel as plain mappings that the Flower wiring wraps.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,6 +33,8 @@ from typing import Any, Literal
 from fedctr.models.logs.errors import DataFileError
 from fedctr.privacy.budget import ACCOUNTANT_KINDS, AccountantKind, DPSGDRound, PrivacyBudget
 from fedctr.privacy.errors import InvalidPrivacyParameter, PrivacyError
+
+from fedctr.validate import IDENTIFIER, SHA256_HEX, Checker
 
 UNIT_OF_PRIVACY = "example"
 NEIGHBOUR_RELATION = "add/remove one row of the partner's training log"
@@ -380,8 +381,7 @@ class ErrorReply:
 
 
 # ---- train replies ---------------------------------------------------------------
-_HEX64 = re.compile(r"[0-9a-f]{64}")
-_IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_CHECK = Checker(ContractViolation)
 
 
 def _keys(record: Mapping[str, Any] | None, name: str, declared: set[str]) -> Mapping[str, Any]:
@@ -394,27 +394,6 @@ def _keys(record: Mapping[str, Any] | None, name: str, declared: set[str]) -> Ma
             f"missing keys {sorted(declared - keys)}"
         )
     return record
-
-
-def _real(record: Mapping[str, Any], key: str) -> float:
-    value = record[key]
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ContractViolation(f"'{key}' must be a finite number")
-    return float(value)
-
-
-def _int(record: Mapping[str, Any], key: str) -> int:
-    value = record[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ContractViolation(f"'{key}' must be a non-negative integer")
-    return value
-
-
-def _text(record: Mapping[str, Any], key: str, pattern: re.Pattern[str] = _IDENT) -> str:
-    value = record[key]
-    if not isinstance(value, str) or not pattern.fullmatch(value):
-        raise ContractViolation(f"'{key}' must match {pattern.pattern}")
-    return value
 
 
 _METRIC_KEYS = {f.key for f in TRAIN_REPLY_FIELDS if f.record == METRICS}
@@ -476,14 +455,10 @@ class TrainReply:
             raise ContractViolation(f"train reply carries undeclared records {sorted(undeclared)}")
         metrics = _keys(records.get(METRICS), METRICS, _METRIC_KEYS)
         report = _keys(records.get(REPORT), REPORT, _REPORT_KEYS)
-        accountant = report["accountant"]
-        if accountant not in ACCOUNTANT_KINDS:
-            raise ContractViolation(f"'accountant' must be one of {ACCOUNTANT_KINDS}")
+        accountant = _CHECK.choice(report["accountant"], "accountant", ACCOUNTANT_KINDS)
         if report["unit-of-privacy"] != UNIT_OF_PRIVACY:
             raise ContractViolation(f"'unit-of-privacy' must be {UNIT_OF_PRIVACY!r}")
-        weight = _real(metrics, "aggregation-weight")
-        if weight <= 0:
-            raise ContractViolation("'aggregation-weight' must be > 0")
+        weight = _CHECK.positive(metrics["aggregation-weight"], "aggregation-weight")
         ledger_entry = report["ledger-entry"]
         if not isinstance(ledger_entry, str) or not ledger_entry:
             raise ContractViolation("'ledger-entry' must be the signed entry (JSON text)")
@@ -503,23 +478,28 @@ class TrainReply:
     ) -> TrainReply:
         reply = object.__new__(cls)
         values = {
-            "partner_id": _text(report, "partner-id"),
+            "partner_id": _CHECK.text(report["partner-id"], "partner-id", IDENTIFIER),
             "release": DPSGDRound(
-                noise_multiplier=_real(report, "noise-multiplier"),
-                sample_rate=_real(report, "sample-rate"),
-                steps=_int(report, "steps"),
-                max_grad_norm=_real(report, "max-grad-norm"),
+                noise_multiplier=_CHECK.number(report["noise-multiplier"], "noise-multiplier"),
+                sample_rate=_CHECK.number(report["sample-rate"], "sample-rate"),
+                steps=_CHECK.integer(report["steps"], "steps"),
+                max_grad_norm=_CHECK.number(report["max-grad-norm"], "max-grad-norm"),
             ),
             "accountant": accountant,
-            "dp_implementation": _text(report, "dp-implementation"),
-            "epsilon": _real(metrics, "epsilon"),
-            "delta": _real(metrics, "delta"),
+            "dp_implementation": _CHECK.text(
+                report["dp-implementation"], "dp-implementation", IDENTIFIER
+            ),
+            "epsilon": _CHECK.number(metrics["epsilon"], "epsilon"),
+            "delta": _CHECK.number(metrics["delta"], "delta"),
             "budget": PrivacyBudget(
-                epsilon=_real(report, "budget-epsilon"), delta=_real(report, "budget-delta")
+                epsilon=_CHECK.number(report["budget-epsilon"], "budget-epsilon"),
+                delta=_CHECK.number(report["budget-delta"], "budget-delta"),
             ),
             "aggregation_weight": weight,
-            "base_model_hash": _text(report, "base-model-hash", _HEX64),
-            "update_hash": _text(report, "update-hash", _HEX64),
+            "base_model_hash": _CHECK.text(
+                report["base-model-hash"], "base-model-hash", SHA256_HEX
+            ),
+            "update_hash": _CHECK.text(report["update-hash"], "update-hash", SHA256_HEX),
             "ledger_entry": ledger_entry,
             "unit_of_privacy": UNIT_OF_PRIVACY,
         }

@@ -82,6 +82,8 @@ from fedctr.privacy.signing import generate_signing_key, save_private_key
 from fedctr.privacy.wire import UNIT_OF_PRIVACY, TrainReply
 from torch import nn
 
+from fedctr.validate import Checker
+
 logger = logging.getLogger(__name__)
 
 # The level at which the audit refutes a claim; recorded in every result.
@@ -330,8 +332,7 @@ def run_empirical_audit(
     if implementation is not None:
         privacy = replace(privacy, dp_implementation=implementation)
     rounds = privacy.planned_rounds if rounds is None else rounds
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds <= 0:
-        raise EmpiricalAuditError(f"rounds must be a positive integer, got {rounds!r}")
+    Checker(EmpiricalAuditError).integer(rounds, "rounds", minimum=1)
     if rounds > privacy.planned_rounds:
         raise EmpiricalAuditError(
             f"rounds={rounds} exceeds the partner's planned_rounds={privacy.planned_rounds}: "

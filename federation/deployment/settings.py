@@ -37,6 +37,8 @@ from typing import Any
 from fedctr.federation.deployment.errors import DeploymentConfigError
 from fedctr.federation.waits import Waits
 
+from fedctr.validate import Checker
+
 
 def read_toml(path: Path) -> dict[str, Any]:
     try:
@@ -48,23 +50,20 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 
 def _section(raw: dict[str, Any], name: str, source: Path, known: set[str]) -> dict[str, Any]:
-    table = raw.get(name)
-    if not isinstance(table, dict):
+    if name not in raw:
         raise DeploymentConfigError(
             f"{source} has no [{name}] section; was it created by `fedctr "
             f"{'platform' if name == 'superlink' else 'partner'} init`?"
         )
-    unknown = sorted(set(table) - known)
-    if unknown:
-        raise DeploymentConfigError(f"{source}: unknown keys in [{name}]: {unknown}")
-    return table
+    return Checker(DeploymentConfigError, str(source)).table(raw, name, known=known)
 
 
 def _port(value: object, source: Path, key: str, *, allow_zero: bool = False) -> int:
     low = 0 if allow_zero else 1
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 65535:
+    port = Checker(DeploymentConfigError, str(source)).integer(value, key, minimum=low)
+    if port > 65535:
         raise DeploymentConfigError(f"{source}: {key} must be a port number, got {value!r}")
-    return value
+    return port
 
 
 def split_address(address: str, source: Path | str = "address") -> tuple[str, int]:

@@ -48,6 +48,8 @@ import scipy.special
 import scipy.stats
 from fedctr.privacy.errors import InvalidPrivacyParameter, PrivacyError
 
+from fedctr.validate import Checker
+
 # Fractions of the m canaries guessed on (the rest are abstentions). Small fractions
 # catch a strong signal on a few canaries (high precision), large ones a weak signal
 # spread over many (more guesses); 1.0 lets a perfect separation reach the ceiling.
@@ -120,9 +122,8 @@ def one_run_p_value(*, m: int, guesses: int, correct: int, epsilon: float, delta
     """
     m, guesses, correct = _check_counts(m, guesses, correct)
     delta = _check_delta(delta)
-    if isinstance(epsilon, bool) or not isinstance(epsilon, int | float) or not epsilon >= 0:
-        raise InvalidPrivacyParameter(f"epsilon must be a real number >= 0, got {epsilon!r}")
-    return _p_value(m, guesses, correct, float(epsilon), delta)
+    epsilon = Checker(InvalidPrivacyParameter).non_negative(epsilon, "epsilon")
+    return _p_value(m, guesses, correct, epsilon, delta)
 
 
 def _p_value(m: int, guesses: int, correct: int, epsilon: float, delta: float) -> float:
@@ -188,8 +189,7 @@ def default_guess_grid(m: int) -> tuple[tuple[int, int], ...]:
     evenly between the top and the bottom of the ranking (the paper's two-sided test,
     which also uses "clearly out" canaries).
     """
-    if isinstance(m, bool) or not isinstance(m, int) or m <= 0:
-        raise CanaryScoreError(f"m must be a positive integer, got {m!r}")
+    Checker(CanaryScoreError).integer(m, "m", minimum=1)
     pairs: list[tuple[int, int]] = []
     for f in DEFAULT_GUESS_FRACTIONS:
         r = max(1, round(f * m))

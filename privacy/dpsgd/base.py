@@ -26,7 +26,6 @@ possibly empty)::
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +42,10 @@ from opacus.validators import ModuleValidator
 from opacus.validators.errors import UnsupportedModuleError
 from torch import nn
 from torch.utils.data import DataLoader
+
+from fedctr.validate import Checker
+
+_CHECK = Checker(InvalidPrivacyParameter)
 
 Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -107,17 +110,10 @@ def check_private_arguments(
     rng: SecureRandom,
 ) -> None:
     """Refuse, before anything is wrapped, what every implementation must refuse."""
-    _check_real("max_grad_norm", max_grad_norm, allow_zero=False)
-    _check_real("noise_multiplier", noise_multiplier, allow_zero=True)
+    _CHECK.positive(max_grad_norm, "max_grad_norm")
+    _CHECK.non_negative(noise_multiplier, "noise_multiplier")
     check_schedule(sample_rate=sample_rate, steps=steps)
-    if (
-        isinstance(expected_batch_size, bool)
-        or not isinstance(expected_batch_size, int)
-        or expected_batch_size <= 0
-    ):
-        raise InvalidPrivacyParameter(
-            f"expected_batch_size must be a positive integer, got {expected_batch_size!r}"
-        )
+    _CHECK.integer(expected_batch_size, "expected_batch_size", minimum=1)
     if not isinstance(rng, SecureRandom):
         raise SeamArgumentError(
             "noise and sampling draw from a fedctr.privacy.randomness.SecureRandom, "
@@ -147,14 +143,6 @@ def check_private_arguments(
                 f"parameter '{name}' is {p.dtype} on {p.device}: DP-SGD noise is drawn for "
                 "float32 CPU tensors (fedctr.privacy.randomness explains why float32)"
             )
-
-
-def _check_real(name: str, value: object, *, allow_zero: bool) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidPrivacyParameter(f"{name} must be a real number, got {type(value).__name__}")
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise InvalidPrivacyParameter(f"{name} must be finite and {bound}, got {value!r}")
 
 
 __all__ = ["Criterion", "DPSGDImplementation", "PrivateTraining", "check_private_arguments"]

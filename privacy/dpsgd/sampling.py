@@ -20,6 +20,10 @@ from fedctr.privacy.errors import InvalidPrivacyParameter
 from fedctr.privacy.randomness import SecureRandom
 from torch.utils.data import DataLoader, TensorDataset
 
+from fedctr.validate import Checker
+
+_CHECK = Checker(InvalidPrivacyParameter)
+
 
 class PoissonLoader:
     """Exactly ``steps`` batches; in each, every row independently with probability
@@ -70,12 +74,8 @@ def poisson_loader(
 
 def check_schedule(*, sample_rate: object, steps: object) -> None:
     """A declared Poisson rate in (0, 1] and a whole number of steps >= 0."""
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int | float):
-        raise InvalidPrivacyParameter(f"sample_rate must be a real number, got {sample_rate!r}")
-    if not 0 < sample_rate <= 1:  # also refuses NaN
-        raise InvalidPrivacyParameter(f"sample_rate must be in (0, 1], got {sample_rate!r}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise InvalidPrivacyParameter(f"steps must be a non-negative integer, got {steps!r}")
+    _CHECK.rate(sample_rate, "sample_rate")
+    _CHECK.integer(steps, "steps")
 
 
 __all__ = ["PoissonLoader", "check_schedule", "poisson_loader"]

@@ -8,7 +8,6 @@ training-time budget check uses, so what was approved is what gets recorded.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -19,13 +18,14 @@ from fedctr.privacy.budget import ACCOUNTANT_KINDS, AccountantKind, DPSGDRound, 
 from fedctr.privacy.errors import InvalidPrivacyParameter
 from fedctr.privacy.ledger.errors import LedgerEntryInvalid
 
+from fedctr.validate import IDENTIFIER, SHA256_HEX, Checker
+
 EntryKind = Literal["partner-release", "platform-report", "platform-publish"]
 ENTRY_KINDS: tuple[str, ...] = ("partner-release", "platform-report", "platform-publish")
 UNIT_OF_PRIVACY = "example"
 
-_HEX64 = re.compile(r"[0-9a-f]{64}")
-_IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _TEXT = re.compile(r"[\x20-\x7e]{1,128}")
+_CHECK = Checker(LedgerEntryInvalid)
 
 
 # ---- field parsers -------------------------------------------------------------
@@ -41,56 +41,26 @@ def _fields(data: Any, what: str, keys: frozenset[str]) -> Mapping[str, Any]:
     return data
 
 
-def _str(data: Mapping[str, Any], name: str, pattern: re.Pattern[str] = _TEXT) -> str:
-    value = data[name]
-    if not isinstance(value, str) or not pattern.fullmatch(value):
-        raise LedgerEntryInvalid(f"{name} must be a string matching {pattern.pattern}")
-    return value
-
-
 def _hash(data: Mapping[str, Any], name: str) -> str:
-    return _str(data, name, _HEX64)
+    return _CHECK.text(data[name], name, SHA256_HEX)
 
 
 def ident(value: Any, name: str = "identifier") -> str:
     """Check a partner/run/owner identifier: 1-64 of ``[A-Za-z0-9_.-]``, safe as a file name."""
-    if not isinstance(value, str) or not _IDENT.fullmatch(value):
-        raise LedgerEntryInvalid(f"{name} must match {_IDENT.pattern}, got {value!r}")
-    return value
-
-
-def _int(data: Mapping[str, Any], name: str, minimum: int) -> int:
-    value = data[name]
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise LedgerEntryInvalid(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def _real(data: Mapping[str, Any], name: str) -> float:
-    value = data[name]
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise LedgerEntryInvalid(f"{name} must be a finite number, got {value!r}")
-    return float(value)
+    return _CHECK.text(value, name, IDENTIFIER)
 
 
 def _delta(data: Mapping[str, Any], name: str = "delta") -> float:
-    value = _real(data, name)
+    value = _CHECK.number(data[name], name)
     if not 0 < value < 1:
         raise LedgerEntryInvalid(f"{name} must be in (0, 1), got {value}")
     return value
 
 
 def _epsilon(data: Mapping[str, Any], name: str) -> float:
-    value = _real(data, name)
+    value = _CHECK.number(data[name], name)
     if value < 0:
         raise LedgerEntryInvalid(f"{name} must be >= 0, got {value}")
-    return value
-
-
-def _accountant(data: Mapping[str, Any]) -> AccountantKind:
-    value = data["accountant"]
-    if value not in ACCOUNTANT_KINDS:
-        raise LedgerEntryInvalid(f"accountant must be one of {ACCOUNTANT_KINDS}, got {value!r}")
     return value
 
 
@@ -106,10 +76,10 @@ def parse_mechanism(data: Any) -> DPSGDRound:
         raise LedgerEntryInvalid(f"mechanism.sampling must be 'poisson', got {data['sampling']!r}")
     try:
         return DPSGDRound(
-            noise_multiplier=_real(data, "noise_multiplier"),
-            max_grad_norm=_real(data, "max_grad_norm"),
-            sample_rate=_real(data, "sample_rate"),
-            steps=_int(data, "steps", 0),
+            noise_multiplier=_CHECK.number(data["noise_multiplier"], "noise_multiplier"),
+            max_grad_norm=_CHECK.number(data["max_grad_norm"], "max_grad_norm"),
+            sample_rate=_CHECK.number(data["sample_rate"], "sample_rate"),
+            steps=_CHECK.integer(data["steps"], "steps", minimum=0),
         )
     except InvalidPrivacyParameter as exc:
         raise LedgerEntryInvalid(f"mechanism: {exc}") from exc
@@ -118,7 +88,10 @@ def parse_mechanism(data: Any) -> DPSGDRound:
 def parse_budget(data: Any) -> PrivacyBudget:
     data = _fields(data, "budget", frozenset({"epsilon", "delta"}))
     try:
-        return PrivacyBudget(epsilon=_real(data, "epsilon"), delta=_real(data, "delta"))
+        return PrivacyBudget(
+            epsilon=_CHECK.number(data["epsilon"], "epsilon"),
+            delta=_CHECK.number(data["delta"], "delta"),
+        )
     except InvalidPrivacyParameter as exc:
         raise LedgerEntryInvalid(f"budget: {exc}") from exc
 
@@ -149,13 +122,13 @@ def _release_values(data: Any) -> dict[str, Any]:
         raise LedgerEntryInvalid(f"unit_of_privacy must be {UNIT_OF_PRIVACY!r}")
     return {
         "run_id": ident(data["run_id"], "run_id"),
-        "round": _int(data, "round", 1),
+        "round": _CHECK.integer(data["round"], "round", minimum=1),
         "partner_id": ident(data["partner_id"], "partner_id"),
         "base_model_hash": _hash(data, "base_model_hash"),
         "update_hash": _hash(data, "update_hash"),
         "mechanism": parse_mechanism(data["mechanism"]),
-        "accountant": _accountant(data),
-        "dp_implementation": _str(data, "dp_implementation"),
+        "accountant": _CHECK.choice(data["accountant"], "accountant", ACCOUNTANT_KINDS),
+        "dp_implementation": _CHECK.text(data["dp_implementation"], "dp_implementation", _TEXT),
         "unit_of_privacy": UNIT_OF_PRIVACY,
         "epsilon_after": _epsilon(data, "epsilon_after"),
         "delta": _delta(data),
@@ -220,13 +193,13 @@ def _report_values(data: Any) -> dict[str, Any]:
         raise LedgerEntryInvalid("accepted must be true or false")
     return {
         "run_id": ident(data["run_id"], "run_id"),
-        "round": _int(data, "round", 1),
+        "round": _CHECK.integer(data["round"], "round", minimum=1),
         "partner_id": ident(data["partner_id"], "partner_id"),
         "partner_entry_hash": _hash(data, "partner_entry_hash"),
         "epsilon_after": _epsilon(data, "epsilon_after"),
         "delta": _delta(data),
         "update_hash": _hash(data, "update_hash"),
-        "accountant": _accountant(data),
+        "accountant": _CHECK.choice(data["accountant"], "accountant", ACCOUNTANT_KINDS),
         "mechanism": parse_mechanism(data["mechanism"]),
         "accepted": data["accepted"],
     }
@@ -304,10 +277,10 @@ def _publish_values(data: Any) -> dict[str, Any]:
         raise LedgerEntryInvalid("partners must not repeat a partner id")
     return {
         "run_id": ident(data["run_id"], "run_id"),
-        "model_version": _str(data, "model_version"),
+        "model_version": _CHECK.text(data["model_version"], "model_version", _TEXT),
         "weights_sha256": _hash(data, "weights_sha256"),
         "card_sha256": _hash(data, "card_sha256"),
-        "rounds": _int(data, "rounds", 0),
+        "rounds": _CHECK.integer(data["rounds"], "rounds", minimum=0),
         "partners": parsed,
     }
 

@@ -22,6 +22,10 @@ from fedctr.privacy.ledger.bodies import ENTRY_KINDS, EntryKind, LedgerBody, ide
 from fedctr.privacy.ledger.errors import LedgerEntryInvalid
 from fedctr.privacy.signing import SignatureInvalid, canonical_json, key_id, sign, verify
 
+from fedctr.validate import Checker
+
+_CHECK = Checker(LedgerEntryInvalid)
+
 SCHEMA_VERSION = 2  # 2: release bodies carry no row counts (fedctr.privacy.wire)
 GENESIS_HASH = "0" * 64
 MAX_LINE_BYTES = 1 << 20
@@ -91,9 +95,7 @@ class Entry:
             raise LedgerEntryInvalid(
                 f"schema_version {data['schema_version']!r} is not {SCHEMA_VERSION}"
             )
-        seq = data["seq"]
-        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
-            raise LedgerEntryInvalid(f"seq must be a non-negative integer, got {seq!r}")
+        seq = _CHECK.integer(data["seq"], "seq")
         if data["kind"] not in ENTRY_KINDS:
             raise LedgerEntryInvalid(f"kind must be one of {ENTRY_KINDS}, got {data['kind']!r}")
         if not isinstance(data["body"], Mapping):
