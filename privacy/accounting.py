@@ -47,14 +47,14 @@ class PartnerAccountant:
 
     def would_exceed(self, release: DPSGDRound, budget: PrivacyBudget) -> bool:
         """True if ``release`` would push the partner past ``budget``."""
-        return self.epsilon_after(release, budget.delta) > budget.epsilon * (1 + 1e-9)
+        return budget.exceeded_by(self.epsilon_after(release, budget.delta))
 
     # ---- updates -------------------------------------------------------
     def check(self, release: DPSGDRound, budget: PrivacyBudget) -> float:
         """Raise :class:`BudgetExceededError` unless ``release`` fits; return the
         epsilon it would leave the partner at."""
         eps_after = self.epsilon_after(release, budget.delta)
-        if eps_after > budget.epsilon * (1 + 1e-9):
+        if budget.exceeded_by(eps_after):
             raise BudgetExceededError(
                 f"this round would raise epsilon from {self.epsilon(budget.delta):.4f} to "
                 f"{eps_after:.4f}, over the partner's budget of epsilon={budget.epsilon} "

@@ -12,6 +12,11 @@ from fedctr.validate import Checker
 AccountantKind = Literal["rdp", "prv"]
 ACCOUNTANT_KINDS: tuple[str, ...] = ("rdp", "prv")
 
+#: Relative slack when an accountant's epsilon is compared with a budget: a round
+#: calibrated to spend exactly the budget must not be refused for floating-point noise
+#: in the accountant, and anything further over is a real overrun.
+BUDGET_REL_TOL = 1e-9
+
 
 _CHECK = Checker(InvalidPrivacyParameter)
 
@@ -30,6 +35,15 @@ class PrivacyBudget:
         _CHECK.positive(self.epsilon, "epsilon")
         if not 0 < _CHECK.number(self.delta, "delta") < 1:
             raise InvalidPrivacyParameter(f"delta must be in (0, 1), got {self.delta}")
+
+    def exceeded_by(self, epsilon: float, *, rel_tol: float = BUDGET_REL_TOL) -> bool:
+        """True if a cumulative spend of ``epsilon`` is over this budget.
+
+        The one over-budget comparison: the partner's refusal, the ledger audit and
+        every other site ask it, so they cannot disagree about a round at the edge.
+        An auditor's own, looser ``rel_tol`` is for figures it recomputed itself.
+        """
+        return epsilon > self.epsilon * (1 + rel_tol)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,4 +71,10 @@ class DPSGDRound:
         return asdict(self)
 
 
-__all__ = ["ACCOUNTANT_KINDS", "AccountantKind", "DPSGDRound", "PrivacyBudget"]
+__all__ = [
+    "ACCOUNTANT_KINDS",
+    "BUDGET_REL_TOL",
+    "AccountantKind",
+    "DPSGDRound",
+    "PrivacyBudget",
+]

@@ -65,7 +65,7 @@ def check_partner(
                         f"epsilon={body.budget.epsilon}, delta={body.budget.delta}",
                     )
                 )
-        if body.epsilon_after > body.budget.epsilon * (1 + _REL):
+        if body.budget.exceeded_by(body.epsilon_after):
             findings.append(
                 rec.finding(
                     FindingCode.BUDGET_OVERRUN,
@@ -81,7 +81,7 @@ def check_partner(
         body = rec.body
         reference, value = ind.reference(body.accountant)
         low = understated(body.epsilon_after, value, tolerance=tolerance)
-        over = value > body.budget.epsilon * (1 + tolerance)
+        over = body.budget.exceeded_by(value, rel_tol=tolerance)
         if low:
             findings.append(
                 rec.finding(
@@ -92,7 +92,7 @@ def check_partner(
                     f"{tolerance:.2%} tolerance (RDP {_fmt(ind.rdp)}, PLD {_fmt(ind.pld)})",
                 )
             )
-        if over and not body.epsilon_after > body.budget.epsilon * (1 + _REL):
+        if over and not body.budget.exceeded_by(body.epsilon_after):
             findings.append(
                 rec.finding(
                     FindingCode.BUDGET_OVERRUN,
@@ -120,7 +120,7 @@ def check_partner(
                 reference=reference,
                 budget_epsilon=body.budget.epsilon,
                 understated=low,
-                over_budget=over or body.epsilon_after > body.budget.epsilon * (1 + _REL),
+                over_budget=over or body.budget.exceeded_by(body.epsilon_after),
             )
         )
     summary = PartnerSummary(
