@@ -1,4 +1,4 @@
-"""Per-round checkpoints of the global model (safetensors: no pickle is ever loaded)."""
+"""Per-round checkpoints of the global model, written as safetensors (never a pickle)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 from fedctr.models import state_dict_sha256
-from safetensors.torch import load_file, save
+from safetensors.torch import save
 
 from fedctr.durable import replace_file
 
@@ -22,18 +22,9 @@ def save_checkpoint(directory: Path, server_round: int, state: dict[str, torch.T
     return path
 
 
-def load_checkpoint(path: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(path))
-
-
-def latest_checkpoint(directory: Path) -> Path | None:
-    found = sorted(directory.glob("round-*.safetensors"))
-    return found[-1] if found else None
-
-
 def write_json(path: Path, obj: object) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     replace_file(path, json.dumps(obj, indent=2).encode())
 
 
-__all__ = ["latest_checkpoint", "load_checkpoint", "save_checkpoint", "write_json"]
+__all__ = ["save_checkpoint", "write_json"]
