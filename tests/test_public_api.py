@@ -42,6 +42,7 @@ def test_fedctr_errors_share_one_root() -> None:
     from fedctr.privacy.errors import BudgetExceededError
     from fedctr.server.platform.errors import PlatformConfigError
     from fedctr.server.registry import ArtifactTampered
+    from fedctr.server.scoring import ScoringError
 
     from fedctr.errors import FedctrError
 
@@ -51,6 +52,7 @@ def test_fedctr_errors_share_one_root() -> None:
         BudgetExceededError,
         PlatformConfigError,
         ArtifactTampered,
+        ScoringError,
     ):
         assert issubclass(cls, FedctrError)
 

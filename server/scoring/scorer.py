@@ -18,10 +18,12 @@ from fedctr.server.scoring.columnar import ArrowBatchDecoder
 from fedctr.server.scoring.encoder import EncodedBatch, FeatureEncoder
 from fedctr.server.scoring.kernels import Kernel, TorchKernel, build_kernel
 
+from fedctr.errors import FedctrError
+
 Inference = Literal["numpy", "torch"]
 
 
-class ScoringError(ValueError):
+class ScoringError(FedctrError, ValueError):
     """A warm-up check failed: the fast kernel disagrees with the torch model."""
 
 

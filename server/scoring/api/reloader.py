@@ -16,7 +16,6 @@ import anyio.to_thread
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fedctr.server.registry import LATEST_FILE, read_latest
 from fedctr.server.registry.layout import MODELS_DIR
-from fedctr.server.scoring import ScoringError
 from fedctr.server.scoring.api.core.config import Settings
 from fedctr.server.scoring.api.holder import ModelHolder, prepare_model
 from fedctr.server.scoring.api.metrics import ServiceMetrics
@@ -58,7 +57,7 @@ def reload_once(
             settings,
             expected_spec_hash=spec_hash,
         )
-    except (FedctrError, ScoringError) as exc:
+    except FedctrError as exc:  # ScoringError included
         holder.refused[version] = type(exc).__name__
         metrics.reloads.labels("refused").inc()
         log.error(
