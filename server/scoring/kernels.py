@@ -17,6 +17,8 @@ import torch
 from fedctr.models.base import CTRModel
 from torch import nn
 
+from fedctr.plugins import Registry
+
 Array = np.ndarray
 
 
@@ -127,29 +129,28 @@ class TorchKernel(Kernel):
         return out.numpy()
 
 
-_KERNELS: dict[str, Callable[[CTRModel], Kernel]] = {}
+# Keyed by model name; a model without an entry is served by TorchKernel.
+KERNELS: Registry[Callable[[CTRModel], Kernel]] = Registry("numpy kernel")
 
 
 def register_kernel(name: str) -> Callable[[type[Kernel]], type[Kernel]]:
-    """Class decorator: the numpy kernel of model ``name``; duplicates are an error."""
+    """Class decorator: the numpy kernel of model ``name``; a name is registered once."""
 
     def wrap(cls: type[Kernel]) -> type[Kernel]:
-        if name in _KERNELS:
-            raise ValueError(f"a numpy kernel for model '{name}' is already registered")
-        _KERNELS[name] = cls
+        KERNELS.add(name, cls)
         return cls
 
     return wrap
 
 
 def kernel_names() -> tuple[str, ...]:
-    return tuple(sorted(_KERNELS))
+    return KERNELS.names()
 
 
 def build_kernel(model: CTRModel, *, prefer: str = "numpy") -> Kernel:
     """The fastest available kernel for ``model`` (``prefer="torch"`` forces torch)."""
-    if prefer == "numpy" and model.config.name in _KERNELS:
-        return _KERNELS[model.config.name](model)
+    if prefer == "numpy" and model.config.name in KERNELS:
+        return KERNELS.get(model.config.name)(model)
     return TorchKernel(model)
 
 
@@ -309,4 +310,4 @@ class FusionKernel(_FirstOrder):
         return float(out + self.head(self.deep(np.concatenate(parts)))[0])
 
 
-__all__ = ["Kernel", "TorchKernel", "build_kernel", "kernel_names", "register_kernel"]
+__all__ = ["KERNELS", "Kernel", "TorchKernel", "build_kernel", "kernel_names", "register_kernel"]

@@ -10,37 +10,36 @@ from fedctr.models import FeatureSpec
 from fedctr.models.logs.errors import DataFileError, DataProblem
 from fedctr.models.logs.formats.base import FormatReader, ReadResult
 
-_READERS: dict[str, type[FormatReader]] = {}
+from fedctr.plugins import Registry
+
+FORMATS: Registry[type[FormatReader]] = Registry("file format")
 
 
 def register_format(name: str) -> Callable[[type[FormatReader]], type[FormatReader]]:
-    """Class decorator registering a reader under ``name``; duplicates are an error."""
+    """Class decorator registering a reader under ``name``; a name is registered once."""
 
     def wrap(cls: type[FormatReader]) -> type[FormatReader]:
-        if name in _READERS:
-            raise ValueError(f"file format '{name}' is already registered")
+        FORMATS.add(name, cls)
         cls.name = name
-        _READERS[name] = cls
         return cls
 
     return wrap
 
 
 def available_formats() -> tuple[str, ...]:
-    return tuple(sorted(_READERS))
+    return FORMATS.names()
 
 
 def get_reader(name: str, *, file: str) -> FormatReader:
     """A fresh reader for format ``name``; ``file`` is named in the error if it is unknown."""
-    try:
-        return _READERS[name]()
-    except KeyError:
+    if name not in FORMATS:
         raise DataFileError(
             f"{file}: the feature spec's [source] format '{name}' is unknown; "
             f"choose one of {available_formats()}",
             file=file,
             problem=DataProblem.BAD_LAYOUT,
-        ) from None
+        )
+    return FORMATS.get(name)()
 
 
 def read_spec_columns(path: str | Path, spec: FeatureSpec) -> ReadResult:
@@ -85,4 +84,4 @@ def read_spec_columns(path: str | Path, spec: FeatureSpec) -> ReadResult:
     return ReadResult(result.table.select(file_names).rename_columns(names), problems)
 
 
-__all__ = ["available_formats", "get_reader", "read_spec_columns", "register_format"]
+__all__ = ["FORMATS", "available_formats", "get_reader", "read_spec_columns", "register_format"]
