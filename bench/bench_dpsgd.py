@@ -56,7 +56,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from fedctr.models import ModelConfig, build_model
+from fedctr.models import build_model, model_config
 from fedctr.models.spec import CategoricalFeature, FeatureSpec, NumericFeature
 from fedctr.privacy.dpsgd import get_implementation
 from fedctr.privacy.randomness import SecureRandom
@@ -158,7 +158,7 @@ def build(w: Workload) -> nn.Module:
         ),
         numeric=tuple(NumericFeature(name=f"I{i}") for i in range(w.numeric)),
     )
-    return build_model(spec, ModelConfig(name=w.model, embed_dim=w.embed_dim, hidden=w.hidden))
+    return build_model(spec, model_config(w.model, embed_dim=w.embed_dim, hidden=w.hidden))
 
 
 @dataclass

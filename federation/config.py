@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,11 @@ from typing import Any
 from fedctr.models import FeatureSpec, ModelConfig, UnknownModelError, load_spec
 from fedctr.server.platform.errors import PlatformConfigError
 from fedctr.server.platform.orchestrator import FederationPlan
-from fedctr.server.platform.strategies.registry import StrategyConfig
+from fedctr.server.platform.strategies.registry import (
+    DEFAULT_STRATEGY,
+    StrategyConfig,
+    strategy_from_table,
+)
 
 from fedctr.validate import Checker
 
@@ -128,18 +132,16 @@ def load_platform_config(path: str | Path) -> PlatformConfig:
         raise PlatformConfigError(
             f"{source}: unknown keys in [platform]: {sorted(set(platform) - known_platform)}"
         )
-    strategy_keys = {f.name for f in fields(StrategyConfig)}
-    known_fed = {"rounds", "timeout_s", "strategy"} | (strategy_keys - {"name"})
-    if sorted(set(federation) - known_fed):
-        raise PlatformConfigError(
-            f"{source}: unknown keys in [federation]: {sorted(set(federation) - known_fed)}"
-        )
-    strategy_args = {k: v for k, v in federation.items() if k in strategy_keys}
+    # Besides rounds and timing, [federation] holds the strategy's typed options.
+    options = {k: v for k, v in federation.items() if k not in {"rounds", "timeout_s", "strategy"}}
     try:
-        strategy = StrategyConfig(name=federation.get("strategy", "fedavg"), **strategy_args)
+        strategy = strategy_from_table(federation.get("strategy", DEFAULT_STRATEGY), options)
+    except (PlatformConfigError, TypeError) as exc:
+        raise PlatformConfigError(f"{source}: [federation] {exc}") from exc
+    try:
         model = ModelConfig.from_dict(_table(raw, "model", source))
-    except (PlatformConfigError, UnknownModelError, ValueError, TypeError) as exc:
-        raise PlatformConfigError(f"{source}: {exc}") from exc
+    except (UnknownModelError, ValueError, TypeError) as exc:
+        raise PlatformConfigError(f"{source}: [model] {exc}") from exc
     eval_data = platform.get("eval_data")
     return PlatformConfig(
         source=source,

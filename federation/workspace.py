@@ -104,13 +104,7 @@ def create_workspace(
         platform / "keys" / "platform.key",
         [platform / "keys" / "platform.pub", auditor / "platform.pub"],
     )
-    strategy_table = {
-        "strategy": strategy.name,
-        "min_partners": strategy.min_partners,
-        "fraction_train": strategy.fraction_train,
-        "proximal_mu": strategy.proximal_mu,
-        "server_learning_rate": strategy.server_learning_rate,
-    }
+    strategy_table = {"strategy": strategy.name, **strategy.options()}
     (platform / "platform.toml").write_text(
         toml_sections(
             {

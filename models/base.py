@@ -1,4 +1,4 @@
-"""The CTR model interface and its registry.
+"""The CTR model interface, and registration of models with their config types.
 
 Every model maps ``(x_cat [N,F] long, x_num [N,D] float, x_dense [N,E] float)`` to
 click logits ``[N]``. One signature lets the partner trainer, the evaluator, the
@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import TypeVar, cast
 
 import torch
-from fedctr.models.config import ModelConfig
-from fedctr.models.errors import UnknownModelError
+from fedctr.models.config import MODELS, ModelConfig, ModelPlugin
+from fedctr.models.errors import ModelConfigError
 from fedctr.models.spec import FeatureSpec
 from torch import nn
 
@@ -32,17 +33,15 @@ class CTRModel(nn.Module, ABC):
         """Return logits of shape ``[N]``."""
 
 
-ModelFactory = Callable[[FeatureSpec, ModelConfig], CTRModel]
-_REGISTRY: dict[str, type[CTRModel]] = {}
+M = TypeVar("M", bound=CTRModel)
 
 
-def register_model(name: str) -> Callable[[type[CTRModel]], type[CTRModel]]:
-    """Class decorator adding a model under ``name``; a second registration is an error."""
+def register_model(config_type: type[ModelConfig]) -> Callable[[type[M]], type[M]]:
+    """Class decorator: the model named ``config_type.name``, built from that config
+    type; a name is registered once."""
 
-    def wrap(cls: type[CTRModel]) -> type[CTRModel]:
-        if name in _REGISTRY:
-            raise ValueError(f"model '{name}' is already registered by {_REGISTRY[name]!r}")
-        _REGISTRY[name] = cls
+    def wrap(cls: type[M]) -> type[M]:
+        MODELS.add(config_type.name, ModelPlugin(config_type, cls))
         return cls
 
     return wrap
@@ -50,18 +49,18 @@ def register_model(name: str) -> Callable[[type[CTRModel]], type[CTRModel]]:
 
 def registered_models() -> tuple[str, ...]:
     """Names of every model that can be built."""
-    return tuple(sorted(_REGISTRY))
+    return MODELS.names()
 
 
 def build_model(spec: FeatureSpec, config: ModelConfig) -> CTRModel:
     """Instantiate the registered model ``config.name`` for ``spec``."""
-    try:
-        cls = _REGISTRY[config.name]
-    except KeyError:
-        raise UnknownModelError(
-            f"unknown model '{config.name}'; choose one of {registered_models()}"
-        ) from None
-    return cls(spec, config)
+    plugin = MODELS.get(config.name)
+    if not isinstance(config, plugin.config_type):
+        raise ModelConfigError(
+            f"model '{config.name}' is built from a {plugin.config_type.__name__}, "
+            f"not a {type(config).__name__}"
+        )
+    return cast(CTRModel, plugin.model_type(spec, config))  # register_model admits CTRModels
 
 
 __all__ = ["CTRModel", "build_model", "register_model", "registered_models"]

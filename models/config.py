@@ -1,53 +1,112 @@
-"""Model hyper-parameters: a frozen, validated config that travels in the model card."""
+"""Model hyper-parameters: one frozen config dataclass per model, declared beside the
+model, and the registry pairing each model name with its config type and class.
+
+Cards, wire messages and the ``[model]`` tables fedctr writes carry a config in its
+v1 form (:meth:`ModelConfig.to_dict`): the name, then every key of the flat v1
+config. Keeping that form keeps published cards and messages identical, and lets
+older cards and config files be read as they were written.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from types import MappingProxyType
+from typing import Any, ClassVar
 
-from fedctr.models.errors import UnknownModelError
+from fedctr.models.errors import ModelConfigError, UnknownModelError
+from torch import nn
+
+from fedctr.plugins import Registry, option_names, typed_config
+from fedctr.validate import Checker
+
+DEFAULT_MODEL = "deepfm"
+
+# The flat v1 config without its name: every key a built-in model took, its default.
+V1_FORM: Mapping[str, Any] = MappingProxyType(
+    {
+        "embed_dim": 8,
+        "hidden": (64, 32),
+        "cross_layers": 2,
+        "cross_rank": 16,
+        "modality_proj": 128,
+        "fused_dim": 64,
+    }
+)
+
+
+CHECK = Checker(ModelConfigError, "model config")
+
+
+def layer_sizes(key: str, value: Any) -> tuple[int, ...]:
+    """``value`` (any sequence of widths) as a tuple of positive ints."""
+    sizes = tuple(int(h) for h in value)
+    if any(h <= 0 for h in sizes):
+        CHECK.fail(f"{key} sizes must be positive, got {sizes}")
+    return sizes
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Which network to build and how wide.
+    """A model's hyper-parameters. A subclass sets ``name`` (its registry key) and
+    declares the fields its model reads, with defaults; build one by name with
+    :func:`model_config`."""
 
-    ``name`` is a key of the model registry (``lr``, ``fm``, ``deepfm``, ``dcnv2``,
-    ``fusion``). Fields a model does not use are ignored by it.
-    """
-
-    name: str = "deepfm"
-    embed_dim: int = 8
-    hidden: tuple[int, ...] = (64, 32)
-    cross_layers: int = 2
-    cross_rank: int = 16
-    modality_proj: int = 128
-    fused_dim: int = 64
-
-    def __post_init__(self) -> None:
-        for attr in ("embed_dim", "cross_layers", "cross_rank", "modality_proj", "fused_dim"):
-            value = getattr(self, attr)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"model config {attr} must be a positive integer, got {value!r}")
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-        if any(h <= 0 for h in self.hidden):
-            raise ValueError(f"model config hidden sizes must be positive, got {self.hidden}")
+    name: ClassVar[str]
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["hidden"] = list(self.hidden)
-        return d
+        """The v1 form: ``name``, every v1 key (its v1 default where this model does
+        not take it), then options new since v1; tuples as lists."""
+        own = {f.name: getattr(self, f.name) for f in fields(self)}
+        form = {"name": self.name, **V1_FORM, **own}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in form.items()}
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> ModelConfig:
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise UnknownModelError(f"unknown model config keys {unknown}; known: {sorted(known)}")
-        data = dict(raw)
-        if "hidden" in data:
-            data["hidden"] = tuple(data["hidden"])
-        return cls(**data)
+    def from_dict(cls, raw: Mapping[str, Any]) -> ModelConfig:
+        """The typed config of a v1 form (a card, a message, a ``[model]`` table).
+
+        A v1 key the named model does not take is checked as v1 checked it, then
+        dropped: it never shaped that model. Any other key it does not take is an
+        :class:`UnknownModelError` naming the key and the model.
+        """
+        options = dict(raw)
+        name = options.pop("name", DEFAULT_MODEL)
+        config_type = MODELS.get(name).config_type
+        for key in sorted(set(options) & set(V1_FORM) - option_names(config_type)):
+            value = options.pop(key)
+            if key == "hidden":
+                layer_sizes(key, value)
+            else:
+                CHECK.integer(value, key, minimum=1)
+        return typed_config(config_type, options, owner=f"model '{name}'", error=UnknownModelError)
 
 
-__all__ = ["ModelConfig"]
+@dataclass(frozen=True)
+class ModelPlugin:
+    """A registered model: the config it is built from and its network class (a
+    ``CTRModel``, which :mod:`fedctr.models.base` defines on top of this module)."""
+
+    config_type: type[ModelConfig]
+    model_type: type[nn.Module]
+
+
+MODELS: Registry[ModelPlugin] = Registry("model", error=UnknownModelError)
+
+
+def model_config(name: str = DEFAULT_MODEL, /, **options: Any) -> ModelConfig:
+    """The config of model ``name``: ``options`` set, the rest at their defaults; an
+    option the model does not take is an :class:`UnknownModelError`."""
+    config_type = MODELS.get(name).config_type
+    return typed_config(config_type, options, owner=f"model '{name}'", error=UnknownModelError)
+
+
+__all__ = [
+    "CHECK",
+    "DEFAULT_MODEL",
+    "MODELS",
+    "V1_FORM",
+    "ModelConfig",
+    "ModelPlugin",
+    "layer_sizes",
+    "model_config",
+]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
 from fedctr.models.base import CTRModel, register_model
-from fedctr.models.config import ModelConfig
+from fedctr.models.config import CHECK, ModelConfig, layer_sizes
 from fedctr.models.layers import FieldEmbedding, mlp, numeric_or_zero
 from fedctr.models.spec import FeatureSpec
 from torch import nn
@@ -22,11 +25,28 @@ class LowRankCross(nn.Module):
         return x0 * self.up(self.down(xl)) + xl
 
 
-@register_model("dcnv2")
+@dataclass(frozen=True)
+class DCNv2Config(ModelConfig):
+    """``cross_layers`` low-rank crosses of rank ``cross_rank`` beside an MLP of widths
+    ``hidden``, over embeddings ``embed_dim`` wide."""
+
+    name: ClassVar[str] = "dcnv2"
+    embed_dim: int = 8
+    hidden: tuple[int, ...] = (64, 32)
+    cross_layers: int = 2
+    cross_rank: int = 16
+
+    def __post_init__(self) -> None:
+        for key in ("embed_dim", "cross_layers", "cross_rank"):
+            CHECK.integer(getattr(self, key), key, minimum=1)
+        object.__setattr__(self, "hidden", layer_sizes("hidden", self.hidden))
+
+
+@register_model(DCNv2Config)
 class DCNv2(CTRModel):
     """Parallel DCN-v2: cross layers and an MLP over the same input, then a linear head."""
 
-    def __init__(self, spec: FeatureSpec, config: ModelConfig) -> None:
+    def __init__(self, spec: FeatureSpec, config: DCNv2Config) -> None:
         super().__init__(spec, config)
         self.has_cat = spec.num_categorical > 0
         self.embed = FieldEmbedding(spec.bucket_sizes or (1,), config.embed_dim)

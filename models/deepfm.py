@@ -2,20 +2,36 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
 from fedctr.models.base import CTRModel, register_model
-from fedctr.models.config import ModelConfig
+from fedctr.models.config import CHECK, ModelConfig, layer_sizes
 from fedctr.models.fm import fm_interaction
 from fedctr.models.layers import FieldEmbedding, FirstOrder, mlp, numeric_or_zero
 from fedctr.models.spec import FeatureSpec
 from torch import nn
 
 
-@register_model("deepfm")
+@dataclass(frozen=True)
+class DeepFMConfig(ModelConfig):
+    """``embed_dim``: the shared embedding width; ``hidden``: the MLP's layer widths."""
+
+    name: ClassVar[str] = "deepfm"
+    embed_dim: int = 8
+    hidden: tuple[int, ...] = (64, 32)
+
+    def __post_init__(self) -> None:
+        CHECK.integer(self.embed_dim, "embed_dim", minimum=1)
+        object.__setattr__(self, "hidden", layer_sizes("hidden", self.hidden))
+
+
+@register_model(DeepFMConfig)
 class DeepFM(CTRModel):
     """FM for low-order and an MLP for high-order interactions over shared embeddings."""
 
-    def __init__(self, spec: FeatureSpec, config: ModelConfig) -> None:
+    def __init__(self, spec: FeatureSpec, config: DeepFMConfig) -> None:
         super().__init__(spec, config)
         sizes = spec.bucket_sizes or (1,)
         self.first_order = FirstOrder(sizes)

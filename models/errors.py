@@ -12,7 +12,11 @@ class SpecMismatchError(FedctrError, ValueError):
 
 
 class UnknownModelError(FedctrError, ValueError):
-    """A model name is not registered."""
+    """A model name is not registered, or a model is given an option it does not take."""
 
 
-__all__ = ["FeatureSpecError", "SpecMismatchError", "UnknownModelError"]
+class ModelConfigError(FedctrError, ValueError):
+    """A model option has a value the model cannot be built with."""
+
+
+__all__ = ["FeatureSpecError", "ModelConfigError", "SpecMismatchError", "UnknownModelError"]

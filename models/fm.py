@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
 from fedctr.models.base import CTRModel, register_model
-from fedctr.models.config import ModelConfig
+from fedctr.models.config import CHECK, ModelConfig
 from fedctr.models.layers import FieldEmbedding, FirstOrder, numeric_or_zero
 from fedctr.models.spec import FeatureSpec
 from torch import nn
@@ -17,11 +20,22 @@ def fm_interaction(v: torch.Tensor) -> torch.Tensor:
     return 0.5 * (square_of_sum - sum_of_square).sum(dim=1)
 
 
-@register_model("fm")
+@dataclass(frozen=True)
+class FMConfig(ModelConfig):
+    """``embed_dim``: the width of each categorical's factor vector."""
+
+    name: ClassVar[str] = "fm"
+    embed_dim: int = 8
+
+    def __post_init__(self) -> None:
+        CHECK.integer(self.embed_dim, "embed_dim", minimum=1)
+
+
+@register_model(FMConfig)
 class FactorizationMachine(CTRModel):
     """First-order weights plus factorized pairwise interactions of the categoricals."""
 
-    def __init__(self, spec: FeatureSpec, config: ModelConfig) -> None:
+    def __init__(self, spec: FeatureSpec, config: FMConfig) -> None:
         super().__init__(spec, config)
         sizes = spec.bucket_sizes or (1,)
         self.first_order = FirstOrder(sizes)

@@ -7,9 +7,12 @@ representation is joined with the tabular DeepFM-style part and a CTR head.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
 from fedctr.models.base import CTRModel, register_model
-from fedctr.models.config import ModelConfig
+from fedctr.models.config import CHECK, ModelConfig, layer_sizes
 from fedctr.models.errors import FeatureSpecError
 from fedctr.models.fm import fm_interaction
 from fedctr.models.layers import FieldEmbedding, FirstOrder, mlp, numeric_or_zero
@@ -17,11 +20,28 @@ from fedctr.models.spec import FeatureSpec
 from torch import nn
 
 
-@register_model("fusion")
+@dataclass(frozen=True)
+class FusionConfig(ModelConfig):
+    """Each modality projected to ``modality_proj``, fused to ``fused_dim``; the tabular
+    part as in DeepFM (``embed_dim``, MLP widths ``hidden``)."""
+
+    name: ClassVar[str] = "fusion"
+    embed_dim: int = 8
+    hidden: tuple[int, ...] = (64, 32)
+    modality_proj: int = 128
+    fused_dim: int = 64
+
+    def __post_init__(self) -> None:
+        for key in ("embed_dim", "modality_proj", "fused_dim"):
+            CHECK.integer(getattr(self, key), key, minimum=1)
+        object.__setattr__(self, "hidden", layer_sizes("hidden", self.hidden))
+
+
+@register_model(FusionConfig)
 class FusionCTR(CTRModel):
     """Project each modality, fuse, join with the tabular part, predict the click."""
 
-    def __init__(self, spec: FeatureSpec, config: ModelConfig) -> None:
+    def __init__(self, spec: FeatureSpec, config: FusionConfig) -> None:
         super().__init__(spec, config)
         self.modalities = tuple(m for m in ("text", "image", "behaviour") if spec.dense_dim(m) > 0)
         if not self.modalities:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
 from fedctr.models.base import CTRModel, register_model
 from fedctr.models.config import ModelConfig
@@ -10,11 +13,18 @@ from fedctr.models.spec import FeatureSpec
 from torch import nn
 
 
-@register_model("lr")
+@dataclass(frozen=True)
+class LRConfig(ModelConfig):
+    """Logistic regression takes no options: the spec alone sets its size."""
+
+    name: ClassVar[str] = "lr"
+
+
+@register_model(LRConfig)
 class LogisticRegression(CTRModel):
     """``sum_f w[bucket_f] + w_num . x_num + b``: the baseline every other model must beat."""
 
-    def __init__(self, spec: FeatureSpec, config: ModelConfig) -> None:
+    def __init__(self, spec: FeatureSpec, config: LRConfig) -> None:
         super().__init__(spec, config)
         self.first_order = FirstOrder(spec.bucket_sizes or (1,))
         self.has_cat = spec.num_categorical > 0

@@ -11,7 +11,7 @@ from fedctr.clients.config import PrivacySettings, TrainingSettings
 from fedctr.federation.demo.baseline import train_centrally
 from fedctr.models import CTRModel, ModelConfig, log_loss, predict_proba, roc_auc
 from fedctr.privacy.dpsgd import DEFAULT_IMPLEMENTATION
-from fedctr.server.platform.strategies.registry import StrategyConfig
+from fedctr.server.platform.strategies.registry import strategy_from_table
 
 from bench.utility.datasets import BenchDataset
 from bench.utility.inprocess import run_federated
@@ -72,7 +72,8 @@ def run_cell(
 ) -> RunResult:
     """Train as ``scenario`` says and score on ``data.test``."""
     started = time.monotonic()
-    model_config = ModelConfig(name=model_name, embed_dim=recipe.embed_dim)
+    # the v1 form: the recipe's embed_dim where the model takes it
+    model_config = ModelConfig.from_dict({"name": model_name, "embed_dim": recipe.embed_dim})
     epsilon = delta = sigma = smallest = None
     if scenario.centralized:
         model = _central(data, model_config, recipe, seed)
@@ -103,10 +104,12 @@ def run_cell(
             partners=parts,
             privacy=privacy,
             trainings=[fed.training(len(p), seed=seed) for p in parts],
-            strategy=StrategyConfig(
-                name=fed.strategy,
-                min_partners=scenario.partners,
-                server_learning_rate=fed.server_learning_rate,
+            strategy=strategy_from_table(
+                fed.strategy,
+                {
+                    "min_partners": scenario.partners,
+                    "server_learning_rate": fed.server_learning_rate,
+                },
             ),
             rounds=fed.rounds,
             seed=seed,

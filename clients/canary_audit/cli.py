@@ -25,7 +25,7 @@ from fedctr.clients.canary_audit.run import (
     run_empirical_audit,
 )
 from fedctr.clients.config import load_partner_config
-from fedctr.models import ModelConfig
+from fedctr.models import DEFAULT_MODEL, ModelConfig, model_config
 
 from fedctr.errors import FedctrError
 
@@ -47,7 +47,7 @@ def build_empirical_parser(
     parser.add_argument("--partner", type=Path, required=True, help="the partner.toml to audit")
     parser.add_argument(
         "--model",
-        default=ModelConfig().name,
+        default=DEFAULT_MODEL,
         help="model the federation trains (lr, fm, deepfm, dcnv2, fusion; default %(default)s)",
     )
     parser.add_argument(
@@ -88,7 +88,7 @@ def build_empirical_parser(
 
 def _model_config(args: argparse.Namespace) -> ModelConfig:
     if args.model_config is None:
-        return ModelConfig(name=args.model)
+        return model_config(args.model)
     try:
         raw = json.loads(Path(args.model_config).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:

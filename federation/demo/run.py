@@ -23,11 +23,11 @@ from fedctr.federation.demo.datasets import FederationData, real_federation, syn
 from fedctr.federation.demo.scoring_check import score_with_live_server
 from fedctr.federation.simulation import run_simulation
 from fedctr.federation.workspace import PartnerSetup, Workspace, create_workspace
-from fedctr.models import ModelConfig
+from fedctr.models import model_config
 from fedctr.privacy.dpsgd import DEFAULT_IMPLEMENTATION
 from fedctr.server.platform.publishing import SUMMARY_FILE
 from fedctr.server.platform.rounds import failure_text, read_round_log
-from fedctr.server.platform.strategies.registry import StrategyConfig
+from fedctr.server.platform.strategies.registry import strategy_config
 from fedctr.server.registry import verify_card
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -103,8 +103,8 @@ def build_demo_workspace(opts: DemoOptions, data: FederationData) -> Workspace:
         spec_file=data.spec_file,
         spec=data.spec,
         partners=partners,
-        model=ModelConfig(name=opts.model),
-        strategy=StrategyConfig(name=opts.strategy, min_partners=opts.min_partners),
+        model=model_config(opts.model),
+        strategy=strategy_config(opts.strategy, min_partners=opts.min_partners),
         rounds=opts.rounds,
         eval_data=data.eval_data,
     )
@@ -229,7 +229,7 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
     if opts.compare_centralized and data.eval_data is not None:
         central = centralized_baseline(
             spec=data.spec,
-            model=ModelConfig(name=opts.model),
+            model=model_config(opts.model),
             train_files=data.partners.values(),
             eval_file=data.eval_data,
             epochs=opts.rounds * opts.local_epochs,

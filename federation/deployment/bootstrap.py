@@ -47,10 +47,10 @@ from fedctr.federation.deployment.settings import (
 )
 from fedctr.federation.tomlfile import toml_line
 from fedctr.federation.waits import Waits
-from fedctr.models import ModelConfig, builtin_spec_path
+from fedctr.models import LRConfig, ModelConfig, builtin_spec_path
 from fedctr.models.spec import FeatureSpecError
 from fedctr.privacy.signing import generate_signing_key, save_private_key, save_public_key
-from fedctr.server.platform.strategies.registry import StrategyConfig
+from fedctr.server.platform.strategies.registry import strategy_config
 
 REGISTRATION_FILE = "registration.toml"
 
@@ -85,7 +85,7 @@ class PlatformOptions:
     rounds: int = field(default_factory=lambda: PrivacySettings().planned_rounds)
     min_partners: int = 2
     strategy: str = "fedavg"
-    model: ModelConfig = field(default_factory=lambda: ModelConfig(name="lr"))
+    model: ModelConfig = field(default_factory=LRConfig)
     timeout_s: float = 600.0
     eval_data: Path | None = None
     run_name: str = "fedctr"
@@ -94,7 +94,7 @@ class PlatformOptions:
 def init_platform(root: Path, opts: PlatformOptions) -> Path:
     """Create the platform folder; returns the path of platform.toml."""
     hosts = validate_hosts(opts.hosts)
-    StrategyConfig(name=opts.strategy, min_partners=opts.min_partners)  # validates
+    strategy_config(opts.strategy, min_partners=opts.min_partners)  # validates
     root = _fresh_dir(root)
     shutil.copyfile(opts.spec, root / "spec.toml")
     create_dev_tls(root / "tls", hosts=hosts)

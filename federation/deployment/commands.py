@@ -114,7 +114,8 @@ def _platform(args: argparse.Namespace) -> int:
                 rounds=args.rounds,
                 min_partners=args.min_partners,
                 strategy=args.strategy,
-                model=ModelConfig(name=args.model, embed_dim=args.embed_dim),
+                # the v1 form: --embed-dim where the model takes it
+                model=ModelConfig.from_dict({"name": args.model, "embed_dim": args.embed_dim}),
                 timeout_s=args.timeout,
                 eval_data=args.eval_data,
                 run_name=args.run_name,

@@ -55,7 +55,8 @@ def random_model(
 ) -> CTRModel:
     """A model in eval mode with random, non-zero weights (``N(0, 0.1)``)."""
     generator = torch.Generator().manual_seed(seed)
-    model = build_model(spec, ModelConfig(name=name, hidden=hidden))
+    # The v1 form: ``hidden`` where the model takes it.
+    model = build_model(spec, ModelConfig.from_dict({"name": name, "hidden": hidden}))
     with torch.no_grad():
         for p in model.parameters():
             p.copy_(torch.randn(p.shape, generator=generator) * 0.1)

@@ -12,17 +12,17 @@ from fedctr.clients.errors import PartnerConfigError
 from fedctr.clients.node import PartnerNode
 from fedctr.models import (
     FeatureSpec,
-    ModelConfig,
     SpecMismatchError,
     build_model,
     builtin_spec_path,
+    model_config,
 )
 from fedctr.privacy import BudgetExceededError
 from fedctr.privacy.ledger import read_ledger
 from fedctr.privacy.signing import generate_signing_key, save_private_key
 from opacus.accountants import RDPAccountant
 
-MODEL = ModelConfig(name="lr")
+MODEL = model_config("lr")
 
 
 def _node(

@@ -11,12 +11,12 @@ import torch
 from fedctr.clients.config import PartnerConfig, PrivacySettings, TrainingSettings
 from fedctr.clients.node import PartnerNode
 from fedctr.clients.state import STATE_FILE, PartnerStateError, load_state
-from fedctr.models import ModelConfig, build_model, builtin_spec_path, load_spec
+from fedctr.models import build_model, builtin_spec_path, load_spec, model_config
 from fedctr.privacy import BudgetExceededError
 from fedctr.privacy.ledger import read_ledger
 from fedctr.privacy.signing import generate_signing_key, save_private_key
 
-MODEL = ModelConfig(name="lr")
+MODEL = model_config("lr")
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ import torch
 from fedctr.clients.config import PrivacySettings, TrainingSettings
 from fedctr.federation.simulation import run_simulation
 from fedctr.federation.workspace import PartnerSetup, create_workspace
-from fedctr.models import ModelConfig, build_model, builtin_spec_path, load_spec
+from fedctr.models import build_model, builtin_spec_path, load_spec, model_config
 from fedctr.privacy import wire as P
 from fedctr.privacy.wire import (
     METRICS,
@@ -36,7 +36,7 @@ from fedctr.privacy.wire import (
     TrainReply,
     declared_keys,
 )
-from fedctr.server.platform.strategies.registry import StrategyConfig
+from fedctr.server.platform.strategies.registry import strategy_config
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
@@ -49,7 +49,7 @@ MAGIC_ROW = 777
 def _crafted_weights(spec) -> dict[str, torch.Tensor]:
     """Weights a loss attack would send: huge, so one row's loss dominates any sum."""
     torch.manual_seed(0)
-    model = build_model(spec, ModelConfig(name="lr"))
+    model = build_model(spec, model_config("lr"))
     return {k: v * 0 + 50.0 * torch.randn_like(v) for k, v in model.state_dict().items()}
 
 
@@ -136,8 +136,8 @@ def attacked(tmp_path_factory: pytest.TempPathFactory, synthetic_logs):
             PartnerSetup("spent", without_target, replace(privacy, planned_rounds=1), training),
             PartnerSetup("rejecting", rejecting, privacy, training, bad_rows="reject"),
         ],
-        model=ModelConfig(name="lr"),
-        strategy=StrategyConfig(min_partners=2),
+        model=model_config("lr"),
+        strategy=strategy_config(min_partners=2),
         rounds=2,
         eval_data=None,
     )

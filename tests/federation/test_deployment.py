@@ -33,7 +33,7 @@ from fedctr.federation.deployment.errors import (
 )
 from fedctr.federation.deployment.settings import load_node_settings, load_superlink_settings
 from fedctr.federation.waits import Waits, waits_to_env
-from fedctr.models import ModelConfig, builtin_spec_path
+from fedctr.models import builtin_spec_path, model_config
 
 
 def _mode(path: Path) -> int:
@@ -50,7 +50,7 @@ def platform(tmp_path: Path) -> Path:
             port=19093,
             rounds=4,
             min_partners=2,
-            model=ModelConfig(name="deepfm"),
+            model=model_config("deepfm"),
         ),
     )
 

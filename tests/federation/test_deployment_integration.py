@@ -33,7 +33,7 @@ from fedctr.federation.deployment.bootstrap import (
 from fedctr.federation.deployment.localrun import LocalDeployment, poll
 from fedctr.federation.deployment.processes import StopFlag, descendants, free_port
 from fedctr.federation.deployment.runs import RunReport, run_platform
-from fedctr.models import ModelConfig, builtin_spec_path
+from fedctr.models import builtin_spec_path, model_config
 from fedctr.privacy.ledger import PlatformPublish, PlatformReport, read_ledger
 from fedctr.server.registry import verify_model_main
 
@@ -96,7 +96,7 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
             listen="127.0.0.1",
             rounds=2,
             min_partners=2,
-            model=ModelConfig(name="lr"),
+            model=model_config("lr"),
             timeout_s=120.0,
             eval_data=test_file,
             run_name="it",

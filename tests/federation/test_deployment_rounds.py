@@ -11,7 +11,7 @@ import pytest
 import torch
 from fedctr.federation.client_app import PARTNER_CONFIG_KEY, evaluate, train
 from fedctr.federation.grid import WAITS_ENV, ResponsiveGrid, responsive_grid
-from fedctr.models import ModelConfig, build_model, builtin_spec_path, load_spec
+from fedctr.models import build_model, builtin_spec_path, load_spec, model_config
 from fedctr.privacy import wire as P
 from fedctr.privacy.wire import ErrorCode, declared_keys
 from fedctr.server.platform.strategies.round_timing import RoundTimer, read_timing
@@ -164,7 +164,7 @@ def test_client_app_replies_with_the_contract_only_and_refuses_evaluation(
     no counts, no timing: exactly the declared train-reply keys."""
     from fedctr.clients.config import PrivacySettings, TrainingSettings
     from fedctr.federation.workspace import PartnerSetup, create_workspace
-    from fedctr.server.platform.strategies.registry import StrategyConfig
+    from fedctr.server.platform.strategies.registry import strategy_config
 
     logs, _ = synthetic_logs
     spec_file = builtin_spec_path("demo")
@@ -180,19 +180,19 @@ def test_client_app_replies_with_the_contract_only_and_refuses_evaluation(
                 TrainingSettings(batch_size=600),
             )
         ],
-        model=ModelConfig(name="lr"),
-        strategy=StrategyConfig(),
+        model=model_config("lr"),
+        strategy=strategy_config(),
         rounds=2,
         eval_data=None,
     )
     spec = load_spec(spec_file)
     torch.manual_seed(0)
-    weights = build_model(spec, ModelConfig(name="lr")).state_dict()
+    weights = build_model(spec, model_config("lr")).state_dict()
     config = ConfigRecord(
         {
             P.RUN_ID: "r",
             P.SPEC_HASH: spec.spec_hash,
-            P.MODEL_CONFIG: json.dumps(ModelConfig(name="lr").to_dict()),
+            P.MODEL_CONFIG: json.dumps(model_config("lr").to_dict()),
             P.SERVER_ROUND: 2,
             "evaluate-first": True,
         }

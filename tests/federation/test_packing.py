@@ -16,7 +16,7 @@ from fedctr.federation.packing import (
     packing_mod,
     unpack_content,
 )
-from fedctr.models import ModelConfig, build_model, builtin_spec_path, load_spec
+from fedctr.models import build_model, builtin_spec_path, load_spec, model_config
 from fedctr.privacy import wire as P
 from fedctr.privacy.wire import ErrorCode
 from flwr.app import (
@@ -32,7 +32,7 @@ from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects
 
 
 def _deepfm_arrays() -> ArrayRecord:
-    model = build_model(load_spec(builtin_spec_path("demo")), ModelConfig(name="deepfm"))
+    model = build_model(load_spec(builtin_spec_path("demo")), model_config("deepfm"))
     return ArrayRecord(model.state_dict())
 
 

@@ -21,10 +21,10 @@ import pytest
 from fedctr.clients.config import PrivacySettings, TrainingSettings
 from fedctr.federation.simulation import run_simulation
 from fedctr.federation.workspace import PartnerSetup, create_workspace
-from fedctr.models import ModelConfig, builtin_spec_path, load_spec
+from fedctr.models import builtin_spec_path, load_spec, model_config
 from fedctr.privacy.audit import audit_directories
 from fedctr.privacy.ledger import read_ledger
-from fedctr.server.platform.strategies.registry import StrategyConfig
+from fedctr.server.platform.strategies.registry import strategy_config
 from fedctr.server.registry import verify_model_main
 
 pytestmark = pytest.mark.slow
@@ -73,8 +73,8 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory, synthetic_logs):
         spec_file=spec_file,
         spec=load_spec(spec_file),
         partners=partners,
-        model=ModelConfig(name="lr"),
-        strategy=StrategyConfig(min_partners=2),
+        model=model_config("lr"),
+        strategy=strategy_config(min_partners=2),
         rounds=2,
         eval_data=test_file,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from fedctr.models import FeatureSpec, ModelConfig, build_model, registered_models
+from fedctr.models import FeatureSpec, build_model, model_config, registered_models
 from fedctr.models.errors import UnknownModelError
 from fedctr.privacy.dpsgd import get_implementation
 from fedctr.privacy.randomness import SecureRandom
@@ -29,13 +29,13 @@ def test_registry_lists_the_five_models() -> None:
 
 def test_unknown_model_name_is_a_clear_error(demo_spec: FeatureSpec) -> None:
     with pytest.raises(UnknownModelError, match="choose one of"):
-        build_model(demo_spec, ModelConfig(name="xgboost"))
+        build_model(demo_spec, model_config("xgboost"))
 
 
 @pytest.mark.parametrize("name", ["lr", "fm", "deepfm", "dcnv2", "fusion"])
 def test_forward_returns_one_logit_per_row(demo_spec: FeatureSpec, name: str) -> None:
     x_cat, x_num, x_dense, _ = _batch(demo_spec)
-    out = build_model(demo_spec, ModelConfig(name=name))(x_cat, x_num, x_dense)
+    out = build_model(demo_spec, model_config(name))(x_cat, x_num, x_dense)
 
     assert out.shape == (64,)
     assert torch.isfinite(out).all()
@@ -43,7 +43,7 @@ def test_forward_returns_one_logit_per_row(demo_spec: FeatureSpec, name: str) ->
 
 def test_fusion_projects_each_modality_to_128_then_fuses_to_64(demo_spec: FeatureSpec) -> None:
     """The multimodal tower matches the design: text/image -> 128 each -> 64 fused."""
-    model = build_model(demo_spec, ModelConfig(name="fusion"))
+    model = build_model(demo_spec, model_config("fusion"))
 
     assert model.projections["text"].out_features == 128
     assert model.projections["image"].out_features == 128
@@ -55,7 +55,7 @@ def test_fusion_projects_each_modality_to_128_then_fuses_to_64(demo_spec: Featur
 @pytest.mark.parametrize("name", ["lr", "fm", "deepfm", "dcnv2", "fusion"])
 def test_every_model_trains_under_opacus(demo_spec: FeatureSpec, name: str, impl: str) -> None:
     """No model has a layer Opacus cannot clip (e.g. a bare nn.Parameter or EmbeddingBag)."""
-    model = build_model(demo_spec, ModelConfig(name=name))
+    model = build_model(demo_spec, model_config(name))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     engine = PrivacyEngine(accountant="rdp")
     private = get_implementation(impl).make_private(

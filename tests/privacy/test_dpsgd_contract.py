@@ -14,7 +14,7 @@ import copy
 
 import pytest
 import torch
-from fedctr.models import ModelConfig, build_model
+from fedctr.models import build_model, model_config
 from fedctr.models.spec import CategoricalFeature, FeatureSpec, NumericFeature
 from fedctr.privacy.dpsgd import (
     PrivateTraining,
@@ -57,7 +57,7 @@ def model(buckets: int = 20) -> nn.Module:
         numeric=(NumericFeature(name="n0"), NumericFeature(name="n1")),
     )
     torch.manual_seed(0)
-    return build_model(spec, ModelConfig(name="deepfm", hidden=(8,)))
+    return build_model(spec, model_config("deepfm", hidden=(8,)))
 
 
 def step(private: PrivateTraining, batch: tuple[torch.Tensor, ...]) -> None:

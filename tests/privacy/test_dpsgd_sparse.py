@@ -8,7 +8,7 @@ import math
 import fedctr.privacy.dpsgd
 import pytest
 import torch
-from fedctr.models import ModelConfig, build_model
+from fedctr.models import build_model, model_config
 from fedctr.models.spec import CategoricalFeature, FeatureSpec, NumericFeature
 from fedctr.privacy.accounting import PartnerAccountant
 from fedctr.privacy.budget import DPSGDRound
@@ -57,7 +57,7 @@ def deepfm(seed: int = 0) -> nn.Module:
         numeric=tuple(NumericFeature(name=f"n{i}") for i in range(3)),
     )
     torch.manual_seed(seed)
-    return build_model(spec, ModelConfig(name="deepfm", hidden=(16, 8)))
+    return build_model(spec, model_config("deepfm", hidden=(16, 8)))
 
 
 def dataset(n: int = 400, seed: int = 0) -> TensorDataset:

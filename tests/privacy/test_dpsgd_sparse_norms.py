@@ -178,7 +178,9 @@ def test_every_model_matches_opacus_hooks(name):
     per-example norms equal Opacus' hooks mode, with several missing (bucket 0) fields."""
     torch.manual_seed(2)
     spec = small_spec()
-    model = build_model(spec, ModelConfig(name=name, hidden=(16, 8), cross_rank=4))
+    model = build_model(
+        spec, ModelConfig.from_dict({"name": name, "hidden": (16, 8), "cross_rank": 4})
+    )
     n = 24
     x_cat = torch.randint(0, 30, (n, 4))
     x_cat[::3, 1:] = 0

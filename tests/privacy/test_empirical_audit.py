@@ -44,7 +44,7 @@ from fedctr.clients.canary_audit.run import (
     run_empirical_audit,
 )
 from fedctr.clients.config import PartnerConfig, PrivacySettings, TrainingSettings
-from fedctr.models import ModelConfig, builtin_spec_path, load_spec
+from fedctr.models import builtin_spec_path, load_spec, model_config
 from fedctr.models.logs.reader import EncodedData, read_partner_log
 from fedctr.privacy.audit.one_run import (
     CanaryScoreError,
@@ -285,7 +285,7 @@ for _name, _cls in BROKEN.items():
 # The audited partner.
 
 CANARIES = 2000
-MODEL = ModelConfig(name="lr")
+MODEL = model_config("lr")
 
 
 @pytest.fixture(scope="module")

@@ -19,10 +19,10 @@ from fedctr.server.platform.ledger import PlatformLedger
 from fedctr.server.platform.rounds import RoundLog
 from fedctr.server.platform.strategies import (
     AccountableStrategy,
-    StrategyConfig,
     aggregate_partner_metrics,
     available_strategies,
     build_strategy,
+    strategy_config,
 )
 from flwr.app import (
     Array,
@@ -140,7 +140,7 @@ def _strategy(log: RoundLog, ledger: PlatformLedger | None = None) -> Accountabl
         return ledger.entry_problem(run_id="run", server_round=rnd, reply=reply)
 
     return AccountableStrategy(
-        build_strategy(StrategyConfig(min_partners=2)),
+        build_strategy(strategy_config(min_partners=2)),
         log,
         min_partners=2,
         check_reply=None if ledger is None else check,
@@ -285,9 +285,9 @@ def test_every_registered_strategy_builds() -> None:
         available_strategies()
     )
     for name in available_strategies():
-        build_strategy(StrategyConfig(name=name))
+        build_strategy(strategy_config(name))
 
 
 def test_unknown_strategy_is_a_config_error() -> None:
     with pytest.raises(PlatformConfigError, match="choose one of"):
-        StrategyConfig(name="fedmagic")
+        strategy_config("fedmagic")

@@ -7,6 +7,7 @@ from fedctr.server.platform.strategies.registry import (
     available_strategies,
     build_strategy,
     register_strategy,
+    strategy_config,
 )
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "available_strategies",
     "build_strategy",
     "register_strategy",
+    "strategy_config",
 ]
