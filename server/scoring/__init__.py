@@ -1,9 +1,10 @@
 """The scoring service: a signed model from the registry, served over HTTP.
 
 ``api/`` is the FastAPI app (and ``fedctr serve``); the rest is its inference path:
-request encoding, numpy kernels, the circuit breaker. Names resolve on first use
-(:mod:`fedctr.lazy`) so that ``fedctr.server.scoring.api`` can set BLAS thread limits
-before numpy is imported.
+Arrow request bodies, numpy kernels, the circuit breaker. Rows become model inputs
+through the encoder partner training uses too (:mod:`fedctr.models.encoding`). Names
+resolve on first use (:mod:`fedctr.lazy`) so that ``fedctr.server.scoring.api`` can set
+BLAS thread limits before numpy is imported.
 """
 
 from fedctr.lazy import lazy_exports
@@ -11,8 +12,6 @@ from fedctr.lazy import lazy_exports
 _EXPORTS = {
     "BreakerSettings": "fedctr.server.scoring.breaker",
     "CircuitBreaker": "fedctr.server.scoring.breaker",
-    "EncodedBatch": "fedctr.server.scoring.encoder",
-    "FeatureEncoder": "fedctr.server.scoring.encoder",
     "Inference": "fedctr.server.scoring.scorer",
     "Kernel": "fedctr.server.scoring.kernels",
     "Scorer": "fedctr.server.scoring.scorer",

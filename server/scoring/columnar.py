@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from fedctr.models.encoding import EncodedBatch, FeatureEncoder
 from fedctr.models.spec import FeatureSpec
-from fedctr.server.scoring.encoder import EncodedBatch, FeatureEncoder
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 MAX_CATEGORY_CHARS = 256  # JSON rows (fedctr.server.scoring.api.schemas) share this limit
@@ -106,7 +106,7 @@ class ArrowBatchDecoder:
                     kind="missing",
                 )
         cats = [
-            self._categorical(table, f.name, i, n) if wanted(f.scope) else np.zeros(n, np.int64)
+            self._categorical(table, f.name, i) if wanted(f.scope) else np.zeros(n, np.int64)
             for i, f in enumerate(self.spec.categorical)
         ]
         x_cat = np.stack(cats, axis=1) if cats else np.zeros((n, 0), np.int64)
@@ -125,8 +125,8 @@ class ArrowBatchDecoder:
             start += f.dim
         return EncodedBatch(x_cat=x_cat, x_num=x_num, x_dense=x_dense)
 
-    def _categorical(self, table: pa.Table, name: str, index: int, n: int) -> np.ndarray:
-        """Bucket ids; each distinct value is canonicalised and hashed once."""
+    def _categorical(self, table: pa.Table, name: str, index: int) -> np.ndarray:
+        """Bucket ids, by the encoder's column path (each distinct value hashed once)."""
         col = table.column(name).combine_chunks()
         if pa.types.is_dictionary(col.type):
             col = col.cast(col.type.value_type)
@@ -139,27 +139,21 @@ class ArrowBatchDecoder:
                 kind="type_error",
             )
         encoded = pc.dictionary_encode(col)
-        keys = encoded.dictionary.to_pylist()
-        if not keys:  # every row null
-            return np.zeros(n, np.int64)
-        idx = encoded.indices.fill_null(0).to_numpy(zero_copy_only=False)
-        valid = _valid(col)
         if strings:
             # the limit counts the raw value, padding included (as the JSON schema does)
-            too_long = [i for i, u in enumerate(keys) if len(u) > MAX_CATEGORY_CHARS]
-            keys = [u.strip() for u in keys]
-            if too_long:
-                hit = np.isin(idx, too_long) if valid is None else np.isin(idx, too_long) & valid
+            lengths = pc.utf8_length(encoded.dictionary).to_numpy(zero_copy_only=False)
+            too_long = np.flatnonzero(lengths > MAX_CATEGORY_CHARS)
+            if len(too_long):
+                hit = np.isin(
+                    encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False), too_long
+                )
                 raise ColumnarBodyError(
                     name,
                     f"column {name!r} row {_first_true(hit)}: category longer than "
                     f"{MAX_CATEGORY_CHARS} characters",
                     kind="string_too_long",
                 )
-        out = np.asarray(self.encoder.bucket_distinct(index, keys), dtype=np.int64)[idx]
-        if valid is not None:
-            out[~valid] = 0
-        return out
+        return self.encoder.categorical_column(index, encoded)
 
     @staticmethod
     def _floats(col: pa.Array, name: str, what: str) -> tuple[np.ndarray, np.ndarray]:
