@@ -1,1 +1,1 @@
-"""tests/support."""
+"""Test scaffolding shared by tests and benchmarks: never imported by the product."""
