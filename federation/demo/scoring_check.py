@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from fedctr.federation.demo.datasets import FederationData
 from fedctr.federation.workspace import Workspace
 from fedctr.models import FeatureSpec
+from fedctr.privacy.card import ModelCard
 from rich.console import Console
 
 API = "/v1"
@@ -127,7 +128,7 @@ def score_with_live_server(ws: Workspace, data: FederationData, console: Console
             latencies.append((time.perf_counter() - t0) * 1000)
             first = first or out
         batch = _request(base + API + "/score/batch", {"rows": rows, "personalized": True})
-        card = _request(base + API + "/model")
+        card = ModelCard.from_json(_request(base + API + "/model")["card"])
         non_personal = _request(base + API + "/score", {"features": rows[0], "personalized": False})
     except Exception as exc:
         console.print(f"[red]scoring step failed: {exc}; service log: {log}")
@@ -139,7 +140,7 @@ def score_with_live_server(ws: Workspace, data: FederationData, console: Console
         f"first impression pCTR {first['score']:.4f} "
         f"(non-personalised {non_personal['score']:.4f}), "
         f"batch of {batch['rows']} rows, single-request p50 {statistics.median(latencies):.2f} ms "
-        f"(client-side, Python urllib); card lists {len(card['card']['privacy']['partners'])} "
+        f"(client-side, Python urllib); card lists {len(card.partners)} "
         "partners' privacy statements"
     )
     return 0

@@ -25,6 +25,7 @@ from fedctr.federation.deployment.platform import CONNECTION, flwr_env, read_sta
 from fedctr.federation.deployment.processes import StopFlag, Supervisor, flwr_bin
 from fedctr.federation.deployment.settings import SuperLinkSettings, load_superlink_settings
 from fedctr.federation.server_app import RUN_ID_KEY
+from fedctr.privacy.card import CARD_FILE, ModelCard
 from fedctr.server.platform.publishing import SUMMARY_FILE
 from fedctr.server.platform.rounds import failure_text, read_round_log
 
@@ -42,7 +43,7 @@ WAITING = re.compile(r"Waiting for nodes to connect: \d+ connected \(minimum req
 class RunReport:
     run_id: str
     summary: dict[str, Any]
-    card: dict[str, Any]
+    card: ModelCard
     log_path: Path
 
     @property
@@ -151,7 +152,7 @@ def run_platform(
             + proc.tail(25)
         )
     summary = json.loads(summary_path.read_text())
-    card = json.loads((Path(summary["model_path"]) / "card.json").read_text())
+    card = ModelCard.from_json(json.loads((Path(summary["model_path"]) / CARD_FILE).read_text()))
     return RunReport(run_id, summary, card, log_path)
 
 
@@ -169,18 +170,18 @@ def _stop_flower_run(link: SuperLinkSettings, flower_run: list[str]) -> None:
 
 def describe(report: RunReport) -> str:
     """What the operator needs to know about a finished run, one fact per line."""
-    partners = report.card.get("privacy", {}).get("partners", [])
+    card = report.card
     lines = [
         f"published {report.summary['model_version']} ({report.model_path})",
         f"weights sha256 {report.summary['weights_sha256']}",
-        f"rounds aggregated: {report.card.get('training', {}).get('rounds_aggregated')}",
+        f"rounds aggregated: {card.training.get('rounds_aggregated')}",
     ]
-    for p in partners:
+    for p in card.partners:
         lines.append(
-            f"  {p['partner_id']}: {p['rounds_contributed']} round(s), "
-            f"epsilon {p['epsilon']:.3f} (delta {p['delta']:g}, {p['accountant']})"
+            f"  {p.partner_id}: {p.rounds_contributed} round(s), "
+            f"epsilon {p.epsilon:.3f} (delta {p.delta:g}, {p.accountant})"
         )
-    failures = report.card.get("training", {}).get("failures", [])
+    failures = card.training.get("failures", [])
     if failures:
         lines.append(f"did not contribute: {[(f['round'], f['kind']) for f in failures]}")
     return "\n".join(lines)

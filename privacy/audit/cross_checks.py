@@ -191,34 +191,36 @@ def check_cards(
     index = _release_index(releases)
     by_weights = {p.body.weights_sha256: p for p in publishes}
 
-    def found(card: CardClaims, code: FindingCode, message: str) -> None:
-        findings.append(Finding(code=code, source=card.source, message=message))
+    def found(claims: CardClaims, code: FindingCode, message: str) -> None:
+        findings.append(Finding(code=code, source=claims.source, message=message))
 
-    for card in cards:
-        if card.weights_file_sha256 is not None and card.weights_file_sha256 != card.weights_sha256:
+    for claims in cards:
+        card = claims.card
+        beside = claims.weights_file_sha256
+        if beside is not None and beside != card.weights_sha256:
             found(
-                card,
+                claims,
                 FindingCode.CARD_HASH_MISMATCH,
-                f"the weights file beside the card hashes to {card.weights_file_sha256[:12]}, "
+                f"the weights file beside the card hashes to {beside[:12]}, "
                 f"the card says {card.weights_sha256[:12]}",
             )
         pub = by_weights.get(card.weights_sha256)
         if pub is None:
             found(
-                card,
+                claims,
                 FindingCode.CARD_UNKNOWN_MODEL,
                 f"model {card.model_version} (weights {card.weights_sha256[:12]}) was never "
                 f"published according to the {PLATFORM_OWNER} ledger",
             )
             continue
-        matched[pub.body.model_version] = card
+        matched[pub.body.model_version] = claims
         b = pub.body
         where = f"{pub.source} seq {pub.entry.seq}"
-        if card.card_sha256 != b.card_sha256:
+        if claims.card_sha256 != b.card_sha256:
             found(
-                card,
+                claims,
                 FindingCode.CARD_HASH_MISMATCH,
-                f"card hashes to {card.card_sha256[:12]} but {where} published "
+                f"card hashes to {claims.card_sha256[:12]} but {where} published "
                 f"{b.card_sha256[:12]}: the card was changed after publishing",
             )
         for name, mine, theirs in (
@@ -228,10 +230,10 @@ def check_cards(
             ("partners", sorted(p.partner_id for p in card.partners), sorted(b.partners)),
         ):
             if mine != theirs:
-                found(card, FindingCode.CARD_MISMATCH, f"{name} {mine} but {where} says {theirs}")
+                found(claims, FindingCode.CARD_MISMATCH, f"{name} {mine} but {where} says {theirs}")
         if card.neighbour_relation != NEIGHBOUR_RELATION:
             found(
-                card,
+                claims,
                 FindingCode.CARD_MISMATCH,
                 f"states the neighbour relation {card.neighbour_relation!r}; the ledgers' "
                 f"releases are accounted under {NEIGHBOUR_RELATION!r}",
@@ -241,7 +243,7 @@ def check_cards(
             reps = accepted.get(partner.partner_id)
             if not reps:
                 found(
-                    card,
+                    claims,
                     FindingCode.CARD_MISMATCH,
                     f"credits partner {partner.partner_id}, but the platform accepted no "
                     f"update from it in run {card.run_id} up to round {card.rounds}",
@@ -257,7 +259,7 @@ def check_cards(
             )
             if not same(partner.epsilon, epsilon) or not same(partner.delta, last.delta):
                 found(
-                    card,
+                    claims,
                     FindingCode.CARD_EPSILON_MISMATCH,
                     f"states epsilon {partner.epsilon:.6g} (delta {partner.delta:g}) for "
                     f"{partner.partner_id}; its last accepted release, {source} (round "
@@ -279,7 +281,7 @@ def check_cards(
             for name, mine, theirs in checks:
                 if mine != theirs:
                     found(
-                        card,
+                        claims,
                         FindingCode.CARD_MISMATCH,
                         f"{partner.partner_id}'s {name} is {mine} on the card, {theirs} in "
                         "the ledgers",
@@ -296,9 +298,9 @@ def lineage(
     rows = []
     for pub in publishes:
         b = pub.body
-        card = cards.get(b.model_version)
-        if card is not None:
-            epsilons = tuple((p.partner_id, p.epsilon) for p in card.partners)
+        claims = cards.get(b.model_version)
+        if claims is not None:
+            epsilons = tuple((p.partner_id, p.epsilon) for p in claims.card.partners)
         else:
             accepted = _accepted(reports, b.run_id, b.rounds)
             epsilons = tuple((pid, reps[-1].body.epsilon_after) for pid, reps in accepted.items())
@@ -311,7 +313,7 @@ def lineage(
                 weights_sha256=b.weights_sha256,
                 card_sha256=b.card_sha256,
                 publish_seq=pub.entry.seq,
-                card_source=None if card is None else card.source,
+                card_source=None if claims is None else claims.source,
                 partner_epsilons=tuple(sorted(epsilons)),
             )
         )

@@ -3,16 +3,17 @@
 A published model is ``models/<version>/{model.safetensors, card.json, card.sig}``
 plus an atomically replaced ``LATEST`` pointer. Nothing is unpickled, and nothing
 is trusted before the Ed25519 signature over the card and the weights hash verify.
+The card's schema is :mod:`fedctr.privacy.card`, shared with the scoring service and
+the audit; its types are re-exported here for publishers.
 """
 
-from fedctr.server.registry.card import (
+from fedctr.privacy.card import (
     CARD_FORMAT_VERSION,
     ContextFallback,
+    ModelCard,
     ModelCardFields,
     PartnerProvenance,
     ServingGuard,
-    fallback_from_card,
-    serving_guard_from_card,
 )
 from fedctr.server.registry.cli import build_verify_parser, verify_model, verify_model_main
 from fedctr.server.registry.errors import (
@@ -41,6 +42,7 @@ __all__ = [
     "CardFormatError",
     "ContextFallback",
     "LoadedModel",
+    "ModelCard",
     "ModelCardFields",
     "PartnerProvenance",
     "PublishedModel",
@@ -48,13 +50,11 @@ __all__ = [
     "ServingGuard",
     "SpecMismatchError",
     "build_verify_parser",
-    "fallback_from_card",
     "list_versions",
     "load_verified",
     "publish_model",
     "read_latest",
     "resolve_version_dir",
-    "serving_guard_from_card",
     "verify_card",
     "verify_model",
     "verify_model_main",

@@ -46,7 +46,6 @@ def verify_model(args: argparse.Namespace, out: TextIO | None = None) -> int:
         out.write(f"FAILED  {args.path}: {exc}\n")
         return 1
     card = loaded.card
-    partners = card["privacy"]["partners"]
     out.write(
         f"OK  {loaded.version} ({loaded.path})\n"
         f"  signature   ed25519, key {key_id(public_key)}\n"
@@ -54,13 +53,13 @@ def verify_model(args: argparse.Namespace, out: TextIO | None = None) -> int:
         f"  card        sha256 {loaded.card_sha256}\n"
         f"  feature spec {loaded.spec.name} {loaded.spec.spec_hash[:16]}"
         f"{' (matches --spec)' if expected else ''}\n"
-        f"  model       {card['model']['name']}, {card['rounds']} rounds, "
-        f"{len(partners)} partners\n"
+        f"  model       {card.model_name}, {card.rounds} rounds, "
+        f"{len(card.partners)} partners\n"
     )
-    for p in partners:
+    for p in card.partners:
         out.write(
-            f"    {p['partner_id']}: epsilon={p['epsilon']:.4g} delta={p['delta']:.2g} "
-            f"accountant={p['accountant']} unit={p['unit_of_privacy']}\n"
+            f"    {p.partner_id}: epsilon={p.epsilon:.4g} delta={p.delta:.2g} "
+            f"accountant={p.accountant} unit={p.unit_of_privacy}\n"
         )
     return 0
 

@@ -2,12 +2,15 @@
 
 Verification failures are deliberately opaque (one :class:`ArtifactTampered` for a
 bad signature, a wrong key, a missing signature or weights that do not match the
-signed hash): a caller probing an artifact learns only "does not verify".
+signed hash): a caller probing an artifact learns only "does not verify". A card
+that verifies but does not follow the card schema raises the card's own errors
+(:class:`CardFormatError`, :class:`CardFieldError` of :mod:`fedctr.privacy.card`).
 """
 
 from __future__ import annotations
 
 from fedctr.models.errors import SpecMismatchError
+from fedctr.privacy.card import CardFieldError, CardFormatError
 
 from fedctr.errors import FedctrError
 
@@ -26,14 +29,6 @@ class ArtifactTampered(RegistryError):
     Raised alike for a modified card or weights file, a missing or malformed
     signature, and a signature made by another key.
     """
-
-
-class CardFormatError(RegistryError, ValueError):
-    """A signed card is authentic but of a format this fedctr cannot read."""
-
-
-class CardFieldError(RegistryError, ValueError):
-    """A model-card field given to the publisher is missing, out of range or not JSON."""
 
 
 __all__ = [

@@ -10,7 +10,7 @@ import torch
 from fedctr.models.base import CTRModel, build_model
 from fedctr.models.config import ModelConfig
 from fedctr.models.spec import FeatureSpec
-from fedctr.server.registry.card import (
+from fedctr.privacy.card import (
     ContextFallback,
     ModelCardFields,
     PartnerProvenance,

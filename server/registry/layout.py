@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from fedctr.server.registry.card import CARD_FILE
+from fedctr.privacy.card import CARD_FILE
 from fedctr.server.registry.errors import ArtifactNotFound
 
 from fedctr.durable import replace_file

@@ -16,14 +16,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fedctr.models.base import CTRModel
 from fedctr.models.errors import SpecMismatchError
 from fedctr.models.spec import FeatureSpec
-from fedctr.privacy.signing import canonical_json, key_id, sign
-from fedctr.server.registry.card import (
+from fedctr.privacy.card import (
     CARD_FILE,
     SIGNATURE_FILE,
+    SIGNING_ALGORITHM,
     WEIGHTS_FILE,
+    ModelCard,
     ModelCardFields,
-    build_card,
 )
+from fedctr.privacy.signing import canonical_json, key_id, sign
 from fedctr.server.registry.errors import RegistryError
 from fedctr.server.registry.layout import (
     MODELS_DIR,
@@ -60,7 +61,7 @@ def _weights(model: CTRModel) -> dict[str, torch.Tensor]:
 def signature_document(card: dict, signing_key: Ed25519PrivateKey) -> bytes:
     """``card.sig``: the Ed25519 signature over ``canonical_json(card)`` and the key id."""
     doc = {
-        "algorithm": "ed25519",
+        "algorithm": SIGNING_ALGORITHM,
         "key_id": key_id(signing_key),
         "signed": "canonical_json(card.json)",
         "signature": sign(signing_key, canonical_json(card)),
@@ -107,15 +108,15 @@ def publish_model(
     models_dir.mkdir(parents=True, exist_ok=True)
     with publish_lock(registry_dir):
         version = version_id(next_sequence(registry_dir), weights_sha256)
-        card_dict = build_card(
-            fields=card,
+        card_dict = ModelCard.build(
+            card,
             model_version=version,
             created_at=created_at,
             weights_sha256=weights_sha256,
             spec=spec,
             model_config=model.config.to_dict(),
             signing_key_id=key_id(signing_key),
-        )
+        ).to_json()
         tmp = models_dir / f".tmp-{uuid.uuid4().hex}"
         tmp.mkdir()
         try:

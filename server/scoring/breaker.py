@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from fedctr.server.registry.card import ServingGuard
+from fedctr.privacy.card import ServingGuard
 
 NON_FINITE = "non_finite_output"
 OUT_OF_BAND = "mean_prediction_out_of_band"

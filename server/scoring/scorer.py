@@ -14,7 +14,7 @@ import numpy as np
 from fedctr.models.base import CTRModel
 from fedctr.models.encoding import EncodedBatch, FeatureEncoder
 from fedctr.models.spec import FeatureSpec
-from fedctr.server.registry.card import ContextFallback
+from fedctr.privacy.card import ContextFallback
 from fedctr.server.scoring.columnar import ArrowBatchDecoder
 from fedctr.server.scoring.kernels import Kernel, TorchKernel, build_kernel
 

@@ -144,9 +144,9 @@ def test_three_authenticated_nodes_train_two_dp_rounds_and_publish_a_signed_mode
     for r in rounds:
         assert sorted(t["partner_id"] for t in r["train"]) == ["advertiser-b", "crm-c", "shop-a"]
         assert r["global_metrics"]["auc"] > 0  # the platform evaluates on its own data
-    partners = {p["partner_id"]: p for p in report.card["privacy"]["partners"]}
+    partners = {p.partner_id: p for p in report.card.partners}
     assert set(partners) == {"shop-a", "advertiser-b", "crm-c"}
-    assert all(0 < p["epsilon"] <= 8.0 and p["rounds_contributed"] == 2 for p in partners.values())
+    assert all(0 < p.epsilon <= 8.0 and p.rounds_contributed == 2 for p in partners.values())
     public_key = federation.platform / "keys" / "platform.pub"
     assert verify_model_main([str(report.model_path), "--public-key", str(public_key)]) == 0
 
@@ -223,7 +223,7 @@ def test_bad_data_and_a_killed_node_do_not_stop_the_run(federation: Federation) 
     bad = next(f for f in r1["failures"] if f["kind"] == "bad-data")
     assert (bad["file"], bad["problem"]) == ("broken-d.parquet", "unreadable-file")
     assert [f["kind"] for f in r2["failures"]] == ["bad-data"]  # crm-c is no longer sampled
-    assert {p["partner_id"] for p in report.card["privacy"]["partners"]} == {
+    assert {p.partner_id for p in report.card.partners} == {
         "advertiser-b",
         "shop-a",
     }

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 from fedctr.privacy.audit import AuditResult, audit_directories, render_html
-from fedctr.privacy.audit.cards import CARD_FILE, CARD_SIGNATURE_FILE, WEIGHTS_FILE
 from fedctr.privacy.audit.contract import WITHHELD
 from fedctr.privacy.budget import PrivacyBudget
+from fedctr.privacy.card import CARD_FILE, SIGNATURE_FILE, WEIGHTS_FILE
 from fedctr.privacy.ledger import GENESIS_HASH, Entry, make_entry, parse_body, read_ledger
 from fedctr.privacy.signing import canonical_json, generate_signing_key, sign
 
@@ -96,7 +96,7 @@ def resign_card(run: SyntheticRun, card_dir: Path, change: Callable[[dict[str, A
     change(card)
     (card_dir / CARD_FILE).write_text(json.dumps(card))
     sig = {"signature": sign(run.platform_key, canonical_json(card))}
-    (card_dir / CARD_SIGNATURE_FILE).write_text(json.dumps(sig))
+    (card_dir / SIGNATURE_FILE).write_text(json.dumps(sig))
 
 
 # ---- the honest run -------------------------------------------------------------------------

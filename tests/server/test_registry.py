@@ -17,6 +17,7 @@ from fedctr.server.registry import (
     ArtifactNotFound,
     ArtifactTampered,
     CardFieldError,
+    ModelCard,
     ModelCardFields,
     PartnerProvenance,
     SpecMismatchError,
@@ -100,6 +101,17 @@ def test_loaded_model_scores_like_the_published_one(published, spec, key, tmp_pa
     assert loaded.version == result.version and not loaded.model.training
     assert loaded.card_sha256 == result.card_sha256
     torch.testing.assert_close(loaded.model(*inputs), model(*inputs), rtol=0, atol=0)
+
+
+def test_the_loaded_card_is_the_typed_signed_card(published, key, tmp_path) -> None:
+    """LoadedModel.card is a ModelCard that writes back the signed card.json unchanged."""
+    _, result = published
+    loaded = load_verified(result.path, key.public_key(), expected_spec_hash=None)
+    assert isinstance(loaded.card, ModelCard)
+    assert loaded.card.to_json() == json.loads((result.path / "card.json").read_text())
+    assert loaded.card.model_name == "deepfm" and loaded.card.rounds == 3
+    assert [p.partner_id for p in loaded.card.partners] == ["partner-0", "partner-1", "partner-2"]
+    assert loaded.card.serving == example_card().serving
 
 
 @pytest.mark.parametrize("name", ["lr", "fm", "deepfm", "dcnv2", "fusion"])

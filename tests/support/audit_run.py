@@ -5,7 +5,7 @@ the real training-time accountant (Opacus, via :class:`PartnerAccountant`) and r
 Ed25519 keys, but without training: per round each partner appends its release,
 the platform verifies the partner's entry and appends its report; at the end the
 platform publishes one model (registry layout and card signature as in
-``fedctr.server.registry``, only card values ``fedctr.privacy.wire.CARD_FIELDS`` declares) and
+``fedctr.server.registry``, the card built by :class:`fedctr.privacy.card.ModelCard`) and
 records it. Nothing checks budgets here, so a test can build an overspending
 partner; ``epsilon_scale`` < 1 builds an under-reporting one.
 """
@@ -16,13 +16,21 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fedctr.privacy.accounting import PartnerAccountant
-from fedctr.privacy.audit.cards import CARD_FILE, CARD_SIGNATURE_FILE, WEIGHTS_FILE
 from fedctr.privacy.budget import AccountantKind, DPSGDRound, PrivacyBudget
+from fedctr.privacy.card import (
+    CARD_FILE,
+    SIGNATURE_FILE,
+    WEIGHTS_FILE,
+    ModelCard,
+    PartnerProvenance,
+    ServingGuard,
+)
 from fedctr.privacy.ledger import (
     PLATFORM_OWNER,
     Entry,
@@ -41,7 +49,6 @@ from fedctr.privacy.signing import (
     save_public_key,
     sign,
 )
-from fedctr.privacy.wire import NEIGHBOUR_RELATION
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,11 +84,6 @@ class SyntheticRun:
 
 def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-# The registry's card envelope (fedctr.server.registry.card); privacy does not import server.
-CARD_FORMAT = "fedctr-model-card"
-CARD_FORMAT_VERSION = 2
 
 
 def write_synthetic_run(
@@ -174,7 +176,7 @@ def write_synthetic_run(
         card_dir.mkdir(parents=True)
         (card_dir / WEIGHTS_FILE).write_bytes(weights)
         (card_dir / CARD_FILE).write_text(json.dumps(card, indent=2, sort_keys=True))
-        (card_dir / CARD_SIGNATURE_FILE).write_text(
+        (card_dir / SIGNATURE_FILE).write_text(
             json.dumps(
                 {
                     "algorithm": "ed25519",
@@ -216,44 +218,40 @@ def _card(
     releases: Sequence[PartnerRelease],
     platform_key: Ed25519PrivateKey,
 ) -> dict[str, Any]:
-    """A card in the registry's format; every leaf is declared in
-    ``fedctr.privacy.wire.CARD_FIELDS``."""
-    return {
-        "format": CARD_FORMAT,
-        "format_version": CARD_FORMAT_VERSION,
-        "model_version": model_version,
-        "created_at": "2026-01-01T00:00:00+00:00",
-        "run_id": run_id,
-        "rounds": rounds,
-        "weights": {"file": WEIGHTS_FILE, "format": "safetensors", "sha256": weights_sha256},
-        "feature_spec": {"hash": "0" * 64, "spec": {}},
-        "model": {"name": "lr"},
-        "privacy": {
-            "neighbour_relation": NEIGHBOUR_RELATION,
-            "num_partners": len(releases),
-            "partners": [
-                {
-                    "partner_id": r.partner_id,
-                    "epsilon": r.epsilon_after,
-                    "delta": r.delta,
-                    "accountant": r.accountant,
-                    "unit_of_privacy": r.unit_of_privacy,
-                    "dp_implementation": r.dp_implementation,
-                    "rounds_contributed": rounds,
-                }
-                for r in releases
-            ],
-        },
-        "metrics": {"platform_holdout": {"auc": 0.7, "logloss": 0.45}},
-        "training": {
+    """The card JSON the platform publishes for these releases (no feature spec: the
+    audit does not read it)."""
+    return ModelCard(
+        model_version=model_version,
+        created_at=datetime(2026, 1, 1, tzinfo=UTC),
+        run_id=run_id,
+        rounds=rounds,
+        weights_sha256=weights_sha256,
+        spec_hash="0" * 64,
+        feature_spec={},
+        model_config={"name": "lr"},
+        partners=tuple(
+            PartnerProvenance(
+                partner_id=r.partner_id,
+                epsilon=r.epsilon_after,
+                delta=r.delta,
+                accountant=r.accountant,
+                unit_of_privacy=r.unit_of_privacy,
+                dp_implementation=r.dp_implementation,
+                rounds_contributed=rounds,
+            )
+            for r in releases
+        ),
+        metrics={"platform_holdout": {"auc": 0.7, "logloss": 0.45}},
+        training={
             "strategy": "fedavg",
             "min_partners": len(releases),
             "rounds_planned": rounds,
             "rounds_aggregated": rounds,
         },
-        "serving": {"base_rate": 0.1, "mean_prediction_low": 0.0, "mean_prediction_high": 1.0},
-        "signing": {"algorithm": "ed25519", "key_id": key_id(platform_key)},
-    }
+        serving=ServingGuard(base_rate=0.1, mean_prediction_low=0.0, mean_prediction_high=1.0),
+        user_columns=(),
+        signing_key_id=key_id(platform_key),
+    ).to_json()
 
 
 __all__ = ["SyntheticPartner", "SyntheticRun", "write_synthetic_run"]

@@ -13,12 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from fedctr.server.registry import (
-    LoadedModel,
-    fallback_from_card,
-    load_verified,
-    serving_guard_from_card,
-)
+from fedctr.server.registry import LoadedModel, load_verified
 from fedctr.server.scoring import BreakerSettings, CircuitBreaker, Scorer
 from fedctr.server.scoring.api.core.config import Settings
 
@@ -60,13 +55,13 @@ def prepare_model(
     scorer = Scorer(
         loaded.model,
         loaded.spec,
-        fallback=fallback_from_card(loaded.card),
+        fallback=loaded.card.fallback,
         inference=settings.inference,
         context_cache_size=settings.context_cache_size,
     )
     scorer.warm_up()
     breaker = CircuitBreaker(
-        serving_guard_from_card(loaded.card),
+        loaded.card.serving,
         BreakerSettings(
             window=settings.breaker_window,
             min_samples=min(settings.breaker_min_samples, settings.breaker_window),

@@ -83,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.info(
             "serving model %s (%s, spec %s, %s inference)",
             initial.version,
-            initial.loaded.card["model"]["name"],
+            initial.loaded.card.model_name,
             spec.spec_hash[:12],
             initial.scorer.inference,
         )

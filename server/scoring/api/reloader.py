@@ -73,7 +73,7 @@ def reload_once(
     log.info(
         "serving model %s (%s, spec %s, %s inference)%s",
         active.version,
-        active.loaded.card["model"]["name"],
+        active.loaded.card.model_name,
         spec_hash[:12],
         active.scorer.inference,
         f", replacing {current}" if current else "",

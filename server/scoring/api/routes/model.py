@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
+from fedctr.privacy.card import ModelCard
 from fedctr.server.scoring.api.deps import ActiveModelDep
 from fedctr.server.scoring.api.schemas import ErrorResponse, ModelInfo
 
@@ -12,11 +13,12 @@ router = APIRouter(tags=["model"])
 REDACTED = "[redacted]"
 
 
-def public_card(card: dict[str, Any]) -> dict[str, Any]:
-    """The card without the federation's hashing salt (``card_sha256`` still names the
-    signed file): callers need provenance, not the key that places values in buckets."""
-    spec = {**card["feature_spec"]["spec"], "salt": REDACTED}
-    return {**card, "feature_spec": {**card["feature_spec"], "spec": spec}}
+def public_card(card: ModelCard) -> dict[str, Any]:
+    """The card's JSON without the federation's hashing salt (``card_sha256`` still names
+    the signed file): callers need provenance, not the key that places values in buckets."""
+    data = card.to_json()
+    data["feature_spec"]["spec"]["salt"] = REDACTED
+    return data
 
 
 @router.get(
