@@ -179,6 +179,57 @@ def _audit(args: argparse.Namespace) -> int:
     return run_audit_command(args)
 
 
+def _federation_audit_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("fedctr-federation-audit"),
+        help="where the generated federation and the run go (must be new or empty)",
+    )
+    p.add_argument("--canaries", type=int, default=50, help="canary clients k (default 50)")
+    p.add_argument("--unseen", type=int, default=50, help="directions never inserted (null)")
+    p.add_argument("--participation", type=float, default=1.0, help="chance a canary joins a round")
+    p.add_argument("--seed", type=int, default=0, help="seed of the canary directions")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--model", default="lr", help="lr, fm, deepfm, dcnv2 or fusion")
+    p.add_argument("--strategy", default="fedavg", help="a FedAvg-family strategy")
+    p.add_argument("--epsilon", type=float, default=8.0, help="each partner's record-level budget")
+    p.add_argument("--delta", type=float, default=1e-5)
+    p.add_argument("--out", type=Path, default=None, help="write the result JSON here")
+
+
+def _federation_audit(args: argparse.Namespace) -> int:
+    import json
+
+    from fedctr.federation.demo.federation_audit import (
+        FederationAuditOptions,
+        result_table,
+        run_federation_audit,
+    )
+    from fedctr.server.platform.strategies.canary_clients import CanaryConfig
+    from rich.console import Console
+
+    opts = FederationAuditOptions(
+        workdir=args.workdir.resolve(),
+        canaries=CanaryConfig(
+            canaries=args.canaries,
+            unseen=args.unseen,
+            participation=args.participation,
+            seed=args.seed,
+        ),
+        rounds=args.rounds,
+        model=args.model,
+        strategy=args.strategy,
+        epsilon=args.epsilon,
+        delta=args.delta,
+    )
+    result = run_federation_audit(opts)
+    Console(width=120).print(result_table(result))
+    if args.out is not None:
+        args.out.write_text(json.dumps(result.to_dict(), indent=1, default=str) + "\n")
+    return 0
+
+
 # ---- sample-data ---------------------------------------------------------
 def _sample_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir", type=Path, help="where the files go")
@@ -216,6 +267,12 @@ _OWN_COMMANDS: dict[str, tuple[str, Builder, Handler]] = {
         "(95%) next to the claimed epsilon; exit 1 if the claim is refuted",
         _empirical_parser,
         _empirical,
+    ),
+    "audit-federation": (
+        "federation-level epsilon estimate from k canary clients in a simulation run "
+        "(one-shot, Andrew et al. 2024); an audit run publishes nothing",
+        _federation_audit_parser,
+        _federation_audit,
     ),
     "sample-data": (
         "write the demo's generated partner logs and platform test file (to try a deployment)",

@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 import os
 
-from fedctr.federation.config import resolve_platform_config
+from fedctr.federation.config import PlatformConfig, resolve_platform_config
 from fedctr.federation.grid import responsive_grid
 from fedctr.privacy.signing import load_private_key
 from fedctr.server.platform.ledger import PlatformLedger, load_partner_keys
-from fedctr.server.platform.orchestrator import run_federation
+from fedctr.server.platform.orchestrator import FederationPlan, run_federation
 from fedctr.server.platform.publishing import PublishTarget, publish_outcome
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
@@ -27,9 +27,12 @@ RUN_ID_ENV = "FEDCTR_RUN_ID"
 app = ServerApp()
 
 
-@app.main()
-def main(grid: Grid, context: Context) -> None:
-    """Train for the configured rounds, publish the signed model, ledger it."""
+def prepare_run(context: Context) -> tuple[PlatformConfig, FederationPlan, PlatformLedger]:
+    """The platform config, the run's plan and its ledger, from the run context.
+
+    Shared with audit ServerApps (``fedctr.federation.demo.federation_audit``), which
+    run the same plan with canary clients and publish nothing.
+    """
     config = resolve_platform_config(dict(context.run_config))
     run_id = str(
         context.run_config.get(RUN_ID_KEY, "")
@@ -45,6 +48,13 @@ def main(grid: Grid, context: Context) -> None:
         load_private_key(config.signing_key),
         partner_keys=load_partner_keys(config.partner_keys),
     )
+    return config, plan, ledger
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    """Train for the configured rounds, publish the signed model, ledger it."""
+    config, plan, ledger = prepare_run(context)
     outcome = run_federation(responsive_grid(grid), plan, ledger=ledger)
     publish_outcome(
         outcome,
@@ -54,4 +64,4 @@ def main(grid: Grid, context: Context) -> None:
     )
 
 
-__all__ = ["RUN_ID_ENV", "RUN_ID_KEY", "app"]
+__all__ = ["RUN_ID_ENV", "RUN_ID_KEY", "app", "prepare_run"]

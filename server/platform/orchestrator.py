@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,12 +68,18 @@ def initial_model(plan: FederationPlan) -> CTRModel:
 
 
 def run_federation(
-    grid: Grid, plan: FederationPlan, *, ledger: PlatformLedger
+    grid: Grid,
+    plan: FederationPlan,
+    *,
+    ledger: PlatformLedger,
+    wrap_aggregation: Callable[[Strategy], Strategy] | None = None,
 ) -> FederationOutcome:
     """Run ``plan.rounds`` rounds on ``grid``; checkpoint, evaluate and ledger each.
 
     The ledger is required: every update is checked against its signed entry and a
     registered partner key before it is aggregated (fail closed).
+    ``wrap_aggregation`` wraps the Flower strategy *inside* the accountable layer, after
+    replies are checked and recorded (an audit run's canary clients; never a release).
     """
     started = time.monotonic()
     model = initial_model(plan)
@@ -99,8 +106,11 @@ def run_federation(
         round_log.flush(server_round)
         return result
 
+    aggregation = build_strategy(plan.strategy)
+    if wrap_aggregation is not None:
+        aggregation = wrap_aggregation(aggregation)
     strategy: Strategy = AccountableStrategy(
-        build_strategy(plan.strategy),
+        aggregation,
         round_log,
         min_partners=plan.strategy.min_partners,
         check_reply=lambda rnd, reply: ledger.entry_problem(
