@@ -56,13 +56,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from opacus import PrivacyEngine
+from torch import nn
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
+
 from fedctr.models import build_model, model_config
 from fedctr.models.spec import CategoricalFeature, FeatureSpec, NumericFeature
 from fedctr.privacy.dpsgd import get_implementation
 from fedctr.privacy.randomness import SecureRandom
-from opacus import PrivacyEngine
-from torch import nn
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
 
 logger = logging.getLogger("bench_dpsgd")
 

@@ -40,7 +40,6 @@ from fedctr.privacy.signing import generate_signing_key, save_public_key  # noqa
 from fedctr.server.registry import publish_model  # noqa: E402
 from fedctr.server.registry.examples import example_card, random_model  # noqa: E402
 from fedctr.server.scoring.columnar import ARROW_STREAM as ARROW  # noqa: E402
-
 from tests.support.scoring import (  # noqa: E402
     ServerProcess,
     arrow_body,

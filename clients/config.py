@@ -40,7 +40,6 @@ from fedctr.models.logs.reader import BadRowPolicy
 from fedctr.privacy import ACCOUNTANT_KINDS, AccountantKind, PrivacyBudget
 from fedctr.privacy.dpsgd import DEFAULT_IMPLEMENTATION, available_implementations
 from fedctr.privacy.errors import InvalidPrivacyParameter
-
 from fedctr.validate import Checker
 
 _CHECK = Checker(PartnerConfigError)

@@ -21,7 +21,6 @@ import stat
 from pathlib import Path
 
 from fedctr.clients.state import PartnerStateError
-
 from fedctr.durable import replace_file
 
 KEY_FILE = "holdout-key"

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, replace
 
 import torch
+
 from fedctr.clients.config import PartnerConfig
 from fedctr.clients.errors import PartnerConfigError, PartnerError
 from fedctr.clients.holdout import holdout_key

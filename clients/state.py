@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from fedctr.clients.errors import PartnerError
-from fedctr.privacy import AccountantKind, AccountantStateError, DPSGDRound, PartnerAccountant
-
 from fedctr.durable import replace_file
+from fedctr.privacy import AccountantKind, AccountantStateError, DPSGDRound, PartnerAccountant
 
 logger = logging.getLogger(__name__)
 

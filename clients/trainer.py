@@ -7,14 +7,15 @@ import warnings
 from dataclasses import dataclass
 
 import torch
+from opacus import PrivacyEngine
+from torch import nn
+from torch.utils.data import DataLoader
+
 from fedctr.clients.config import TrainingSettings
 from fedctr.models.logs.reader import EncodedData
 from fedctr.privacy import AccountantKind, DPSGDRound
 from fedctr.privacy.dpsgd import get_implementation
 from fedctr.privacy.randomness import SecureRandom
-from opacus import PrivacyEngine
-from torch import nn
-from torch.utils.data import DataLoader
 
 logger = logging.getLogger(__name__)
 

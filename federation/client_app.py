@@ -18,6 +18,9 @@ import json
 import logging
 import os
 
+from flwr.app import Context, Message
+from flwr.clientapp import ClientApp
+
 from fedctr.clients.config import PartnerConfig, load_partner_config
 from fedctr.clients.errors import PartnerConfigError
 from fedctr.clients.node import PartnerNode
@@ -26,8 +29,6 @@ from fedctr.federation.replies import baseline_reply, error_reply, refusal, trai
 from fedctr.models import ModelConfig
 from fedctr.privacy import wire as P
 from fedctr.privacy.wire import ErrorCode, ErrorReply, Problem
-from flwr.app import Context, Message
-from flwr.clientapp import ClientApp
 
 logger = logging.getLogger(__name__)
 

@@ -41,7 +41,6 @@ from fedctr.server.platform.strategies.registry import (
     StrategyConfig,
     strategy_from_table,
 )
-
 from fedctr.validate import Checker
 
 PLATFORM_CONFIG_KEY = "platform-config"

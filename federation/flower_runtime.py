@@ -44,9 +44,8 @@ from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
-from fedctr.federation.waits import Waits, waits_from_env
-
 from fedctr.errors import FedctrError
+from fedctr.federation.waits import Waits, waits_from_env
 
 
 class FlowerVersionError(FedctrError):
@@ -247,10 +246,11 @@ def pin_client_app() -> None:
     raw rows. Here the loader checks that the run names fedctr's ClientApp and returns
     the preloaded one; any other app is refused (the platform sees a failed reply).
     """
-    from fedctr.federation.client_app import app as fedctr_app
     from flwr.clientapp.client_app import LoadClientAppError
     from flwr.common.config import get_project_config, get_project_dir
     from flwr.supernode.runtime import run_clientapp as runtime
+
+    from fedctr.federation.client_app import app as fedctr_app
 
     def get_load_client_app_fn(*_args: object, **_kwargs: object) -> Callable[..., object]:
         def load(fab_id: str, fab_version: str, fab_hash: str) -> object:

@@ -18,12 +18,13 @@ import os
 import time
 from collections.abc import Callable, Iterable
 
-from fedctr.federation.packing import PackCache, PackingError, pack_content, unpack_content
-from fedctr.privacy.wire import ErrorCode, ErrorReply, Problem
 from flwr.app import Error, Message, RecordDict
 from flwr.proto.node_pb2 import NodeInfo
 from flwr.serverapp import Grid
 from flwr.supercore.run import Run
+
+from fedctr.federation.packing import PackCache, PackingError, pack_content, unpack_content
+from fedctr.privacy.wire import ErrorCode, ErrorReply, Problem
 
 _UNREADABLE = ErrorReply(code=ErrorCode.PACKING, problem=Problem.UNREADABLE_ARRAYS).reason()
 

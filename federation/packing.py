@@ -26,10 +26,10 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-from fedctr.privacy.wire import ErrorCode, ErrorReply, Problem
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Error, Message, RecordDict
 
 from fedctr.errors import FedctrError
+from fedctr.privacy.wire import ErrorCode, ErrorReply, Problem
 
 logger = logging.getLogger(__name__)
 

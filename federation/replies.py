@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 
 import torch
+from flwr.app import ArrayRecord, ConfigRecord, Error, Message, MetricRecord, RecordDict
+
 from fedctr.clients.errors import PartnerConfigError
 from fedctr.clients.state import PartnerStateError
 from fedctr.models import SpecMismatchError
@@ -19,7 +21,6 @@ from fedctr.models.logs.errors import DataFileError
 from fedctr.privacy import BudgetExceededError
 from fedctr.privacy import wire as P
 from fedctr.privacy.wire import ErrorCode, ErrorReply, Problem, TrainReply
-from flwr.app import ArrayRecord, ConfigRecord, Error, Message, MetricRecord, RecordDict
 
 logger = logging.getLogger(__name__)
 

@@ -64,8 +64,9 @@ def run_simulation(
     finds its partner config and the ServerApp its platform config. ``server_app``
     replaces the platform's ServerApp (tests play a malicious server with it).
     """
-    from fedctr.federation.client_app import app as client_app
     from flwr.simulation import run_simulation as flwr_run_simulation
+
+    from fedctr.federation.client_app import app as client_app
 
     if server_app is None:
         from fedctr.federation.server_app import app as server_app

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from fedctr.clients.config import PrivacySettings, TrainingSettings
 from fedctr.federation.tomlfile import toml_sections
 from fedctr.models import FeatureSpec, ModelConfig

@@ -12,10 +12,11 @@ from collections.abc import Callable
 from typing import TypeVar, cast
 
 import torch
+from torch import nn
+
 from fedctr.models.config import MODELS, ModelConfig, ModelPlugin
 from fedctr.models.errors import ModelConfigError
 from fedctr.models.spec import FeatureSpec
-from torch import nn
 
 
 class CTRModel(nn.Module, ABC):

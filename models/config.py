@@ -14,9 +14,9 @@ from dataclasses import dataclass, fields
 from types import MappingProxyType
 from typing import Any, ClassVar
 
-from fedctr.models.errors import ModelConfigError, UnknownModelError
 from torch import nn
 
+from fedctr.models.errors import ModelConfigError, UnknownModelError
 from fedctr.plugins import Registry, option_names, typed_config
 from fedctr.validate import Checker
 

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
+from torch import nn
+
 from fedctr.models.base import CTRModel, register_model
 from fedctr.models.config import CHECK, ModelConfig, layer_sizes
 from fedctr.models.layers import FieldEmbedding, mlp, numeric_or_zero
 from fedctr.models.spec import FeatureSpec
-from torch import nn
 
 
 class LowRankCross(nn.Module):

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
 from fedctr.models.spec import CategoricalFeature, FeatureSpec, NumericFeature
 
 

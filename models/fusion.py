@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
+from torch import nn
+
 from fedctr.models.base import CTRModel, register_model
 from fedctr.models.config import CHECK, ModelConfig, layer_sizes
 from fedctr.models.errors import FeatureSpecError
 from fedctr.models.fm import fm_interaction
 from fedctr.models.layers import FieldEmbedding, FirstOrder, mlp, numeric_or_zero
 from fedctr.models.spec import FeatureSpec
-from torch import nn
 
 
 @dataclass(frozen=True)

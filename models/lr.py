@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
+from torch import nn
+
 from fedctr.models.base import CTRModel, register_model
 from fedctr.models.config import ModelConfig
 from fedctr.models.layers import FirstOrder, numeric_or_zero
 from fedctr.models.spec import FeatureSpec
-from torch import nn
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,6 @@ from typing import Any, Literal
 
 from fedctr.models.errors import FeatureSpecError
 from fedctr.models.source_layout import SourceLayout
-
 from fedctr.validate import Checker
 
 SPEC_FORMAT_VERSION = 1

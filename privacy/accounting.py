@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from opacus.accountants import IAccountant, create_accountant
+
 from fedctr.privacy.budget import ACCOUNTANT_KINDS, AccountantKind, DPSGDRound, PrivacyBudget
 from fedctr.privacy.errors import AccountantStateError, AccountingMismatchError, BudgetExceededError
-from opacus.accountants import IAccountant, create_accountant
 
 STATE_SCHEMA_VERSION = 1
 History = list[tuple[float, float, int]]

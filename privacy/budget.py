@@ -6,7 +6,6 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from fedctr.privacy.errors import InvalidPrivacyParameter
-
 from fedctr.validate import Checker
 
 AccountantKind = Literal["rdp", "prv"]

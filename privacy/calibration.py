@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from fedctr.privacy.budget import ACCOUNTANT_KINDS, AccountantKind, PrivacyBudget
-from fedctr.privacy.errors import InvalidPrivacyParameter
 from opacus.accountants import create_accountant
 from opacus.accountants.utils import MAX_SIGMA, get_noise_multiplier
 
+from fedctr.privacy.budget import ACCOUNTANT_KINDS, AccountantKind, PrivacyBudget
+from fedctr.privacy.errors import InvalidPrivacyParameter
 from fedctr.validate import Checker
 
 _CHECK = Checker(InvalidPrivacyParameter)

@@ -32,7 +32,6 @@ from fedctr.models.spec import FeatureSpec
 from fedctr.privacy.budget import ACCOUNTANT_KINDS
 from fedctr.privacy.errors import PrivacyError
 from fedctr.privacy.wire import NEIGHBOUR_RELATION, undeclared_card_fields
-
 from fedctr.validate import IDENTIFIER, SHA256_HEX, Checker
 
 CARD_FORMAT = "fedctr-model-card"

@@ -66,8 +66,8 @@ from fractions import Fraction
 import numpy as np
 import torch
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms
-from fedctr.privacy.errors import InvalidPrivacyParameter, PrivacyError
 
+from fedctr.privacy.errors import InvalidPrivacyParameter, PrivacyError
 from fedctr.validate import Checker
 
 _CHECK = Checker(InvalidPrivacyParameter)

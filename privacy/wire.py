@@ -33,7 +33,6 @@ from typing import Any, Literal
 from fedctr.models.logs.errors import DataFileError
 from fedctr.privacy.budget import ACCOUNTANT_KINDS, AccountantKind, DPSGDRound, PrivacyBudget
 from fedctr.privacy.errors import InvalidPrivacyParameter, PrivacyError
-
 from fedctr.validate import IDENTIFIER, SHA256_HEX, Checker
 
 UNIT_OF_PRIVACY = "example"

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from fedctr.models import FeatureSpec, builtin_spec_path, load_spec
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -37,14 +37,13 @@ def test_star_import_exposes_exactly_all(name: str) -> None:
 
 def test_fedctr_errors_share_one_root() -> None:
     """Every domain error is a FedctrError, so a process boundary can catch them all."""
+    from fedctr.errors import FedctrError
     from fedctr.models.errors import FeatureSpecError
     from fedctr.models.logs.errors import DataFileError
     from fedctr.privacy.errors import BudgetExceededError
     from fedctr.server.platform.errors import PlatformConfigError
     from fedctr.server.registry import ArtifactTampered
     from fedctr.server.scoring import ScoringError
-
-    from fedctr.errors import FedctrError
 
     for cls in (
         DataFileError,

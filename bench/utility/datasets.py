@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from fedctr.clients.holdout import seed_key
 from fedctr.models import FeatureSpec, builtin_spec_path, load_spec
 from fedctr.models.logs.reader import BadRowPolicy, EncodedData, read_partner_log

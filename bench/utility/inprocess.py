@@ -28,16 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from fedctr.clients.config import PartnerConfig, PrivacySettings, TrainingSettings
-from fedctr.clients.node import PartnerNode
-from fedctr.federation.client_app import handle_train
-from fedctr.models import CTRModel, FeatureSpec, ModelConfig, build_model
-from fedctr.models.logs.reader import EncodedData
-from fedctr.privacy import wire as P
-from fedctr.privacy.signing import generate_signing_key, save_private_key
-from fedctr.server.platform.rounds import RoundLog
-from fedctr.server.platform.strategies.accountable import AccountableStrategy
-from fedctr.server.platform.strategies.registry import StrategyConfig, build_strategy
 from flwr.app import (
     ArrayRecord,
     ConfigRecord,
@@ -48,6 +38,17 @@ from flwr.app import (
 from flwr.common.constant import SUPERLINK_NODE_ID
 from flwr.serverapp import Grid
 from flwr.supercore.task_identity import TaskIdentity
+
+from fedctr.clients.config import PartnerConfig, PrivacySettings, TrainingSettings
+from fedctr.clients.node import PartnerNode
+from fedctr.federation.client_app import handle_train
+from fedctr.models import CTRModel, FeatureSpec, ModelConfig, build_model
+from fedctr.models.logs.reader import EncodedData
+from fedctr.privacy import wire as P
+from fedctr.privacy.signing import generate_signing_key, save_private_key
+from fedctr.server.platform.rounds import RoundLog
+from fedctr.server.platform.strategies.accountable import AccountableStrategy
+from fedctr.server.platform.strategies.registry import StrategyConfig, build_strategy
 
 logger = logging.getLogger(__name__)
 

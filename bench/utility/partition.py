@@ -9,6 +9,7 @@ so partners are as even as the key allows (one value can outweigh a partner's sh
 from __future__ import annotations
 
 import numpy as np
+
 from fedctr.models.logs.reader import EncodedData
 
 

@@ -7,17 +7,17 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from fedctr.clients.config import PrivacySettings, TrainingSettings
-from fedctr.federation.demo.baseline import train_centrally
-from fedctr.models import CTRModel, ModelConfig, log_loss, predict_proba, roc_auc
-from fedctr.privacy.dpsgd import DEFAULT_IMPLEMENTATION
-from fedctr.server.platform.strategies.registry import strategy_from_table
 
 from bench.utility.datasets import BenchDataset
 from bench.utility.inprocess import run_federated
 from bench.utility.partition import split
 from bench.utility.recipes import Recipe
 from bench.utility.scenarios import Scenario
+from fedctr.clients.config import PrivacySettings, TrainingSettings
+from fedctr.federation.demo.baseline import train_centrally
+from fedctr.models import CTRModel, ModelConfig, log_loss, predict_proba, roc_auc
+from fedctr.privacy.dpsgd import DEFAULT_IMPLEMENTATION
+from fedctr.server.platform.strategies.registry import strategy_from_table
 
 
 @dataclass(frozen=True)

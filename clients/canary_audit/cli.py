@@ -25,9 +25,8 @@ from fedctr.clients.canary_audit.run import (
     run_empirical_audit,
 )
 from fedctr.clients.config import load_partner_config
-from fedctr.models import DEFAULT_MODEL, ModelConfig, model_config
-
 from fedctr.errors import FedctrError
+from fedctr.models import DEFAULT_MODEL, ModelConfig, model_config
 
 logger = logging.getLogger(__name__)
 

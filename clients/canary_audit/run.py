@@ -71,6 +71,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
+
 from fedctr.clients.config import PartnerConfig
 from fedctr.clients.node import PartnerNode
 from fedctr.models import CTRModel, FeatureSpec, ModelConfig, build_model, load_spec
@@ -80,8 +82,6 @@ from fedctr.privacy.audit.one_run import OneRunBound, epsilon_lower_bound
 from fedctr.privacy.errors import PrivacyError
 from fedctr.privacy.signing import generate_signing_key, save_private_key
 from fedctr.privacy.wire import UNIT_OF_PRIVACY, TrainReply
-from torch import nn
-
 from fedctr.validate import Checker
 
 logger = logging.getLogger(__name__)

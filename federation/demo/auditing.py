@@ -9,10 +9,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from rich.console import Console
+
 from fedctr.federation.workspace import Workspace
 from fedctr.privacy.audit import audit_directories
 from fedctr.privacy.ledger import PLATFORM_OWNER, ledger_file
-from rich.console import Console
 
 
 def collect_audit_inputs(ws: Workspace, audit_dir: Path) -> tuple[Path, Path]:

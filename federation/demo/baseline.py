@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from fedctr.clients.config import TrainingSettings
 from fedctr.clients.trainer import train_locally
 from fedctr.models import CTRModel, FeatureSpec, ModelConfig, build_model

@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+
 from fedctr.federation.demo.synthetic import generate_federation
 from fedctr.models import (
     FeatureSpec,

@@ -16,6 +16,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
 from fedctr.clients.config import PrivacySettings, TrainingSettings
 from fedctr.federation.demo.auditing import run_demo_audit
 from fedctr.federation.demo.baseline import centralized_baseline
@@ -29,9 +33,6 @@ from fedctr.server.platform.publishing import SUMMARY_FILE
 from fedctr.server.platform.rounds import failure_text, read_round_log
 from fedctr.server.platform.strategies.registry import strategy_config
 from fedctr.server.registry import verify_card
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 logger = logging.getLogger(__name__)
 

@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+from rich.console import Console
+
 from fedctr.federation.demo.datasets import FederationData
 from fedctr.federation.workspace import Workspace
 from fedctr.models import FeatureSpec
 from fedctr.privacy.card import ModelCard
-from rich.console import Console
 
 API = "/v1"
 

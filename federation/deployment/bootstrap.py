@@ -30,6 +30,7 @@ import tomli_w
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from fedctr.clients.config import PrivacySettings, TrainingSettings, load_partner_config
 from fedctr.federation.config import load_platform_config
 from fedctr.federation.deployment.credentials import (

@@ -23,6 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
 from fedctr.federation.deployment.errors import CredentialError
 from fedctr.privacy.signing import KeyFileError, pkcs8_pem, write_private_file
 

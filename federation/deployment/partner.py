@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from fedctr.clients.config import PartnerConfig, load_partner_config
+from fedctr.errors import FedctrError
 from fedctr.federation.client_app import PARTNER_CONFIG_KEY
 from fedctr.federation.deployment.errors import (
     DeploymentConfigError,
@@ -42,8 +43,6 @@ from fedctr.federation.flower_runtime import fast_path_available
 from fedctr.federation.waits import waits_to_env
 from fedctr.models import load_spec
 from fedctr.models.logs.reader import read_partner_log
-
-from fedctr.errors import FedctrError
 
 logger = logging.getLogger(__name__)
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 import tomli_w
+
 from fedctr.federation.config import load_platform_config
 from fedctr.federation.deployment.errors import DeploymentError
 from fedctr.federation.deployment.processes import (

@@ -28,9 +28,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from fedctr.federation.deployment.errors import ProcessFailed
-
 from fedctr.durable import replace_file
+from fedctr.federation.deployment.errors import ProcessFailed
 
 logger = logging.getLogger(__name__)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import tomli_w
+
 from fedctr.federation.config import PLATFORM_CONFIG_KEY, PlatformConfig, load_platform_config
 from fedctr.federation.deployment.errors import DeploymentError
 from fedctr.federation.deployment.platform import CONNECTION, flwr_env, read_state

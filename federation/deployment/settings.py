@@ -36,7 +36,6 @@ from typing import Any
 
 from fedctr.federation.deployment.errors import DeploymentConfigError
 from fedctr.federation.waits import Waits
-
 from fedctr.validate import Checker
 
 

@@ -23,11 +23,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
+from torch.utils.data import DataLoader, TensorDataset
+
 from fedctr.models.encoding import hash_column, transform_numeric
 from fedctr.models.logs.errors import DataFileError, DataProblem
 from fedctr.models.logs.formats import read_spec_columns
 from fedctr.models.spec import EmbeddingFeature, FeatureSpec
-from torch.utils.data import DataLoader, TensorDataset
 
 logger = logging.getLogger(__name__)
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from fedctr.privacy.audit.cards import CardVerifier
 from fedctr.privacy.audit.contract import withhold_undeclared
 from fedctr.privacy.audit.cross_checks import (

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from fedctr.privacy.card import CARD_FILE, SIGNATURE_FILE, WEIGHTS_FILE, ModelCard
 from fedctr.privacy.errors import PrivacyError
 from fedctr.privacy.signing import SignatureInvalid, canonical_json, sha256_file, verify

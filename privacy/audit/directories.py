@@ -16,6 +16,7 @@ from functools import partial
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from fedctr.privacy.audit.audit import run_audit
 from fedctr.privacy.audit.cards import CardVerifier, find_card_dirs, verify_signed_card
 from fedctr.privacy.audit.result import AuditResult

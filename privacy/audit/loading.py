@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from fedctr.privacy.audit.cards import CardClaims, CardInvalid, CardVerifier, card_claims
 from fedctr.privacy.audit.contract import card_contract_findings
 from fedctr.privacy.audit.result import InputFile

@@ -46,8 +46,8 @@ import numpy as np
 import scipy.optimize
 import scipy.special
 import scipy.stats
-from fedctr.privacy.errors import InvalidPrivacyParameter, PrivacyError
 
+from fedctr.privacy.errors import InvalidPrivacyParameter, PrivacyError
 from fedctr.validate import Checker
 
 # Fractions of the m canaries guessed on (the rest are abstentions). Small fractions

@@ -46,6 +46,7 @@ import numpy as np
 import scipy.optimize
 import scipy.special
 import scipy.stats
+
 from fedctr.privacy.errors import PrivacyError
 
 # Below this dimension the cosine of an unseen direction is visibly not N(0, 1/d) (its

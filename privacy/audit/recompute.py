@@ -30,6 +30,7 @@ from dp_accounting import dp_event
 from dp_accounting.pld import privacy_loss_distribution
 from dp_accounting.privacy_accountant import NeighboringRelation
 from dp_accounting.rdp.rdp_privacy_accountant import RdpAccountant
+
 from fedctr.privacy.budget import AccountantKind, DPSGDRound
 
 # Above this RDP epsilon the PLD grid gets huge and the budget is blown anyway.

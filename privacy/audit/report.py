@@ -14,12 +14,11 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
+from fedctr.durable import replace_file
 from fedctr.privacy.audit.contract import DeclaredValue
 from fedctr.privacy.audit.plots import epsilon_plot
 from fedctr.privacy.audit.result import AuditResult, EpsilonRow, PartnerSummary
 from fedctr.privacy.audit.statement import PartnerGuarantee, PrivacyStatement, privacy_statement
-
-from fedctr.durable import replace_file
 
 TEMPLATE = "report.html"
 

@@ -31,10 +31,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from fedctr.privacy.dpsgd.errors import SeamArgumentError, UnsupportedLayerError
-from fedctr.privacy.dpsgd.sampling import PoissonLoader, check_schedule
-from fedctr.privacy.errors import InvalidPrivacyParameter
-from fedctr.privacy.randomness import SecureRandom
 from opacus import PrivacyEngine
 from opacus.data_loader import DPDataLoader
 from opacus.optimizers import DPOptimizer
@@ -43,6 +39,10 @@ from opacus.validators.errors import UnsupportedModuleError
 from torch import nn
 from torch.utils.data import DataLoader
 
+from fedctr.privacy.dpsgd.errors import SeamArgumentError, UnsupportedLayerError
+from fedctr.privacy.dpsgd.sampling import PoissonLoader, check_schedule
+from fedctr.privacy.errors import InvalidPrivacyParameter
+from fedctr.privacy.randomness import SecureRandom
 from fedctr.validate import Checker
 
 _CHECK = Checker(InvalidPrivacyParameter)

@@ -23,6 +23,15 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from opacus import PrivacyEngine
+from opacus.grad_sample import GradSampleModuleFastGradientClipping
+from opacus.grad_sample.utils import prepare_module
+from opacus.optimizers import DPOptimizer, DPOptimizerFastGradientClipping
+from opacus.optimizers.optimizer import _check_processed_flag, _mark_as_processed
+from opacus.utils.fast_gradient_clipping_utils import DPLossFastGradientClipping
+from torch import nn
+from torch.utils.data import DataLoader
+
 from fedctr.privacy.dpsgd.base import (
     Criterion,
     DPSGDImplementation,
@@ -32,14 +41,6 @@ from fedctr.privacy.dpsgd.base import (
 from fedctr.privacy.dpsgd.registry import register_implementation
 from fedctr.privacy.dpsgd.sampling import poisson_loader
 from fedctr.privacy.randomness import SecureRandom
-from opacus import PrivacyEngine
-from opacus.grad_sample import GradSampleModuleFastGradientClipping
-from opacus.grad_sample.utils import prepare_module
-from opacus.optimizers import DPOptimizer, DPOptimizerFastGradientClipping
-from opacus.optimizers.optimizer import _check_processed_flag, _mark_as_processed
-from opacus.utils.fast_gradient_clipping_utils import DPLossFastGradientClipping
-from torch import nn
-from torch.utils.data import DataLoader
 
 
 def _bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

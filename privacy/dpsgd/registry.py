@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from fedctr.plugins import Registry
 from fedctr.privacy.dpsgd.base import DPSGDImplementation
 from fedctr.privacy.errors import InvalidPrivacyParameter
-
-from fedctr.plugins import Registry
 
 IMPLEMENTATIONS: Registry[type[DPSGDImplementation]] = Registry(
     "DP-SGD implementation", error=InvalidPrivacyParameter

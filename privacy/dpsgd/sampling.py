@@ -15,11 +15,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
+from torch.utils.data import DataLoader, TensorDataset
+
 from fedctr.privacy.dpsgd.errors import SeamArgumentError
 from fedctr.privacy.errors import InvalidPrivacyParameter
 from fedctr.privacy.randomness import SecureRandom
-from torch.utils.data import DataLoader, TensorDataset
-
 from fedctr.validate import Checker
 
 _CHECK = Checker(InvalidPrivacyParameter)

@@ -16,15 +16,16 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from opacus import PrivacyEngine
+from torch import nn
+from torch.utils.data import DataLoader
+
 from fedctr.privacy.dpsgd.base import DPSGDImplementation, PrivateTraining, check_private_arguments
 from fedctr.privacy.dpsgd.registry import register_implementation
 from fedctr.privacy.dpsgd.sampling import poisson_loader
 from fedctr.privacy.dpsgd.sparse_optimizer import SparseDPOptimizer
 from fedctr.privacy.dpsgd.sparse_taps import LayerTaps
 from fedctr.privacy.randomness import SecureRandom
-from opacus import PrivacyEngine
-from torch import nn
-from torch.utils.data import DataLoader
 
 
 def bce_with_logits_mean(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -21,12 +21,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+from opacus.optimizers.optimizer import DPOptimizer
+from torch import nn
+
 from fedctr.privacy.dpsgd.errors import TrainingLoopError, UnsupportedLayerError
 from fedctr.privacy.dpsgd.sparse_norms import clip_factors
 from fedctr.privacy.dpsgd.sparse_taps import LayerTaps
 from fedctr.privacy.randomness import SecureRandom
-from opacus.optimizers.optimizer import DPOptimizer
-from torch import nn
 
 
 class SparseDPOptimizer(DPOptimizer):

@@ -21,6 +21,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
+from opacus.grad_sample import AbstractGradSampleModule
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
 from fedctr.privacy.dpsgd.errors import TrainingLoopError, UnsupportedLayerError
 from fedctr.privacy.dpsgd.sparse_norms import (
     embedding_clipped_sum_,
@@ -28,9 +32,6 @@ from fedctr.privacy.dpsgd.sparse_norms import (
     linear_clipped_sum_,
     linear_norm_sq,
 )
-from opacus.grad_sample import AbstractGradSampleModule
-from torch import nn
-from torch.utils.hooks import RemovableHandle
 
 
 class _Leaf(torch.autograd.Function):

@@ -17,7 +17,6 @@ from typing import Any, ClassVar, Literal
 from fedctr.privacy.budget import ACCOUNTANT_KINDS, AccountantKind, DPSGDRound, PrivacyBudget
 from fedctr.privacy.errors import InvalidPrivacyParameter
 from fedctr.privacy.ledger.errors import LedgerEntryInvalid
-
 from fedctr.validate import IDENTIFIER, SHA256_HEX, Checker
 
 EntryKind = Literal["partner-release", "platform-report", "platform-publish"]

@@ -18,10 +18,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
 from fedctr.privacy.ledger.bodies import ENTRY_KINDS, EntryKind, LedgerBody, ident, parse_body
 from fedctr.privacy.ledger.errors import LedgerEntryInvalid
 from fedctr.privacy.signing import SignatureInvalid, canonical_json, key_id, sign, verify
-
 from fedctr.validate import Checker
 
 _CHECK = Checker(LedgerEntryInvalid)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from fedctr.privacy.ledger.bodies import PartnerRelease
 from fedctr.privacy.ledger.entry import GENESIS_HASH, Entry, verify_entry
 from fedctr.privacy.ledger.errors import LedgerEntryInvalid

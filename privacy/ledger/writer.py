@@ -26,6 +26,8 @@ from types import TracebackType
 from typing import Any, overload
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from fedctr.durable import fsync_dir
 from fedctr.privacy.ledger.bodies import (
     LedgerBody,
     PartnerRelease,
@@ -45,8 +47,6 @@ from fedctr.privacy.ledger.errors import (
 from fedctr.privacy.ledger.layout import allowed_kinds
 from fedctr.privacy.ledger.reader import LedgerRead, TornTail, read_ledger
 from fedctr.privacy.ledger.verify import verify_chain
-
-from fedctr.durable import fsync_dir
 
 logger = logging.getLogger(__name__)
 

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import torch
-from fedctr.models import state_dict_sha256
 from safetensors.torch import save
 
 from fedctr.durable import replace_file
+from fedctr.models import state_dict_sha256
 
 
 def save_checkpoint(directory: Path, server_round: int, state: dict[str, torch.Tensor]) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
 from fedctr.models import CTRModel, log_loss, predict_proba, roc_auc
 from fedctr.models.logs.reader import EncodedData
 

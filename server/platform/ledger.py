@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
 from fedctr.privacy.ledger import (
     PLATFORM_OWNER,
     Entry,

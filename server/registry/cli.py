@@ -8,11 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from fedctr.errors import FedctrError
 from fedctr.models.spec import FeatureSpec, builtin_spec_path, load_spec
 from fedctr.privacy.signing import key_id, load_public_key
 from fedctr.server.registry.reader import load_verified
-
-from fedctr.errors import FedctrError
 
 
 def load_spec_arg(value: str) -> FeatureSpec:

@@ -9,10 +9,9 @@ that verifies but does not follow the card schema raises the card's own errors
 
 from __future__ import annotations
 
+from fedctr.errors import FedctrError
 from fedctr.models.errors import SpecMismatchError
 from fedctr.privacy.card import CardFieldError, CardFormatError
-
-from fedctr.errors import FedctrError
 
 
 class RegistryError(FedctrError):

@@ -7,6 +7,7 @@ Nothing here trains: weights are random, provenance is made up and labelled so
 from __future__ import annotations
 
 import torch
+
 from fedctr.models.base import CTRModel, build_model
 from fedctr.models.config import ModelConfig
 from fedctr.models.spec import FeatureSpec

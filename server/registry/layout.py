@@ -21,10 +21,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from fedctr.durable import replace_file
 from fedctr.privacy.card import CARD_FILE
 from fedctr.server.registry.errors import ArtifactNotFound
-
-from fedctr.durable import replace_file
 
 LATEST_FILE = "LATEST"
 MODELS_DIR = "models"

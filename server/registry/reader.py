@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from safetensors import SafetensorError
+from safetensors.torch import load as safetensors_load
+
 from fedctr.models.base import CTRModel, build_model
 from fedctr.models.config import ModelConfig
 from fedctr.models.errors import FeatureSpecError, SpecMismatchError, UnknownModelError
@@ -30,8 +33,6 @@ from fedctr.privacy.card import (
 from fedctr.privacy.signing import SignatureInvalid, canonical_json, verify
 from fedctr.server.registry.errors import ArtifactNotFound, ArtifactTampered
 from fedctr.server.registry.layout import VERSION_RE, resolve_version_dir
-from safetensors import SafetensorError
-from safetensors.torch import load as safetensors_load
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import torch
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from safetensors.torch import save as safetensors_save
+
+from fedctr.durable import fsync_dir, write_file_synced
 from fedctr.models.base import CTRModel
 from fedctr.models.errors import SpecMismatchError
 from fedctr.models.spec import FeatureSpec
@@ -33,9 +36,6 @@ from fedctr.server.registry.layout import (
     version_id,
     write_latest,
 )
-from safetensors.torch import save as safetensors_save
-
-from fedctr.durable import fsync_dir, write_file_synced
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
 from fedctr.privacy.card import ServingGuard
 
 NON_FINITE = "non_finite_output"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
 from fedctr.models.encoding import EncodedBatch, FeatureEncoder
 from fedctr.models.spec import FeatureSpec
 

@@ -14,9 +14,9 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from fedctr.models.base import CTRModel
 from torch import nn
 
+from fedctr.models.base import CTRModel
 from fedctr.plugins import Registry
 
 Array = np.ndarray

@@ -11,14 +11,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
+
+from fedctr.errors import FedctrError
 from fedctr.models.base import CTRModel
 from fedctr.models.encoding import EncodedBatch, FeatureEncoder
 from fedctr.models.spec import FeatureSpec
 from fedctr.privacy.card import ContextFallback
 from fedctr.server.scoring.columnar import ArrowBatchDecoder
 from fedctr.server.scoring.kernels import Kernel, TorchKernel, build_kernel
-
-from fedctr.errors import FedctrError
 
 Inference = Literal["numpy", "torch"]
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from fedctr.clients.holdout import KEY_BYTES, KEY_FILE, HoldoutKeyError, holdout_key, seed_key
 from fedctr.models import FeatureSpec, load_spec
 from fedctr.models.logs.reader import EncodedData, read_partner_log

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from opacus.accountants import RDPAccountant
+
 from fedctr.clients.config import PartnerConfig, PrivacySettings, TrainingSettings
 from fedctr.clients.errors import PartnerConfigError
 from fedctr.clients.node import PartnerNode
@@ -20,7 +22,6 @@ from fedctr.models import (
 from fedctr.privacy import BudgetExceededError
 from fedctr.privacy.ledger import read_ledger
 from fedctr.privacy.signing import generate_signing_key, save_private_key
-from opacus.accountants import RDPAccountant
 
 MODEL = model_config("lr")
 

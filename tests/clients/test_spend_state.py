@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from fedctr.clients.config import PartnerConfig, PrivacySettings, TrainingSettings
 from fedctr.clients.node import PartnerNode
 from fedctr.clients.state import STATE_FILE, PartnerStateError, load_state

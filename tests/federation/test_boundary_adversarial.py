@@ -23,6 +23,9 @@ from dataclasses import replace
 import pyarrow.parquet as pq
 import pytest
 import torch
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+from flwr.serverapp import Grid, ServerApp
+
 from fedctr.clients.config import PrivacySettings, TrainingSettings
 from fedctr.federation.simulation import run_simulation
 from fedctr.federation.workspace import PartnerSetup, create_workspace
@@ -37,8 +40,6 @@ from fedctr.privacy.wire import (
     declared_keys,
 )
 from fedctr.server.platform.strategies.registry import strategy_config
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
-from flwr.serverapp import Grid, ServerApp
 
 pytestmark = pytest.mark.slow
 

@@ -11,6 +11,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_ssh_private_key
+
 from fedctr.clients.config import PrivacySettings, TrainingSettings, load_partner_config
 from fedctr.federation.cli import main
 from fedctr.federation.config import load_platform_config

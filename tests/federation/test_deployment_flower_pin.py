@@ -17,6 +17,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
 from fedctr.federation import flower_runtime as fr
 from fedctr.federation.waits import Waits, waits_from_env, waits_to_env
 
@@ -204,9 +205,10 @@ def test_tasks_only_ever_run_the_installed_fedctr_client_app(
 ) -> None:
     """A run naming another ClientApp is refused: the platform cannot ship code that
     would run next to the partner's rows."""
-    from fedctr.federation.client_app import app
     from flwr.clientapp.client_app import LoadClientAppError
     from flwr.supernode.runtime import run_clientapp as runtime
+
+    from fedctr.federation.client_app import app
 
     monkeypatch.setattr(runtime, "get_load_client_app_fn", runtime.get_load_client_app_fn)
     monkeypatch.setenv("FLWR_HOME", str(tmp_path))

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from fedctr.clients.config import PrivacySettings, TrainingSettings
 from fedctr.federation.demo.synthetic import PartnerProfile, generate_federation
 from fedctr.federation.deployment.bootstrap import (

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from fedctr.federation.deployment.errors import ProcessFailed
 from fedctr.federation.deployment.processes import (
     Supervisor,

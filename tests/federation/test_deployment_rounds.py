@@ -9,12 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from fedctr.federation.client_app import PARTNER_CONFIG_KEY, evaluate, train
-from fedctr.federation.grid import WAITS_ENV, ResponsiveGrid, responsive_grid
-from fedctr.models import build_model, builtin_spec_path, load_spec, model_config
-from fedctr.privacy import wire as P
-from fedctr.privacy.wire import ErrorCode, declared_keys
-from fedctr.server.platform.strategies.round_timing import RoundTimer, read_timing
 from flwr.app import (
     ArrayRecord,
     ConfigRecord,
@@ -24,6 +18,13 @@ from flwr.app import (
     MetricRecord,
     RecordDict,
 )
+
+from fedctr.federation.client_app import PARTNER_CONFIG_KEY, evaluate, train
+from fedctr.federation.grid import WAITS_ENV, ResponsiveGrid, responsive_grid
+from fedctr.models import build_model, builtin_spec_path, load_spec, model_config
+from fedctr.privacy import wire as P
+from fedctr.privacy.wire import ErrorCode, declared_keys
+from fedctr.server.platform.strategies.round_timing import RoundTimer, read_timing
 
 
 class ScriptedGrid:

@@ -7,6 +7,17 @@ from collections.abc import Iterable
 import numpy as np
 import pytest
 import torch
+from flwr.app import (
+    Array,
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Message,
+    MetricRecord,
+    RecordDict,
+)
+from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects
+
 from fedctr.federation.grid import ResponsiveGrid
 from fedctr.federation.packing import (
     LAYOUT_SUFFIX,
@@ -19,16 +30,6 @@ from fedctr.federation.packing import (
 from fedctr.models import build_model, builtin_spec_path, load_spec, model_config
 from fedctr.privacy import wire as P
 from fedctr.privacy.wire import ErrorCode
-from flwr.app import (
-    Array,
-    ArrayRecord,
-    ConfigRecord,
-    Context,
-    Message,
-    MetricRecord,
-    RecordDict,
-)
-from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects
 
 
 def _deepfm_arrays() -> ArrayRecord:

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from flwr.serverapp.strategy import FedAvg, Strategy
+
 from fedctr.federation.config import load_platform_config
 from fedctr.models import DCNv2Config, LRConfig, builtin_spec_path
 from fedctr.server.platform.errors import PlatformConfigError
@@ -21,7 +23,6 @@ from fedctr.server.platform.strategies.registry import (
     register_strategy,
     strategy_config,
 )
-from flwr.serverapp.strategy import FedAvg, Strategy
 
 # As federation/workspace.py wrote it for the demo before typed configs: every v1
 # strategy and model key, whatever the strategy and model.

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+
 from fedctr.clients.config import PrivacySettings, TrainingSettings
 from fedctr.federation.simulation import run_simulation
 from fedctr.federation.workspace import PartnerSetup, create_workspace

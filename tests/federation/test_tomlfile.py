@@ -5,6 +5,7 @@ from __future__ import annotations
 import tomllib
 
 import pytest
+
 from fedctr.federation.tomlfile import toml_line, toml_sections
 
 

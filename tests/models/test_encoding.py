@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+from hypothesis import given
+from hypothesis import strategies as st
+
 from fedctr.models import (
     CategoricalFeature,
     NumericFeature,
@@ -12,8 +15,6 @@ from fedctr.models import (
     transform_numeric,
 )
 from fedctr.models.encoding import canonical_scalar
-from hypothesis import given
-from hypothesis import strategies as st
 
 FEATURE = CategoricalFeature(name="ad", buckets=1024)
 

@@ -33,14 +33,14 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from fedctr.models.encoding import EncodedBatch, FeatureEncoder
 from fedctr.models.logs.reader import BadRowPolicy, EncodedData, read_partner_log
 from fedctr.models.spec import FeatureSpec, builtin_spec_path, load_spec
 from fedctr.server.scoring.api.schemas import RequestSchemas, build_request_schemas
 from fedctr.server.scoring.columnar import MAX_CATEGORY_CHARS, ArrowBatchDecoder
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from tests.support.scoring import arrow_body
 
 SPEC_DIR = builtin_spec_path("demo").parent

@@ -12,6 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from fedctr.models import FeatureSpec, load_spec
 from fedctr.models.logs.errors import DataFileError, DataProblem
 from fedctr.models.logs.reader import BadRowPolicy, read_partner_log

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from fedctr.models import FeatureSpec, FeatureSpecError, builtin_spec_path, load_spec
 from fedctr.models.logs.errors import DataFileError
 from fedctr.models.logs.reader import BadRowPolicy, read_partner_log

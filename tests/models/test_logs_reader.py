@@ -8,6 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from fedctr.models import FeatureSpec, builtin_spec_path, load_spec
 from fedctr.models.logs.errors import DataFileError
 from fedctr.models.logs.reader import BadRowPolicy, read_partner_log

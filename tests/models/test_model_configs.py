@@ -9,6 +9,8 @@ from typing import ClassVar
 
 import pytest
 import torch
+from torch import nn
+
 from fedctr.models import (
     FeatureSpec,
     LRConfig,
@@ -22,7 +24,6 @@ from fedctr.models import (
 )
 from fedctr.models.config import CHECK, MODELS
 from fedctr.models.lr import LogisticRegression
-from torch import nn
 
 V1_DEFAULTS = {
     "embed_dim": 8,

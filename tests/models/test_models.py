@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from opacus import PrivacyEngine
+from torch.utils.data import DataLoader, TensorDataset
+
 from fedctr.models import FeatureSpec, build_model, model_config, registered_models
 from fedctr.models.errors import UnknownModelError
 from fedctr.privacy.dpsgd import get_implementation
 from fedctr.privacy.randomness import SecureRandom
-from opacus import PrivacyEngine
-from torch.utils.data import DataLoader, TensorDataset
 
 
 def _batch(spec: FeatureSpec, n: int = 64):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from fedctr.models import FeatureSpec, FeatureSpecError, builtin_spec_path, load_spec
 
 

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from fedctr.privacy.audit import AuditResult, audit_directories, render_html
 from fedctr.privacy.audit.contract import WITHHELD
 from fedctr.privacy.budget import PrivacyBudget
 from fedctr.privacy.card import CARD_FILE, SIGNATURE_FILE, WEIGHTS_FILE
 from fedctr.privacy.ledger import GENESIS_HASH, Entry, make_entry, parse_body, read_ledger
 from fedctr.privacy.signing import canonical_json, generate_signing_key, sign
-
 from tests.support.audit_run import SyntheticPartner, SyntheticRun, write_synthetic_run
 
 BUDGET = PrivacyBudget(epsilon=4.0, delta=1e-5)

@@ -7,6 +7,7 @@ import itertools
 import warnings
 
 import pytest
+
 from fedctr.privacy.accounting import PartnerAccountant
 from fedctr.privacy.audit.recompute import independent_epsilons
 from fedctr.privacy.budget import DPSGDRound

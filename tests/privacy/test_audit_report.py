@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from fedctr.privacy.audit import (
     AuditResult,
     audit_directories,
@@ -37,7 +38,6 @@ from fedctr.privacy.wire import (
     FieldClass,
     Problem,
 )
-
 from tests.support.audit_run import SyntheticPartner, SyntheticRun, write_synthetic_run
 
 WHEN = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)

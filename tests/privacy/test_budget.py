@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from fedctr.privacy import BudgetExceededError, DPSGDRound, PartnerAccountant, PrivacyBudget
 from fedctr.privacy.budget import BUDGET_REL_TOL
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from opacus.accountants import RDPAccountant
+from opacus.accountants.utils import get_noise_multiplier
+
 from fedctr.privacy import (
     BudgetExceededError,
     DPSGDRound,
@@ -12,8 +15,6 @@ from fedctr.privacy import (
     calibrate_noise_multiplier,
     poisson_schedule,
 )
-from opacus.accountants import RDPAccountant
-from opacus.accountants.utils import get_noise_multiplier
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+
+from fedctr.errors import FedctrError
 from fedctr.models import builtin_spec_path, load_spec
 from fedctr.privacy.card import (
     CardFieldError,
@@ -19,8 +21,6 @@ from fedctr.privacy.card import (
     ServingGuard,
 )
 from fedctr.privacy.wire import CARD_FIELDS, undeclared_card_fields
-
-from fedctr.errors import FedctrError
 
 
 def _fields(**change: Any) -> ModelCardFields:

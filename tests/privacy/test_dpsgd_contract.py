@@ -14,6 +14,10 @@ import copy
 
 import pytest
 import torch
+from opacus import PrivacyEngine
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
 from fedctr.models import build_model, model_config
 from fedctr.models.spec import CategoricalFeature, FeatureSpec, NumericFeature
 from fedctr.privacy.dpsgd import (
@@ -24,9 +28,6 @@ from fedctr.privacy.dpsgd import (
 )
 from fedctr.privacy.errors import InvalidPrivacyParameter
 from fedctr.privacy.randomness import SecureRandom
-from opacus import PrivacyEngine
-from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Secure RNG turned off"),

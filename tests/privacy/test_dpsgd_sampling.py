@@ -8,11 +8,12 @@ import math
 
 import pytest
 import torch
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
 from fedctr.privacy.dpsgd.errors import SeamArgumentError
 from fedctr.privacy.dpsgd.sampling import PoissonLoader, poisson_loader
 from fedctr.privacy.errors import InvalidPrivacyParameter
 from fedctr.privacy.randomness import SecureRandom
-from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 KEY = bytes(range(32))
 

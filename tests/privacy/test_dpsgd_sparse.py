@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import math
 
-import fedctr.privacy.dpsgd
 import pytest
 import torch
+from opacus import PrivacyEngine
+from scipy import stats
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import fedctr.privacy.dpsgd
 from fedctr.models import build_model, model_config
 from fedctr.models.spec import CategoricalFeature, FeatureSpec, NumericFeature
 from fedctr.privacy.accounting import PartnerAccountant
@@ -22,10 +27,6 @@ from fedctr.privacy.dpsgd import (
 )
 from fedctr.privacy.errors import InvalidPrivacyParameter
 from fedctr.privacy.randomness import SecureRandom
-from opacus import PrivacyEngine
-from scipy import stats
-from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Secure RNG turned off"),

@@ -8,16 +8,17 @@ import copy
 
 import pytest
 import torch
-from fedctr.models import ModelConfig, build_model, registered_models
-from fedctr.models.spec import CategoricalFeature, EmbeddingFeature, FeatureSpec, NumericFeature
-from fedctr.privacy.dpsgd import get_implementation, sparse_norms
-from fedctr.privacy.randomness import SecureRandom
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opacus import PrivacyEngine
 from opacus.grad_sample import GradSampleModule
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
+
+from fedctr.models import ModelConfig, build_model, registered_models
+from fedctr.models.spec import CategoricalFeature, EmbeddingFeature, FeatureSpec, NumericFeature
+from fedctr.privacy.dpsgd import get_implementation, sparse_norms
+from fedctr.privacy.randomness import SecureRandom
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Secure RNG turned off"),

@@ -37,6 +37,7 @@ import numpy as np
 import pytest
 import scipy.stats
 import torch
+
 from fedctr.clients.canary_audit.run import (
     EmpiricalAuditError,
     EmpiricalAuditResult,

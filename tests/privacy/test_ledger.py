@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+
 from fedctr.privacy.budget import DPSGDRound, PrivacyBudget
 from fedctr.privacy.ledger import (
     GENESIS_HASH,

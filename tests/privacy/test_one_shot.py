@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import scipy.optimize
 import scipy.stats
+
 from fedctr.privacy.audit.one_shot import (
     OneShotEstimateError,
     canary_direction,

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+from scipy import stats
+
 from fedctr.privacy import SecureRandom as ExportedSecureRandom
 from fedctr.privacy.errors import InvalidPrivacyParameter, PrivacyError
 from fedctr.privacy.randomness import NoiseTargetError, SecureRandom
-from scipy import stats
 
 KEY = bytes(range(32))
 # RFC 8439, appendix A.1, test vector #1: ChaCha20 block of the all-zero key and nonce,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from fedctr.privacy import DPSGDRound, PrivacyBudget
 from fedctr.privacy.wire import (
     CARD_FIELDS,

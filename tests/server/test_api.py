@@ -13,6 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import HTTPException
 from fastapi.testclient import TestClient
+
 from fedctr.models import builtin_spec_path, load_spec
 from fedctr.privacy.signing import save_public_key
 from fedctr.server.registry import publish_model
@@ -26,7 +27,6 @@ from fedctr.server.scoring.api.metrics import ServiceMetrics
 from fedctr.server.scoring.api.reloader import reload_once
 from fedctr.server.scoring.api.serve import _argv, build_serve_parser
 from fedctr.server.scoring.columnar import ARROW_STREAM
-
 from tests.support.scoring import (
     arrow_body,
     bad_arrow_cases,

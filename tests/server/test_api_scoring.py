@@ -6,14 +6,14 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from fedctr.models import FeatureSpec, builtin_spec_path, hash_column, load_spec, registered_models
 from fedctr.models.encoding import transform_numeric
 from fedctr.server.registry import ContextFallback, ServingGuard
 from fedctr.server.registry.examples import random_model
 from fedctr.server.scoring import BreakerSettings, CircuitBreaker, Scorer, TorchKernel, build_kernel
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from tests.support.scoring import example_row, torch_reference
 
 DEMO = load_spec(builtin_spec_path("demo"))

@@ -17,13 +17,13 @@ import httpx
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from fedctr.models import builtin_spec_path, load_spec
 from fedctr.privacy.signing import save_public_key
 from fedctr.server.registry import publish_model
 from fedctr.server.registry.examples import example_card, random_model
 from fedctr.server.registry.layout import write_latest
 from fedctr.server.scoring.columnar import ARROW_STREAM as ARROW
-
 from tests.support.scoring import (
     ServerProcess,
     arrow_body,

@@ -10,17 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fedctr.privacy.audit.one_shot import canary_direction
-from fedctr.privacy.wire import AGGREGATION_WEIGHT
-from fedctr.server.platform.rounds import RoundLog
-from fedctr.server.platform.strategies.accountable import AccountableStrategy
-from fedctr.server.platform.strategies.canary_clients import (
-    CanaryAuditError,
-    CanaryClients,
-    CanaryConfig,
-    CanaryRecord,
-)
-from fedctr.server.platform.strategies.registry import build_strategy, strategy_config
 from flwr.app import (
     Array,
     ArrayRecord,
@@ -32,6 +21,18 @@ from flwr.app import (
     RecordDict,
 )
 from flwr.supercore.task_identity import TaskIdentity
+
+from fedctr.privacy.audit.one_shot import canary_direction
+from fedctr.privacy.wire import AGGREGATION_WEIGHT
+from fedctr.server.platform.rounds import RoundLog
+from fedctr.server.platform.strategies.accountable import AccountableStrategy
+from fedctr.server.platform.strategies.canary_clients import (
+    CanaryAuditError,
+    CanaryClients,
+    CanaryConfig,
+    CanaryRecord,
+)
+from fedctr.server.platform.strategies.registry import build_strategy, strategy_config
 
 DIM_W, DIM_B = (40, 30), (5,)
 

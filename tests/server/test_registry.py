@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from fedctr.models import FeatureSpec, builtin_spec_path, load_spec
 from fedctr.privacy.signing import save_public_key
 from fedctr.server.registry import (

@@ -8,6 +8,17 @@ import time
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from flwr.app import (
+    Array,
+    ArrayRecord,
+    ConfigRecord,
+    Error,
+    Message,
+    Metadata,
+    MetricRecord,
+    RecordDict,
+)
+
 from fedctr.models import state_dict_sha256
 from fedctr.privacy import DPSGDRound, PrivacyBudget
 from fedctr.privacy import wire as P
@@ -23,16 +34,6 @@ from fedctr.server.platform.strategies import (
     available_strategies,
     build_strategy,
     strategy_config,
-)
-from flwr.app import (
-    Array,
-    ArrayRecord,
-    ConfigRecord,
-    Error,
-    Message,
-    Metadata,
-    MetricRecord,
-    RecordDict,
 )
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from fedctr.privacy.accounting import PartnerAccountant
 from fedctr.privacy.budget import AccountantKind, DPSGDRound, PrivacyBudget
 from fedctr.privacy.card import (

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import torch
+
 from fedctr.models.encoding import hash_column, transform_numeric
 from fedctr.models.spec import FeatureSpec
 from fedctr.server.scoring.columnar import MAX_CATEGORY_CHARS

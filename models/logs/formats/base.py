@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+
 from fedctr.models.logs.errors import DataProblem
 from fedctr.models.source_layout import OptionValue
 

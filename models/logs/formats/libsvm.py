@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pyarrow as pa
+
 from fedctr.models.logs.errors import DataFileError, DataProblem
 from fedctr.models.logs.formats.base import FormatReader, ReadResult, RowProblem
 from fedctr.models.logs.formats.registry import register_format

@@ -9,7 +9,6 @@ from pathlib import Path
 from fedctr.models import FeatureSpec
 from fedctr.models.logs.errors import DataFileError, DataProblem
 from fedctr.models.logs.formats.base import FormatReader, ReadResult
-
 from fedctr.plugins import Registry
 
 FORMATS: Registry[type[FormatReader]] = Registry("file format")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+
 from fedctr.models.logs.errors import DataFileError, DataProblem
 from fedctr.models.logs.formats.base import FormatReader, ReadResult
 from fedctr.models.logs.formats.registry import register_format

@@ -17,13 +17,14 @@ import logging
 from collections.abc import Callable, Iterable
 
 import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+
 from fedctr.models import state_dict_sha256
 from fedctr.privacy import wire as P
 from fedctr.privacy.wire import ContractViolation, ErrorCode, ErrorReply, TrainReply
 from fedctr.server.platform.rounds import Failure, PartnerTrainRecord, RoundLog
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
-from flwr.serverapp import Grid
-from flwr.serverapp.strategy import Strategy
 
 logger = logging.getLogger(__name__)
 

@@ -44,8 +44,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
-from fedctr.privacy.audit.one_shot import canary_direction, cosines
-from fedctr.server.platform.errors import PlatformError
 from flwr.app import (
     Array,
     ArrayRecord,
@@ -67,6 +65,8 @@ from flwr.serverapp.strategy import (
     Strategy,
 )
 
+from fedctr.privacy.audit.one_shot import canary_direction, cosines
+from fedctr.server.platform.errors import PlatformError
 from fedctr.validate import Checker
 
 logger = logging.getLogger(__name__)

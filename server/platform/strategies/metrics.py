@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 
-from fedctr.privacy.wire import MAX_AGGREGATED
 from flwr.app import MetricRecord, RecordDict
+
+from fedctr.privacy.wire import MAX_AGGREGATED
 
 
 def aggregate_partner_metrics(records: list[RecordDict], weighted_by_key: str) -> MetricRecord:

@@ -13,9 +13,6 @@ from dataclasses import dataclass, fields
 from types import MappingProxyType
 from typing import Any, ClassVar, Generic, TypeVar
 
-from fedctr.privacy.wire import AGGREGATION_WEIGHT
-from fedctr.server.platform.errors import PlatformConfigError
-from fedctr.server.platform.strategies.metrics import aggregate_partner_metrics
 from flwr.serverapp.strategy import (
     FedAdam,
     FedAvg,
@@ -27,6 +24,9 @@ from flwr.serverapp.strategy import (
 )
 
 from fedctr.plugins import Registry, option_names, typed_config
+from fedctr.privacy.wire import AGGREGATION_WEIGHT
+from fedctr.server.platform.errors import PlatformConfigError
+from fedctr.server.platform.strategies.metrics import aggregate_partner_metrics
 from fedctr.validate import Checker
 
 DEFAULT_STRATEGY = "fedavg"

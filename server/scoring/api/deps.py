@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
+
 from fedctr.server.scoring.api.holder import ActiveModel, ModelHolder
 from fedctr.server.scoring.api.metrics import ServiceMetrics
 

@@ -12,12 +12,13 @@ import json
 import logging
 from urllib.parse import parse_qs
 
+from pydantic import ValidationError
+
 from fedctr.server.scoring.api.errors import VALUE_ERRORS, error_items
 from fedctr.server.scoring.api.holder import ModelHolder
 from fedctr.server.scoring.api.metrics import ServiceMetrics
 from fedctr.server.scoring.api.schemas import RequestSchemas
 from fedctr.server.scoring.columnar import ARROW_STREAM, ColumnarBodyError
-from pydantic import ValidationError
 
 log = logging.getLogger("fedctr.serve")
 Reply = tuple[int, bytes]

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from fedctr.server.registry import LoadedModel, load_verified
 from fedctr.server.scoring import BreakerSettings, CircuitBreaker, Scorer
 from fedctr.server.scoring.api.core.config import Settings

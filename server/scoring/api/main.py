@@ -16,6 +16,9 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic import TypeAdapter
+
+from fedctr.errors import FedctrError
 from fedctr.privacy.signing import load_public_key
 from fedctr.server.registry import resolve_version_dir
 from fedctr.server.registry.cli import load_spec_arg
@@ -28,9 +31,6 @@ from fedctr.server.scoring.api.metrics import MetricsMiddleware, ServiceMetrics
 from fedctr.server.scoring.api.reloader import watch_registry
 from fedctr.server.scoring.api.routes import build_score_router, health, metrics, model
 from fedctr.server.scoring.api.schemas import RequestSchemas, build_request_schemas
-from pydantic import TypeAdapter
-
-from fedctr.errors import FedctrError
 
 log = logging.getLogger("fedctr.serve")
 API_PREFIX = "/v1"

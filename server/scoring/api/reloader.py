@@ -14,13 +14,13 @@ from pathlib import Path
 
 import anyio.to_thread
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from fedctr.errors import FedctrError
 from fedctr.server.registry import LATEST_FILE, read_latest
 from fedctr.server.registry.layout import MODELS_DIR
 from fedctr.server.scoring.api.core.config import Settings
 from fedctr.server.scoring.api.holder import ModelHolder, prepare_model
 from fedctr.server.scoring.api.metrics import ServiceMetrics
-
-from fedctr.errors import FedctrError
 
 log = logging.getLogger("fedctr.serve")
 

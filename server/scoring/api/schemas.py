@@ -12,11 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, NotRequired, Required
 
-from fedctr.models.spec import FeatureSpec
-from fedctr.server.scoring.columnar import MAX_CATEGORY_CHARS
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, model_validator
 from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict
+
+from fedctr.models.spec import FeatureSpec
+from fedctr.server.scoring.columnar import MAX_CATEGORY_CHARS
 
 CategoryValue = (
     Annotated[str, StringConstraints(strict=True, max_length=MAX_CATEGORY_CHARS)]

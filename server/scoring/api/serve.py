@@ -18,10 +18,10 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from fedctr.server.scoring.api.core.config import ENV_PREFIX, Settings
 from pydantic import ValidationError
 
 from fedctr.errors import FedctrError
+from fedctr.server.scoring.api.core.config import ENV_PREFIX, Settings
 
 
 def build_serve_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
@@ -117,6 +117,7 @@ def serve(args: argparse.Namespace) -> int:
     """Validate the configuration, then run uvicorn until interrupted."""
     _one_blas_thread(args)
     import uvicorn
+
     from fedctr.server.scoring.api.main import create_app
     from fedctr.server.scoring.api.workers import run_workers
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+
 from fedctr.server.scoring.api.deps import HolderDep
 from fedctr.server.scoring.api.schemas import Health, Readiness
 

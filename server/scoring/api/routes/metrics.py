@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
+
 from fedctr.server.scoring.api.deps import MetricsDep
 
 router = APIRouter(tags=["metrics"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
+
 from fedctr.privacy.card import ModelCard
 from fedctr.server.scoring.api.deps import ActiveModelDep
 from fedctr.server.scoring.api.schemas import ErrorResponse, ModelInfo

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
+
 from fedctr.server.scoring.api.handlers import ScoreHandlers
 from fedctr.server.scoring.api.schemas import (
     BatchScoreResponse,
