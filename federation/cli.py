@@ -98,8 +98,9 @@ def _demo_parser(p: argparse.ArgumentParser) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from fedctr.federation.demo.run import DemoOptions, run_demo
     from rich.console import Console
+
+    from fedctr.federation.demo.run import DemoOptions, run_demo
 
     workdir = args.workdir.resolve()
     _configure_logging(args.verbose, workdir.parent / f"{workdir.name}.log")
@@ -201,13 +202,14 @@ def _federation_audit_parser(p: argparse.ArgumentParser) -> None:
 def _federation_audit(args: argparse.Namespace) -> int:
     import json
 
+    from rich.console import Console
+
     from fedctr.federation.demo.federation_audit import (
         FederationAuditOptions,
         result_table,
         run_federation_audit,
     )
     from fedctr.server.platform.strategies.canary_clients import CanaryConfig
-    from rich.console import Console
 
     opts = FederationAuditOptions(
         workdir=args.workdir.resolve(),

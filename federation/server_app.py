@@ -10,14 +10,15 @@ from __future__ import annotations
 import logging
 import os
 
+from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
+
 from fedctr.federation.config import PlatformConfig, resolve_platform_config
 from fedctr.federation.grid import responsive_grid
 from fedctr.privacy.signing import load_private_key
 from fedctr.server.platform.ledger import PlatformLedger, load_partner_keys
 from fedctr.server.platform.orchestrator import FederationPlan, run_federation
 from fedctr.server.platform.publishing import PublishTarget, publish_outcome
-from flwr.app import Context
-from flwr.serverapp import Grid, ServerApp
 
 logger = logging.getLogger(__name__)
 

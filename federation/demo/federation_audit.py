@@ -22,6 +22,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp.strategy import Strategy
+from rich.table import Table
+
 from fedctr.federation.demo.datasets import synthetic_federation
 from fedctr.federation.demo.run import DemoOptions, build_demo_workspace
 from fedctr.federation.grid import responsive_grid
@@ -35,10 +40,6 @@ from fedctr.server.platform.strategies.canary_clients import (
     CanaryConfig,
     CanaryRecord,
 )
-from flwr.app import Context
-from flwr.serverapp import Grid, ServerApp
-from flwr.serverapp.strategy import Strategy
-from rich.table import Table
 
 logger = logging.getLogger(__name__)
 

@@ -15,6 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from flwr.app import ArrayRecord, ConfigRecord, MetricRecord
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+
 from fedctr.models import CTRModel, FeatureSpec, ModelConfig, build_model
 from fedctr.models.logs.reader import BadRowPolicy, EncodedData, read_partner_log
 from fedctr.privacy import wire as P
@@ -25,9 +29,6 @@ from fedctr.server.platform.rounds import RoundLog
 from fedctr.server.platform.strategies.accountable import AccountableStrategy
 from fedctr.server.platform.strategies.registry import StrategyConfig, build_strategy
 from fedctr.server.platform.strategies.round_timing import TIMING_FILE, RoundTimer
-from flwr.app import ArrayRecord, ConfigRecord, MetricRecord
-from flwr.serverapp import Grid
-from flwr.serverapp.strategy import Strategy
 
 logger = logging.getLogger(__name__)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from fedctr.federation.demo.federation_audit import FederationAuditOptions, run_federation_audit
 from fedctr.server.platform.strategies.canary_clients import CanaryConfig
 
