@@ -95,6 +95,12 @@ def _demo_parser(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--no-serve", action="store_true", help="skip the scoring step")
     p.add_argument("--no-audit", action="store_true", help="skip the audit step")
+    p.add_argument(
+        "--release-gate-canaries",
+        type=int,
+        default=1000,
+        help="canaries of the release gate's empirical audit before publishing (0: no gate)",
+    )
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -125,6 +131,7 @@ def _demo(args: argparse.Namespace) -> int:
         compare_centralized=args.compare_centralized,
         serve=not args.no_serve,
         audit=not args.no_audit,
+        release_gate_canaries=args.release_gate_canaries,
     )
     console = Console(width=max(Console().width, 120))
     console.print(f"(detailed log: {workdir.parent / f'{workdir.name}.log'})")

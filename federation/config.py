@@ -22,6 +22,10 @@ Example ``platform.toml`` (paths relative to the file)::
     name = "deepfm"
     embed_dim = 8
     hidden = [64, 32]
+
+    [release_gate]                 # optional: publish only after a passing empirical audit
+    canaries = 1000                # per declared configuration, one training run each
+    # data = "data/gate.parquet"   # a file the platform holds; default: eval_data
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from fedctr.federation.release_gate import ReleaseGateSettings, release_gate_settings
 from fedctr.models import FeatureSpec, ModelConfig, UnknownModelError, load_spec
 from fedctr.server.platform.errors import PlatformConfigError
 from fedctr.server.platform.orchestrator import FederationPlan
@@ -65,6 +70,7 @@ class PlatformConfig:
     strategy: StrategyConfig
     model: ModelConfig
     seed: int = 0
+    release_gate: ReleaseGateSettings | None = None
 
     def __post_init__(self) -> None:
         Checker(PlatformConfigError, str(self.source)).integer(
@@ -103,7 +109,7 @@ def load_platform_config(path: str | Path) -> PlatformConfig:
     except tomllib.TOMLDecodeError as exc:
         raise PlatformConfigError(f"{source}: not valid TOML: {exc}") from exc
     # [superlink] (address, TLS files) belongs to fedctr.federation.deployment, which reads it.
-    unknown = sorted(set(raw) - {"platform", "federation", "model", "superlink"})
+    unknown = sorted(set(raw) - {"platform", "federation", "model", "superlink", "release_gate"})
     if unknown:
         raise PlatformConfigError(f"{source}: unknown sections {unknown}")
     platform = _table(raw, "platform", source)
@@ -142,6 +148,10 @@ def load_platform_config(path: str | Path) -> PlatformConfig:
     except (UnknownModelError, ValueError, TypeError) as exc:
         raise PlatformConfigError(f"{source}: [model] {exc}") from exc
     eval_data = platform.get("eval_data")
+    eval_path = (base / eval_data).resolve() if eval_data else None
+    gate = release_gate_settings(
+        raw, base=base, default_data=eval_path, check=Checker(PlatformConfigError, str(source))
+    )
     return PlatformConfig(
         source=source,
         run_name=str(platform.get("run_name", "fedctr")),
@@ -151,12 +161,13 @@ def load_platform_config(path: str | Path) -> PlatformConfig:
         signing_key=path_of("signing_key", "keys/platform.key"),
         ledger=path_of("ledger", "ledgers/platform.jsonl"),
         partner_keys=path_of("partner_keys", "partner-keys"),
-        eval_data=(base / eval_data).resolve() if eval_data else None,
+        eval_data=eval_path,
         rounds=federation.get("rounds", 3),
         timeout_s=float(federation.get("timeout_s", 600)),
         strategy=strategy,
         model=model,
         seed=int(platform.get("seed", 0)),
+        release_gate=gate,
     )
 
 

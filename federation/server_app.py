@@ -15,6 +15,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from fedctr.federation.config import PlatformConfig, resolve_platform_config
 from fedctr.federation.grid import responsive_grid
+from fedctr.federation.release_gate import run_release_gate
 from fedctr.privacy.signing import load_private_key
 from fedctr.server.platform.ledger import PlatformLedger, load_partner_keys
 from fedctr.server.platform.orchestrator import FederationPlan, run_federation
@@ -54,14 +55,22 @@ def prepare_run(context: Context) -> tuple[PlatformConfig, FederationPlan, Platf
 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
-    """Train for the configured rounds, publish the signed model, ledger it."""
+    """Train for the configured rounds; with ``[release_gate]``, audit every declared
+    configuration empirically (a refuted claim blocks publication); publish the signed
+    model and ledger it."""
     config, plan, ledger = prepare_run(context)
     outcome = run_federation(responsive_grid(grid), plan, ledger=ledger)
+    audits = None
+    if config.release_gate is not None:
+        audits = run_release_gate(
+            outcome, config.release_gate, spec_path=config.spec_path, ledger=ledger
+        )
     publish_outcome(
         outcome,
         PublishTarget(
             registry=config.registry, signing_key=config.signing_key, ledger=config.ledger
         ),
+        empirical_audits=audits,
     )
 
 

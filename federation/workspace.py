@@ -91,8 +91,13 @@ def create_workspace(
     rounds: int,
     eval_data: Path | None,
     run_name: str = "demo",
+    release_gate_canaries: int | None = None,
 ) -> Workspace:
-    """Create folders, keys and config files for a federation (``root`` must be new)."""
+    """Create folders, keys and config files for a federation (``root`` must be new).
+
+    ``release_gate_canaries``: publish only after a passing empirical audit with that
+    many canaries on ``eval_data`` (``[release_gate]``); None: no gate.
+    """
     if root.exists() and any(root.iterdir()):
         raise FileExistsError(f"{root} exists and is not empty; choose a new --workdir")
     root.mkdir(parents=True, exist_ok=True)
@@ -121,6 +126,11 @@ def create_workspace(
                 },
                 "federation": {"rounds": rounds, **strategy_table},
                 "model": model.to_dict(),
+                **(
+                    {}
+                    if release_gate_canaries is None
+                    else {"release_gate": {"canaries": release_gate_canaries}}
+                ),
             }
         )
     )

@@ -104,6 +104,46 @@ class PartnerProvenance:
 
 
 @dataclass(frozen=True, kw_only=True)
+class EmpiricalAuditStatement:
+    """The release gate's finding for one declared configuration (see
+    :class:`fedctr.privacy.ledger.PlatformEmpiricalAudit`, whose platform-ledger entry
+    ``ledger_entry`` names): an empirical lower bound on epsilon from one canary run on
+    the platform's own data, next to the epsilon claimed for that configuration."""
+
+    partners: tuple[str, ...]
+    model: str
+    dp_implementation: str
+    claimed_epsilon: float
+    lower_bound: float
+    confidence: float
+    canaries: int
+    ledger_entry: str
+
+    def __post_init__(self) -> None:
+        check = _CHECK.at("privacy.empirical_audits[]")
+        if not isinstance(self.partners, list | tuple) or not self.partners:
+            check.fail("partners must be a non-empty list of partner ids")
+        object.__setattr__(self, "partners", tuple(self.partners))
+        for partner in self.partners:
+            check.text(partner, "partners[]", IDENTIFIER)
+        check.text(self.model, "model", IDENTIFIER)
+        check.text(self.dp_implementation, "dp_implementation", IDENTIFIER)
+        check.non_negative(self.claimed_epsilon, "claimed_epsilon")
+        check.non_negative(self.lower_bound, "lower_bound")
+        if not 0 < check.number(self.confidence, "confidence") < 1:
+            check.fail(f"confidence must be in (0, 1), got {self.confidence}")
+        check.integer(self.canaries, "canaries", minimum=2)
+        check.text(self.ledger_entry, "ledger_entry", SHA256_HEX)
+
+    @property
+    def passed(self) -> bool:
+        return self.lower_bound <= self.claimed_epsilon
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "partners": list(self.partners), "passed": self.passed}
+
+
+@dataclass(frozen=True, kw_only=True)
 class ServingGuard:
     """What the circuit breaker compares live traffic with.
 
@@ -157,9 +197,15 @@ class ModelCardFields:
     training: Mapping[str, Any]
     serving: ServingGuard
     fallback: ContextFallback = field(default_factory=ContextFallback)
+    # None: the platform did not run the empirical release gate for this model.
+    empirical_audits: tuple[EmpiricalAuditStatement, ...] | None = None
 
     def __post_init__(self) -> None:
         _CHECK.text(self.run_id, "run_id", IDENTIFIER)
+        if self.empirical_audits is not None:
+            object.__setattr__(self, "empirical_audits", tuple(self.empirical_audits))
+            if not all(isinstance(a, EmpiricalAuditStatement) for a in self.empirical_audits):
+                _CHECK.fail("empirical_audits must be EmpiricalAuditStatement instances")
         _CHECK.integer(self.rounds, "rounds")
         if not isinstance(self.partners, list | tuple):
             _CHECK.fail("privacy.partners must be a list of partner statements")
@@ -277,6 +323,11 @@ class ModelCard(ModelCardFields):
                 "neighbour_relation": self.neighbour_relation,
                 "num_partners": len(self.partners),
                 "partners": [asdict(p) for p in self.partners],
+                **(
+                    {}
+                    if self.empirical_audits is None
+                    else {"empirical_audits": [a.to_json() for a in self.empirical_audits]}
+                ),
             },
             "metrics": copy.deepcopy(self.metrics),
             "training": copy.deepcopy(self.training),
@@ -307,6 +358,15 @@ class ModelCard(ModelCardFields):
         num_partners = _field(privacy, "num_partners", "privacy")
         if _CHECK.integer(num_partners, "privacy.num_partners") != len(partners):
             _CHECK.fail(f"privacy.num_partners is {num_partners} but {len(partners)} are listed")
+        empirical = None
+        if "empirical_audits" in privacy:
+            raw_audits = privacy["empirical_audits"]
+            if not isinstance(raw_audits, list):
+                _CHECK.fail("privacy.empirical_audits must be a list")
+            empirical = tuple(
+                _from_keys(EmpiricalAuditStatement, a, f"privacy.empirical_audits[{i}]")
+                for i, a in enumerate(raw_audits)
+            )
         weights = _section(card, "weights")
         _fixed(weights, "file", "weights", WEIGHTS_FILE)
         _fixed(weights, "format", "weights", WEIGHTS_FORMAT)
@@ -326,6 +386,7 @@ class ModelCard(ModelCardFields):
             model_config=_field(card, "model"),
             neighbour_relation=_field(privacy, "neighbour_relation", "privacy"),
             partners=partners,
+            empirical_audits=empirical,
             metrics=_field(card, "metrics"),
             training=_field(card, "training"),
             serving=_from_keys(ServingGuard, serving, "serving"),
@@ -405,6 +466,7 @@ __all__ = [
     "CardFieldError",
     "CardFormatError",
     "ContextFallback",
+    "EmpiricalAuditStatement",
     "FallbackMethod",
     "ModelCard",
     "ModelCardError",

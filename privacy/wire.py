@@ -155,6 +155,10 @@ NOT_SENT: tuple[WireField, ...] = tuple(
 # Leaf paths of the signed card ("[]" any list item, "*" any subtree). Anything else in
 # a card is undeclared, and the audit reports it as a finding.
 _POST = "post-processing of the aggregated DP updates"
+_GATE = (
+    "release gate: the declared configuration run on the platform's own data with "
+    "canaries (no partner row involved)"
+)
 CARD_FIELDS: tuple[WireField, ...] = tuple(
     WireField(path, "card", cls, why)
     for path, cls, why in (
@@ -179,6 +183,20 @@ CARD_FIELDS: tuple[WireField, ...] = tuple(
         ("privacy.partners[].unit_of_privacy", FieldClass.PUBLIC, "fixed: 'example'"),
         ("privacy.partners[].dp_implementation", FieldClass.PUBLIC, _CONFIG),
         ("privacy.partners[].rounds_contributed", FieldClass.PUBLIC, "rounds aggregated"),
+        *(
+            (f"privacy.empirical_audits[].{key}", FieldClass.PUBLIC, _GATE)
+            for key in (
+                "partners[]",
+                "model",
+                "dp_implementation",
+                "claimed_epsilon",
+                "lower_bound",
+                "confidence",
+                "canaries",
+                "ledger_entry",
+                "passed",
+            )
+        ),
         (
             "metrics.platform_holdout.*",
             FieldClass.DP_RELEASE,

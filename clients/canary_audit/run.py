@@ -75,10 +75,12 @@ from torch import nn
 
 from fedctr.clients.config import PartnerConfig
 from fedctr.clients.node import PartnerNode
+from fedctr.clients.state import PartnerState
 from fedctr.models import CTRModel, FeatureSpec, ModelConfig, build_model, load_spec
 from fedctr.models.layers import FieldEmbedding
 from fedctr.models.logs.reader import EncodedData, read_partner_log
 from fedctr.privacy.audit.one_run import OneRunBound, epsilon_lower_bound
+from fedctr.privacy.budget import DPSGDRound
 from fedctr.privacy.errors import PrivacyError
 from fedctr.privacy.signing import generate_signing_key, save_private_key
 from fedctr.privacy.wire import UNIT_OF_PRIVACY, TrainReply
@@ -177,15 +179,32 @@ class EmpiricalAuditResult:
 
 
 class _AuditNode(PartnerNode):
-    """The partner's node with its rows (real + included canaries) held in memory."""
+    """The partner's node with its rows (real + included canaries) held in memory.
 
-    def __init__(self, config: PartnerConfig, rows: EncodedData) -> None:
+    With ``mechanisms`` (one declared DP-SGD round per round) it runs exactly those
+    instead of calibrating its own: the release gate audits the configuration partners
+    declared, which their own calibration chose. Everything after the calibration
+    (budget check, sampling, clipping, noise, accounting, ledger) is the node's own.
+    """
+
+    def __init__(
+        self,
+        config: PartnerConfig,
+        rows: EncodedData,
+        mechanisms: Sequence[DPSGDRound] | None = None,
+    ) -> None:
         super().__init__(config)
         empty = rows.take(np.zeros(0, dtype=np.int64))
         self._rows = (rows, empty)
+        self._mechanisms = None if mechanisms is None else tuple(mechanisms)
 
     def splits(self) -> tuple[EncodedData, EncodedData]:
         return self._rows
+
+    def plan_release(self, state: PartnerState, num_examples: int) -> DPSGDRound:
+        if self._mechanisms is None:
+            return super().plan_release(state, num_examples)
+        return self._mechanisms[len(state.rounds)]
 
 
 def make_canaries(
@@ -311,6 +330,7 @@ def run_empirical_audit(
     confidence: float = AUDIT_CONFIDENCE,
     training_seed: int | None = None,
     work_dir: Path | None = None,
+    mechanisms: Sequence[DPSGDRound] | None = None,
 ) -> EmpiricalAuditResult:
     """Audit ``config``'s training path with ``canaries`` canaries in one run.
 
@@ -321,7 +341,9 @@ def run_empirical_audit(
     and their membership. ``training_seed`` makes noise and sampling reproducible
     (tests only: a known key makes the noise known); by default the node draws fresh
     CSPRNG keys as in production. ``work_dir`` holds the throw-away key, ledger and
-    state (default: a temporary directory, removed afterwards).
+    state (default: a temporary directory, removed afterwards). ``mechanisms``: run
+    exactly these declared DP-SGD rounds (one per round; ``rounds`` defaults to their
+    number) instead of the node's calibration (the platform's release gate).
     """
     started = time.perf_counter()
     if not config.privacy.enabled:
@@ -331,7 +353,12 @@ def run_empirical_audit(
     privacy = config.privacy
     if implementation is not None:
         privacy = replace(privacy, dp_implementation=implementation)
-    rounds = privacy.planned_rounds if rounds is None else rounds
+    if rounds is None:
+        rounds = privacy.planned_rounds if mechanisms is None else len(mechanisms)
+    if mechanisms is not None and len(mechanisms) != rounds:
+        raise EmpiricalAuditError(
+            f"{len(mechanisms)} declared mechanisms for {rounds} rounds: give one per round"
+        )
     Checker(EmpiricalAuditError).integer(rounds, "rounds", minimum=1)
     if rounds > privacy.planned_rounds:
         raise EmpiricalAuditError(
@@ -355,7 +382,7 @@ def run_empirical_audit(
             ledger=base / "ledger.jsonl",
             privacy=privacy,
         )
-        node = _AuditNode(audit_config, train_rows)
+        node = _AuditNode(audit_config, train_rows, mechanisms)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             weights = {

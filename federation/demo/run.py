@@ -63,6 +63,9 @@ class DemoOptions:
     compare_centralized: bool = False
     serve: bool = True
     audit: bool = True
+    # The release gate's canaries (0: no gate): publishing needs a passing one-run
+    # empirical audit of every declared configuration, on the platform's test file.
+    release_gate_canaries: int = 1000
 
 
 def _federation_data(opts: DemoOptions) -> FederationData:
@@ -108,6 +111,11 @@ def build_demo_workspace(opts: DemoOptions, data: FederationData) -> Workspace:
         strategy=strategy_config(opts.strategy, min_partners=opts.min_partners),
         rounds=opts.rounds,
         eval_data=data.eval_data,
+        release_gate_canaries=(
+            opts.release_gate_canaries
+            if opts.release_gate_canaries > 0 and data.eval_data is not None
+            else None
+        ),
     )
 
 

@@ -19,8 +19,15 @@ from fedctr.privacy.errors import InvalidPrivacyParameter
 from fedctr.privacy.ledger.errors import LedgerEntryInvalid
 from fedctr.validate import IDENTIFIER, SHA256_HEX, Checker
 
-EntryKind = Literal["partner-release", "platform-report", "platform-publish"]
-ENTRY_KINDS: tuple[str, ...] = ("partner-release", "platform-report", "platform-publish")
+EntryKind = Literal[
+    "partner-release", "platform-report", "platform-publish", "platform-empirical-audit"
+]
+ENTRY_KINDS: tuple[str, ...] = (
+    "partner-release",
+    "platform-report",
+    "platform-publish",
+    "platform-empirical-audit",
+)
 UNIT_OF_PRIVACY = "example"
 
 _TEXT = re.compile(r"[\x20-\x7e]{1,128}")
@@ -319,13 +326,161 @@ class PlatformPublish:
         return cls(**_publish_values(data))
 
 
+def _number_list(value: Any, name: str, *, integers: bool = False) -> tuple[Any, ...]:
+    if not isinstance(value, list | tuple) or not value:
+        raise LedgerEntryInvalid(f"{name} must be a non-empty list")
+    check = _CHECK.integer if integers else _CHECK.number
+    return tuple(check(v, f"{name}[]") for v in value)
+
+
+def _histogram(data: Any) -> ScoreHistogram:
+    data = _fields(data, "histogram", frozenset({"edges", "included", "excluded"}))
+    return ScoreHistogram(
+        edges=_number_list(data["edges"], "histogram.edges"),
+        included=_number_list(data["included"], "histogram.included", integers=True),
+        excluded=_number_list(data["excluded"], "histogram.excluded", integers=True),
+    )
+
+
+@dataclass(frozen=True)
+class ScoreHistogram:
+    """Canary scores in bins: how many included (trained on) and excluded canaries fell
+    in each; the report plots the two distributions from it."""
+
+    edges: tuple[float, ...]
+    included: tuple[int, ...]
+    excluded: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        bins = len(self.edges) - 1
+        if bins < 1 or len(self.included) != bins or len(self.excluded) != bins:
+            raise LedgerEntryInvalid("histogram: counts must have one fewer entry than edges")
+        if any(b <= a for a, b in zip(self.edges, self.edges[1:], strict=False)):
+            raise LedgerEntryInvalid("histogram: edges must increase")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "edges": list(self.edges),
+            "included": list(self.included),
+            "excluded": list(self.excluded),
+        }
+
+
+def _empirical_values(data: Any) -> dict[str, Any]:
+    data = _fields(data, "platform-empirical-audit", _EMPIRICAL_KEYS)
+    if data["unit_of_privacy"] != UNIT_OF_PRIVACY:
+        raise LedgerEntryInvalid(f"unit_of_privacy must be {UNIT_OF_PRIVACY!r}")
+    mechanisms = data["mechanisms"]
+    if not isinstance(mechanisms, list | tuple) or not mechanisms:
+        raise LedgerEntryInvalid("mechanisms must be a non-empty list (one per round)")
+    partners = data["partners"]
+    if not isinstance(partners, list | tuple) or not partners:
+        raise LedgerEntryInvalid("partners must be a non-empty list of partner ids")
+    confidence = _CHECK.number(data["confidence"], "confidence")
+    if not 0 < confidence < 1:
+        raise LedgerEntryInvalid(f"confidence must be in (0, 1), got {confidence}")
+    canaries = _CHECK.integer(data["canaries"], "canaries", minimum=2)
+    guesses = _CHECK.integer(data["guesses"], "guesses", minimum=0)
+    correct = _CHECK.integer(data["correct"], "correct", minimum=0)
+    if not correct <= guesses <= canaries:
+        raise LedgerEntryInvalid("correct <= guesses <= canaries must hold")
+    return {
+        "run_id": ident(data["run_id"], "run_id"),
+        "partners": tuple(ident(p, "partners[]") for p in partners),
+        "model": ident(data["model"], "model"),
+        "dp_implementation": _CHECK.text(data["dp_implementation"], "dp_implementation", _TEXT),
+        "accountant": _CHECK.choice(data["accountant"], "accountant", ACCOUNTANT_KINDS),
+        "unit_of_privacy": UNIT_OF_PRIVACY,
+        "mechanisms": tuple(parse_mechanism(m) for m in mechanisms),
+        "delta": _delta(data),
+        "claimed_epsilon": _epsilon(data, "claimed_epsilon"),
+        "lower_bound": _epsilon(data, "lower_bound"),
+        "confidence": confidence,
+        "canaries": canaries,
+        "guesses": guesses,
+        "correct": correct,
+        "data_sha256": _hash(data, "data_sha256"),
+        "histogram": _histogram(data["histogram"]),
+    }
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlatformEmpiricalAudit:
+    """One empirical audit the platform ran before publishing (the release gate).
+
+    The configuration a set of ``partners`` declared (``model``, ``dp_implementation``,
+    ``accountant`` and the per-round ``mechanisms``) was run through the partner
+    node's real training path, on the platform's *own* data (``data_sha256``: the file
+    it audited with) with ``canaries`` canaries, one run (Steinke, Nasr & Jagielski
+    2023). ``lower_bound`` is the empirical epsilon at ``confidence``; ``passed`` iff
+    it does not exceed ``claimed_epsilon``, the accountant's epsilon for those
+    mechanisms at ``delta``. A failed audit blocks the publication and stays here,
+    signed, for the auditor.
+    """
+
+    KIND: ClassVar[EntryKind] = "platform-empirical-audit"
+
+    run_id: str
+    partners: tuple[str, ...]
+    model: str
+    dp_implementation: str
+    accountant: AccountantKind
+    unit_of_privacy: Literal["example"]
+    mechanisms: tuple[DPSGDRound, ...]
+    delta: float
+    claimed_epsilon: float
+    lower_bound: float
+    confidence: float
+    canaries: int
+    guesses: int
+    correct: int
+    data_sha256: str
+    histogram: ScoreHistogram
+
+    def __post_init__(self) -> None:
+        _validate(self, _empirical_values)
+
+    @property
+    def passed(self) -> bool:
+        """True unless the canaries refute the claimed epsilon at ``confidence``."""
+        return self.lower_bound <= self.claimed_epsilon
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "partners": list(self.partners),
+            "model": self.model,
+            "dp_implementation": self.dp_implementation,
+            "accountant": self.accountant,
+            "unit_of_privacy": self.unit_of_privacy,
+            "mechanisms": [mechanism_dict(m) for m in self.mechanisms],
+            "delta": self.delta,
+            "claimed_epsilon": self.claimed_epsilon,
+            "lower_bound": self.lower_bound,
+            "confidence": self.confidence,
+            "canaries": self.canaries,
+            "guesses": self.guesses,
+            "correct": self.correct,
+            "data_sha256": self.data_sha256,
+            "histogram": self.histogram.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> PlatformEmpiricalAudit:
+        return cls(**_empirical_values(data))
+
+
 _RELEASE_KEYS = frozenset(f.name for f in fields(PartnerRelease))
 _REPORT_KEYS = frozenset(f.name for f in fields(PlatformReport))
 _PUBLISH_KEYS = frozenset(f.name for f in fields(PlatformPublish))
+_EMPIRICAL_KEYS = frozenset(f.name for f in fields(PlatformEmpiricalAudit))
 
-LedgerBody = PartnerRelease | PlatformReport | PlatformPublish
-BODY_TYPES: Mapping[str, type[PartnerRelease] | type[PlatformReport] | type[PlatformPublish]] = (
-    MappingProxyType({cls.KIND: cls for cls in (PartnerRelease, PlatformReport, PlatformPublish)})
+LedgerBody = PartnerRelease | PlatformReport | PlatformPublish | PlatformEmpiricalAudit
+BODY_TYPES: Mapping[str, type[LedgerBody]] = MappingProxyType(
+    {
+        cls.KIND: cls
+        for cls in (PartnerRelease, PlatformReport, PlatformPublish, PlatformEmpiricalAudit)
+    }
 )
 
 
@@ -347,8 +502,10 @@ __all__ = [
     "EntryKind",
     "LedgerBody",
     "PartnerRelease",
+    "PlatformEmpiricalAudit",
     "PlatformPublish",
     "PlatformReport",
+    "ScoreHistogram",
     "ident",
     "mechanism_dict",
     "parse_body",

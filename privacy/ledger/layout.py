@@ -2,7 +2,7 @@
 
 Directory convention shared by the nodes, the platform and ``fedctr audit``::
 
-    ledgers/platform.jsonl        the platform's ledger (reports + publishes)
+    ledgers/platform.jsonl        the platform's ledger (reports, publishes, release-gate audits)
     ledgers/<partner_id>.jsonl    one per partner (its releases)
     keys/platform.pub             Ed25519 public keys, SubjectPublicKeyInfo PEM
     keys/<partner_id>.pub
@@ -20,7 +20,11 @@ from fedctr.privacy.ledger.bodies import EntryKind, ident
 PLATFORM_OWNER = "platform"
 LEDGER_SUFFIX = ".jsonl"
 PUBLIC_KEY_SUFFIX = ".pub"
-PLATFORM_KINDS: tuple[EntryKind, ...] = ("platform-report", "platform-publish")
+PLATFORM_KINDS: tuple[EntryKind, ...] = (
+    "platform-report",
+    "platform-publish",
+    "platform-empirical-audit",
+)
 PARTNER_KINDS: tuple[EntryKind, ...] = ("partner-release",)
 
 

@@ -31,6 +31,7 @@ from fedctr.durable import fsync_dir
 from fedctr.privacy.ledger.bodies import (
     LedgerBody,
     PartnerRelease,
+    PlatformEmpiricalAudit,
     PlatformPublish,
     PlatformReport,
     ident,
@@ -51,7 +52,7 @@ from fedctr.privacy.ledger.verify import verify_chain
 logger = logging.getLogger(__name__)
 
 TORN_SUFFIX = ".torn"
-_BODY_TYPES = (PartnerRelease, PlatformReport, PlatformPublish)
+_BODY_TYPES = (PartnerRelease, PlatformReport, PlatformPublish, PlatformEmpiricalAudit)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -109,11 +110,16 @@ def repair_torn_tail(path: str | Path) -> TornTail | None:
 
 
 def _round_key(body: LedgerBody) -> tuple[str, ...]:
-    """At most one entry per key: a release per round, a report per partner and round."""
+    """At most one entry per key: a release per round, a report per partner and round,
+    a release-gate audit per run and partner set."""
     if isinstance(body, PartnerRelease):
         return (body.KIND, body.run_id, str(body.round))
     if isinstance(body, PlatformReport):
         return (body.KIND, body.run_id, str(body.round), body.partner_id)
+    if isinstance(body, PlatformEmpiricalAudit):
+        # One audit per configuration of a run: a platform cannot re-run a failed audit
+        # of the same run until one passes and keep only that one.
+        return (body.KIND, body.run_id, *body.partners)
     return (body.KIND, body.model_version)
 
 

@@ -21,6 +21,7 @@ from fedctr.privacy.ledger import (
     Ledger,
     LedgerError,
     PartnerRelease,
+    PlatformEmpiricalAudit,
     PlatformPublish,
     PlatformReport,
     verify_entry,
@@ -144,6 +145,11 @@ class PlatformLedger:
                 )
                 written += 1
         return written
+
+    def record_empirical_audit(self, audit: PlatformEmpiricalAudit) -> str:
+        """Append the release gate's audit (passed or not); return the entry's hash."""
+        with Ledger.open(self.path, signing_key=self._key, owner=PLATFORM_OWNER) as ledger:
+            return ledger.append(audit).hash
 
     def record_publish(
         self, *, run_id: str, published: PublishedModel, rounds: int, partners: tuple[str, ...]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fedctr.privacy.card import EmpiricalAuditStatement
 from fedctr.privacy.signing import load_private_key
 from fedctr.server.platform.checkpoint import write_json
 from fedctr.server.platform.errors import NotEnoughPartnersError, PlatformError
@@ -90,8 +91,14 @@ def _finite(d: dict[str, float]) -> dict[str, float]:
     return {k: v for k, v in d.items() if isinstance(v, int | float) and math.isfinite(v)}
 
 
-def build_card_fields(outcome: FederationOutcome) -> ModelCardFields:
-    """The card's fields: only what ``fedctr.privacy.wire.CARD_FIELDS`` declares."""
+def build_card_fields(
+    outcome: FederationOutcome,
+    empirical_audits: tuple[EmpiricalAuditStatement, ...] | None = None,
+) -> ModelCardFields:
+    """The card's fields: only what ``fedctr.privacy.wire.CARD_FIELDS`` declares.
+
+    ``empirical_audits``: the release gate's passed audits (None: no gate ran).
+    """
     contributors = outcome.round_log.contributors()
     if not contributors:
         raise NotEnoughPartnersError(
@@ -118,6 +125,7 @@ def build_card_fields(outcome: FederationOutcome) -> ModelCardFields:
         run_id=outcome.plan.run_id,
         rounds=training["rounds_aggregated"],
         partners=partners,
+        empirical_audits=empirical_audits,
         metrics=metrics,
         training=training,
         serving=serving_guard(outcome),
@@ -133,9 +141,24 @@ class PublishTarget:
     ledger: Path
 
 
-def publish_outcome(outcome: FederationOutcome, target: PublishTarget) -> PublishResult:
-    """Sign and publish the final global model; write ``summary.json`` next to the run."""
-    fields = build_card_fields(outcome)
+def publish_outcome(
+    outcome: FederationOutcome,
+    target: PublishTarget,
+    *,
+    empirical_audits: tuple[EmpiricalAuditStatement, ...] | None = None,
+) -> PublishResult:
+    """Sign and publish the final global model; write ``summary.json`` next to the run.
+
+    ``empirical_audits``: what the release gate found (it refuses to publish a failed
+    audit; a statement that did not pass is refused here too).
+    """
+    failed = [a for a in empirical_audits or () if not a.passed]
+    if failed:
+        raise PlatformError(
+            f"run {outcome.plan.run_id}: an empirical audit refuted a claimed epsilon "
+            f"(partners {[list(a.partners) for a in failed]}); the model is not published"
+        )
+    fields = build_card_fields(outcome, empirical_audits)
     signing_key = load_private_key(target.signing_key)
     published = publish_model(
         registry_dir=target.registry,

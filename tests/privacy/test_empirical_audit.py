@@ -31,12 +31,10 @@ import json
 import logging
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 import scipy.stats
-import torch
 
 from fedctr.clients.canary_audit.run import (
     EmpiricalAuditError,
@@ -56,9 +54,10 @@ from fedctr.privacy.audit.one_run import (
     max_epsilon_lower_bound,
     one_run_p_value,
 )
-from fedctr.privacy.dpsgd import FedctrSparse, available_implementations, register_implementation
-from fedctr.privacy.dpsgd.base import PrivateTraining
 from fedctr.privacy.errors import InvalidPrivacyParameter, PrivacyError
+from tests.support.broken_dpsgd import BROKEN, register_broken_implementations
+
+register_broken_implementations()
 
 # ---------------------------------------------------------------------------------------
 # Golden values from google-deepmind/jax_privacy, jax_privacy/auditing.py at commit
@@ -206,81 +205,6 @@ def test_privacy_parameters_have_no_defaults_and_are_checked():
         epsilon_lower_bound_from_counts(m=10, guesses=5, correct=6, confidence=0.95, delta=0)
     assert issubclass(CanaryScoreError, PrivacyError)
 
-
-# ---------------------------------------------------------------------------------------
-# Broken DP-SGD, for the power tests only. Each keeps the accounting as declared (the
-# accountant is stepped with the noise multiplier the node approved) and breaks what the
-# optimizer does, through the public DPOptimizer attributes of the returned PrivateTraining.
-
-
-def _declared_accounting(engine: Any, private: PrivateTraining, kw: dict[str, Any]) -> None:
-    sigma, rate = kw["noise_multiplier"], kw["sample_rate"]
-
-    def hook(_optimizer: Any) -> None:
-        engine.accountant.step(noise_multiplier=sigma, sample_rate=rate)
-
-    private.optimizer.attach_step_hook(hook)
-
-
-class _Broken(FedctrSparse):
-    def make_private(self, engine: Any, **kw: Any) -> PrivateTraining:
-        private = super().make_private(engine, **kw)
-        _declared_accounting(engine, private, kw)
-        self.corrupt(private.optimizer, kw)
-        return private
-
-    def corrupt(self, optimizer: Any, kw: dict[str, Any]) -> None:
-        raise NotImplementedError
-
-
-class _NoNoise(_Broken):
-    def corrupt(self, optimizer: Any, kw: dict[str, Any]) -> None:
-        optimizer.noise_multiplier = 0.0
-
-
-class _TenthNoise(_Broken):
-    def corrupt(self, optimizer: Any, kw: dict[str, Any]) -> None:
-        optimizer.noise_multiplier = kw["noise_multiplier"] * 0.1
-
-
-class _NoClipping(_Broken):
-    """Clipping threshold x 1e6 and noise multiplier / 1e6: noise std is still sigma C."""
-
-    def corrupt(self, optimizer: Any, kw: dict[str, Any]) -> None:
-        optimizer.max_grad_norm = kw["max_grad_norm"] * 1e6
-        optimizer.noise_multiplier = kw["noise_multiplier"] / 1e6
-
-
-class _DenseNoiseOnly(_Broken):
-    """Noise of the right scale on the nn.Linear parameters; none on embedding tables."""
-
-    def corrupt(self, optimizer: Any, kw: dict[str, Any]) -> None:
-        std = kw["noise_multiplier"] * kw["max_grad_norm"] / kw["expected_batch_size"]
-        tables = {id(m.weight) for m in kw["module"].modules() if isinstance(m, torch.nn.Embedding)}
-        noisy = [p for p in kw["module"].parameters() if id(p) not in tables]
-        generator = torch.Generator().manual_seed(0)
-        optimizer.noise_multiplier = 0.0
-        clip_and_sum = optimizer.pre_step
-
-        def pre_step(closure: Any = None) -> bool:
-            done = clip_and_sum(closure)
-            with torch.no_grad():
-                for p in noisy:
-                    p.grad.add_(torch.randn(p.shape, generator=generator) * std)
-            return done
-
-        optimizer.pre_step = pre_step
-
-
-BROKEN = {
-    "broken-sigma0": _NoNoise,
-    "broken-sigma-tenth": _TenthNoise,
-    "broken-no-clipping": _NoClipping,
-    "broken-dense-noise-only": _DenseNoiseOnly,
-}
-for _name, _cls in BROKEN.items():
-    if _name not in available_implementations():
-        register_implementation(_name)(_cls)
 
 # ---------------------------------------------------------------------------------------
 # The audited partner.
