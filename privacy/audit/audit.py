@@ -1,4 +1,5 @@
-"""``run_audit``: verify every ledger, cross-check them and the cards, recompute epsilon.
+"""``run_audit``: verify every ledger, cross-check them and the cards, recompute epsilon,
+and check the release gate's empirical audits (:mod:`fedctr.privacy.audit.empirical`).
 
 Every card leaf and every ledger body is also held against the wire contract
 (:mod:`fedctr.privacy.wire`): an undeclared card value is an ``undeclared-card-field``
@@ -23,6 +24,7 @@ from fedctr.privacy.audit.cross_checks import (
     check_reports,
     lineage,
 )
+from fedctr.privacy.audit.empirical import check_card_audits, check_empirical_audits
 from fedctr.privacy.audit.loading import LoadedLedger, Recorded, load_cards, load_ledger
 from fedctr.privacy.audit.partner_checks import check_partner
 from fedctr.privacy.audit.result import AuditResult, PartnerSummary
@@ -31,6 +33,7 @@ from fedctr.privacy.ledger import (
     PLATFORM_OWNER,
     Finding,
     PartnerRelease,
+    PlatformEmpiricalAudit,
     PlatformPublish,
     PlatformReport,
 )
@@ -60,7 +63,7 @@ def run_audit(
     partner_ledgers, partner_keys
         Ledger file and Ed25519 public key of each partner, by partner id.
     platform_ledger, platform_key
-        The platform's ledger (reports and publishes) and its public key.
+        The platform's ledger (reports, publishes, release-gate audits) and its public key.
     model_cards
         Version directories of published models (each with ``card.json``).
     card_verifier
@@ -117,6 +120,10 @@ def run_audit(
     findings += card_findings
     more, matched = check_cards(cards, publishes, reports, releases)
     findings += more
+    gate: list[Recorded[PlatformEmpiricalAudit]] = _of(platform, PlatformEmpiricalAudit)
+    empirical, gate_findings = check_empirical_audits(gate, reports, publishes, tolerance=tolerance)
+    findings += gate_findings
+    findings += check_card_audits(cards, gate)
 
     result = AuditResult(
         findings=tuple(withhold_undeclared(f) for f in findings),
@@ -124,6 +131,7 @@ def run_audit(
         lineage=tuple(lineage(publishes, reports, matched)),
         inputs=(platform.input, *(p.input for p in partners.values()), *card_inputs),
         tolerance=float(tolerance),
+        empirical_audits=tuple(empirical),
     )
     logger.info(
         "audit %s: %d partner ledgers, %d models, %d findings",

@@ -44,6 +44,10 @@ class CardClaims:
     card: ModelCard
     card_sha256: str
     weights_file_sha256: str | None  # of model.safetensors beside the card, if present
+    # The ``passed`` each ``privacy.empirical_audits[]`` item states, as written (None if
+    # absent): the typed card recomputes it, so only the raw card shows a card that
+    # calls a refuted claim passed.
+    empirical_passed: tuple[object, ...] = ()
 
 
 def card_claims(card: Mapping[str, Any], *, source: str, version_dir: Path | None) -> CardClaims:
@@ -57,7 +61,13 @@ def card_claims(card: Mapping[str, Any], *, source: str, version_dir: Path | Non
     weights_file = None if version_dir is None else version_dir / WEIGHTS_FILE
     weights_sha = sha256_file(weights_file) if weights_file and weights_file.is_file() else None
     return CardClaims(
-        source=source, card=parsed, card_sha256=digest, weights_file_sha256=weights_sha
+        source=source,
+        card=parsed,
+        card_sha256=digest,
+        weights_file_sha256=weights_sha,
+        empirical_passed=tuple(
+            item.get("passed") for item in card["privacy"].get("empirical_audits", ())
+        ),
     )
 
 

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from fedctr.privacy.audit.recompute import ReferenceKind
-from fedctr.privacy.ledger import Finding
+from fedctr.privacy.ledger import Finding, PlatformEmpiricalAudit
 
-REPORT_SCHEMA_VERSION = 2  # 2: no row counts; the statement lists the wire contract
+# 2: no row counts; the statement lists the wire contract. 3: empirical_audits.
+REPORT_SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -139,6 +140,48 @@ class LineageRow:
 
 
 @dataclass(frozen=True, kw_only=True)
+class EmpiricalAuditRow:
+    """One release-gate audit of the platform ledger, with what this audit recomputed.
+
+    ``body`` holds the platform's figures; ``independent_rdp``/``independent_pld`` (the
+    claimed epsilon recomputed from its mechanisms) and ``recomputed_bound`` (the lower
+    bound recomputed from its counts; None when the counts cannot give one) are this
+    audit's, so the report can show a flattering figure next to the true one.
+    """
+
+    source: str
+    seq: int
+    entry_hash: str
+    body: PlatformEmpiricalAudit
+    independent_rdp: float
+    independent_pld: float | None
+    reference: ReferenceKind
+    recomputed_bound: float | None
+    findings: tuple[str, ...]  # the codes of the findings about this entry
+
+    @property
+    def tightness(self) -> float | None:
+        """lower bound / claimed epsilon: how much of the claim one run can confirm."""
+        b = self.body
+        return b.lower_bound / b.claimed_epsilon if b.claimed_epsilon > 0 else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.body.to_dict(),
+            "source": self.source,
+            "seq": self.seq,
+            "entry_hash": self.entry_hash,
+            "epsilon_independent_rdp": self.independent_rdp,
+            "epsilon_independent_pld": self.independent_pld,
+            "reference": self.reference,
+            "lower_bound_recomputed": self.recomputed_bound,
+            "tightness": self.tightness,
+            "passed": self.body.passed,
+            "findings": list(self.findings),
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
 class InputFile:
     """One file the audit read, with its hash so the audit can be reproduced."""
 
@@ -165,6 +208,8 @@ class AuditResult:
     lineage: tuple[LineageRow, ...]
     inputs: tuple[InputFile, ...]
     tolerance: float
+    # The release gate's audits in the platform ledger; empty when no gate ran.
+    empirical_audits: tuple[EmpiricalAuditRow, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -184,12 +229,14 @@ class AuditResult:
             "partners": [p.to_dict() for p in self.partners],
             "lineage": [m.to_dict() for m in self.lineage],
             "inputs": [i.to_dict() for i in self.inputs],
+            "empirical_audits": [a.to_dict() for a in self.empirical_audits],
         }
 
 
 __all__ = [
     "REPORT_SCHEMA_VERSION",
     "AuditResult",
+    "EmpiricalAuditRow",
     "EpsilonRow",
     "InputFile",
     "LineageRow",

@@ -48,6 +48,15 @@ class FindingCode(StrEnum):
     CARD_MISMATCH = "card-mismatch"
     CARD_EPSILON_MISMATCH = "card-epsilon-mismatch"
     PUBLISH_MISMATCH = "publish-mismatch"
+    # the release gate's empirical audits (platform-empirical-audit entries) and the
+    # card's privacy.empirical_audits[] statements of them
+    EMPIRICAL_CLAIM_REFUTED = "empirical-claim-refuted"
+    EMPIRICAL_EPSILON_MISMATCH = "empirical-epsilon-mismatch"
+    EMPIRICAL_BOUND_MISMATCH = "empirical-bound-mismatch"
+    EMPIRICAL_CONFIG_MISMATCH = "empirical-config-mismatch"
+    EMPIRICAL_REFUTED_PUBLISHED = "empirical-refuted-published"
+    CARD_EMPIRICAL_UNBACKED = "card-empirical-unbacked"
+    CARD_EMPIRICAL_MISMATCH = "card-empirical-mismatch"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -163,7 +163,7 @@ def test_json_report_is_machine_readable(understating, tmp_path):
     assert release["epsilon_claimed"] < release["epsilon_independent_pld"]
     assert release["reference"] == "pld"
     assert report["privacy_statement"]["unit_of_privacy"].startswith("one example")
-    assert report["schema_version"] == 2
+    assert report["schema_version"] == 3
     assert "num_examples" not in release and "num_examples" not in json.dumps(report)
     assert {i["role"] for i in report["inputs"]} == {
         "platform-ledger",

@@ -20,14 +20,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fedctr.privacy.accounting import PartnerAccountant
+from fedctr.privacy.audit.one_run import epsilon_lower_bound
 from fedctr.privacy.budget import AccountantKind, DPSGDRound, PrivacyBudget
 from fedctr.privacy.card import (
     CARD_FILE,
     SIGNATURE_FILE,
     WEIGHTS_FILE,
+    EmpiricalAuditStatement,
     ModelCard,
     PartnerProvenance,
     ServingGuard,
@@ -37,12 +40,14 @@ from fedctr.privacy.ledger import (
     Entry,
     Ledger,
     PartnerRelease,
+    PlatformEmpiricalAudit,
     PlatformPublish,
     PlatformReport,
     ledger_file,
     public_key_file,
     verify_entry,
 )
+from fedctr.privacy.ledger.bodies import ScoreHistogram
 from fedctr.privacy.signing import (
     canonical_json,
     generate_signing_key,
@@ -64,6 +69,72 @@ class SyntheticPartner:
     accountant: AccountantKind = "rdp"
     max_grad_norm: float = 1.0
     epsilon_scale: float = 1.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyntheticGate:
+    """One release-gate audit of the configuration the first of ``partners`` declared.
+
+    No training: canary scores are drawn, N(``signal``, 1) for included canaries and
+    N(0, 1) for excluded ones, and bounded by the real one-run procedure
+    (:func:`epsilon_lower_bound`, default guess grid). ``signal`` 0 is a correct DP-SGD
+    (nothing to see), a large one a broken one. ``stated_bound`` and ``claim_scale``
+    build a platform that writes a flattering bound or an inflated claim.
+    """
+
+    partners: tuple[str, ...]
+    signal: float = 0.0
+    canaries: int = 1000
+    confidence: float = 0.95
+    seed: int = 0
+    stated_bound: float | None = None
+    claim_scale: float = 1.0
+
+
+def _histogram(scores: np.ndarray, included: np.ndarray, bins: int = 20) -> ScoreHistogram:
+    edges = np.linspace(scores.min(), scores.max(), bins + 1)
+    return ScoreHistogram(
+        edges=tuple(float(e) for e in edges),
+        included=tuple(int(c) for c in np.histogram(scores[included], edges)[0]),
+        excluded=tuple(int(c) for c in np.histogram(scores[~included], edges)[0]),
+    )
+
+
+def _gate_entry(
+    gate: SyntheticGate, run_id: str, partner: SyntheticPartner, rounds: int
+) -> PlatformEmpiricalAudit:
+    """What the release gate signs for ``gate``, as ``federation.release_gate`` does."""
+    rng = np.random.default_rng(gate.seed)
+    included = rng.random(gate.canaries) < 0.5
+    scores = rng.normal(size=gate.canaries) + gate.signal * included
+    delta = partner.budget.delta
+    bound = epsilon_lower_bound(scores, included, confidence=gate.confidence, delta=delta)
+    history = [(partner.noise_multiplier, partner.sample_rate, partner.steps_per_round)] * rounds
+    claimed = PartnerAccountant(kind=partner.accountant, history=history).epsilon(delta)
+    mechanism = DPSGDRound(
+        noise_multiplier=partner.noise_multiplier,
+        sample_rate=partner.sample_rate,
+        steps=partner.steps_per_round,
+        max_grad_norm=partner.max_grad_norm,
+    )
+    return PlatformEmpiricalAudit(
+        run_id=run_id,
+        partners=gate.partners,
+        model="lr",
+        dp_implementation="opacus-ghost",
+        accountant=partner.accountant,
+        unit_of_privacy="example",
+        mechanisms=(mechanism,) * rounds,
+        delta=delta,
+        claimed_epsilon=claimed * gate.claim_scale,
+        lower_bound=bound.epsilon if gate.stated_bound is None else gate.stated_bound,
+        confidence=bound.confidence,
+        canaries=gate.canaries,
+        guesses=bound.guesses,
+        correct=bound.correct,
+        data_sha256=_sha(f"{run_id}/platform-data"),
+        histogram=_histogram(scores, included),
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,11 +166,15 @@ def write_synthetic_run(
     run_id: str = "run-0001",
     model_version: str = "v0001",
     edit_card: Callable[[dict[str, Any]], None] | None = None,
+    gates: Sequence[SyntheticGate] | None = None,
 ) -> SyntheticRun:
     """Write ``ledgers/``, ``keys/`` and ``registry/`` under ``root`` for one run.
 
     ``edit_card`` changes the card before the platform signs, publishes and records it
     (e.g. a platform that publishes a value the wire contract does not declare).
+    ``gates``: release-gate audits the platform signs before publishing (None: no gate
+    ran); the card states the passed ones. A refuted one is still followed by the
+    publish, as a platform that ignores its gate would do.
     """
     root = Path(root)
     ledgers_dir, keys_dir, registry_dir = root / "ledgers", root / "keys", root / "registry"
@@ -161,6 +236,25 @@ def write_synthetic_run(
                 )
                 last[p.partner_id] = release
 
+        statements: list[EmpiricalAuditStatement] | None = None if gates is None else []
+        by_id = {p.partner_id: p for p in partners}
+        for gate in gates or ():
+            body = _gate_entry(gate, run_id, by_id[gate.partners[0]], rounds)
+            entry = platform.append(body)
+            if body.passed and statements is not None:
+                statements.append(
+                    EmpiricalAuditStatement(
+                        partners=body.partners,
+                        model=body.model,
+                        dp_implementation=body.dp_implementation,
+                        claimed_epsilon=body.claimed_epsilon,
+                        lower_bound=body.lower_bound,
+                        confidence=body.confidence,
+                        canaries=body.canaries,
+                        ledger_entry=entry.hash,
+                    )
+                )
+
         weights = hashlib.sha256(f"{run_id}/weights".encode()).digest() * 64
         weights_sha = hashlib.sha256(weights).hexdigest()
         card_dir = registry_dir / "models" / f"{model_version}-{weights_sha[:12]}"
@@ -171,6 +265,7 @@ def write_synthetic_run(
             weights_sha256=weights_sha,
             releases=[last[p.partner_id] for p in partners],
             platform_key=platform_key,
+            empirical_audits=None if statements is None else tuple(statements),
         )
         if edit_card is not None:
             edit_card(card)
@@ -218,6 +313,7 @@ def _card(
     weights_sha256: str,
     releases: Sequence[PartnerRelease],
     platform_key: Ed25519PrivateKey,
+    empirical_audits: tuple[EmpiricalAuditStatement, ...] | None,
 ) -> dict[str, Any]:
     """The card JSON the platform publishes for these releases (no feature spec: the
     audit does not read it)."""
@@ -242,6 +338,7 @@ def _card(
             )
             for r in releases
         ),
+        empirical_audits=empirical_audits,
         metrics={"platform_holdout": {"auc": 0.7, "logloss": 0.45}},
         training={
             "strategy": "fedavg",
@@ -255,4 +352,4 @@ def _card(
     ).to_json()
 
 
-__all__ = ["SyntheticPartner", "SyntheticRun", "write_synthetic_run"]
+__all__ = ["SyntheticGate", "SyntheticPartner", "SyntheticRun", "write_synthetic_run"]
