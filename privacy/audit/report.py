@@ -16,9 +16,14 @@ from typing import Any
 
 from fedctr.durable import replace_file
 from fedctr.privacy.audit.contract import DeclaredValue
-from fedctr.privacy.audit.plots import epsilon_plot
-from fedctr.privacy.audit.result import AuditResult, EpsilonRow, PartnerSummary
-from fedctr.privacy.audit.statement import PartnerGuarantee, PrivacyStatement, privacy_statement
+from fedctr.privacy.audit.plots import canary_plot, epsilon_plot
+from fedctr.privacy.audit.result import AuditResult, EmpiricalAuditRow, EpsilonRow, PartnerSummary
+from fedctr.privacy.audit.statement import (
+    PartnerGuarantee,
+    PrivacyStatement,
+    mechanisms_text,
+    privacy_statement,
+)
 
 TEMPLATE = "report.html"
 
@@ -162,11 +167,17 @@ def _statement(statement: PrivacyStatement) -> str:
         body = "".join(f"<li><strong>{_e(t)}.</strong> {_e(w)}</li>" for t, w in items)
         return f'<ul class="{cls}">{body}</ul>'
 
+    empirical = "".join(f"<li>{_e(sentence)}</li>" for sentence in statement.empirical_audits)
     return (
         f'<dl class="statement">{general}</dl>'
         f"<h3>Guarantee per partner: its DP releases</h3>"
         f"<ul>{partners or '<li>no releases</li>'}</ul>"
-        "<h3>What may cross a trust boundary (the wire contract, fedctr.privacy.wire)</h3>"
+        + (
+            f'<h3>Empirical audit</h3><ul data-testid="statement-empirical">{empirical}</ul>'
+            if empirical
+            else ""
+        )
+        + "<h3>What may cross a trust boundary (the wire contract, fedctr.privacy.wire)</h3>"
         "<h4>DP releases: covered by the guarantee above</h4>"
         + _contract_table(statement.dp_releases, "contract-dp-releases")
         + "<h4>Public by declaration: functions of configuration, never of the rows</h4>"
@@ -229,6 +240,72 @@ def _epsilon_table(summary: PartnerSummary) -> str:
         ],
         rows,
     )
+
+
+def _audit_status(audit: EmpiricalAuditRow) -> str:
+    verdict = (
+        '<span class="ok">passed</span>'
+        if audit.body.passed
+        else '<span class="bad">REFUTED</span>'
+    )
+    if audit.findings:
+        verdict += ' <span class="bad">' + _e(", ".join(audit.findings)) + "</span>"
+    return verdict
+
+
+def _empirical(result: AuditResult) -> str:
+    """Each release-gate audit: the configuration, the counts, the bound next to the
+    claim with their ratio, and the canary score distributions it came from."""
+    if not result.empirical_audits:
+        return (
+            '<p class="muted" data-testid="no-empirical-audit">No empirical audit was run: '
+            "the platform ledger holds no platform-empirical-audit entry, so nothing here "
+            "checks that the training code delivers the claimed ε.</p>"
+        )
+    rows = []
+    plots = []
+    for i, a in enumerate(result.empirical_audits):
+        b = a.body
+        recomputed = (
+            "" if a.recomputed_bound is None else f" (recomputed {_num(a.recomputed_bound)})"
+        )
+        rows.append(
+            [
+                _td(_e(", ".join(b.partners))),
+                _td(_e(b.model)),
+                _td(_e(b.dp_implementation)),
+                _td(_e(mechanisms_text(a))),
+                _td(b.canaries, num=True),
+                _td(f"{b.correct}/{b.guesses}", num=True),
+                _td(_e(f"{b.lower_bound:.4f} at {b.confidence:.0%}{recomputed}"), num=True),
+                _td(_e(f"{b.claimed_epsilon:.4f} ({b.accountant}, δ={b.delta:g})"), num=True),
+                _td(_num(a.tightness, 3), num=True),
+                _td(_audit_status(a)),
+                _td(_e(f"{a.source} seq {a.seq}")),
+            ]
+        )
+        plots.append(
+            f'<div class="plot-card"><h4>{_e(", ".join(b.partners))} ({_e(b.model)}, '
+            f"{_e(b.dp_implementation)})</h4>{canary_plot(a, testid=f'canary-plot-{i}')}</div>"
+        )
+    table = _table(
+        [
+            "partners",
+            "model",
+            "implementation",
+            "mechanism (σ, q, steps, C)",
+            "canaries",
+            "correct/guesses",
+            "ε lower bound",
+            "ε claimed",
+            "lower/claimed",
+            "result",
+            "ledger entry",
+        ],
+        rows,
+        testid="empirical-table",
+    )
+    return table + f'<div class="plots">{"".join(plots)}</div>'
 
 
 def _lineage(result: AuditResult) -> str:
@@ -324,6 +401,7 @@ def render_html(result: AuditResult, *, generated_at: datetime) -> str:
         statement=_statement(statement),
         plots="".join(f'<div class="plot-card">{epsilon_plot(p)}</div>' for p in result.partners),
         epsilon_tables="".join(_epsilon_table(p) for p in result.partners),
+        empirical=_empirical(result),
         lineage=_lineage(result),
         finding_count=count,
         findings=_findings(result),

@@ -15,7 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from fedctr.privacy.audit.contract import DeclaredValue, declared_values
-from fedctr.privacy.audit.result import AuditResult, EpsilonRow, PartnerSummary
+from fedctr.privacy.audit.result import (
+    AuditResult,
+    EmpiricalAuditRow,
+    EpsilonRow,
+    PartnerSummary,
+)
 from fedctr.privacy.wire import (
     CARD_FIELDS,
     ERROR_REPLY_FIELDS,
@@ -203,6 +208,8 @@ class PrivacyStatement:
     not_sent: tuple[DeclaredValue, ...]
     disclosed_without_dp: tuple[tuple[str, str], ...]
     not_covered: tuple[tuple[str, str], ...]
+    # One sentence per configuration the release gate audited; empty when none was.
+    empirical_audits: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -219,6 +226,7 @@ class PrivacyStatement:
             "not_sent": [v.to_dict() for v in self.not_sent],
             "disclosed_without_dp": [{"topic": t, "why": w} for t, w in self.disclosed_without_dp],
             "not_covered": [{"topic": t, "why": w} for t, w in self.not_covered],
+            "empirical_audits": list(self.empirical_audits),
         }
 
 
@@ -270,6 +278,38 @@ def _guarantee(summary: PartnerSummary) -> PartnerGuarantee | None:
     )
 
 
+def mechanisms_text(audit: EmpiricalAuditRow) -> str:
+    """σ, q, steps and C of an audited configuration; per round only if they vary."""
+    rounds = [
+        f"σ={m.noise_multiplier:g}, q={m.sample_rate:g}, {m.steps} steps, C={m.max_grad_norm:g}"
+        for m in audit.body.mechanisms
+    ]
+    if len(set(rounds)) == 1:
+        return f"{rounds[0]} per round, {len(rounds)} round{'s' if len(rounds) != 1 else ''}"
+    return "; ".join(f"round {i}: {text}" for i, text in enumerate(rounds, start=1))
+
+
+def empirical_sentence(audit: EmpiricalAuditRow) -> str:
+    """One sentence on one gate audit. It says "lower bound from one run" because that
+    is all it is: a small bound does not show the true epsilon is small, and a bound
+    above the claim refutes the claim only at the stated confidence."""
+    b = audit.body
+    outcome = (
+        "which does not refute the claim"
+        if b.passed
+        else "which REFUTES the claim: the training does not deliver it"
+    )
+    return (
+        f"The release gate's one-run canary audit (Steinke, Nasr & Jagielski 2023) of the "
+        f"configuration of {', '.join(b.partners)} ({b.model}, {b.dp_implementation}; "
+        f"{mechanisms_text(audit)}), run once on the platform's own data with {b.canaries} "
+        f"canaries, gives the empirical lower bound ε ≥ {b.lower_bound:.3f} at "
+        f"{b.confidence:.0%} confidence against the claimed ε={b.claimed_epsilon:.3f} "
+        f"(δ={b.delta:g}), {outcome}; it is a lower bound from one run, not an estimate of "
+        "the true ε."
+    )
+
+
 def privacy_statement(result: AuditResult) -> PrivacyStatement:
     """The statement for every partner with at least one release in its ledger."""
     guarantees = [_guarantee(p) for p in result.partners]
@@ -310,6 +350,7 @@ def privacy_statement(result: AuditResult) -> PrivacyStatement:
         not_sent=declared_values(FieldClass.NOT_SENT),
         disclosed_without_dp=DISCLOSED_WITHOUT_DP,
         not_covered=NOT_COVERED,
+        empirical_audits=tuple(empirical_sentence(a) for a in result.empirical_audits),
     )
 
 
@@ -320,5 +361,7 @@ __all__ = [
     "PartnerGuarantee",
     "PrivacyStatement",
     "Release",
+    "empirical_sentence",
+    "mechanisms_text",
     "privacy_statement",
 ]
