@@ -123,6 +123,7 @@ def bad_request_cases(spec: FeatureSpec, *, max_batch_rows: int) -> list[tuple[s
         ("/v1/score", with_(**{cat: " " + "x" * MAX_CATEGORY_CHARS}), cat),  # length counts padding
         ("/v1/score", with_(**{cat: ["a"]}), cat),
         ("/v1/score", with_(**{cat: True}), cat),
+        ("/v1/score", with_(**{cat: "\ud800"}), "body"),  # a lone surrogate is not text
         ("/v1/score", json.dumps({"features": ok, "personalized": "yes"}), "personalized"),
         ("/v1/score", json.dumps({"features": ok, "request_id": "a b"}), "request_id"),
         ("/v1/score", json.dumps({"features": []}), "features"),
