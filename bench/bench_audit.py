@@ -28,6 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--canaries", type=int, default=2000)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
     register_broken_implementations()
 
     with tempfile.TemporaryDirectory(prefix="fedctr-bench-audit-") as tmp:
