@@ -87,3 +87,39 @@ def test_a_user_over_the_declared_bound_is_refused() -> None:
         UserGroups.of(torch.tensor([1, 1, 1, 2]), max_rows=2)
     with pytest.raises(InvalidPrivacyParameter):
         UserGroups.of(torch.tensor([1, 2]), max_rows=0)
+
+
+def test_clipping_per_user_scales_each_users_summed_gradient() -> None:
+    """The clipped sum built from per-row coefficients (each row takes its user's factor)
+    equals sum_u min(1, C / |g_u|) g_u computed user by user: a user's rows are clipped
+    together, never one by one."""
+    from fedctr.privacy.dpsgd.sparse_norms import clip_factors, linear_clipped_sum_
+
+    emb, lin = _model(7)
+    g = torch.Generator().manual_seed(7)
+    n, clip = 11, 0.05
+    idx = torch.randint(1, BUCKETS, (n, FIELDS), generator=g)
+    y = torch.randint(0, 2, (n,), generator=g).float()
+    keys = torch.tensor([1, 1, 1, 2, 2, 3, 4, 4, 4, 4, 5])
+    groups = UserGroups.of(keys, max_rows=4)
+    out, logits, loss = _losses(emb, lin, idx, y)
+    logits.retain_grad()
+    loss.sum().backward()
+    acts = out.detach().reshape(n, 1, -1)
+    back = logits.grad.reshape(n, 1, 1)
+    norms = linear_norm_sq(groups.gather(acts), groups.gather(back), weight=True, bias=True)
+    coeff = groups.spread(clip_factors(norms.sqrt(), clip))
+    weight, bias = torch.zeros_like(lin.weight), torch.zeros_like(lin.bias)
+    linear_clipped_sum_(weight, bias, acts, back, coeff)
+
+    expected_w, expected_b = torch.zeros_like(weight), torch.zeros_like(bias)
+    for key in dict.fromkeys(keys.tolist()):
+        rows = keys == key
+        gw = back[rows, 0].t() @ acts[rows, 0]
+        gb = back[rows, 0].sum(0)
+        norm = torch.sqrt(gw.pow(2).sum() + gb.pow(2).sum())
+        factor = min(1.0, clip / (float(norm) + 1e-6))
+        expected_w += factor * gw
+        expected_b += factor * gb
+    assert torch.allclose(weight, expected_w, rtol=1e-5, atol=1e-8)
+    assert torch.allclose(bias, expected_b, rtol=1e-5, atol=1e-8)
