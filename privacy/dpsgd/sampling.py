@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -65,6 +66,75 @@ class PoissonLoader:
             yield tuple(t.index_select(0, index) for t in tensors)
 
 
+class UserPoissonLoader:
+    """User-level Poisson sampling (issue 14, building block; not wired yet).
+
+    The unit is a person: each of ``steps`` batches includes every *user*
+    independently with probability ``sample_rate``, and with a user all of its
+    *selected* rows. Selection bounds a user's contribution: before the first step,
+    each user keeps at most ``max_rows`` of its rows, the ones with the smallest
+    CSPRNG priorities, so which rows a user keeps depends on that user's rows and fresh
+    randomness only, never on the other users (what the user-level neighbour relation
+    needs). ``users`` is the row -> user id map, local to the partner (salted keys of
+    its user column); it never leaves the node.
+
+    Each batch is the dataset's tensors indexed by the sampled rows, plus, last, the
+    user id of every sampled row (``UserGroups.of`` lays the batch out per user for
+    per-user clipping). An empty batch is yielded like any other.
+    """
+
+    def __init__(
+        self,
+        dataset: TensorDataset,
+        *,
+        users: torch.Tensor,
+        sample_rate: float,
+        steps: int,
+        max_rows: int,
+        rng: SecureRandom,
+    ) -> None:
+        if not isinstance(dataset, TensorDataset) or not dataset.tensors:
+            raise SeamArgumentError("user-level sampling reads a TensorDataset")
+        check_schedule(sample_rate=sample_rate, steps=steps)
+        _CHECK.integer(max_rows, "max_rows", minimum=1)
+        if not isinstance(rng, SecureRandom):
+            raise SeamArgumentError(
+                "user-level sampling draws from a fedctr.privacy.randomness.SecureRandom"
+            )
+        rows = len(dataset.tensors[0])
+        if users.dim() != 1 or len(users) != rows:
+            raise SeamArgumentError(f"users must give one id per row ({rows}), got {users.shape}")
+        self.dataset = dataset
+        self.sample_rate = float(sample_rate)
+        self.steps = steps
+        self.max_rows = max_rows
+        self._rng = rng
+        self.user_ids, user = torch.unique(users, return_inverse=True)
+        priority = np.frombuffer(rng.keystream(8 * rows), dtype=np.uint64)
+        order = np.lexsort((priority, user.numpy()))
+        ordered_user = user[order]
+        starts = torch.ones(rows, dtype=torch.bool)
+        starts[1:] = ordered_user[1:] != ordered_user[:-1]
+        position = torch.arange(rows)
+        rank = position - torch.cummax(torch.where(starts, position, 0), 0).values
+        kept = torch.from_numpy(order)[rank < max_rows]
+        self._rows = kept.sort().values  # the selected rows, in row order
+        self._row_user = user[self._rows]
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        tensors = self.dataset.tensors
+        for _ in range(self.steps):
+            sampled = self._rng.poisson_mask(len(self.user_ids), rate=self.sample_rate)
+            index = self._rows[sampled[self._row_user]]
+            yield (
+                *(t.index_select(0, index) for t in tensors),
+                self.user_ids[self._row_user[sampled[self._row_user]]],
+            )
+
+
 def poisson_loader(
     data_loader: DataLoader, *, sample_rate: float, steps: int, rng: SecureRandom
 ) -> PoissonLoader:
@@ -78,4 +148,4 @@ def check_schedule(*, sample_rate: object, steps: object) -> None:
     _CHECK.integer(steps, "steps")
 
 
-__all__ = ["PoissonLoader", "check_schedule", "poisson_loader"]
+__all__ = ["PoissonLoader", "UserPoissonLoader", "check_schedule", "poisson_loader"]
