@@ -26,7 +26,6 @@ rule :attr:`fedctr.privacy.ledger.PlatformEmpiricalAudit.passed`.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from fedctr.privacy.budget import AccountantKind, DPSGDRound, PrivacyBudget
 from fedctr.privacy.card import EmpiricalAuditStatement
 from fedctr.privacy.ledger import PlatformEmpiricalAudit
 from fedctr.privacy.ledger.bodies import ScoreHistogram
+from fedctr.privacy.signing import sha256_file
 from fedctr.privacy.wire import TrainReply
 from fedctr.server.platform.ledger import PlatformLedger
 from fedctr.server.platform.orchestrator import FederationOutcome
@@ -159,14 +159,6 @@ def score_histogram(result: EmpiricalAuditResult, bins: int = HISTOGRAM_BINS) ->
     )
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def run_release_gate(
     outcome: FederationOutcome,
     settings: ReleaseGateSettings,
@@ -184,7 +176,7 @@ def run_release_gate(
         raise ReleaseGateError(f"release gate: platform data file {settings.data} does not exist")
     if rows is None:
         rows = read_partner_log(settings.data, outcome.plan.spec, policy=BadRowPolicy.SKIP)
-    data_sha256 = _sha256(settings.data)
+    data_sha256 = sha256_file(settings.data)
     statements: list[EmpiricalAuditStatement] = []
     refuted: list[str] = []
     for index, (config, partners) in enumerate(declared_configurations(outcome).items()):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
@@ -97,14 +98,14 @@ def _arrow_problem(path: Path, exc: Exception) -> DataProblem:
     return DataProblem.UNREADABLE_FILE
 
 
-def read_parquet(path: Path, columns: list[str]) -> pa.Table:
+@contextmanager
+def _arrow_errors(path: Path, kind: str) -> Iterator[None]:
+    """Arrow's parse errors and OS errors as :class:`DataFileError` naming the file."""
     try:
-        schema = pq.read_schema(path)
-        require_columns(path, schema.names, columns)
-        return pq.read_table(path, columns=columns)
+        yield
     except pa.ArrowInvalid as exc:
         raise DataFileError(
-            f"{path}: cannot parse the file as parquet: {exc}",
+            f"{path}: cannot parse the file as {kind}: {exc}",
             file=str(path),
             problem=_arrow_problem(path, exc),
         ) from exc
@@ -114,10 +115,17 @@ def read_parquet(path: Path, columns: list[str]) -> pa.Table:
         ) from exc
 
 
+def read_parquet(path: Path, columns: list[str]) -> pa.Table:
+    with _arrow_errors(path, "parquet"):
+        schema = pq.read_schema(path)
+        require_columns(path, schema.names, columns)
+        return pq.read_table(path, columns=columns)
+
+
 def read_delimited(path: Path, columns: list[str], delimiter: str, kind: str) -> pa.Table:
     """Every requested column as strings (nulls for blanks); parsing is the loader's job."""
     parse = pacsv.ParseOptions(delimiter=delimiter)
-    try:
+    with _arrow_errors(path, kind):
         names = pacsv.open_csv(path, parse_options=parse).schema.names
         require_columns(path, names, columns, header_starts_file=True)
         return pacsv.read_csv(
@@ -130,16 +138,6 @@ def read_delimited(path: Path, columns: list[str], delimiter: str, kind: str) ->
                 quoted_strings_can_be_null=True,
             ),
         )
-    except pa.ArrowInvalid as exc:
-        raise DataFileError(
-            f"{path}: cannot parse the file as {kind}: {exc}",
-            file=str(path),
-            problem=_arrow_problem(path, exc),
-        ) from exc
-    except OSError as exc:
-        raise DataFileError(
-            f"cannot read {path}: {exc}", file=str(path), problem=DataProblem.UNREADABLE_FILE
-        ) from exc
 
 
 @register_format("parquet")
