@@ -21,6 +21,8 @@ Example ``partner.toml`` (paths relative to the file)::
     sample_rate = 0.05           # Poisson rate, declared: never derived from the row count
     max_grad_norm = 5.0
     accountant = "rdp"           # or "prv"
+    unit = "example"             # or "user": protect every row of one person (spec's user_key)
+    max_rows_per_user = 8        # unit = "user": rows of one user used per step, at most
 
     [training]
     batch_size = 1024
@@ -38,8 +40,13 @@ from typing import Any
 from fedctr.clients.errors import PartnerConfigError
 from fedctr.models.logs.reader import BadRowPolicy
 from fedctr.privacy import ACCOUNTANT_KINDS, AccountantKind, PrivacyBudget
-from fedctr.privacy.dpsgd import DEFAULT_IMPLEMENTATION, available_implementations
+from fedctr.privacy.dpsgd import (
+    DEFAULT_IMPLEMENTATION,
+    available_implementations,
+    get_implementation,
+)
 from fedctr.privacy.errors import InvalidPrivacyParameter
+from fedctr.privacy.unit import PRIVACY_UNITS, UnitOfPrivacy
 from fedctr.validate import Checker
 
 _CHECK = Checker(PartnerConfigError)
@@ -63,11 +70,28 @@ class PrivacySettings:
     max_grad_norm: float = 5.0
     accountant: AccountantKind = "rdp"
     dp_implementation: str = DEFAULT_IMPLEMENTATION
+    # The unit of privacy (fedctr.privacy.unit). "user" samples users at sample_rate and
+    # clips each user's summed gradient; the spec must name the user_key columns.
+    unit: str = "example"
+    # unit = "user": a user's rows beyond this are dropped once before training (CSPRNG
+    # priorities), so a step's memory is bounded; declared, so nothing is counted.
+    max_rows_per_user: int = 8
     enabled: bool = True
 
     def __post_init__(self) -> None:
         check = _CHECK.at("[privacy]")
         check.choice(self.accountant, "accountant", ACCOUNTANT_KINDS)
+        check.choice(self.unit, "unit", PRIVACY_UNITS)
+        check.integer(self.max_rows_per_user, "max_rows_per_user", minimum=1)
+        impl = get_implementation(self.dp_implementation)
+        if self.unit == "user" and not impl.supports_user_level:
+            users = [
+                n for n in available_implementations() if get_implementation(n).supports_user_level
+            ]
+            raise PartnerConfigError(
+                f"[privacy] unit = 'user' needs a DP-SGD implementation that clips each user's "
+                f"summed gradient ({users}); '{self.dp_implementation}' clips per row"
+            )
         check.integer(self.planned_rounds, "planned_rounds", minimum=1)
         check.rate(self.sample_rate, "sample_rate")
         check.positive(self.max_grad_norm, "max_grad_norm")
@@ -80,6 +104,12 @@ class PrivacySettings:
     @property
     def budget(self) -> PrivacyBudget:
         return PrivacyBudget(epsilon=self.epsilon, delta=self.delta)
+
+    @property
+    def unit_of_privacy(self) -> UnitOfPrivacy:
+        if self.unit == "user":
+            return UnitOfPrivacy.user(self.max_rows_per_user)
+        return UnitOfPrivacy.example()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -19,6 +19,7 @@ import logging
 import time
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 
 from fedctr.clients.config import PartnerConfig
@@ -48,7 +49,8 @@ from fedctr.privacy import (
     poisson_schedule,
 )
 from fedctr.privacy.ledger import PartnerRelease
-from fedctr.privacy.wire import UNIT_OF_PRIVACY, TrainReply
+from fedctr.privacy.unit import UnitOfPrivacy
+from fedctr.privacy.wire import TrainReply
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +84,16 @@ class PartnerNode:
     def __init__(self, config: PartnerConfig) -> None:
         self.config = config
         self.spec: FeatureSpec = load_spec(config.spec)
+        if (
+            config.privacy.enabled
+            and config.privacy.unit_of_privacy.is_user
+            and not (self.spec.user_key)
+        ):
+            raise PartnerConfigError(
+                f"partner '{config.partner_id}': [privacy] unit = 'user' needs the feature spec "
+                f"({config.spec}) to name the columns that identify a person: add "
+                'user_key = ["..."] to it'
+            )
         self._splits: tuple[EncodedData, EncodedData] | None = None
         self._release_log = ReleaseLog(
             path=config.ledger, signing_key=config.signing_key, owner=config.partner_id
@@ -118,7 +130,18 @@ class PartnerNode:
         state = load_state(self.config.state_dir, kind=p.accountant)
         if not p.enabled:
             return state
-        return reconcile(state, self._release_log.releases(), source=self.config.state_dir)
+        releases = self._release_log.releases()
+        unit = p.unit_of_privacy.kind.value
+        other = sorted({r.unit_of_privacy for r in releases} - {unit})
+        if other:
+            raise PartnerConfigError(
+                f"partner '{self.config.partner_id}': its ledger ({self.config.ledger}) holds "
+                f"{other[0]}-level releases, and [privacy] unit = '{unit}'. One budget covers "
+                "one unit for the whole participation (an example-level spend says nothing "
+                "exact about users, and the reverse); keep the unit, or start a new "
+                "participation with a fresh state_dir and ledger."
+            )
+        return reconcile(state, releases, source=self.config.state_dir)
 
     def plan_release(self, state: PartnerState, num_examples: int) -> DPSGDRound:
         """The DP-SGD release this round will make, calibrated to the partner's budget.
@@ -127,14 +150,16 @@ class PartnerNode:
         multiplier and the epsilon reported with the update are data-independent.
         Noise is calibrated so that all ``planned_rounds`` rounds fit the budget; when
         some are already spent, for the rounds that remain given what was spent.
-        ``num_examples`` only feeds the local delta < 1/n check, never the release.
+        ``num_examples`` (rows, or users under user-level DP) only feeds the local
+        delta < 1/n check, never the release.
         """
         p, t = self.config.privacy, self.config.training
         if p.delta * num_examples >= 1:
+            unit = "users" if p.unit_of_privacy.is_user else "training rows"
             raise PartnerConfigError(
                 f"partner '{self.config.partner_id}': delta={p.delta:g} is not below 1/n for "
-                f"its {num_examples} training rows; such a delta permits releasing a whole "
-                "row. Lower [privacy] delta."
+                f"its {num_examples} {unit}; such a delta permits releasing a whole "
+                "unit's data. Lower [privacy] delta."
             )
         steps = poisson_schedule(sample_rate=p.sample_rate, local_epochs=t.local_epochs)
         remaining = p.planned_rounds - len(state.rounds)
@@ -189,7 +214,7 @@ class PartnerNode:
             state = self.load_state()
             release = None
             if p.enabled:
-                release = self.plan_release(state, len(train_data))
+                release = self.plan_release(state, _units(train_data, p.unit_of_privacy))
                 state.accountant.check(release, p.budget)
             result = train_locally(
                 model,
@@ -203,6 +228,7 @@ class PartnerNode:
                     self.config.training.seed if seed is None else seed
                 ),
                 proximal_mu=proximal_mu,
+                unit=p.unit_of_privacy if p.enabled else None,
             )
             if release is not None and result.engine is not None:
                 state.accountant.record_opacus_steps(release, result.engine.accountant)
@@ -263,7 +289,8 @@ class PartnerNode:
             mechanism=release,
             accountant=p.accountant,
             dp_implementation=dp_implementation,
-            unit_of_privacy=UNIT_OF_PRIVACY,
+            unit_of_privacy=p.unit_of_privacy.kind.value,
+            max_rows_per_unit=p.unit_of_privacy.max_rows,
             epsilon_after=epsilon,
             delta=p.delta,
             budget=p.budget,
@@ -281,6 +308,7 @@ class PartnerNode:
             base_model_hash=base_hash,
             update_hash=update_hash,
             ledger_entry=entry.to_json(),
+            unit=p.unit_of_privacy,
         )
 
     def _record_time(self, run_id: str, server_round: int, seconds: float) -> None:
@@ -334,6 +362,14 @@ class PartnerNode:
             log_loss(y.numpy(), probs),
             float(probs.mean()),
         )
+
+
+def _units(data: EncodedData, unit: UnitOfPrivacy) -> int:
+    """How many units (rows, or distinct users) the partner's training data holds:
+    for the local delta check only, never sent."""
+    if unit.is_user and data.users is not None:
+        return len(np.unique(data.users))
+    return len(data)
 
 
 def _seed_key(seed: int) -> bytes:

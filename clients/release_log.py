@@ -67,7 +67,9 @@ class ReleaseLog:
         for entry in read.entries:
             body = entry.parsed_body()
             if isinstance(body, PartnerRelease):
-                out.append(LedgeredRelease(body.run_id, body.round, body.mechanism))
+                out.append(
+                    LedgeredRelease(body.run_id, body.round, body.mechanism, body.unit_of_privacy)
+                )
         return out
 
     def record(self, body: PartnerRelease) -> Entry:

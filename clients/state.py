@@ -111,6 +111,7 @@ class LedgeredRelease:
     run_id: str
     round: int
     mechanism: DPSGDRound
+    unit_of_privacy: str = "example"
 
 
 def reconcile(

@@ -14,8 +14,9 @@ from torch.utils.data import DataLoader
 from fedctr.clients.config import TrainingSettings
 from fedctr.models.logs.reader import EncodedData
 from fedctr.privacy import AccountantKind, DPSGDRound
-from fedctr.privacy.dpsgd import get_implementation
+from fedctr.privacy.dpsgd import UserSampling, get_implementation
 from fedctr.privacy.randomness import SecureRandom
+from fedctr.privacy.unit import UnitOfPrivacy
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ def train_locally(
     rng: SecureRandom | None,
     generator: torch.Generator,
     proximal_mu: float = 0.0,
+    unit: UnitOfPrivacy | None = None,
 ) -> LocalTrainingResult:
     """Train ``model`` in place for one round.
 
@@ -67,7 +69,9 @@ def train_locally(
     PrivacyEngine whose accountant records the steps; noise and sampling come from
     ``rng`` (a fresh :class:`~fedctr.privacy.randomness.SecureRandom` if ``None``). Without
     it, ``training.local_epochs`` epochs of ordinary shuffled mini-batches drawn with
-    ``generator``.
+    ``generator``. ``unit`` (default: one example) set to a user makes the release
+    user-level: ``release.sample_rate`` samples users (``data.users``), at most
+    ``unit.max_rows`` rows each, and each user's summed gradient is clipped.
     """
     loader = data.loader(
         batch_size=training.batch_size, shuffle=release is None, generator=generator
@@ -83,6 +87,11 @@ def train_locally(
         warnings.filterwarnings("ignore", message="Secure RNG turned off")
         engine = PrivacyEngine(accountant=accountant)
     impl = get_implementation(dp_implementation)
+    user_sampling = None
+    if unit is not None and unit.is_user:
+        if data.users is None:
+            raise ValueError("user-level DP-SGD needs each row's user (the spec's user_key)")
+        user_sampling = UserSampling(torch.from_numpy(data.users), max_rows=unit.max_rows)
     private = impl.make_private(
         engine,
         module=model,
@@ -94,6 +103,7 @@ def train_locally(
         noise_multiplier=release.noise_multiplier,
         max_grad_norm=release.max_grad_norm,
         rng=rng if rng is not None else SecureRandom.fresh(),
+        user_sampling=user_sampling,
     )
     total, count, steps = 0.0, 0, 0
     for *inputs, y in private.data_loader:  # exactly release.steps Poisson batches

@@ -89,6 +89,18 @@ def _demo_parser(p: argparse.ArgumentParser) -> None:
         "--dp-implementation", default=DEFAULT_IMPLEMENTATION, choices=available_implementations()
     )
     p.add_argument(
+        "--unit",
+        default="example",
+        choices=("example", "user"),
+        help="unit of privacy: one row, or all rows of one user (the spec's user_key)",
+    )
+    p.add_argument(
+        "--max-rows-per-user",
+        type=int,
+        default=8,
+        help="with --unit user: rows of one user used per step, at most",
+    )
+    p.add_argument(
         "--compare-centralized",
         action="store_true",
         help="also train the same model centrally without DP and compare AUC",
@@ -128,6 +140,8 @@ def _demo(args: argparse.Namespace) -> int:
         local_epochs=args.local_epochs,
         learning_rate=args.learning_rate,
         dp_implementation=args.dp_implementation,
+        unit=args.unit,
+        max_rows_per_user=args.max_rows_per_user,
         compare_centralized=args.compare_centralized,
         serve=not args.no_serve,
         audit=not args.no_audit,

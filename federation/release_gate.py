@@ -44,6 +44,7 @@ from fedctr.privacy.card import EmpiricalAuditStatement
 from fedctr.privacy.ledger import PlatformEmpiricalAudit
 from fedctr.privacy.ledger.bodies import ScoreHistogram
 from fedctr.privacy.signing import sha256_file
+from fedctr.privacy.unit import UnitOfPrivacy
 from fedctr.privacy.wire import TrainReply
 from fedctr.server.platform.ledger import PlatformLedger
 from fedctr.server.platform.orchestrator import FederationOutcome
@@ -87,6 +88,7 @@ class _Configuration:
     accountant: AccountantKind
     mechanisms: tuple[DPSGDRound, ...]
     budget: PrivacyBudget
+    unit: UnitOfPrivacy
 
 
 def _configuration(replies: list[TrainReply], model: ModelConfig) -> _Configuration:
@@ -97,6 +99,7 @@ def _configuration(replies: list[TrainReply], model: ModelConfig) -> _Configurat
         accountant=last.accountant,
         mechanisms=tuple(r.release for r in replies),
         budget=last.budget,
+        unit=last.unit,
     )
 
 
@@ -129,6 +132,8 @@ def _audit_partner(
         max_grad_norm=first.max_grad_norm,
         accountant=config.accountant,
         dp_implementation=config.dp_implementation,
+        unit=config.unit.kind.value,
+        **({"max_rows_per_user": config.unit.max_rows} if config.unit.is_user else {}),
     )
     # The declared expected batch size scales the update, not its privacy; q x n keeps
     # the optimizer in its usual regime on the platform's data.
@@ -194,7 +199,8 @@ def run_release_gate(
             model=config.model,
             dp_implementation=result.implementation,
             accountant=config.accountant,
-            unit_of_privacy="example",
+            unit_of_privacy=config.unit.kind.value,
+            max_rows_per_unit=config.unit.max_rows,
             mechanisms=config.mechanisms,
             delta=result.delta,
             claimed_epsilon=result.claimed_epsilon,
@@ -225,6 +231,7 @@ def run_release_gate(
                 confidence=body.confidence,
                 canaries=body.canaries,
                 ledger_entry=entry_hash,
+                unit_of_privacy=body.unit_of_privacy,
             )
         )
     if refuted:

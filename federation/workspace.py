@@ -169,6 +169,8 @@ def create_workspace(
                         "max_grad_norm": p.privacy.max_grad_norm,
                         "accountant": p.privacy.accountant,
                         "dp_implementation": p.privacy.dp_implementation,
+                        "unit": p.privacy.unit,
+                        "max_rows_per_user": p.privacy.max_rows_per_user,
                         "enabled": p.privacy.enabled,
                     },
                     "training": {

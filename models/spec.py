@@ -4,7 +4,9 @@ The spec is the only thing partners must agree on to train one model: which colu
 is the label, which columns are categorical (hashed into buckets with a
 federation-wide salt, so no vocabulary is ever exchanged), which are numeric
 (fixed, data-independent transforms, so no statistics leak) and which are dense
-embedding vectors for the fusion model. Its hash goes into every model card so a
+embedding vectors for the fusion model, and (optionally) which columns together name
+a person, ``user_key``, for user-level DP (their values are hashed with the salt on
+the partner's node and never leave it). Its hash goes into every model card so a
 model is never scored with a spec it was not trained for.
 """
 
@@ -126,6 +128,9 @@ class FeatureSpec:
     numeric: tuple[NumericFeature, ...] = ()
     embedding: tuple[EmbeddingFeature, ...] = ()
     positive_labels: tuple[str, ...] = ("1", "1.0", "true", "True")
+    # Columns whose values together identify one person (e.g. ip, device, os): the unit
+    # of user-level DP. May also be feature columns; never the label.
+    user_key: tuple[str, ...] = ()
     version: int = SPEC_FORMAT_VERSION
     # How this partner's files hold the columns: local, so neither hashed nor compared.
     source: SourceLayout = field(default_factory=SourceLayout, compare=False)
@@ -149,6 +154,12 @@ class FeatureSpec:
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise FeatureSpecError(f"feature spec names columns more than once: {dupes}")
+        if len(set(self.user_key)) != len(self.user_key) or self.label in self.user_key:
+            raise FeatureSpecError(
+                f"user_key must name distinct columns, and never the label: {list(self.user_key)}"
+            )
+        if any(not isinstance(c, str) or not c for c in self.user_key):
+            raise FeatureSpecError(f"user_key must be column names, got {list(self.user_key)}")
         object.__setattr__(self, "_hash", _hash_dict(self.to_dict()))
 
     # ---- derived views -------------------------------------------------
@@ -160,6 +171,13 @@ class FeatureSpec:
             + tuple(f.name for f in self.numeric)
             + tuple(f.name for f in self.embedding)
         )
+
+    @property
+    def read_columns(self) -> tuple[str, ...]:
+        """Every column a partner's file must hold: label, features, then the user key
+        columns that are not also features."""
+        extra = tuple(c for c in self.user_key if c not in self.column_names)
+        return (self.label, *self.column_names, *extra)
 
     @property
     def spec_hash(self) -> str:
@@ -185,7 +203,7 @@ class FeatureSpec:
     def to_dict(self) -> dict[str, Any]:
         """Canonical dict form (what is hashed and what a TOML/JSON file holds); the
         partner-local ``[source]`` table is left out (see ``source.to_dict()``)."""
-        return {
+        out = {
             "version": self.version,
             "name": self.name,
             "salt": self.salt,
@@ -195,6 +213,9 @@ class FeatureSpec:
             "numeric": [asdict(f) for f in self.numeric],
             "embedding": [asdict(f) for f in self.embedding],
         }
+        if self.user_key:  # absent when unset, so specs without one keep their hash
+            out["user_key"] = list(self.user_key)
+        return out
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], *, source: str = "<dict>") -> FeatureSpec:
@@ -212,6 +233,7 @@ class FeatureSpec:
             "numeric",
             "embedding",
             "source",
+            "user_key",
         }
         unknown = sorted(set(raw) - known)
         if unknown:
@@ -228,6 +250,12 @@ class FeatureSpec:
             )
             columns = (*(f.name for f in categorical), *(f.name for f in numeric))
             columns += tuple(f.name for f in embedding)
+            user_key = raw.get("user_key", [])
+            if isinstance(user_key, str):
+                user_key = [user_key]
+            if not isinstance(user_key, list | tuple):
+                raise FeatureSpecError("user_key must be a column name or a list of them")
+            columns += tuple(str(c) for c in user_key if c not in columns)
             layout = SourceLayout.from_dict(raw.get("source", {}), spec_columns=columns)
             return cls(
                 version=raw.get("version", SPEC_FORMAT_VERSION),
@@ -240,6 +268,7 @@ class FeatureSpec:
                 categorical=categorical,
                 numeric=numeric,
                 embedding=embedding,
+                user_key=tuple(str(c) for c in user_key),
                 source=layout,
             )
         except FeatureSpecError as exc:

@@ -24,6 +24,10 @@ _EXPORTS = {
     "InvalidPrivacyParameter": "fedctr.privacy.errors",
     "PrivacyError": "fedctr.privacy.errors",
     "SecureRandom": "fedctr.privacy.randomness",
+    "PRIVACY_UNITS": "fedctr.privacy.unit",
+    "PrivacyUnit": "fedctr.privacy.unit",
+    "UnitOfPrivacy": "fedctr.privacy.unit",
+    "group_privacy": "fedctr.privacy.unit",
 }
 
 __all__ = sorted(_EXPORTS)

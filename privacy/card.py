@@ -31,6 +31,7 @@ from typing import Any, Literal, TypeVar
 from fedctr.models.spec import FeatureSpec
 from fedctr.privacy.budget import ACCOUNTANT_KINDS
 from fedctr.privacy.errors import PrivacyError
+from fedctr.privacy.unit import PRIVACY_UNITS
 from fedctr.privacy.wire import NEIGHBOUR_RELATION, undeclared_card_fields
 from fedctr.validate import IDENTIFIER, SHA256_HEX, Checker
 
@@ -90,6 +91,7 @@ class PartnerProvenance:
     unit_of_privacy: str
     dp_implementation: str
     rounds_contributed: int
+    max_rows_per_unit: int = 1
 
     def __post_init__(self) -> None:
         _CHECK.text(self.partner_id, "privacy.partners[].partner_id", IDENTIFIER)
@@ -98,7 +100,8 @@ class PartnerProvenance:
         if not 0 < check.number(self.delta, "delta") < 1:
             check.fail(f"delta must be in (0, 1), got {self.delta}")
         check.choice(self.accountant, "accountant", ACCOUNTANT_KINDS)
-        check.text(self.unit_of_privacy, "unit_of_privacy", _STATEMENT)
+        check.choice(self.unit_of_privacy, "unit_of_privacy", PRIVACY_UNITS)
+        check.integer(self.max_rows_per_unit, "max_rows_per_unit", minimum=1)
         check.text(self.dp_implementation, "dp_implementation", IDENTIFIER)
         check.integer(self.rounds_contributed, "rounds_contributed")
 
@@ -118,9 +121,11 @@ class EmpiricalAuditStatement:
     confidence: float
     canaries: int
     ledger_entry: str
+    unit_of_privacy: str = "example"
 
     def __post_init__(self) -> None:
         check = _CHECK.at("privacy.empirical_audits[]")
+        check.choice(self.unit_of_privacy, "unit_of_privacy", PRIVACY_UNITS)
         if not isinstance(self.partners, list | tuple) or not self.partners:
             check.fail("partners must be a non-empty list of partner ids")
         object.__setattr__(self, "partners", tuple(self.partners))

@@ -12,10 +12,12 @@ each field of each message kind is
 
 The partner's ClientApp builds replies only through :class:`TrainReply` and
 :class:`ErrorReply`; the platform parses them back through the same types, which
-refuse unknown, missing or ill-typed keys (fail closed). Neighbour relation:
-**add/remove one row** of the partner's training log (unit of privacy: one
-example). Sampling rate and steps are declared in the partner's config, so the
-accounted epsilon is itself data-independent.
+refuse unknown, missing or ill-typed keys (fail closed). Neighbour relation: the
+partner's declared unit of privacy (:mod:`fedctr.privacy.unit`), **add/remove one
+row** of its training log (unit: one example) or **add/remove all rows of one
+user** (unit: one user). Sampling rate and steps are declared in the partner's
+config, so the accounted epsilon is itself data-independent; the number of users,
+like the number of rows, is never sent.
 
 Imports nothing outside ``privacy`` and the standard library (no Flower): records
 travel as plain mappings that the Flower wiring wraps.
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from pathlib import PurePath
 from typing import Any, Literal
@@ -33,10 +35,12 @@ from typing import Any, Literal
 from fedctr.models.logs.errors import DataFileError
 from fedctr.privacy.budget import ACCOUNTANT_KINDS, AccountantKind, DPSGDRound, PrivacyBudget
 from fedctr.privacy.errors import InvalidPrivacyParameter, PrivacyError
+from fedctr.privacy.unit import UnitOfPrivacy
 from fedctr.validate import IDENTIFIER, SHA256_HEX, Checker
 
-UNIT_OF_PRIVACY = "example"
-NEIGHBOUR_RELATION = "add/remove one row of the partner's training log"
+NEIGHBOUR_RELATION = (
+    "the partner's unit of privacy: add/remove one row (example) or all rows of one user (user)"
+)
 
 # Record names inside a Flower reply.
 ARRAYS = "arrays"
@@ -103,7 +107,13 @@ TRAIN_REPLY_FIELDS: tuple[WireField, ...] = (
     WireField(PARTNER_ID, REPORT, FieldClass.PUBLIC, _CONFIG),
     WireField("accountant", REPORT, FieldClass.PUBLIC, _CONFIG),
     WireField("dp-implementation", REPORT, FieldClass.PUBLIC, _CONFIG),
-    WireField("unit-of-privacy", REPORT, FieldClass.PUBLIC, "fixed: 'example'"),
+    WireField("unit-of-privacy", REPORT, FieldClass.PUBLIC, _CONFIG + ": 'example' or 'user'"),
+    WireField(
+        "max-rows-per-unit",
+        REPORT,
+        FieldClass.PUBLIC,
+        _CONFIG + ": 1 for an example, the declared max_rows_per_user for a user",
+    ),
     WireField(
         "noise-multiplier",
         REPORT,
@@ -142,6 +152,7 @@ NOT_SENT: tuple[WireField, ...] = tuple(
     WireField(key, "-", FieldClass.NOT_SENT, why)
     for key, why in (
         ("num-examples", "exact row counts (training, holdout) stay local"),
+        ("num-users", "the number of users (and rows per user) stays local"),
         ("rows-skipped", "the count of skipped bad rows stays in the partner's log"),
         ("train-loss", "per-example loss is unbounded; not released"),
         ("evaluation", "partner-side evaluation is off: the platform evaluates on its own data"),
@@ -180,7 +191,8 @@ CARD_FIELDS: tuple[WireField, ...] = tuple(
         ("privacy.partners[].epsilon", FieldClass.PUBLIC, "accountant of declared mechanisms"),
         ("privacy.partners[].delta", FieldClass.PUBLIC, _CONFIG),
         ("privacy.partners[].accountant", FieldClass.PUBLIC, _CONFIG),
-        ("privacy.partners[].unit_of_privacy", FieldClass.PUBLIC, "fixed: 'example'"),
+        ("privacy.partners[].unit_of_privacy", FieldClass.PUBLIC, _CONFIG),
+        ("privacy.partners[].max_rows_per_unit", FieldClass.PUBLIC, _CONFIG),
         ("privacy.partners[].dp_implementation", FieldClass.PUBLIC, _CONFIG),
         ("privacy.partners[].rounds_contributed", FieldClass.PUBLIC, "rounds aggregated"),
         *(
@@ -195,6 +207,7 @@ CARD_FIELDS: tuple[WireField, ...] = tuple(
                 "canaries",
                 "ledger_entry",
                 "passed",
+                "unit_of_privacy",
             )
         ),
         (
@@ -314,6 +327,7 @@ class Problem(StrEnum):
     BAD_EMBEDDING = "bad-embedding"
     BAD_CATEGORY = "bad-category"
     BAD_LAYOUT = "bad-layout"
+    MISSING_USER_KEY = "missing-user-key"
     ALL_ROWS_BAD = "all-rows-bad"
     # refusals
     BUDGET_EXHAUSTED = "budget-exhausted"
@@ -432,11 +446,15 @@ class TrainReply:
     base_model_hash: str
     update_hash: str
     ledger_entry: str
-    unit_of_privacy: Literal["example"] = UNIT_OF_PRIVACY
+    unit: UnitOfPrivacy = field(default_factory=UnitOfPrivacy.example)
 
     def __post_init__(self) -> None:
         # Built by the partner and parsed by the platform: one validation for both.
         self.from_records(self.to_records())
+
+    @property
+    def unit_of_privacy(self) -> str:
+        return self.unit.kind.value
 
     def to_records(self) -> dict[str, dict[str, Any]]:
         """``{record name: {key: value}}``: the metric and config records of the reply."""
@@ -451,7 +469,8 @@ class TrainReply:
                 "partner-id": self.partner_id,
                 "accountant": self.accountant,
                 "dp-implementation": self.dp_implementation,
-                "unit-of-privacy": self.unit_of_privacy,
+                "unit-of-privacy": self.unit.kind.value,
+                "max-rows-per-unit": self.unit.max_rows,
                 "noise-multiplier": r.noise_multiplier,
                 "sample-rate": r.sample_rate,
                 "steps": r.steps,
@@ -473,8 +492,6 @@ class TrainReply:
         metrics = _keys(records.get(METRICS), METRICS, _METRIC_KEYS)
         report = _keys(records.get(REPORT), REPORT, _REPORT_KEYS)
         accountant = _CHECK.choice(report["accountant"], "accountant", ACCOUNTANT_KINDS)
-        if report["unit-of-privacy"] != UNIT_OF_PRIVACY:
-            raise ContractViolation(f"'unit-of-privacy' must be {UNIT_OF_PRIVACY!r}")
         weight = _CHECK.positive(metrics["aggregation-weight"], "aggregation-weight")
         ledger_entry = report["ledger-entry"]
         if not isinstance(ledger_entry, str) or not ledger_entry:
@@ -518,7 +535,10 @@ class TrainReply:
             ),
             "update_hash": _CHECK.text(report["update-hash"], "update-hash", SHA256_HEX),
             "ledger_entry": ledger_entry,
-            "unit_of_privacy": UNIT_OF_PRIVACY,
+            "unit": UnitOfPrivacy(
+                report["unit-of-privacy"],
+                _CHECK.integer(report["max-rows-per-unit"], "max-rows-per-unit", minimum=1),
+            ),
         }
         for key, value in values.items():
             object.__setattr__(reply, key, value)
@@ -554,7 +574,6 @@ __all__ = [
     "SERVER_ROUND",
     "SPEC_HASH",
     "TRAIN_REPLY_FIELDS",
-    "UNIT_OF_PRIVACY",
     "ContractViolation",
     "ErrorCode",
     "ErrorReply",

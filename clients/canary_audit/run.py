@@ -48,7 +48,13 @@ How the run is set up, and why
   and are only noise for this test. Unlike the loss drop, which telescopes over rounds
   to ``loss(W_0) - loss(W_R)`` when rounds are chained, it uses each round's model.
 
-What the bound means. ``lower_bound`` refutes "(eps, delta)-DP for one example" for
+* **User-level partners** (``[privacy] unit = "user"``): a canary is a *user* with
+  ``max_rows_per_user`` identical rows (the most one user may bring to a step), on a
+  user id no real row has; membership is drawn per canary user and scored on its own
+  rows as above. A per-row clipping bug lets such a user move its rows ``r`` times
+  further than a per-user clip allows, which is what this shape exposes.
+
+What the bound means. ``lower_bound`` refutes "(eps, delta)-DP for one unit" for
 every eps below it, at ``confidence``, for this training configuration. It is not an
 estimate of the true epsilon: one-run audits are loose (in the tests' configuration a
 correct implementation shows about 0.1 at claimed epsilon 1, 0.4 at 3 and 1.0 at 8, with
@@ -83,7 +89,7 @@ from fedctr.privacy.audit.one_run import OneRunBound, epsilon_lower_bound
 from fedctr.privacy.budget import DPSGDRound
 from fedctr.privacy.errors import PrivacyError
 from fedctr.privacy.signing import generate_signing_key, save_private_key
-from fedctr.privacy.wire import UNIT_OF_PRIVACY, TrainReply
+from fedctr.privacy.wire import TrainReply
 from fedctr.validate import Checker
 
 logger = logging.getLogger(__name__)
@@ -100,18 +106,30 @@ class EmpiricalAuditError(PrivacyError):
 class Canaries:
     """The audit's canary rows and which of them train.
 
-    ``rows`` are all ``m`` canaries (in or out); ``included[i]`` was drawn with
-    probability 1/2 before training; ``own_fields`` are the categorical fields whose
-    bucket is the canary's alone (the scored rows).
+    ``rows`` are all ``m`` canaries (in or out), one row each; ``included[i]`` was
+    drawn with probability 1/2 before training; ``own_fields`` are the categorical
+    fields whose bucket is the canary's alone (the scored rows). A user-level canary
+    trains as ``rows_per_canary`` copies of its row under its own user id
+    (``users[i]``; ``None`` for example-level canaries).
     """
 
     rows: EncodedData
     included: np.ndarray  # bool [m]
     own_fields: tuple[int, ...]
+    rows_per_canary: int = 1
+    users: np.ndarray | None = None  # int64 [m]
 
     @property
     def m(self) -> int:
         return len(self.rows)
+
+    def training_rows(self) -> EncodedData:
+        """The included canaries as the node trains on them (copies and user ids)."""
+        index = np.repeat(np.flatnonzero(self.included), self.rows_per_canary)
+        rows = self.rows.take(index)
+        if self.users is None:
+            return rows
+        return replace(rows, users=self.users[index])
 
 
 @dataclass(frozen=True)
@@ -130,6 +148,7 @@ class EmpiricalAuditResult:
     implementation: str
     accountant: str
     unit_of_privacy: str
+    rows_per_canary: int
     claimed_epsilon: float
     delta: float
     budget_epsilon: float
@@ -208,12 +227,18 @@ class _AuditNode(PartnerNode):
 
 
 def make_canaries(
-    spec: FeatureSpec, real: EncodedData, *, m: int, rng: np.random.Generator
+    spec: FeatureSpec,
+    real: EncodedData,
+    *,
+    m: int,
+    rng: np.random.Generator,
+    rows_per_user: int | None = None,
 ) -> Canaries:
     """``m`` canaries on buckets ``real`` never uses, and their membership.
 
-    Buckets first, membership last, both from ``rng``: the canaries do not depend on
-    which of them will train.
+    ``rows_per_user`` makes them user-level canaries (that many rows each, on user ids
+    ``real.users`` does not hold). Buckets and users first, membership last, all from
+    ``rng``: the canaries do not depend on which of them will train.
     """
     if isinstance(m, bool) or not isinstance(m, int) or m < 2:
         raise EmpiricalAuditError(f"the audit needs at least 2 canaries, got {m!r}")
@@ -244,16 +269,40 @@ def make_canaries(
         x_dense=np.zeros((m, spec.dense_dim()), dtype=np.float32),
         y=np.ones(m, dtype=np.float32),
     )
+    users = None
+    if rows_per_user is not None:
+        if real.users is None:
+            raise EmpiricalAuditError(
+                "user-level canaries need the partner's user ids (the spec's user_key)"
+            )
+        taken = set(real.users.tolist())
+        fresh: list[int] = []
+        while len(fresh) < m:
+            candidate = int(rng.integers(-(2**63), 2**63 - 1, dtype=np.int64))
+            if candidate not in taken:
+                taken.add(candidate)
+                fresh.append(candidate)
+        users = np.array(fresh, dtype=np.int64)
     included = rng.random(m) < 0.5
-    return Canaries(rows=rows, included=included, own_fields=tuple(own))
+    return Canaries(
+        rows=rows,
+        included=included,
+        own_fields=tuple(own),
+        rows_per_canary=rows_per_user or 1,
+        users=users,
+    )
 
 
 def _concat(a: EncodedData, b: EncodedData) -> EncodedData:
+    users = None
+    if a.users is not None and b.users is not None:
+        users = np.ascontiguousarray(np.concatenate([a.users, b.users]))
     return EncodedData(
         x_cat=np.ascontiguousarray(np.concatenate([a.x_cat, b.x_cat])),
         x_num=np.ascontiguousarray(np.concatenate([a.x_num, b.x_num])),
         x_dense=np.ascontiguousarray(np.concatenate([a.x_dense, b.x_dense])),
         y=np.ascontiguousarray(np.concatenate([a.y, b.y])),
+        users=users,
     )
 
 
@@ -369,8 +418,11 @@ def run_empirical_audit(
     if rows is None:
         rows = read_partner_log(config.data, spec, policy=config.bad_rows)
     rng = np.random.default_rng(seed)
-    canary_set = make_canaries(spec, rows, m=canaries, rng=rng)
-    train_rows = _concat(rows, canary_set.rows.take(np.flatnonzero(canary_set.included)))
+    unit = privacy.unit_of_privacy
+    canary_set = make_canaries(
+        spec, rows, m=canaries, rng=rng, rows_per_user=unit.max_rows if unit.is_user else None
+    )
+    train_rows = _concat(rows, canary_set.training_rows())
 
     with tempfile.TemporaryDirectory(prefix="fedctr-empirical-audit-", dir=work_dir) as tmp:
         base = Path(tmp)
@@ -449,7 +501,8 @@ def _result(
         model=model_config.name,
         implementation=last.dp_implementation,
         accountant=last.accountant,
-        unit_of_privacy=UNIT_OF_PRIVACY,
+        unit_of_privacy=last.unit_of_privacy,
+        rows_per_canary=canaries.rows_per_canary,
         claimed_epsilon=float(last.epsilon),
         delta=float(last.delta),
         budget_epsilon=float(last.budget.epsilon),

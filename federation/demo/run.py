@@ -60,6 +60,9 @@ class DemoOptions:
     local_epochs: int = 1
     learning_rate: float = 0.01
     dp_implementation: str = DEFAULT_IMPLEMENTATION
+    # Unit of privacy of every partner: "example" (one row) or "user" (the spec's user_key).
+    unit: str = "example"
+    max_rows_per_user: int = 8
     compare_centralized: bool = False
     serve: bool = True
     audit: bool = True
@@ -98,6 +101,8 @@ def build_demo_workspace(opts: DemoOptions, data: FederationData) -> Workspace:
         sample_rate=opts.sample_rate,
         max_grad_norm=opts.max_grad_norm,
         dp_implementation=opts.dp_implementation,
+        unit=opts.unit,
+        max_rows_per_user=opts.max_rows_per_user,
     )
     partners = [
         PartnerSetup(pid, path, privacy, _training(opts)) for pid, path in data.partners.items()
@@ -193,7 +198,8 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
     console.print(
         f"[bold]partners[/]: {', '.join(ws.partner_configs)} — each with its own budget "
         f"ε={opts.epsilon}, δ={opts.delta} over {opts.rounds} rounds; model {opts.model}, "
-        f"strategy {opts.strategy}, DP-SGD implementation {opts.dp_implementation}"
+        f"strategy {opts.strategy}, DP-SGD implementation {opts.dp_implementation}, "
+        f"unit of privacy: {opts.unit}"
     )
 
     run_id = "demo-run"

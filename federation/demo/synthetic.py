@@ -3,7 +3,10 @@
 Three partners (a shop, an advertiser, a CRM vendor) with non-IID logs: each sees
 its own mix of user segments, devices and placements and its own base rate, and
 two of them write Parquet while one writes CSV (with a handful of deliberately
-bad rows that the node skips and reports). Every row has text and image
+bad rows that the node skips and reports). Every row names its person (``user_id``,
+the spec's user key): the number of rows per user follows a Zipf law, so a few
+heavy users hold many rows, as in real ad logs (what user-level DP is for). Every
+row has text and image
 embedding vectors whose directions carry part of the click signal, so the fusion
 model has something to learn. A separate platform test file lets the platform
 evaluate without ever seeing partner rows.
@@ -23,6 +26,10 @@ TEXT_DIM = 16
 IMAGE_DIM = 16
 N_ADS = 400
 N_SEGMENTS = 40
+# Rows per user ~ Zipf(USER_ZIPF), capped at MAX_ROWS_PER_USER: about 60% of users have
+# one row while the heaviest hold hundreds.
+USER_ZIPF = 2.0
+MAX_ROWS_PER_USER = 400
 
 
 @dataclass(frozen=True)
@@ -100,9 +107,11 @@ def _rows(world: _World, profile: PartnerProfile, rng: np.random.Generator) -> p
         + 0.2 * np.sin(hour / 24 * 2 * np.pi)
     )
     click = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
+    users = zipf_users(n, rng)  # drawn last: the columns above do not depend on it
     return pa.table(
         {
             "click": click,
+            "user_id": pa.array([f"{profile.partner_id}-u{u:05d}" for u in users]),
             "user_segment": pa.array([f"seg{s:03d}" for s in segment]),
             "ad_id": ad.astype(np.int64),
             "advertiser": pa.array([f"adv{a:02d}" for a in world.ad_advertiser[ad]]),
@@ -115,6 +124,19 @@ def _rows(world: _World, profile: PartnerProfile, rng: np.random.Generator) -> p
             "image_emb": pa.array(image.astype(np.float32).tolist(), pa.list_(pa.float32())),
         }
     )
+
+
+def zipf_users(n: int, rng: np.random.Generator, *, a: float = USER_ZIPF) -> np.ndarray:
+    """``n`` rows' user numbers: users with Zipf(``a``) rows each (at most
+    ``MAX_ROWS_PER_USER``), in random row order."""
+    counts: list[int] = []
+    total = 0
+    while total < n:
+        batch = np.minimum(rng.zipf(a, max(16, n // 4)), MAX_ROWS_PER_USER)
+        counts.extend(batch.tolist())
+        total += int(batch.sum())
+    owner = np.repeat(np.arange(len(counts)), counts)[:n]
+    return rng.permutation(owner)
 
 
 def _write_csv(table: pa.Table, path: Path, bad_rows: int, rng: np.random.Generator) -> None:
@@ -177,4 +199,4 @@ def hash_id(text: str) -> int:
     return sum((i + 1) * ord(c) for i, c in enumerate(text))
 
 
-__all__ = ["DEFAULT_PARTNERS", "PartnerProfile", "generate_federation"]
+__all__ = ["DEFAULT_PARTNERS", "PartnerProfile", "generate_federation", "zipf_users"]

@@ -25,6 +25,7 @@ class DataProblem(StrEnum):
     BAD_EMBEDDING = "bad-embedding"
     BAD_CATEGORY = "bad-category"
     BAD_LAYOUT = "bad-layout"
+    MISSING_USER_KEY = "missing-user-key"
     ALL_ROWS_BAD = "all-rows-bad"
 
 

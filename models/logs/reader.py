@@ -6,7 +6,9 @@ that is not 0/1, a number that does not parse or is infinite, an embedding of th
 wrong length) is either fatal for the file (policy ``reject``) or skips that row
 (policy ``skip``), and every skipped row is counted and reported with its row
 number, column and reason. Missing values are fine: categoricals go to bucket 0,
-numerics to the spec's fill value.
+numerics to the spec's fill value. When the spec names a ``user_key``, every row must
+have all of its user-key cells (a row no person can be named for cannot be protected
+at the user level): an empty one is a bad row like the others.
 """
 
 from __future__ import annotations
@@ -87,6 +89,9 @@ class EncodedData:
     x_dense: np.ndarray  # float32 [N, E]
     y: np.ndarray  # float32 [N]
     report: LoadReport | None = field(default=None, compare=False)
+    # int64 [N]: each row's user (salted hash of the spec's user_key cells), when the spec
+    # names one. Partner-local: it is no model input and never leaves the node.
+    users: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.y)
@@ -121,7 +126,12 @@ class EncodedData:
 
     def take(self, index: np.ndarray) -> EncodedData:
         return EncodedData(
-            self.x_cat[index], self.x_num[index], self.x_dense[index], self.y[index], self.report
+            self.x_cat[index],
+            self.x_num[index],
+            self.x_dense[index],
+            self.y[index],
+            self.report,
+            None if self.users is None else self.users[index],
         )
 
     def split(self, holdout_fraction: float, *, key: bytes) -> tuple[EncodedData, EncodedData]:
@@ -292,6 +302,35 @@ def _parse_embedding(column: pa.ChunkedArray, feature: EmbeddingFeature, issues:
     return out, np.array(bad_rows, dtype=np.int64)
 
 
+def user_ids(table: pa.Table, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 user id per row, bool missing per row) from the spec's ``user_key`` columns.
+
+    The id is the first 8 bytes of ``blake2b(salt, cells joined by U+001F)``: stable
+    across files and runs of one federation, so a person's rows in two files are one
+    user. Each distinct key is hashed once.
+    """
+    cells = [pc.cast(table.column(c), pa.string()) for c in spec.user_key]
+    missing = np.zeros(table.num_rows, dtype=bool)
+    for column in cells:
+        missing |= _empty(column)
+    joined = pc.binary_join_element_wise(*cells, "\x1f").combine_chunks().dictionary_encode()
+    salt = spec.salt.encode()
+    hashed = np.array(
+        [
+            int.from_bytes(
+                hashlib.blake2b(salt + b"\x00" + (v or "").encode(), digest_size=8).digest(),
+                "little",
+                signed=True,
+            )
+            for v in joined.dictionary.to_pylist()
+        ],
+        dtype=np.int64,
+    )
+    codes = joined.indices.fill_null(0).to_numpy(zero_copy_only=False)
+    ids = hashed[codes] if len(hashed) else np.zeros(table.num_rows, dtype=np.int64)
+    return ids.astype(np.int64), missing
+
+
 def read_partner_log(
     path: str | Path,
     spec: FeatureSpec,
@@ -309,7 +348,7 @@ def read_partner_log(
         raise DataFileError(
             f"{path}: the file has no data rows", file=str(path), problem=DataProblem.EMPTY_FILE
         )
-    spec_columns = frozenset([spec.label, *spec.column_names])
+    spec_columns = frozenset(spec.read_columns)
     issues = _Issues(str(path), BadRowPolicy(policy), max_issue_samples, spec_columns)
     bad = np.zeros(n, dtype=bool)
     for problem in read.problems:  # rows the format reader could not lay out
@@ -344,6 +383,21 @@ def read_partner_log(
         dense_parts.append(values)
     x_dense = np.concatenate(dense_parts, axis=1) if dense_parts else np.zeros((n, 0), np.float32)
 
+    users = None
+    if spec.user_key:
+        users, no_user = user_ids(table, spec)
+        for column in spec.user_key:
+            rows = np.flatnonzero(no_user & _empty(table.column(column)))
+            if len(rows):
+                issues.add(
+                    rows,
+                    column,
+                    "user-key cell is empty: the row names no person, so user-level DP "
+                    "cannot protect it",
+                    DataProblem.MISSING_USER_KEY,
+                )
+        bad |= no_user
+
     keep = ~bad
     report = LoadReport(
         file=str(path),
@@ -366,7 +420,21 @@ def read_partner_log(
         np.ascontiguousarray(x_dense[keep]),
         np.ascontiguousarray(y[keep]),
         report,
+        None if users is None else np.ascontiguousarray(users[keep]),
     )
 
 
-__all__ = ["BadRowPolicy", "EncodedData", "LoadReport", "RowIssue", "read_partner_log"]
+def _empty(column: pa.ChunkedArray) -> np.ndarray:
+    text = pc.cast(column, pa.string())
+    empty = pc.equal(pc.utf8_trim_whitespace(text), "").fill_null(True)
+    return empty.to_numpy(zero_copy_only=False)
+
+
+__all__ = [
+    "BadRowPolicy",
+    "EncodedData",
+    "LoadReport",
+    "RowIssue",
+    "read_partner_log",
+    "user_ids",
+]

@@ -24,7 +24,7 @@ from fedctr.privacy.ledger import (
     PlatformReport,
 )
 from fedctr.privacy.ledger.bodies import mechanism_dict
-from fedctr.privacy.wire import NEIGHBOUR_RELATION, UNIT_OF_PRIVACY
+from fedctr.privacy.wire import NEIGHBOUR_RELATION
 
 Releases = Mapping[str, Sequence[Recorded[PartnerRelease]]]
 
@@ -267,7 +267,8 @@ def check_cards(
                 )
             checks: list[tuple[str, object, object]] = [
                 ("accountant", partner.accountant, last.accountant),
-                ("unit_of_privacy", partner.unit_of_privacy, UNIT_OF_PRIVACY),
+                ("unit_of_privacy", partner.unit_of_privacy, last.unit_of_privacy),
+                ("max_rows_per_unit", partner.max_rows_per_unit, last.max_rows_per_unit),
                 ("rounds_contributed", partner.rounds_contributed, len(reps)),
             ]
             if release is not None:

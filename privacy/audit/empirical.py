@@ -217,6 +217,7 @@ def _statement_differences(
             ("model", statement.model, body.model),
             ("dp_implementation", statement.dp_implementation, body.dp_implementation),
             ("canaries", statement.canaries, body.canaries),
+            ("unit_of_privacy", statement.unit_of_privacy, body.unit_of_privacy),
         )
         if mine != theirs
     ]

@@ -56,6 +56,15 @@ def check_partner(
                         "never decreases",
                     )
                 )
+            if body.unit_of_privacy != prev.body.unit_of_privacy:
+                findings.append(
+                    rec.finding(
+                        FindingCode.UNIT_CHANGED,
+                        f"unit of privacy changed from {prev.body.unit_of_privacy} (seq "
+                        f"{prev.entry.seq}) to {body.unit_of_privacy}: one cumulative epsilon "
+                        "cannot cover releases made for different neighbour relations",
+                    )
+                )
             if body.budget != prev.body.budget:
                 findings.append(
                     rec.finding(
@@ -108,6 +117,8 @@ def check_partner(
                 round=body.round,
                 accountant=body.accountant,
                 dp_implementation=body.dp_implementation,
+                unit_of_privacy=body.unit_of_privacy,
+                max_rows_per_unit=body.max_rows_per_unit,
                 noise_multiplier=body.mechanism.noise_multiplier,
                 sample_rate=body.mechanism.sample_rate,
                 steps=body.mechanism.steps,

@@ -10,9 +10,11 @@ from typing import Any
 
 from fedctr.privacy.audit.recompute import ReferenceKind
 from fedctr.privacy.ledger import Finding, PlatformEmpiricalAudit
+from fedctr.privacy.unit import UnitOfPrivacy
 
 # 2: no row counts; the statement lists the wire contract. 3: empirical_audits.
-REPORT_SCHEMA_VERSION = 3
+# 4: the unit of privacy per release (example or user).
+REPORT_SCHEMA_VERSION = 4
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,6 +44,12 @@ class EpsilonRow:
     budget_epsilon: float
     understated: bool
     over_budget: bool
+    unit_of_privacy: str = "example"
+    max_rows_per_unit: int = 1
+
+    @property
+    def unit(self) -> UnitOfPrivacy:
+        return UnitOfPrivacy(self.unit_of_privacy, self.max_rows_per_unit)
 
     @property
     def reference_value(self) -> float:
@@ -67,6 +75,8 @@ class EpsilonRow:
             "round": self.round,
             "accountant": self.accountant,
             "dp_implementation": self.dp_implementation,
+            "unit_of_privacy": self.unit_of_privacy,
+            "max_rows_per_unit": self.max_rows_per_unit,
             "mechanism": {
                 "noise_multiplier": self.noise_multiplier,
                 "sample_rate": self.sample_rate,

@@ -21,11 +21,10 @@ from fedctr.privacy.audit.result import (
     EpsilonRow,
     PartnerSummary,
 )
+from fedctr.privacy.unit import UnitOfPrivacy
 from fedctr.privacy.wire import (
     CARD_FIELDS,
     ERROR_REPLY_FIELDS,
-    NEIGHBOUR_RELATION,
-    UNIT_OF_PRIVACY,
     FieldClass,
     Problem,
 )
@@ -244,14 +243,15 @@ def _guarantee(summary: PartnerSummary) -> PartnerGuarantee | None:
     accountant = _ACCOUNTANT_NAMES.get(final.accountant, final.accountant)
     pld = "n/a" if final.independent_pld is None else f"{final.independent_pld:.3f}"
     count = len(summary.rows)
+    unit = final.unit
     sentence = (
         f"{summary.partner_id} released {count} DP model update{'s' if count != 1 else ''} "
         "(listed below), each with the values the wire contract declares public; what "
         "else the platform can observe is listed under 'Disclosed without DP'. Every "
         "update, and every model published from them, satisfies "
-        f"({final.claimed:.3f}, {final.delta:g})-differential privacy for one {UNIT_OF_PRIVACY} "
-        f"(neighbour relation: {NEIGHBOUR_RELATION}), cumulative over all {count} releases, "
-        "as accounted "
+        f"({final.claimed:.3f}, {final.delta:g})-differential privacy for "
+        f"{unit.describe()} (neighbour relation: {unit.neighbour_relation}), cumulative "
+        f"over all {count} releases, as accounted "
         f"by {accountant} at training time. Recomputed independently with dp_accounting: "
         f"RDP ε={final.independent_rdp:.3f}, PLD ε={pld}. Budget ε={final.budget_epsilon:g}."
     )
@@ -310,24 +310,39 @@ def empirical_sentence(audit: EmpiricalAuditRow) -> str:
     )
 
 
+def _partners_with(result: AuditResult, unit: UnitOfPrivacy, kinds: int) -> str:
+    """`` (partners a, b)`` when partners differ in unit, else nothing."""
+    if kinds == 1:
+        return ""
+    names = [p.partner_id for p in result.partners if p.final is not None and p.final.unit == unit]
+    return f" (partners {', '.join(names)})"
+
+
 def privacy_statement(result: AuditResult) -> PrivacyStatement:
     """The statement for every partner with at least one release in its ledger."""
     guarantees = [_guarantee(p) for p in result.partners]
+    units = {p.final.unit for p in result.partners if p.final is not None}
+    if not units:
+        units = {UnitOfPrivacy.example()}
     return PrivacyStatement(
-        unit_of_privacy=(
-            f"one {UNIT_OF_PRIVACY}: one row of a partner's training log (event-level privacy)"
+        unit_of_privacy="; ".join(
+            f"{u.describe()}{_partners_with(result, u, len(units))}"
+            for u in sorted(units, key=lambda u: (u.kind.value, u.max_rows))
         ),
         neighbouring=(
-            f"{NEIGHBOUR_RELATION} (with Poisson sampling; the relation Opacus and "
-            "dp_accounting both account under)"
+            "; ".join(sorted({u.neighbour_relation for u in units}))
+            + " (with Poisson sampling of that unit; the relation Opacus and dp_accounting "
+            "both account under, the unit being what is sampled and clipped)"
         ),
         variant="approximate (ε, δ)-differential privacy, per partner, over its own data",
         mechanism=(
-            "DP-SGD run by each partner on its own data: per-example gradients clipped to L2 "
-            "norm C, Gaussian noise of standard deviation σ·C added to each summed batch "
-            "gradient, batches drawn by Poisson sampling at the declared rate q, for the "
-            "declared number of steps; only the noised model update, and values public by "
-            "declaration, leave the partner"
+            "DP-SGD run by each partner on its own data: per-unit gradients (one example's, "
+            "or the sum over one user's rows) clipped to L2 norm C, Gaussian noise of "
+            "standard deviation σ·C added to each summed batch gradient, batches drawn by "
+            "Poisson sampling of units at the declared rate q, for the declared number of "
+            "steps; only the noised model update, and values public by declaration, leave "
+            "the partner. User-level ε is accounted at the user sampling rate directly: no "
+            "group-privacy multiplier is involved"
         ),
         accounting=(
             "cumulative over every release in the partner's signed ledger, by the partner's "

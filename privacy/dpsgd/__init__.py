@@ -1,7 +1,12 @@
 """DP-SGD implementations behind one seam; see :mod:`fedctr.privacy.dpsgd.base`."""
 
 from fedctr.privacy.dpsgd import opacus_impl, sparse_impl  # noqa: F401  (register the implementations)
-from fedctr.privacy.dpsgd.base import DPSGDImplementation, PrivateTraining, check_private_arguments
+from fedctr.privacy.dpsgd.base import (
+    DPSGDImplementation,
+    PrivateTraining,
+    UserSampling,
+    check_private_arguments,
+)
 from fedctr.privacy.dpsgd.errors import SeamArgumentError, TrainingLoopError, UnsupportedLayerError
 from fedctr.privacy.dpsgd.registry import (
     available_implementations,
@@ -25,6 +30,7 @@ __all__ = [
     "SparseDPOptimizer",
     "TrainingLoopError",
     "UnsupportedLayerError",
+    "UserSampling",
     "available_implementations",
     "check_private_arguments",
     "get_implementation",

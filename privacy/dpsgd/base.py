@@ -10,6 +10,13 @@ which would reveal it); Poisson sampling at the declared ``sample_rate`` for exa
 accountant of the PrivacyEngine it is given, at the declared rate. They differ only
 in speed and memory.
 
+User-level DP (``user_sampling``, issue 14) changes the sampled and clipped unit:
+each step includes every *user* with probability ``sample_rate`` (with at most
+``max_rows`` of its rows, chosen once before training), and each user's *summed*
+gradient is clipped to ``max_grad_norm``; noise, scaling and accounting are as
+above with the user as the unit. Only implementations with
+``supports_user_level`` accept it; the others refuse it before anything is wrapped.
+
 Every privacy argument is declared by the partner's config and none may depend on
 the number of rows: that is what makes the epsilon, the steps and the averaging
 constant of a release public without revealing the partner's size.
@@ -27,8 +34,9 @@ possibly empty)::
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from opacus import PrivacyEngine
@@ -40,7 +48,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from fedctr.privacy.dpsgd.errors import SeamArgumentError, UnsupportedLayerError
-from fedctr.privacy.dpsgd.sampling import PoissonLoader, check_schedule
+from fedctr.privacy.dpsgd.sampling import check_schedule
 from fedctr.privacy.errors import InvalidPrivacyParameter
 from fedctr.privacy.randomness import SecureRandom
 from fedctr.validate import Checker
@@ -51,12 +59,22 @@ Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
+class UserSampling:
+    """User-level DP-SGD: ``users`` gives each row's user (an integer id, local to the
+    partner: salted hashes of its user-key columns) and ``max_rows`` is the declared
+    bound on one user's rows per step."""
+
+    users: torch.Tensor  # int64 [rows]
+    max_rows: int
+
+
+@dataclass(frozen=True)
 class PrivateTraining:
     """What a DP-SGD implementation hands back to the training loop."""
 
     module: nn.Module
     optimizer: torch.optim.Optimizer
-    data_loader: PoissonLoader
+    data_loader: Iterable[tuple[torch.Tensor, ...]]
     criterion: Criterion
     implementation: str
 
@@ -65,6 +83,8 @@ class DPSGDImplementation(ABC):
     """One way of running DP-SGD under an Opacus PrivacyEngine."""
 
     name: str
+    #: Whether ``make_private`` accepts ``user_sampling`` (per-user clipping).
+    supports_user_level: ClassVar[bool] = False
 
     @abstractmethod
     def make_private(
@@ -80,6 +100,7 @@ class DPSGDImplementation(ABC):
         noise_multiplier: float,
         max_grad_norm: float,
         rng: SecureRandom,
+        user_sampling: UserSampling | None = None,
     ) -> PrivateTraining:
         """Wrap model, optimizer and data; the criterion is binary cross-entropy on logits
         with mean reduction.
@@ -108,8 +129,22 @@ def check_private_arguments(
     noise_multiplier: float,
     max_grad_norm: float,
     rng: SecureRandom,
+    user_sampling: UserSampling | None = None,
+    implementation: DPSGDImplementation | None = None,
 ) -> None:
     """Refuse, before anything is wrapped, what every implementation must refuse."""
+    if user_sampling is not None:
+        if implementation is None or not implementation.supports_user_level:
+            name = getattr(implementation, "name", "this implementation")
+            raise SeamArgumentError(
+                f"{name} clips per row; user-level DP needs an implementation with "
+                "supports_user_level (fedctr-sparse)"
+            )
+        _CHECK.integer(user_sampling.max_rows, "max_rows", minimum=1)
+        rows = len(data_loader.dataset)  # type: ignore[arg-type]
+        users = user_sampling.users
+        if users.dim() != 1 or len(users) != rows or users.dtype != torch.int64:
+            raise SeamArgumentError(f"user_sampling.users must be int64, one id per row ({rows})")
     _CHECK.positive(max_grad_norm, "max_grad_norm")
     _CHECK.non_negative(noise_multiplier, "noise_multiplier")
     check_schedule(sample_rate=sample_rate, steps=steps)
@@ -145,4 +180,10 @@ def check_private_arguments(
             )
 
 
-__all__ = ["Criterion", "DPSGDImplementation", "PrivateTraining", "check_private_arguments"]
+__all__ = [
+    "Criterion",
+    "DPSGDImplementation",
+    "PrivateTraining",
+    "UserSampling",
+    "check_private_arguments",
+]

@@ -36,6 +36,7 @@ from fedctr.privacy.dpsgd.base import (
     Criterion,
     DPSGDImplementation,
     PrivateTraining,
+    UserSampling,
     check_private_arguments,
 )
 from fedctr.privacy.dpsgd.registry import register_implementation
@@ -225,6 +226,7 @@ class _OpacusMode(DPSGDImplementation):
         noise_multiplier: float,
         max_grad_norm: float,
         rng: SecureRandom,
+        user_sampling: UserSampling | None = None,
     ) -> PrivateTraining:
         check_private_arguments(
             engine,
@@ -237,6 +239,8 @@ class _OpacusMode(DPSGDImplementation):
             noise_multiplier=noise_multiplier,
             max_grad_norm=max_grad_norm,
             rng=rng,
+            user_sampling=user_sampling,
+            implementation=self,
         )
         loader = poisson_loader(data_loader, sample_rate=sample_rate, steps=steps, rng=rng)
         wrapped, private_optimizer, criterion = _wrap(

@@ -67,7 +67,7 @@ class PoissonLoader:
 
 
 class UserPoissonLoader:
-    """User-level Poisson sampling (issue 14, building block; not wired yet).
+    """User-level Poisson sampling.
 
     The unit is a person: each of ``steps`` batches includes every *user*
     independently with probability ``sample_rate``, and with a user all of its

@@ -13,6 +13,7 @@ the noise touches every row. See :mod:`fedctr.privacy.dpsgd.sparse_taps` and
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -20,11 +21,17 @@ from opacus import PrivacyEngine
 from torch import nn
 from torch.utils.data import DataLoader
 
-from fedctr.privacy.dpsgd.base import DPSGDImplementation, PrivateTraining, check_private_arguments
+from fedctr.privacy.dpsgd.base import (
+    DPSGDImplementation,
+    PrivateTraining,
+    UserSampling,
+    check_private_arguments,
+)
 from fedctr.privacy.dpsgd.registry import register_implementation
-from fedctr.privacy.dpsgd.sampling import poisson_loader
+from fedctr.privacy.dpsgd.sampling import UserPoissonLoader, poisson_loader
 from fedctr.privacy.dpsgd.sparse_optimizer import SparseDPOptimizer
 from fedctr.privacy.dpsgd.sparse_taps import LayerTaps
+from fedctr.privacy.dpsgd.user_groups import UserGroups
 from fedctr.privacy.randomness import SecureRandom
 
 
@@ -52,10 +59,29 @@ class SparseDPModule(nn.Module):
             return self._module(*args, **kwargs)
 
 
+class _UserBatches:
+    """User-level batches as the training loop expects them, ``(*inputs, y)``: each
+    batch's user ids go to the optimizer (its per-user clipping layout), not the model."""
+
+    def __init__(self, loader: UserPoissonLoader, optimizer: SparseDPOptimizer) -> None:
+        self.loader = loader
+        self._optimizer = optimizer
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        for *batch, users in self.loader:
+            self._optimizer.expect_users(UserGroups.of(users, max_rows=self.loader.max_rows))
+            yield tuple(batch)
+
+
 @register_implementation("fedctr-sparse")
 class FedctrSparse(DPSGDImplementation):
     """Ghost norms for ``nn.Linear``, index-matched norms for ``nn.Embedding``, one backward
-    pass, clipping and noise fused into the optimizer step."""
+    pass, clipping and noise fused into the optimizer step; per-example or per-user."""
+
+    supports_user_level = True
 
     def make_private(
         self,
@@ -70,6 +96,7 @@ class FedctrSparse(DPSGDImplementation):
         noise_multiplier: float,
         max_grad_norm: float,
         rng: SecureRandom,
+        user_sampling: UserSampling | None = None,
     ) -> PrivateTraining:
         check_private_arguments(
             engine,
@@ -82,10 +109,12 @@ class FedctrSparse(DPSGDImplementation):
             noise_multiplier=noise_multiplier,
             max_grad_norm=max_grad_norm,
             rng=rng,
+            user_sampling=user_sampling,
+            implementation=self,
         )
         taps = LayerTaps(module)
+        loader: Any
         try:
-            loader = poisson_loader(data_loader, sample_rate=sample_rate, steps=steps, rng=rng)
             private_optimizer = SparseDPOptimizer(
                 optimizer,
                 taps=taps,
@@ -93,7 +122,20 @@ class FedctrSparse(DPSGDImplementation):
                 max_grad_norm=float(max_grad_norm),
                 expected_batch_size=expected_batch_size,
                 rng=rng,
+                user_level=user_sampling is not None,
             )
+            if user_sampling is None:
+                loader = poisson_loader(data_loader, sample_rate=sample_rate, steps=steps, rng=rng)
+            else:
+                users = UserPoissonLoader(
+                    data_loader.dataset,  # type: ignore[arg-type]
+                    users=user_sampling.users,
+                    sample_rate=sample_rate,
+                    steps=steps,
+                    max_rows=user_sampling.max_rows,
+                    rng=rng,
+                )
+                loader = _UserBatches(users, private_optimizer)
         except BaseException:
             taps.remove()
             raise

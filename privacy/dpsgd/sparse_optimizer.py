@@ -14,6 +14,12 @@ floating-point attacks) into one flat buffer whose slices are the parameters'
 table). The accountant hook Opacus attaches runs exactly as in
 ``DPOptimizer.pre_step``, once per step, with the same noise multiplier and the
 declared sample rate.
+
+User-level (``user_level=True``): before each step the loader hands the batch's
+:class:`~fedctr.privacy.dpsgd.user_groups.UserGroups` (:meth:`expect_users`); ``c_u``
+is then computed from each user's summed gradient and every row of user ``u`` is
+weighted by ``c_u``, so the clipped sum is ``sum_u c_u g_u``. A step without its
+groups is refused rather than clipped per row.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from torch import nn
 from fedctr.privacy.dpsgd.errors import TrainingLoopError, UnsupportedLayerError
 from fedctr.privacy.dpsgd.sparse_norms import clip_factors
 from fedctr.privacy.dpsgd.sparse_taps import LayerTaps
+from fedctr.privacy.dpsgd.user_groups import UserGroups
 from fedctr.privacy.randomness import SecureRandom
 
 
@@ -42,6 +49,7 @@ class SparseDPOptimizer(DPOptimizer):
         max_grad_norm: float,
         expected_batch_size: int,
         rng: SecureRandom,
+        user_level: bool = False,
     ) -> None:
         super().__init__(
             optimizer,
@@ -68,6 +76,14 @@ class SparseDPOptimizer(DPOptimizer):
         self._buffers: list[tuple[torch.Tensor, list[tuple[nn.Parameter, torch.Tensor]]]] = []
         self.per_sample_norms: torch.Tensor | None = None
         self.per_sample_clip_factor: torch.Tensor | None = None
+        self.user_level = user_level
+        self._groups: UserGroups | None = None
+
+    def expect_users(self, groups: UserGroups) -> None:
+        """The user layout of the next batch (user-level DP; set by the loader)."""
+        if not self.user_level:
+            raise TrainingLoopError("this optimizer clips per example; it takes no user groups")
+        self._groups = groups
 
     # ---- what Opacus' accountant hook and BatchMemoryManager ask -------
     @property
@@ -84,11 +100,18 @@ class SparseDPOptimizer(DPOptimizer):
                 "fedctr-sparse; use batches that fit in memory"
             )
         batch = self._taps.batch()
-        norms = batch.per_sample_norms()
+        groups, self._groups = self._groups, None
+        if self.user_level and (groups is None or len(groups.user) != batch.batch_size):
+            raise TrainingLoopError(
+                "user-level DP-SGD clips each user's summed gradient: the batch must come "
+                "from the private data_loader, which tells the optimizer its users"
+            )
+        norms = batch.per_sample_norms(groups)
         coeff = clip_factors(norms, self.max_grad_norm)
         scale = 1.0 / self.expected_batch_size
         grads = self._noise(std=self.noise_multiplier * self.max_grad_norm * scale)
-        batch.clipped_sum_(grads, coeff * scale)
+        row_coeff = coeff if groups is None else groups.spread(coeff)
+        batch.clipped_sum_(grads, row_coeff * scale)
         self._taps.clear()
         self.per_sample_norms = norms
         self.per_sample_clip_factor = coeff
@@ -111,7 +134,7 @@ class SparseDPOptimizer(DPOptimizer):
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Forget the recorded batch and clear ``.grad`` (the noise buffer is reused)."""
-        self._taps.clear()
+        self._taps.clear()  # the user groups stay: the loader set them for this batch
         self.original_optimizer.zero_grad(set_to_none)
 
     # ---- Opacus' per-sample-gradient stages do not exist here ----------

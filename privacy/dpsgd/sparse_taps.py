@@ -32,6 +32,7 @@ from fedctr.privacy.dpsgd.sparse_norms import (
     linear_clipped_sum_,
     linear_norm_sq,
 )
+from fedctr.privacy.dpsgd.user_groups import UserGroups
 
 
 class _Leaf(torch.autograd.Function):
@@ -95,8 +96,11 @@ class _LayerTap(ABC):
         return [c for c in self.calls if c.grad is not None]
 
     @abstractmethod
-    def norm_sq(self, calls: list[_Call], batch_size: int) -> torch.Tensor:
-        """Each example's squared gradient norm over this layer's parameters, ``[B]``."""
+    def norm_sq(
+        self, calls: list[_Call], batch_size: int, groups: UserGroups | None = None
+    ) -> torch.Tensor:
+        """Each example's squared gradient norm over this layer's parameters, ``[B]``;
+        with ``groups``, each user's (its rows' gradients summed), ``[U]``."""
 
     @abstractmethod
     def clipped_sum_(
@@ -117,8 +121,12 @@ class _LinearTap(_LayerTap):
         acts = _cat([c.inputs.reshape(n, -1, d_in) for c in calls])
         return acts, _cat([g.reshape(n, -1, d_out) for g in _grads(calls)])
 
-    def norm_sq(self, calls: list[_Call], batch_size: int) -> torch.Tensor:
+    def norm_sq(
+        self, calls: list[_Call], batch_size: int, groups: UserGroups | None = None
+    ) -> torch.Tensor:
         a, g = self._stack(calls, batch_size)
+        if groups is not None:
+            a, g = groups.gather(a), groups.gather(g)
         bias = self.module.bias
         return linear_norm_sq(
             a.to(g.dtype),
@@ -158,8 +166,12 @@ class _EmbeddingTap(_LayerTap):
             g = g.masked_fill((idx == pad).unsqueeze(2), 0.0)
         return idx, g
 
-    def norm_sq(self, calls: list[_Call], batch_size: int) -> torch.Tensor:
+    def norm_sq(
+        self, calls: list[_Call], batch_size: int, groups: UserGroups | None = None
+    ) -> torch.Tensor:
         idx, g = self._stack(calls, batch_size)
+        if groups is not None:
+            idx, g = groups.gather(idx), groups.gather(g)
         return embedding_norm_sq(idx, g)
 
     def clipped_sum_(
@@ -303,20 +315,22 @@ class RecordedBatch:
     calls: dict[_LayerTap, list[_Call]]
     batch_size: int
 
-    def per_sample_norms(self) -> torch.Tensor:
-        """L2 norm of each example's gradient over all parameters jointly (flat clipping).
+    def per_sample_norms(self, groups: UserGroups | None = None) -> torch.Tensor:
+        """L2 norm of each example's gradient over all parameters jointly (flat clipping);
+        with ``groups``, of each user's gradient (the sum over its rows), ``[U]``.
 
         Backprops of a mean-reduced loss carry a factor ``1/N``; as Opacus does, the
         per-example gradient is the backprop times ``N``.
         """
         n = self.batch_size
+        units = n if groups is None else groups.users
         total: torch.Tensor | None = None
         for tap, calls in self.calls.items():
             if calls and n > 0:
-                part = tap.norm_sq(calls, n)
+                part = tap.norm_sq(calls, n, groups)
                 total = part if total is None else total + part
         if total is None:
-            return torch.zeros(n)
+            return torch.zeros(units)
         return total.sqrt() * n
 
     def clipped_sum_(self, grads: dict[nn.Parameter, torch.Tensor], coeff: torch.Tensor) -> None:

@@ -1,4 +1,4 @@
-"""Per-user gradient norms for user-level DP-SGD (issue 14, building block; not wired yet).
+"""Per-user gradient norms for user-level DP-SGD.
 
 Under user-level DP the unit is a person: a step samples *users*, and what is clipped
 is the sum of the gradients of one user's rows in the batch. That sum needs no new
@@ -10,7 +10,9 @@ norms exactly as they compute per-example ones: the linear layer's Gram identity
 over every pair of the user's positions, the embedding sums a user's repeated rows
 before squaring (across its rows too), and zero backprops in the padding count for
 nothing. ``k`` is the data-independent bound on one user's rows per step (rows beyond
-it are the sampler's to drop, never this module's).
+it are the sampler's to drop, never this module's); the layout is only as wide as the
+batch's busiest user needs (``width <= k``), which keeps padding and memory down on
+the steps where no heavy user is sampled.
 """
 
 from __future__ import annotations
@@ -29,13 +31,14 @@ class UserGroups:
 
     ``users`` distinct users (``0..users-1`` in order of first appearance), each with at
     most ``max_rows`` rows; row ``i`` of the batch becomes slot ``slot[i]`` of user
-    ``user[i]``.
+    ``user[i]``; ``width`` slots per user (the most rows any user has in this batch).
     """
 
     user: torch.Tensor  # [N] long
     slot: torch.Tensor  # [N] long
     users: int
     max_rows: int
+    width: int
 
     @classmethod
     def of(cls, user_keys: torch.Tensor, *, max_rows: int) -> UserGroups:
@@ -71,15 +74,15 @@ class UserGroups:
             raise InvalidPrivacyParameter(
                 f"a user has {most} rows in this batch, above the declared bound of {max_rows}"
             )
-        return cls(user=user, slot=slot, users=len(order), max_rows=max_rows)
+        return cls(user=user, slot=slot, users=len(order), max_rows=max_rows, width=max(most, 1))
 
     def gather(self, per_row: torch.Tensor) -> torch.Tensor:
-        """``[N, T, *rest]`` per-row tensor -> ``[U, max_rows * T, *rest]``, zero-padded."""
+        """``[N, T, *rest]`` per-row tensor -> ``[U, width * T, *rest]``, zero-padded."""
         t = per_row.shape[1]
         rest = per_row.shape[2:]
-        out = per_row.new_zeros((self.users, self.max_rows, t, *rest))
+        out = per_row.new_zeros((self.users, self.width, t, *rest))
         out[self.user, self.slot] = per_row
-        return out.reshape(self.users, self.max_rows * t, *rest)
+        return out.reshape(self.users, self.width * t, *rest)
 
     def spread(self, per_user: torch.Tensor) -> torch.Tensor:
         """A per-user value (``[U]``, e.g. a clip factor) for every row (``[N]``)."""

@@ -7,7 +7,6 @@ Readers (the platform, the audit): :func:`read_ledger` then :func:`verify_ledger
 from fedctr.privacy.ledger.bodies import (
     BODY_TYPES,
     ENTRY_KINDS,
-    UNIT_OF_PRIVACY,
     EntryKind,
     LedgerBody,
     PartnerRelease,
@@ -50,7 +49,6 @@ __all__ = [
     "PLATFORM_OWNER",
     "SCHEMA_VERSION",
     "TORN_SUFFIX",
-    "UNIT_OF_PRIVACY",
     "BadLine",
     "Entry",
     "EntryKind",

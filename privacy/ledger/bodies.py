@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Literal
 from fedctr.privacy.budget import ACCOUNTANT_KINDS, AccountantKind, DPSGDRound, PrivacyBudget
 from fedctr.privacy.errors import InvalidPrivacyParameter
 from fedctr.privacy.ledger.errors import LedgerEntryInvalid
+from fedctr.privacy.unit import UnitOfPrivacy
 from fedctr.validate import IDENTIFIER, SHA256_HEX, Checker
 
 EntryKind = Literal[
@@ -28,7 +29,6 @@ ENTRY_KINDS: tuple[str, ...] = (
     "platform-publish",
     "platform-empirical-audit",
 )
-UNIT_OF_PRIVACY = "example"
 
 _TEXT = re.compile(r"[\x20-\x7e]{1,128}")
 _CHECK = Checker(LedgerEntryInvalid)
@@ -91,6 +91,17 @@ def parse_mechanism(data: Any) -> DPSGDRound:
         raise LedgerEntryInvalid(f"mechanism: {exc}") from exc
 
 
+def parse_unit(data: Mapping[str, Any]) -> UnitOfPrivacy:
+    """``unit_of_privacy`` and ``max_rows_per_unit`` of a body (example: 1 row)."""
+    try:
+        return UnitOfPrivacy(
+            data["unit_of_privacy"],
+            _CHECK.integer(data["max_rows_per_unit"], "max_rows_per_unit", minimum=1),
+        )
+    except InvalidPrivacyParameter as exc:
+        raise LedgerEntryInvalid(str(exc)) from exc
+
+
 def parse_budget(data: Any) -> PrivacyBudget:
     data = _fields(data, "budget", frozenset({"epsilon", "delta"}))
     try:
@@ -124,8 +135,7 @@ def _validate(body: Any, values: Any) -> None:
 
 def _release_values(data: Any) -> dict[str, Any]:
     data = _fields(data, "partner-release", _RELEASE_KEYS)
-    if data["unit_of_privacy"] != UNIT_OF_PRIVACY:
-        raise LedgerEntryInvalid(f"unit_of_privacy must be {UNIT_OF_PRIVACY!r}")
+    unit = parse_unit(data)
     return {
         "run_id": ident(data["run_id"], "run_id"),
         "round": _CHECK.integer(data["round"], "round", minimum=1),
@@ -135,7 +145,8 @@ def _release_values(data: Any) -> dict[str, Any]:
         "mechanism": parse_mechanism(data["mechanism"]),
         "accountant": _CHECK.choice(data["accountant"], "accountant", ACCOUNTANT_KINDS),
         "dp_implementation": _CHECK.text(data["dp_implementation"], "dp_implementation", _TEXT),
-        "unit_of_privacy": UNIT_OF_PRIVACY,
+        "unit_of_privacy": unit.kind.value,
+        "max_rows_per_unit": unit.max_rows,
         "epsilon_after": _epsilon(data, "epsilon_after"),
         "delta": _delta(data),
         "budget": parse_budget(data["budget"]),
@@ -150,8 +161,10 @@ class PartnerRelease:
     the wire contract (:mod:`fedctr.privacy.wire`) declares: no row counts.
 
     ``epsilon_after`` is cumulative over every release in this partner's ledger,
-    at ``delta``, by the training-time ``accountant``; ``mechanism.steps`` are the
-    steps the optimizer actually took.
+    at ``delta``, by the training-time ``accountant``, for one ``unit_of_privacy``
+    (``example`` or ``user``: the mechanism's rate samples that unit, with at most
+    ``max_rows_per_unit`` rows each); ``mechanism.steps`` are the steps the optimizer
+    actually took.
     """
 
     KIND: ClassVar[EntryKind] = "partner-release"
@@ -164,13 +177,18 @@ class PartnerRelease:
     mechanism: DPSGDRound
     accountant: AccountantKind
     dp_implementation: str
-    unit_of_privacy: Literal["example"]
+    unit_of_privacy: str  # fedctr.privacy.unit.PrivacyUnit value
     epsilon_after: float
     delta: float
     budget: PrivacyBudget
+    max_rows_per_unit: int = 1
 
     def __post_init__(self) -> None:
         _validate(self, _release_values)
+
+    @property
+    def unit(self) -> UnitOfPrivacy:
+        return UnitOfPrivacy(self.unit_of_privacy, self.max_rows_per_unit)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -183,6 +201,7 @@ class PartnerRelease:
             "accountant": self.accountant,
             "dp_implementation": self.dp_implementation,
             "unit_of_privacy": self.unit_of_privacy,
+            "max_rows_per_unit": self.max_rows_per_unit,
             "epsilon_after": self.epsilon_after,
             "delta": self.delta,
             "budget": {"epsilon": self.budget.epsilon, "delta": self.budget.delta},
@@ -197,6 +216,7 @@ def _report_values(data: Any) -> dict[str, Any]:
     data = _fields(data, "platform-report", _REPORT_KEYS)
     if not isinstance(data["accepted"], bool):
         raise LedgerEntryInvalid("accepted must be true or false")
+    unit = parse_unit(data)
     return {
         "run_id": ident(data["run_id"], "run_id"),
         "round": _CHECK.integer(data["round"], "round", minimum=1),
@@ -208,6 +228,8 @@ def _report_values(data: Any) -> dict[str, Any]:
         "accountant": _CHECK.choice(data["accountant"], "accountant", ACCOUNTANT_KINDS),
         "mechanism": parse_mechanism(data["mechanism"]),
         "accepted": data["accepted"],
+        "unit_of_privacy": unit.kind.value,
+        "max_rows_per_unit": unit.max_rows,
     }
 
 
@@ -232,6 +254,8 @@ class PlatformReport:
     accountant: AccountantKind
     mechanism: DPSGDRound
     accepted: bool
+    unit_of_privacy: str = "example"
+    max_rows_per_unit: int = 1
 
     def __post_init__(self) -> None:
         _validate(self, _report_values)
@@ -252,6 +276,8 @@ class PlatformReport:
             accountant=release.accountant,
             mechanism=release.mechanism,
             accepted=accepted,
+            unit_of_privacy=release.unit_of_privacy,
+            max_rows_per_unit=release.max_rows_per_unit,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -266,6 +292,8 @@ class PlatformReport:
             "accountant": self.accountant,
             "mechanism": mechanism_dict(self.mechanism),
             "accepted": self.accepted,
+            "unit_of_privacy": self.unit_of_privacy,
+            "max_rows_per_unit": self.max_rows_per_unit,
         }
 
     @classmethod
@@ -368,8 +396,7 @@ class ScoreHistogram:
 
 def _empirical_values(data: Any) -> dict[str, Any]:
     data = _fields(data, "platform-empirical-audit", _EMPIRICAL_KEYS)
-    if data["unit_of_privacy"] != UNIT_OF_PRIVACY:
-        raise LedgerEntryInvalid(f"unit_of_privacy must be {UNIT_OF_PRIVACY!r}")
+    unit = parse_unit(data)
     mechanisms = data["mechanisms"]
     if not isinstance(mechanisms, list | tuple) or not mechanisms:
         raise LedgerEntryInvalid("mechanisms must be a non-empty list (one per round)")
@@ -390,7 +417,8 @@ def _empirical_values(data: Any) -> dict[str, Any]:
         "model": ident(data["model"], "model"),
         "dp_implementation": _CHECK.text(data["dp_implementation"], "dp_implementation", _TEXT),
         "accountant": _CHECK.choice(data["accountant"], "accountant", ACCOUNTANT_KINDS),
-        "unit_of_privacy": UNIT_OF_PRIVACY,
+        "unit_of_privacy": unit.kind.value,
+        "max_rows_per_unit": unit.max_rows,
         "mechanisms": tuple(parse_mechanism(m) for m in mechanisms),
         "delta": _delta(data),
         "claimed_epsilon": _epsilon(data, "claimed_epsilon"),
@@ -425,7 +453,7 @@ class PlatformEmpiricalAudit:
     model: str
     dp_implementation: str
     accountant: AccountantKind
-    unit_of_privacy: Literal["example"]
+    unit_of_privacy: str
     mechanisms: tuple[DPSGDRound, ...]
     delta: float
     claimed_epsilon: float
@@ -436,6 +464,7 @@ class PlatformEmpiricalAudit:
     correct: int
     data_sha256: str
     histogram: ScoreHistogram
+    max_rows_per_unit: int = 1
 
     def __post_init__(self) -> None:
         _validate(self, _empirical_values)
@@ -453,6 +482,7 @@ class PlatformEmpiricalAudit:
             "dp_implementation": self.dp_implementation,
             "accountant": self.accountant,
             "unit_of_privacy": self.unit_of_privacy,
+            "max_rows_per_unit": self.max_rows_per_unit,
             "mechanisms": [mechanism_dict(m) for m in self.mechanisms],
             "delta": self.delta,
             "claimed_epsilon": self.claimed_epsilon,
@@ -498,7 +528,6 @@ def parse_body(kind: str, data: Any) -> LedgerBody:
 __all__ = [
     "BODY_TYPES",
     "ENTRY_KINDS",
-    "UNIT_OF_PRIVACY",
     "EntryKind",
     "LedgerBody",
     "PartnerRelease",

@@ -31,6 +31,7 @@ class FindingCode(StrEnum):
     DUPLICATE_ROUND = "duplicate-round"
     EPSILON_DECREASED = "epsilon-decreased"
     BUDGET_CHANGED = "budget-changed"
+    UNIT_CHANGED = "unit-changed"
     # privacy
     BUDGET_OVERRUN = "budget-overrun"
     EPSILON_UNDERSTATED = "epsilon-understated"

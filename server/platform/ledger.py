@@ -62,6 +62,7 @@ def _disagreement(reply: TrainReply, release: PartnerRelease) -> str | None:
         ("base model hash", release.base_model_hash, reply.base_model_hash),
         ("mechanism", release.mechanism, reply.release),
         ("accountant", release.accountant, reply.accountant),
+        ("unit of privacy", release.unit, reply.unit),
         ("dp implementation", release.dp_implementation, reply.dp_implementation),
         ("epsilon", release.epsilon_after, reply.epsilon),
         ("delta", release.delta, reply.delta),

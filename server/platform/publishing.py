@@ -56,6 +56,7 @@ def partner_provenance(records: list[PartnerTrainRecord]) -> PartnerProvenance:
         delta=reply.delta,
         accountant=reply.accountant,
         unit_of_privacy=reply.unit_of_privacy,
+        max_rows_per_unit=reply.unit.max_rows,
         dp_implementation=reply.dp_implementation,
         rounds_contributed=len(records),
     )

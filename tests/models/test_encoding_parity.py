@@ -44,8 +44,11 @@ from fedctr.server.scoring.columnar import MAX_CATEGORY_CHARS, ArrowBatchDecoder
 from tests.support.scoring import arrow_body
 
 SPEC_DIR = builtin_spec_path("demo").parent
+# Features only: a user key names a person for user-level DP, it is no model input.
 SPECS = {
-    path.stem: FeatureSpec.from_dict(load_spec(path).to_dict(), source=str(path))
+    path.stem: FeatureSpec.from_dict(
+        {k: v for k, v in load_spec(path).to_dict().items() if k != "user_key"}, source=str(path)
+    )
     for path in sorted(SPEC_DIR.glob("*.toml"))
 }
 MAX_ROWS = 12

@@ -28,13 +28,12 @@ from fedctr.privacy.audit import (
 from fedctr.privacy.audit.plots import BUDGET_COLOR, CLAIMED_COLOR, PLD_COLOR
 from fedctr.privacy.budget import PrivacyBudget
 from fedctr.privacy.ledger import Finding, FindingCode
+from fedctr.privacy.unit import UnitOfPrivacy
 from fedctr.privacy.wire import (
     CARD_FIELDS,
     ERROR_REPLY_FIELDS,
-    NEIGHBOUR_RELATION,
     NOT_SENT,
     TRAIN_REPLY_FIELDS,
-    UNIT_OF_PRIVACY,
     FieldClass,
     Problem,
 )
@@ -163,7 +162,7 @@ def test_json_report_is_machine_readable(understating, tmp_path):
     assert release["epsilon_claimed"] < release["epsilon_independent_pld"]
     assert release["reference"] == "pld"
     assert report["privacy_statement"]["unit_of_privacy"].startswith("one example")
-    assert report["schema_version"] == 3
+    assert report["schema_version"] == 4
     assert "num_examples" not in release and "num_examples" not in json.dumps(report)
     assert {i["role"] for i in report["inputs"]} == {
         "platform-ledger",
@@ -204,13 +203,13 @@ def test_the_statement_lists_the_wire_contract_not_a_copy_of_it(honest):
 
 
 def test_the_statement_states_relation_unit_caveats_and_no_row_count_claim(honest):
-    """Neighbour relation and unit from fedctr.privacy.wire; the caveats disclosed without DP;
+    """Neighbour relation and unit from fedctr.privacy.unit; the caveats disclosed without DP;
     delta against 1/n left to the partner's node, as the audit cannot see n."""
     statement = privacy_statement(audit(honest))
     page = render_html(audit(honest), generated_at=WHEN)
 
-    assert NEIGHBOUR_RELATION in statement.neighbouring
-    assert statement.unit_of_privacy.startswith(f"one {UNIT_OF_PRIVACY}")
+    assert UnitOfPrivacy.example().neighbour_relation in statement.neighbouring
+    assert statement.unit_of_privacy.startswith("one example")
     disclosed = dict(statement.disclosed_without_dp)
     usable = disclosed["Whether a partner's data file was usable"]
     assert all(f.key in usable for f in ERROR_REPLY_FIELDS)

@@ -210,6 +210,7 @@ def test_privacy_parameters_have_no_defaults_and_are_checked():
 # The audited partner.
 
 CANARIES = 2000
+USER_CANARY_ROWS = 8  # a user-level canary is a user with the most rows one user may bring
 MODEL = model_config("lr")
 
 
@@ -226,7 +227,9 @@ def partner(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, EncodedData
     return data, read_partner_log(data, load_spec(builtin_spec_path("demo")))
 
 
-def _config(data: Path, root: Path, *, implementation: str, epsilon: float = 1.0) -> PartnerConfig:
+def _config(
+    data: Path, root: Path, *, implementation: str, epsilon: float = 1.0, unit: str = "example"
+) -> PartnerConfig:
     return PartnerConfig(
         partner_id="shop-a",
         data=data,
@@ -241,6 +244,8 @@ def _config(data: Path, root: Path, *, implementation: str, epsilon: float = 1.0
             sample_rate=0.25,
             max_grad_norm=0.1,
             dp_implementation=implementation,
+            unit=unit,
+            max_rows_per_user=USER_CANARY_ROWS,
         ),
         training=TrainingSettings(batch_size=625, local_epochs=2, learning_rate=0.02),
     )
@@ -254,9 +259,10 @@ def _audit(
     seed: int,
     epsilon: float = 1.0,
     training_seed: int | None = 0,
+    unit: str = "example",
 ) -> EmpiricalAuditResult:
     data, rows = partner
-    config = _config(data, tmp_path, implementation=implementation, epsilon=epsilon)
+    config = _config(data, tmp_path, implementation=implementation, epsilon=epsilon, unit=unit)
     return run_empirical_audit(
         config,
         MODEL,
@@ -291,6 +297,23 @@ def test_correct_dp_sgd_passes(partner, tmp_path, seed):
     assert result.passed
     assert result.lower_bound <= result.claimed_epsilon
     assert result.lower_bound < 0.5  # measured 0-0.15: far below the claim of 1
+
+
+def test_user_level_dp_sgd_passes_with_canary_users(partner, tmp_path):
+    """Canaries are users with USER_CANARY_ROWS rows each; per-user clipping holds the
+    user-level claim."""
+    result = _audit(partner, tmp_path, "fedctr-sparse", seed=0, unit="user")
+    assert (result.unit_of_privacy, result.rows_per_canary) == ("user", USER_CANARY_ROWS)
+    assert result.passed and result.lower_bound < 0.5
+
+
+def test_per_row_clipping_under_a_user_level_claim_is_refuted(partner, tmp_path):
+    """The user-level bug the ledger cannot show: users sampled, rows clipped one by one,
+    so a user with r rows moves the model r times further than its epsilon allows."""
+    result = _audit(partner, tmp_path, "broken-per-row-clipping", seed=0, unit="user")
+    assert result.claimed_epsilon == pytest.approx(1.0, abs=0.02)
+    assert not result.passed
+    assert result.lower_bound > 1.3  # margin: measured 1.8-2.1 over seeds 0-2
 
 
 @pytest.mark.slow

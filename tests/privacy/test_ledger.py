@@ -277,7 +277,8 @@ def test_a_ledger_rewritten_with_another_key_fails_every_signature(tmp_path, key
         ("epsilon_after", "0.5"),
         ("delta", 1.0),
         ("update_hash", "ABC"),
-        ("unit_of_privacy", "user"),
+        ("unit_of_privacy", "person"),
+        ("max_rows_per_unit", 0),
         ("accountant", "gdp"),
         ("partner_id", "../etc"),
         ("mechanism", {"noise_multiplier": 1.0, "max_grad_norm": 1.0, "sample_rate": 0.01}),
@@ -304,7 +305,8 @@ def test_bodies_carry_no_row_counts(body):
     """Schema 2: no row count in what a partner sends or the platform records; one is refused
     by name, like any field the schema does not declare."""
     data = body(1).to_dict()
-    assert not {k for k in data if "example" in k or "rows" in k}
+    declared_bound = {"max_rows_per_unit"}  # the declared per-step bound, never a count
+    assert not {k for k in data if "example" in k or "rows" in k} - declared_bound
 
     with pytest.raises(LedgerEntryInvalid, match="unknown fields \\['num_examples'\\]"):
         type(body(1)).from_dict({**data, "num_examples": 1000})

@@ -76,6 +76,17 @@ class _DenseNoiseOnly(_Broken):
         optimizer.pre_step = pre_step
 
 
+class _PerRowClippingForUsers(_Broken):
+    """Claims user-level DP, samples users, but clips each *row* (the user groups are
+    dropped): a user with r rows moves the model up to r x C, not C."""
+
+    def corrupt(self, optimizer: Any, kw: dict[str, Any]) -> None:
+        if kw.get("user_sampling") is None:
+            raise AssertionError("this bug only exists under user-level DP")
+        optimizer.user_level = False
+        optimizer.expect_users = lambda groups: None
+
+
 BROKEN = {
     "broken-sigma0": _NoNoise,
     "broken-sigma-tenth": _TenthNoise,
@@ -84,11 +95,15 @@ BROKEN = {
 }
 
 
+# Bugs that exist only when the partner's unit is a user.
+USER_LEVEL_BROKEN = {"broken-per-row-clipping": _PerRowClippingForUsers}
+
+
 def register_broken_implementations() -> None:
     """Register every broken implementation once (a test module calls it at import)."""
-    for name, cls in BROKEN.items():
+    for name, cls in {**BROKEN, **USER_LEVEL_BROKEN}.items():
         if name not in available_implementations():
             register_implementation(name)(cls)
 
 
-__all__ = ["BROKEN", "register_broken_implementations"]
+__all__ = ["BROKEN", "USER_LEVEL_BROKEN", "register_broken_implementations"]

@@ -62,7 +62,7 @@ def read_spec_columns(path: str | Path, spec: FeatureSpec) -> ReadResult:
             file=str(path),
             problem=DataProblem.BAD_LAYOUT,
         )
-    names = [spec.label, *spec.column_names]
+    names = list(spec.read_columns)
     file_names = [layout.file_column(c, label=spec.label) for c in names]
     if len(set(file_names)) != len(file_names):
         raise DataFileError(
