@@ -22,7 +22,7 @@ Example ``partner.toml`` (paths relative to the file)::
     max_grad_norm = 5.0
     accountant = "rdp"           # or "prv"
     unit = "example"             # or "user": protect every row of one person (spec's user_key)
-    max_rows_per_user = 8        # unit = "user": rows of one user used per step, at most
+    max_rows_per_user = 8        # unit = "user": rows of one user used per round, at most
 
     [training]
     batch_size = 1024
@@ -73,8 +73,8 @@ class PrivacySettings:
     # The unit of privacy (fedctr.privacy.unit). "user" samples users at sample_rate and
     # clips each user's summed gradient; the spec must name the user_key columns.
     unit: str = "example"
-    # unit = "user": a user's rows beyond this are dropped once before training (CSPRNG
-    # priorities), so a step's memory is bounded; declared, so nothing is counted.
+    # unit = "user": a user's rows beyond this sit out the round (chosen by CSPRNG
+    # priorities before its first step), so a step's memory is bounded; declared.
     max_rows_per_user: int = 8
     enabled: bool = True
 

@@ -98,7 +98,7 @@ def _demo_parser(p: argparse.ArgumentParser) -> None:
         "--max-rows-per-user",
         type=int,
         default=8,
-        help="with --unit user: rows of one user used per step, at most",
+        help="with --unit user: rows of one user used per round, at most",
     )
     p.add_argument(
         "--compare-centralized",

@@ -9,9 +9,10 @@ subsampled Gaussian's analysis with the user as the sampled unit, so no group-pr
 multiplier appears (:func:`group_privacy` is what example-level DP gives a user,
 for comparison only).
 
-``max_rows`` is the data-independent bound on one unit's rows in a step: 1 for an
+``max_rows`` is the data-independent bound on one unit's rows in a round: 1 for an
 example by definition; for a user the partner's declared ``max_rows_per_user``
-(rows beyond it are dropped once, before training, by CSPRNG priorities). Privacy
+(rows beyond it are left out of that round, chosen before its first step by CSPRNG
+priorities). Privacy
 does not rest on it (each user's summed gradient is clipped to C whatever its
 size); compute and memory do, so it is declared and recorded, never counted.
 """
@@ -89,7 +90,7 @@ class UnitOfPrivacy:
         """The unit in words, for the privacy statement and the report."""
         text = _DESCRIPTION[self.kind]
         if self.is_user:
-            text += f", at most {self.max_rows} of its rows used per step"
+            text += f", at most {self.max_rows} of its rows used in each round"
         return text
 
     def to_dict(self) -> dict[str, Any]:

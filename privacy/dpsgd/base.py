@@ -62,7 +62,7 @@ Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 class UserSampling:
     """User-level DP-SGD: ``users`` gives each row's user (an integer id, local to the
     partner: salted hashes of its user-key columns) and ``max_rows`` is the declared
-    bound on one user's rows per step."""
+    bound on one user's rows in this round (the rest sit it out)."""
 
     users: torch.Tensor  # int64 [rows]
     max_rows: int
