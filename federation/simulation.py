@@ -17,8 +17,9 @@ if TYPE_CHECKING:
     from flwr.serverapp import ServerApp
 
 from fedctr.federation.client_app import SIM_PARTNERS_ENV
-from fedctr.federation.config import PLATFORM_CONFIG_ENV
+from fedctr.federation.config import PLATFORM_CONFIG_ENV, load_platform_config
 from fedctr.federation.server_app import RUN_ID_ENV
+from fedctr.server.platform.errors import PlatformConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,13 @@ def run_simulation(
     if server_app is None:
         from fedctr.federation.server_app import app as server_app
 
+    min_partners = load_platform_config(platform_config).strategy.min_partners
+    if len(partner_configs) < min_partners:
+        raise PlatformConfigError(
+            f"{platform_config}: [federation] min_partners = {min_partners}, but only "
+            f"{len(partner_configs)} partner(s) are configured: no round could ever be "
+            "aggregated, so the run does not start. Add partners or lower min_partners."
+        )
     cpus = num_cpus or os.cpu_count() or 1
     env = {
         **FLOWER_QUIET_ENV,

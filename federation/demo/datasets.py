@@ -3,8 +3,10 @@
 ``--data DIR`` accepts either one file per partner (``*.csv``/``*.parquet``), or a
 dataset folder with a training file and a validation/test file, which is split
 into partners by a categorical column (non-IID: each partner holds different
-values of that column, as shops with different catalogues would). The spec is the
-built-in one whose columns the files have, or ``--spec``.
+values of that column, as shops with different catalogues would). In both layouts a
+file whose name says ``test``, ``valid`` or ``eval`` is the platform's evaluation
+file, never a partner (``test`` preferred). The spec is the built-in one whose
+columns the files have, or ``--spec``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ logger = logging.getLogger(__name__)
 
 BUILTIN_SPECS = ("demo", "criteo_attribution", "criteo_kaggle_dac")
 LOG_SUFFIXES = (".csv", ".parquet", ".tsv")
+# A file whose name holds one of these is the platform's evaluation file (in this order
+# of preference), never a partner's log.
+EVAL_MARKERS = ("test", "valid", "eval")
 
 
 class DatasetError(FeatureSpecError):
@@ -61,16 +66,25 @@ def _read(path: Path) -> pa.Table:
     return pacsv.read_csv(path)
 
 
-def detect_spec(path: Path) -> Path:
-    """The built-in spec whose label and feature columns all exist in ``path``."""
-    present = _columns(path)
-    for name in BUILTIN_SPECS:
-        spec_path = builtin_spec_path(name)
-        spec = load_spec(spec_path)
-        if {spec.label, *spec.column_names} <= present:
-            return spec_path
+def detect_spec(*paths: Path) -> Path:
+    """The built-in spec whose label and feature columns all exist in one of ``paths``
+    (tried in order: one partner's broken header must not hide the spec of the others;
+    that partner's node reports its file itself)."""
+    seen: list[str] = []
+    for path in paths:
+        try:
+            present = _columns(path)
+        except (OSError, pa.ArrowInvalid) as exc:
+            seen.append(f"{path.name}: unreadable ({exc})")
+            continue
+        for name in BUILTIN_SPECS:
+            spec_path = builtin_spec_path(name)
+            spec = load_spec(spec_path)
+            if set(spec.read_columns) <= present:
+                return spec_path
+        seen.append(f"{path.name}: columns {sorted(present)[:10]}")
     raise DatasetError(
-        f"{path}: no built-in feature spec matches its columns {sorted(present)[:10]}...; "
+        f"no built-in feature spec matches these files ({'; '.join(seen)}); "
         "write one for your files and pass --spec"
     )
 
@@ -116,8 +130,12 @@ def real_federation(
     if not data_dir.is_dir():
         raise DatasetError(f"--data {data_dir}: not a folder")
     files = sorted(p for p in data_dir.iterdir() if p.suffix in LOG_SUFFIXES)
+    held = sorted(
+        (p for p in files if any(t in p.stem.lower() for t in EVAL_MARKERS)),
+        key=lambda p: (EVAL_MARKERS.index(_marker(p)), p.name),
+    )
+    files = [p for p in files if p not in held]
     train = [p for p in files if "train" in p.name]
-    held = [p for p in files if any(t in p.name for t in ("valid", "test"))]
     if train and held:
         spec_file = spec_file or detect_spec(train[0])
         spec = load_spec(spec_file)
@@ -142,16 +160,23 @@ def real_federation(
             f"(rows: {sizes}); platform evaluates on {held[0].name}",
         )
     if not files:
-        raise DatasetError(f"--data {data_dir}: no .csv/.parquet files")
-    spec_file = spec_file or detect_spec(files[0])
+        raise DatasetError(f"--data {data_dir}: no partner .csv/.parquet files")
+    spec_file = spec_file or detect_spec(*files)
     partners = {p.stem.replace("_", "-").replace(".", "-"): p for p in files}
+    evaluation = held[0] if held else None
+    where = f"; platform evaluates on {evaluation.name}" if evaluation else ""
     return FederationData(
         partners,
-        None,
+        evaluation,
         spec_file,
         load_spec(spec_file),
-        f"{len(files)} partner files from {data_dir}",
+        f"{len(files)} partner files from {data_dir}{where}",
     )
+
+
+def _marker(path: Path) -> str:
+    stem = path.stem.lower()
+    return next(t for t in EVAL_MARKERS if t in stem)
 
 
 __all__ = [

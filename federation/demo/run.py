@@ -21,6 +21,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from fedctr.clients.config import PrivacySettings, TrainingSettings
+from fedctr.errors import FedctrError
 from fedctr.federation.demo.auditing import run_demo_audit
 from fedctr.federation.demo.baseline import centralized_baseline
 from fedctr.federation.demo.datasets import FederationData, real_federation, synthetic_federation
@@ -211,6 +212,7 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
         daemon=True,
     )
     follower.start()
+    failure: FedctrError | None = None
     try:
         run_simulation(
             platform_config=ws.platform_config,
@@ -218,12 +220,21 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
             run_id=run_id,
             flwr_home=opts.workdir / "flwr-home",
         )
+    except FedctrError as exc:
+        failure = exc
     finally:
         stop.set()
         follower.join()
     summary_path = run_dir / SUMMARY_FILE
-    if not summary_path.exists():
-        console.print(f"[red]the federation did not publish a model; see logs in {run_dir}")
+    if failure is not None or not summary_path.exists():
+        rows = read_round_log(run_dir / "rounds.jsonl")
+        if rows:  # why it failed: each partner's error code, reason class and column
+            console.print(round_table({"rounds": rows}, list(ws.partner_configs)))
+        console.print(
+            f"[red]the federation did not publish a model[/]: {failure or 'no summary'}\n"
+            "(each partner's error code, reason class and spec column are above; row "
+            f"numbers and values stay in the partner's own log; platform log: {run_dir})"
+        )
         return 1
     summary = json.loads(summary_path.read_text())
     console.print(round_table(summary, list(ws.partner_configs)))

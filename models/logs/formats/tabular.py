@@ -80,9 +80,11 @@ def _stray_prefix(present: list[str], missing: list[str]) -> tuple[str, str] | N
         return None
     first = present[0]
     for column in missing:
-        prefix = first[: len(first) - len(column)]
-        if column and first.endswith(column) and prefix and not any(ch.isalnum() for ch in prefix):
-            return column, prefix
+        # a quoted header name behind junk keeps its quotes: .."click" for click
+        for name in (column, f'"{column}"'):
+            prefix = first[: len(first) - len(name)]
+            if column and first.endswith(name) and prefix and not any(c.isalnum() for c in prefix):
+                return column, prefix
     return None
 
 
