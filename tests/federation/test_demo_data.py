@@ -87,3 +87,44 @@ def test_stray_bytes_before_a_quoted_header_are_named(tmp_path: Path, synthetic_
     assert caught.value.problem is DataProblem.BAD_HEADER
     assert caught.value.column == "click"
     assert "starts with 2 stray byte(s)" in str(caught.value)
+
+
+def _flipped(test_file: Path, out: Path) -> Path:
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(test_file)
+    flipped = pc.subtract(1, table.column("click"))
+    pq.write_table(table.set_column(table.schema.get_field_index("click"), "click", flipped), out)
+    return out
+
+
+def test_the_centralized_baseline_is_chosen_without_reading_the_test_file(
+    tmp_path: Path, synthetic_logs
+) -> None:
+    """Learning rate and epochs come from a validation split of the training rows: the
+    same choice whatever the test file holds (here: its labels inverted), which then
+    only scores the chosen model. The federated run's own learning rate is among those
+    tried, so the tuned baseline is never worse on validation than the untuned one."""
+    from fedctr.federation.demo.baseline import centralized_baseline
+
+    logs, test_file = synthetic_logs
+    spec = load_spec(builtin_spec_path("demo"))
+    training = TrainingSettings(batch_size=256, learning_rate=0.05)
+    runs = [
+        centralized_baseline(
+            spec=spec,
+            model=model_config("lr"),
+            train_files=[logs["shop-a"], logs["advertiser-b"]],
+            eval_file=eval_file,
+            max_epochs=2,
+            training=training,
+        )
+        for eval_file in (test_file, _flipped(test_file, tmp_path / "flipped.parquet"))
+    ]
+
+    assert runs[0].choice == runs[1].choice
+    assert runs[0].test.auc + runs[1].test.auc == pytest.approx(1.0, abs=1e-6)
+    tried = {(lr, epochs) for lr, epochs, _ in runs[0].choice.tried}
+    assert {(0.05, 1), (0.05, 2), (1e-3, 1), (1e-2, 2)} <= tried
+    assert runs[0].choice.validation_auc == max(auc for *_, auc in runs[0].choice.tried)
