@@ -23,7 +23,7 @@ import json
 import logging
 import math
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,9 +143,11 @@ def run_federated(
     strategy: StrategyConfig,
     rounds: int,
     seed: int,
+    on_round: Callable[[int, dict[str, torch.Tensor]], None] | None = None,
 ) -> FederatedResult:
     """Train ``rounds`` rounds; partner ``k`` holds ``partners[k]`` and ``trainings[k]``, and
-    each its own budget ``privacy``."""
+    each its own budget ``privacy``. ``on_round(round, global state)`` sees the global
+    model after every round (early stopping on a validation split)."""
     if len(trainings) != len(partners):
         raise ValueError("one TrainingSettings per partner")
     with tempfile.TemporaryDirectory(prefix="fedctr-bench-") as tmp:
@@ -184,12 +186,18 @@ def run_federated(
                 P.PROXIMAL_MU: float(strategy.proximal_mu),
             }
         )
+
+        def evaluate_fn(server_round: int, arrays: ArrayRecord) -> None:
+            if on_round is not None and server_round > 0:
+                on_round(server_round, arrays.to_torch_state_dict())
+
         result = wrapped.start(
             grid=grid,
             initial_arrays=ArrayRecord(model.state_dict()),
             num_rounds=rounds,
             timeout=None,
             train_config=config,
+            evaluate_fn=evaluate_fn,
         )
         if result.arrays is not None and len(result.arrays) > 0:
             model.load_state_dict(result.arrays.to_torch_state_dict(), strict=True)

@@ -179,6 +179,42 @@ def gap_pivot(rows: list[Row]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
+def decomposition(rows: list[Row]) -> str:
+    """Per (dataset, model, split): central -> federated non-private -> federated DP.
+
+    The two parts of each DP gap: what federation (and its recipe) costs, and what the
+    noise costs on top, per epsilon.
+    """
+    cells = {(r.dataset, r.model, r.scenario): r for r in rows}
+    out = [
+        "| dataset | model | partners | central AUC | federation cost | DP cost by ε |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        sc = BY_KEY[r.scenario]
+        if sc.centralized or sc.epsilon is not None:
+            continue
+        central = cells.get((r.dataset, r.model, "central"))
+        if central is None:
+            continue
+        dp = sorted(
+            (BY_KEY[d.scenario].epsilon, d)
+            for (ds, model, key), d in cells.items()
+            if ds == r.dataset
+            and model == r.model
+            and BY_KEY[key].epsilon is not None
+            and (BY_KEY[key].partners, BY_KEY[key].iid) == (sc.partners, sc.iid)
+        )
+        costs = ", ".join(
+            f"ε={eps:g}: {d.auc[0] - r.auc[0]:+.4f}" for eps, d in sorted(dp, reverse=True)
+        )
+        out.append(
+            f"| {r.dataset} | {r.model} | {sc.short_label} | {central.auc[0]:.4f} "
+            f"| {r.auc[0] - central.auc[0]:+.4f} | {costs or '-'} |"
+        )
+    return "\n".join(out) + "\n"
+
+
 def goal_summary(rows: list[Row]) -> str:
     """Per dataset and epsilon: the best model's DP gap against the issue's goal."""
     out = []
@@ -205,4 +241,12 @@ def goal_summary(rows: list[Row]) -> str:
     return "\n".join(out) + "\n"
 
 
-__all__ = ["GOALS", "Row", "bootstrap_auc_gap_se", "goal_summary", "markdown_table", "summarize"]
+__all__ = [
+    "GOALS",
+    "Row",
+    "bootstrap_auc_gap_se",
+    "decomposition",
+    "goal_summary",
+    "markdown_table",
+    "summarize",
+]

@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
+import torch
 
 from bench.utility.datasets import BenchDataset
 from bench.utility.inprocess import run_federated
 from bench.utility.partition import split
 from bench.utility.recipes import Recipe
 from bench.utility.scenarios import Scenario
+from bench.utility.selection import BestOnValidation, learning_rates, validation_split
 from fedctr.clients.config import PrivacySettings, TrainingSettings
-from fedctr.federation.demo.baseline import train_centrally
-from fedctr.models import CTRModel, ModelConfig, log_loss, predict_proba, roc_auc
+from fedctr.federation.demo.baseline import train_centrally, train_epochs
+from fedctr.models import CTRModel, ModelConfig, build_model, log_loss, predict_proba, roc_auc
+from fedctr.models.logs.reader import EncodedData
+from fedctr.privacy import AccountantKind
 from fedctr.privacy.dpsgd import DEFAULT_IMPLEMENTATION
 from fedctr.server.platform.strategies.registry import strategy_from_table
+
+# Centralized arms may train up to this many epochs when selection early-stops them.
+CENTRAL_MAX_EPOCHS = 4
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,11 @@ class RunResult:
     smallest_partner: int | None
     seconds: float
     probs: np.ndarray  # test-row predictions (kept for the paired bootstrap)
+    # With selection (bench/utility/selection.py): the chosen learning rate, the epoch or
+    # round the chosen model stopped at, and its validation AUC.
+    learning_rate: float | None = None
+    stop: int | None = None
+    validation_auc: float | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {k: v for k, v in self.__dict__.items() if k != "probs"}
@@ -67,64 +79,119 @@ def _central(data: BenchDataset, model_config: ModelConfig, recipe: Recipe, seed
     )
 
 
+def _select_central(
+    data: BenchDataset,
+    model_config: ModelConfig,
+    recipe: Recipe,
+    seed: int,
+    fit: EncodedData,
+    chooser: BestOnValidation,
+) -> None:
+    c = recipe.central
+    for lr in learning_rates(c.learning_rate):
+        torch.manual_seed(seed)
+        net = build_model(data.spec, model_config)
+        train_epochs(
+            net,
+            fit,
+            learning_rate=lr,
+            optimizer="adam",
+            batch_size=c.batch_size,
+            epochs=max(c.epochs, CENTRAL_MAX_EPOCHS),
+            seed=seed,
+            after_epoch=lambda epoch, net=net, lr=lr: chooser.offer(
+                net, learning_rate=lr, stop=epoch
+            ),
+        )
+
+
 def run_cell(
-    data: BenchDataset, model_name: str, scenario: Scenario, recipe: Recipe, seed: int
+    data: BenchDataset,
+    model_name: str,
+    scenario: Scenario,
+    recipe: Recipe,
+    seed: int,
+    *,
+    select: bool = False,
+    accountant: AccountantKind = "rdp",
 ) -> RunResult:
-    """Train as ``scenario`` says and score on ``data.test``."""
+    """Train as ``scenario`` says and score on ``data.test``.
+
+    ``select``: tune learning rate and epochs/rounds on a validation split of the
+    training rows, for every arm alike (:mod:`bench.utility.selection`); the test rows
+    only score the chosen model. ``accountant`` calibrates the DP arms' noise (PRV
+    allows less noise than RDP at the same epsilon).
+    """
     started = time.monotonic()
     # the v1 form: the recipe's embed_dim where the model takes it
     model_config = ModelConfig.from_dict({"name": model_name, "embed_dim": recipe.embed_dim})
     epsilon = delta = sigma = smallest = None
-    if scenario.centralized:
+    train, chooser = data.train, None
+    if select:
+        train, valid = validation_split(data.train)
+        chooser = BestOnValidation(valid)
+    if scenario.centralized and chooser is not None:
+        _select_central(data, model_config, recipe, seed, train, chooser)
+        model = build_model(data.spec, model_config)
+    elif scenario.centralized:
         model = _central(data, model_config, recipe, seed)
     else:
         parts = split(
-            data.train,
+            train,
             scenario.partners,
             iid=scenario.iid,
             seed=seed,
             key_columns=data.key_columns(),
         )
         smallest = min(len(p) for p in parts)
-        fed = recipe.federated if scenario.epsilon is None else recipe.private
+        base = recipe.federated if scenario.epsilon is None else recipe.private
         privacy = PrivacySettings(
             epsilon=scenario.epsilon if scenario.epsilon is not None else 8.0,
             delta=delta_for(smallest),
-            planned_rounds=fed.rounds,
-            **({"sample_rate": fed.sample_rate} if scenario.epsilon is not None else {}),
-            max_grad_norm=fed.max_grad_norm,
-            accountant="rdp",
+            planned_rounds=base.rounds,
+            **({"sample_rate": base.sample_rate} if scenario.epsilon is not None else {}),
+            max_grad_norm=base.max_grad_norm,
+            accountant=accountant,
             dp_implementation=DEFAULT_IMPLEMENTATION,
             enabled=scenario.epsilon is not None,
         )
-        result = run_federated(
-            spec=data.spec,
-            spec_path=data.spec_path,
-            model_config=model_config,
-            partners=parts,
-            privacy=privacy,
-            trainings=[fed.training(len(p), seed=seed) for p in parts],
-            strategy=strategy_from_table(
-                fed.strategy,
-                {
-                    "min_partners": scenario.partners,
-                    "server_learning_rate": fed.server_learning_rate,
-                },
-            ),
-            rounds=fed.rounds,
-            seed=seed,
-        )
-        model = result.model
-        if result.refusals:
-            raise RuntimeError(
-                f"{data.name}/{model_name}/{scenario.key}: {result.refusals} partner rounds "
-                "were refused or dropped; the recipe does not fit the budget"
+        rates = [base.learning_rate] if chooser is None else learning_rates(base.learning_rate)
+        for lr in rates:
+            fed = replace(base, learning_rate=lr)
+            probe = build_model(data.spec, model_config)
+            result = run_federated(
+                spec=data.spec,
+                spec_path=data.spec_path,
+                model_config=model_config,
+                partners=parts,
+                privacy=privacy,
+                trainings=[fed.training(len(p), seed=seed) for p in parts],
+                strategy=strategy_from_table(
+                    fed.strategy,
+                    {
+                        "min_partners": scenario.partners,
+                        "server_learning_rate": fed.server_learning_rate,
+                    },
+                ),
+                rounds=fed.rounds,
+                seed=seed,
+                on_round=None if chooser is None else chooser.on_round(probe, lr),
             )
-        if scenario.epsilon is not None:
-            epsilon, delta = result.epsilon, result.delta
-            sigma = result.noise_multiplier
-            if not math.isfinite(epsilon) or epsilon > scenario.epsilon + 1e-6:
-                raise RuntimeError(f"spent epsilon {epsilon} exceeds {scenario.epsilon}")
+            model = result.model
+            if result.refusals:
+                raise RuntimeError(
+                    f"{data.name}/{model_name}/{scenario.key}: {result.refusals} partner rounds "
+                    "were refused or dropped; the recipe does not fit the budget"
+                )
+            if scenario.epsilon is not None:
+                epsilon, delta = result.epsilon, result.delta
+                sigma = result.noise_multiplier
+                if not math.isfinite(epsilon) or epsilon > scenario.epsilon + 1e-6:
+                    raise RuntimeError(f"spent epsilon {epsilon} exceeds {scenario.epsilon}")
+    choice = None
+    if chooser is not None:
+        model = build_model(data.spec, model_config)
+        choice = chooser.best(model)
     auc, ll, mean_pred, probs = _score(model, data)
     return RunResult(
         dataset=data.name,
@@ -140,6 +207,9 @@ def run_cell(
         smallest_partner=smallest,
         seconds=time.monotonic() - started,
         probs=probs,
+        learning_rate=None if choice is None else choice.learning_rate,
+        stop=None if choice is None else choice.stop,
+        validation_auc=None if choice is None else choice.validation_auc,
     )
 
 

@@ -15,7 +15,7 @@ these rows.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,19 +127,25 @@ def select_centralized(
     for lr in rates:
         torch.manual_seed(seed)
         net = build_model(spec, model)
-        opt: torch.optim.Optimizer = (
-            torch.optim.SGD(net.parameters(), lr=lr)
-            if training.optimizer == "sgd"
-            else torch.optim.Adam(net.parameters(), lr=lr)
-        )
-        generator = torch.Generator().manual_seed(seed)
-        for epoch in range(1, max_epochs + 1):
-            _one_epoch(net, opt, fit, batch_size=training.batch_size, generator=generator)
+
+        def offer(epoch: int, net: CTRModel = net, lr: float = lr) -> None:
+            nonlocal best, best_state
             auc = evaluate_global(net, valid).auc
             tried.append((lr, epoch, auc))
             if best is None or auc > best[2]:
                 best = (lr, epoch, auc)
                 best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+        train_epochs(
+            net,
+            fit,
+            learning_rate=lr,
+            optimizer=training.optimizer,
+            batch_size=training.batch_size,
+            epochs=max_epochs,
+            seed=seed,
+            after_epoch=offer,
+        )
     assert best is not None and best_state is not None
     chosen = build_model(spec, model)
     chosen.load_state_dict(best_state)
@@ -153,21 +159,34 @@ def select_centralized(
     return choice, chosen
 
 
-def _one_epoch(
+def train_epochs(
     net: CTRModel,
-    opt: torch.optim.Optimizer,
     data: EncodedData,
     *,
+    learning_rate: float,
+    optimizer: str,
     batch_size: int,
-    generator: torch.Generator,
+    epochs: int,
+    seed: int,
+    after_epoch: Callable[[int], None] | None = None,
 ) -> None:
-    """One epoch of shuffled mini-batches; the optimizer (and Adam's moments) carries on."""
+    """Non-private shuffled mini-batch training, one optimizer (Adam's moments carry over
+    epochs); ``after_epoch(epoch)`` sees the model after each (early stopping)."""
+    opt: torch.optim.Optimizer = (
+        torch.optim.SGD(net.parameters(), lr=learning_rate)
+        if optimizer == "sgd"
+        else torch.optim.Adam(net.parameters(), lr=learning_rate)
+    )
+    generator = torch.Generator().manual_seed(seed)
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    net.train()
-    for *inputs, y in data.loader(batch_size=batch_size, shuffle=True, generator=generator):
-        opt.zero_grad()
-        loss_fn(net(*inputs), y).backward()
-        opt.step()
+    for epoch in range(1, epochs + 1):
+        net.train()
+        for *inputs, y in data.loader(batch_size=batch_size, shuffle=True, generator=generator):
+            opt.zero_grad()
+            loss_fn(net(*inputs), y).backward()
+            opt.step()
+        if after_epoch is not None:
+            after_epoch(epoch)
 
 
 def centralized_baseline(
@@ -199,4 +218,5 @@ __all__ = [
     "pool",
     "select_centralized",
     "train_centrally",
+    "train_epochs",
 ]
