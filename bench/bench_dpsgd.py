@@ -1,4 +1,5 @@
-"""DP-SGD cost on embedding-heavy CTR models: non-private vs Opacus ghost vs fedctr-sparse.
+"""DP-SGD cost on embedding-heavy CTR models: non-private vs Opacus ghost vs fedctr-sparse,
+example-level and user-level.
 
 Usage::
 
@@ -33,6 +34,16 @@ as the partner trainer). Both sides fetch a batch with one gather per column (th
 non-private side as ``fedctr.models.logs.reader.EncodedData.loader`` does, the private side in
 ``fedctr.privacy.dpsgd.sampling.PoissonLoader``), so data loading costs the same.
 
+User-level rows (``fedctr-sparse (user)``, issue 14): every row also names a user, with a
+Zipf(2) number of rows per user (``fedctr.federation.demo.synthetic.zipf_users``, the demo
+federation's law: ~60% of users have one row, the heaviest hundreds). Each user keeps at
+most ``USER_MAX_ROWS`` = 8 rows (chosen once by the sampler), users are Poisson-sampled at
+``q = 1024 / kept rows`` so a step holds 1024 rows in expectation, as the example-level
+steps do, and the declared expected batch is those 1024 rows (the same divisor as the
+example-level rows). One epoch is ``1/q`` steps: every kept row once in expectation, which
+is fewer steps than the example-level epoch because the rows beyond 8 per user are never
+used; "steps" shows both, and "ms/step" compares the per-step cost directly.
+
 After the table, one line gives the noise of one step for the largest model alone:
 torch's ``normal_`` (what fedctr used before; not cryptographically secure) against
 ``SecureRandom.gaussian_``, median of ``--noise-reps`` calls in a fresh process.
@@ -60,14 +71,17 @@ from opacus import PrivacyEngine
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
 
+from fedctr.federation.demo.synthetic import zipf_users
 from fedctr.models import build_model, model_config
 from fedctr.models.spec import CategoricalFeature, FeatureSpec, NumericFeature
-from fedctr.privacy.dpsgd import get_implementation
+from fedctr.privacy.dpsgd import UserSampling, get_implementation
 from fedctr.privacy.randomness import SecureRandom
 
 logger = logging.getLogger("bench_dpsgd")
 
 NON_PRIVATE = "non-private"
+USER_LEVEL = "fedctr-sparse (user)"  # fedctr-sparse with user_sampling
+USER_MAX_ROWS = 8  # k: the declared bound on one user's rows
 SEED = 0
 
 
@@ -87,7 +101,7 @@ class Workload:
     batch_size: int = 1024
 
 
-FAST = (NON_PRIVATE, "opacus-ghost", "fedctr-sparse")
+FAST = (NON_PRIVATE, "opacus-ghost", "fedctr-sparse", USER_LEVEL)
 FULL_WORKLOADS = (
     Workload("emb-mlp 2^18", "emb-mlp", 100_000, 2**18, (512, 256, 128), FAST),
     Workload("deepfm 2^20", "deepfm", 100_000, 2**20, (64, 32), FAST),
@@ -146,6 +160,22 @@ def synthetic(w: Workload) -> TensorDataset:
     )
 
 
+def synthetic_users(w: Workload) -> torch.Tensor:
+    """Each row's user: Zipf(2) rows per user, as the demo federation's logs.
+
+    Drawn from a generator of its own, so the click data are the very rows every other
+    implementation trains on; users are independent of the features (their cost is the
+    per-user layout, which depends on how a batch's rows group, not on their values).
+    """
+    return torch.from_numpy(zipf_users(w.rows, np.random.default_rng(SEED + 1)).astype(np.int64))
+
+
+def kept_rows(users: torch.Tensor, max_rows: int) -> int:
+    """Rows left once every user keeps at most ``max_rows`` (what the sampler trains on)."""
+    _, counts = torch.unique(users, return_counts=True)
+    return int(counts.clamp(max=max_rows).sum())
+
+
 def build(w: Workload) -> nn.Module:
     torch.manual_seed(SEED)
     if w.model == "emb-mlp":
@@ -182,17 +212,24 @@ def trainer(w: Workload, data: TensorDataset, implementation: str, optimizer: st
             model, opt, shuffled_batches(data, w.batch_size), nn.BCEWithLogitsLoss(), None
         )
     engine = PrivacyEngine(accountant="rdp")
-    private = get_implementation(implementation).make_private(
+    rows, user_sampling, name = w.rows, None, implementation
+    if implementation == USER_LEVEL:
+        users = synthetic_users(w)
+        user_sampling = UserSampling(users=users, max_rows=USER_MAX_ROWS)
+        # q over users such that a step holds w.batch_size of the kept rows in expectation
+        rows, name = kept_rows(users, USER_MAX_ROWS), "fedctr-sparse"
+    private = get_implementation(name).make_private(
         engine,
         module=model,
         optimizer=opt,
         data_loader=DataLoader(data),  # only its dataset is used: Poisson batches replace it
-        sample_rate=w.batch_size / w.rows,  # declared, as a partner's config would
-        steps=math.ceil(w.rows / w.batch_size),  # one epoch per pass over the loader
+        sample_rate=w.batch_size / rows,  # declared, as a partner's config would
+        steps=math.ceil(rows / w.batch_size),  # one epoch per pass over the loader
         expected_batch_size=w.batch_size,
         noise_multiplier=1.0,
         max_grad_norm=1.0,
         rng=SecureRandom.fresh(),  # the production noise and sampling source
+        user_sampling=user_sampling,
     )
     return Trainer(
         private.module, private.optimizer, private.data_loader, private.criterion, engine
@@ -341,8 +378,9 @@ def main() -> None:
     rounds = args.rounds or (1 if args.quick else 2)
     mem_steps = min(args.memory_steps, 5) if args.quick else args.memory_steps
     header = (
-        f"{'model':<14} {'implementation':<14} {'params':>9} {'epoch s':>8} {'x np':>6} "
-        f"{'cpu s':>7} {'x np':>6} {'peak MB':>8} {'x np':>6} {'train MB':>9} {'x np':>6}"
+        f"{'model':<14} {'implementation':<20} {'params':>9} {'steps':>5} {'epoch s':>8} "
+        f"{'x np':>6} {'ms/step':>7} {'x np':>6} {'cpu s':>7} {'x np':>6} {'peak MB':>8} "
+        f"{'x np':>6} {'train MB':>9} {'x np':>6}"
     )
     lines = [header, "-" * len(header)]
     largest = 0
@@ -356,24 +394,29 @@ def main() -> None:
             memory[impl] = spawn(["memory", spec, impl, str(mem_steps), args.optimizer])
         largest = max(largest, timing["_params"])
         base_t = statistics.median(timing[NON_PRIVATE]["wall"])
+        base_s = 1000 * base_t / timing[NON_PRIVATE]["steps"]
         base_c = statistics.median(timing[NON_PRIVATE]["cpu"])
         base_peak = memory[NON_PRIVATE]["peak_mb"]
         base_train = base_peak - memory[NON_PRIVATE]["before_mb"]
         for impl in w.implementations:
             wall = statistics.median(timing[impl]["wall"])
+            steps = timing[impl]["steps"]
+            per_step = 1000 * wall / steps
             cpu = statistics.median(timing[impl]["cpu"])
             peak = memory[impl]["peak_mb"]
             train = peak - memory[impl]["before_mb"]
             lines.append(
-                f"{w.name:<14} {impl:<14} {timing['_params']:>9,} {wall:8.2f} "
-                f"{ratio(wall, base_t):>6} {cpu:7.2f} {ratio(cpu, base_c):>6} {peak:8.0f} "
+                f"{w.name:<14} {impl:<20} {timing['_params']:>9,} {steps:>5} {wall:8.2f} "
+                f"{ratio(wall, base_t):>6} {per_step:7.1f} {ratio(per_step, base_s):>6} "
+                f"{cpu:7.2f} {ratio(cpu, base_c):>6} {peak:8.0f} "
                 f"{ratio(peak, base_peak):>6} {train:9.0f} {ratio(train, base_train):>6}"
             )
         lines.append("")
     print(
         f"DP-SGD epoch cost, batch 1024, sigma=1.0, C=1.0, optimizer={args.optimizer}, "
         f"median of {rounds} interleaved epoch(s); memory after {mem_steps} steps; "
-        f"torch threads={torch.get_num_threads()}"
+        f"torch threads={torch.get_num_threads()}; {USER_LEVEL}: Zipf(2) rows per user, "
+        f"at most {USER_MAX_ROWS} kept, users sampled for 1024 expected rows per step"
     )
     print("\n".join(lines).rstrip())
     if largest:
