@@ -121,6 +121,9 @@ def parse_overrides(items: list[str]) -> dict[str, object]:
         if not sep or key not in defaults:
             raise SystemExit(f"--dp-set {item!r}: expected KEY=VALUE with KEY a recipe field")
         current = defaults[key]
+        if isinstance(current, bool):
+            out[key] = value.lower() in ("1", "true", "yes")
+            continue
         kind = str if isinstance(current, str) else float if isinstance(current, float) else int
         out[key] = kind(value)
     return out

@@ -23,6 +23,7 @@ Example ``partner.toml`` (paths relative to the file)::
     accountant = "rdp"           # or "prv"
     unit = "example"             # or "user": protect every row of one person (spec's user_key)
     max_rows_per_user = 8        # unit = "user": rows of one user used per round, at most
+    bucket_selection = false     # true: DP-AdaFEST, noise only on embedding rows the batch uses
 
     [training]
     batch_size = 1024
@@ -76,6 +77,13 @@ class PrivacySettings:
     # unit = "user": a user's rows beyond this sit out the round (chosen by CSPRNG
     # priorities before its first step), so a step's memory is bounded; declared.
     max_rows_per_user: int = 8
+    # DP selection of the embedding rows a step updates (fedctr.privacy.dpsgd.bucket_selection,
+    # DP-AdaFEST): rows whose noisy count of units is under the threshold get neither
+    # gradient nor noise. selection_noise_ratio = sigma_select / sigma_grad (the pair is
+    # calibrated to the budget together); selection_threshold is in sigma_select units.
+    bucket_selection: bool = False
+    selection_noise_ratio: float = 3.0
+    selection_threshold: float = 2.0
     enabled: bool = True
 
     def __post_init__(self) -> None:
@@ -84,6 +92,13 @@ class PrivacySettings:
         check.choice(self.unit, "unit", PRIVACY_UNITS)
         check.integer(self.max_rows_per_user, "max_rows_per_user", minimum=1)
         impl = get_implementation(self.dp_implementation)
+        check.positive(self.selection_noise_ratio, "selection_noise_ratio")
+        check.number(self.selection_threshold, "selection_threshold")
+        if self.bucket_selection and not impl.supports_bucket_selection:
+            raise PartnerConfigError(
+                f"[privacy] bucket_selection needs dp_implementation = 'fedctr-sparse'; "
+                f"'{self.dp_implementation}' noises every embedding row"
+            )
         if self.unit == "user" and not impl.supports_user_level:
             users = [
                 n for n in available_implementations() if get_implementation(n).supports_user_level

@@ -48,6 +48,7 @@ from fedctr.privacy import (
     calibrate_noise_multiplier,
     poisson_schedule,
 )
+from fedctr.privacy.budget import BucketSelection, split_noise_multiplier
 from fedctr.privacy.ledger import PartnerRelease
 from fedctr.privacy.unit import UnitOfPrivacy
 from fedctr.privacy.wire import TrainReply
@@ -176,11 +177,18 @@ class PartnerNode:
             accountant=p.accountant,
             spent=state.accountant.history,
         )
+        selection = None
+        if p.bucket_selection:  # the two noises together are what was calibrated
+            sigma, sigma_select = split_noise_multiplier(sigma, p.selection_noise_ratio)
+            selection = BucketSelection(
+                noise_multiplier=sigma_select, threshold=p.selection_threshold * sigma_select
+            )
         return DPSGDRound(
             noise_multiplier=sigma,
             sample_rate=p.sample_rate,
             steps=steps,
             max_grad_norm=p.max_grad_norm,
+            selection=selection,
         )
 
     # ---- rounds --------------------------------------------------------

@@ -128,7 +128,7 @@ def reconcile(
     if state.rounds[: len(ledger_rounds)] == ledger_rounds:
         return state
     if ledger_rounds[: len(state.rounds)] == state.rounds and all(
-        s == (r.mechanism.noise_multiplier, r.mechanism.sample_rate, r.mechanism.steps)
+        s == (r.mechanism.accounted_noise_multiplier, r.mechanism.sample_rate, r.mechanism.steps)
         for s, r in zip(state.accountant.history, ledgered, strict=False)
     ):
         logger.warning(
@@ -142,7 +142,11 @@ def reconcile(
         accountant = PartnerAccountant(
             kind=state.accountant.kind,
             history=[
-                (r.mechanism.noise_multiplier, r.mechanism.sample_rate, r.mechanism.steps)
+                (
+                    r.mechanism.accounted_noise_multiplier,
+                    r.mechanism.sample_rate,
+                    r.mechanism.steps,
+                )
                 for r in ledgered
             ],
         )

@@ -104,6 +104,7 @@ def train_locally(
         max_grad_norm=release.max_grad_norm,
         rng=rng if rng is not None else SecureRandom.fresh(),
         user_sampling=user_sampling,
+        selection=release.selection,
     )
     total, count, steps = 0.0, 0, 0
     for *inputs, y in private.data_loader:  # exactly release.steps Poisson batches

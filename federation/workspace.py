@@ -171,6 +171,9 @@ def create_workspace(
                         "dp_implementation": p.privacy.dp_implementation,
                         "unit": p.privacy.unit,
                         "max_rows_per_user": p.privacy.max_rows_per_user,
+                        "bucket_selection": p.privacy.bucket_selection,
+                        "selection_noise_ratio": p.privacy.selection_noise_ratio,
+                        "selection_threshold": p.privacy.selection_threshold,
                         "enabled": p.privacy.enabled,
                     },
                     "training": {

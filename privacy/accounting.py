@@ -31,7 +31,7 @@ class PartnerAccountant:
     # ---- queries -------------------------------------------------------
     @property
     def history(self) -> History:
-        """``(noise_multiplier, sample_rate, steps)`` per release, oldest first."""
+        """``(accounted noise multiplier, sample_rate, steps)`` per release, oldest first."""
         return list(self._history)
 
     @property
@@ -71,21 +71,22 @@ class PartnerAccountant:
         """
         seen = [(float(s), float(q), int(n)) for s, q, n in opacus_accountant.history]
         taken = sum(n for s, q, n in seen)
+        sigma_approved = release.accounted_noise_multiplier
         for sigma, rate, _ in seen:
             if not (
-                math.isclose(sigma, release.noise_multiplier, rel_tol=1e-9)
+                math.isclose(sigma, sigma_approved, rel_tol=1e-9)
                 and math.isclose(rate, release.sample_rate, rel_tol=1e-9)
             ):
                 raise AccountingMismatchError(
                     f"optimizer ran with noise {sigma} / sample rate {rate}, but the round was "
-                    f"approved for {release.noise_multiplier} / {release.sample_rate}"
+                    f"approved for {sigma_approved} / {release.sample_rate}"
                 )
         if taken > release.steps:
             raise AccountingMismatchError(
                 f"optimizer took {taken} steps; only {release.steps} were approved"
             )
         if taken:
-            self._history.append((release.noise_multiplier, release.sample_rate, taken))
+            self._history.append((sigma_approved, release.sample_rate, taken))
 
     # ---- persistence ---------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -122,7 +123,7 @@ class PartnerAccountant:
 
 
 def _entry(release: DPSGDRound) -> tuple[float, float, int]:
-    return (release.noise_multiplier, release.sample_rate, release.steps)
+    return (release.accounted_noise_multiplier, release.sample_rate, release.steps)
 
 
 def _epsilon(kind: AccountantKind, history: History, delta: float) -> float:

@@ -46,10 +46,33 @@ class PrivacyBudget:
 
 
 @dataclass(frozen=True, kw_only=True)
+class BucketSelection:
+    """DP selection of the embedding rows a step may update (DP-AdaFEST, Ghazi et al.,
+    NeurIPS 2023): each unit's indicator of the rows it touches, scaled to L2 norm 1,
+    summed over the batch, plus N(0, noise_multiplier^2) on *every* row; rows whose
+    noisy count exceeds ``threshold`` receive the step's gradient and noise, the others
+    nothing. A second Gaussian mechanism on the same Poisson batch: see
+    :attr:`DPSGDRound.accounted_noise_multiplier`."""
+
+    noise_multiplier: float
+    threshold: float
+
+    def __post_init__(self) -> None:
+        _CHECK.positive(self.noise_multiplier, "selection noise_multiplier")
+        _CHECK.number(self.threshold, "selection threshold")
+
+
+@dataclass(frozen=True, kw_only=True)
 class DPSGDRound:
     """One release: ``steps`` DP-SGD steps of a subsampled Gaussian mechanism.
 
-    Immutable, so what the budget check approved is exactly what gets recorded.
+    ``noise_multiplier`` is the gradient noise (std ``noise_multiplier * max_grad_norm``),
+    as in Opacus. With ``selection`` each step also releases the noisy row counts; the
+    two Gaussians share one Poisson batch and each has sensitivity 1 in its own noise
+    units, so together they are one subsampled Gaussian with
+    ``accounted_noise_multiplier`` = (sigma_grad^-2 + sigma_select^-2)^(-1/2), what
+    every accountant is given. Immutable, so what the budget check approved is exactly
+    what gets recorded.
     """
 
     noise_multiplier: float
@@ -57,6 +80,7 @@ class DPSGDRound:
     steps: int
     max_grad_norm: float
     sampling: Literal["poisson"] = "poisson"
+    selection: BucketSelection | None = None
 
     def __post_init__(self) -> None:
         _CHECK.positive(self.noise_multiplier, "noise_multiplier")
@@ -65,15 +89,42 @@ class DPSGDRound:
         _CHECK.positive(self.max_grad_norm, "max_grad_norm")
         if self.sampling != "poisson":
             raise InvalidPrivacyParameter("only Poisson sampling is accounted for")
+        if self.selection is not None and not isinstance(self.selection, BucketSelection):
+            raise InvalidPrivacyParameter("selection must be a BucketSelection or None")
+
+    @property
+    def accounted_noise_multiplier(self) -> float:
+        """The noise multiplier of the one subsampled Gaussian the step amounts to."""
+        if self.selection is None:
+            return self.noise_multiplier
+        return composed_noise_multiplier(self.noise_multiplier, self.selection.noise_multiplier)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def composed_noise_multiplier(*sigmas: float) -> float:
+    """Gaussian mechanisms on one batch, each of sensitivity 1 in its own noise units,
+    compose into one of noise multiplier (sum_i sigma_i^-2)^(-1/2)."""
+    return sum(s**-2 for s in sigmas) ** -0.5
+
+
+def split_noise_multiplier(accounted: float, ratio: float) -> tuple[float, float]:
+    """(gradient sigma, selection sigma) with ``selection = ratio * gradient`` that
+    compose to ``accounted``: the inverse of :func:`composed_noise_multiplier`."""
+    _CHECK.positive(accounted, "noise_multiplier")
+    _CHECK.positive(ratio, "selection noise ratio")
+    gradient = accounted * (1 + ratio**-2) ** 0.5
+    return gradient, ratio * gradient
 
 
 __all__ = [
     "ACCOUNTANT_KINDS",
     "BUDGET_REL_TOL",
     "AccountantKind",
+    "BucketSelection",
     "DPSGDRound",
     "PrivacyBudget",
+    "composed_noise_multiplier",
+    "split_noise_multiplier",
 ]

@@ -33,7 +33,13 @@ from pathlib import PurePath
 from typing import Any, Literal
 
 from fedctr.models.logs.errors import DataFileError
-from fedctr.privacy.budget import ACCOUNTANT_KINDS, AccountantKind, DPSGDRound, PrivacyBudget
+from fedctr.privacy.budget import (
+    ACCOUNTANT_KINDS,
+    AccountantKind,
+    BucketSelection,
+    DPSGDRound,
+    PrivacyBudget,
+)
 from fedctr.privacy.errors import InvalidPrivacyParameter, PrivacyError
 from fedctr.privacy.unit import UnitOfPrivacy
 from fedctr.validate import IDENTIFIER, SHA256_HEX, Checker
@@ -62,6 +68,7 @@ EPSILON = "epsilon"
 DELTA = "delta"
 MAX_AGGREGATED = (EPSILON, DELTA)  # privacy metrics are the worst partner's, never averaged
 PARTNER_ID = "partner-id"
+SELECTION_DP_ADAFEST = "dp-adafest"
 
 
 class ContractViolation(PrivacyError, ValueError):
@@ -119,6 +126,24 @@ TRAIN_REPLY_FIELDS: tuple[WireField, ...] = (
         REPORT,
         FieldClass.PUBLIC,
         "calibrated from budget, q, steps and earlier releases: data-independent",
+    ),
+    WireField(
+        "bucket-selection",
+        REPORT,
+        FieldClass.PUBLIC,
+        _CONFIG + ": 'none' or 'dp-adafest' (DP selection of the embedding rows a step updates)",
+    ),
+    WireField(
+        "selection-noise-multiplier",
+        REPORT,
+        FieldClass.PUBLIC,
+        "calibrated with noise-multiplier from the declared ratio (0 without selection)",
+    ),
+    WireField(
+        "selection-threshold",
+        REPORT,
+        FieldClass.PUBLIC,
+        _CONFIG + ": declared multiple of the selection noise (0 without selection)",
     ),
     WireField("sample-rate", REPORT, FieldClass.PUBLIC, _CONFIG + ": declared q"),
     WireField("steps", REPORT, FieldClass.PUBLIC, _CONFIG + ": ceil(local_epochs / q)"),
@@ -472,6 +497,11 @@ class TrainReply:
                 "unit-of-privacy": self.unit.kind.value,
                 "max-rows-per-unit": self.unit.max_rows,
                 "noise-multiplier": r.noise_multiplier,
+                "bucket-selection": "none" if r.selection is None else SELECTION_DP_ADAFEST,
+                "selection-noise-multiplier": 0.0
+                if r.selection is None
+                else r.selection.noise_multiplier,
+                "selection-threshold": 0.0 if r.selection is None else r.selection.threshold,
                 "sample-rate": r.sample_rate,
                 "steps": r.steps,
                 "max-grad-norm": r.max_grad_norm,
@@ -518,6 +548,7 @@ class TrainReply:
                 sample_rate=_CHECK.number(report["sample-rate"], "sample-rate"),
                 steps=_CHECK.integer(report["steps"], "steps"),
                 max_grad_norm=_CHECK.number(report["max-grad-norm"], "max-grad-norm"),
+                selection=_selection(report),
             ),
             "accountant": accountant,
             "dp_implementation": _CHECK.text(
@@ -543,6 +574,19 @@ class TrainReply:
         for key, value in values.items():
             object.__setattr__(reply, key, value)
         return reply
+
+
+def _selection(report: Mapping[str, Any]) -> BucketSelection | None:
+    kind = _CHECK.choice(
+        report["bucket-selection"], "bucket-selection", ("none", SELECTION_DP_ADAFEST)
+    )
+    sigma = _CHECK.number(report["selection-noise-multiplier"], "selection-noise-multiplier")
+    threshold = _CHECK.number(report["selection-threshold"], "selection-threshold")
+    if kind == "none":
+        if sigma != 0 or threshold != 0:
+            raise ContractViolation("no bucket selection: its noise and threshold must be 0")
+        return None
+    return BucketSelection(noise_multiplier=sigma, threshold=threshold)
 
 
 def declared_keys(kind: MessageKind) -> dict[str, set[str]]:
@@ -571,6 +615,7 @@ __all__ = [
     "PROXIMAL_MU",
     "REPORT",
     "RUN_ID",
+    "SELECTION_DP_ADAFEST",
     "SERVER_ROUND",
     "SPEC_HASH",
     "TRAIN_REPLY_FIELDS",

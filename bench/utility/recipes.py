@@ -36,6 +36,10 @@ class FederatedRecipe:
     strategy: str = "fedavg"
     server_learning_rate: float = 0.01
     max_grad_norm: float = 5.0  # used under DP only
+    # DP bucket selection (DP-AdaFEST) under DP: see fedctr.privacy.dpsgd.bucket_selection
+    bucket_selection: bool = False
+    selection_noise_ratio: float = 3.0
+    selection_threshold: float = 2.0
 
     def batch_size_for(self, rows: int) -> int:
         if self.batch_size is not None:

@@ -119,6 +119,12 @@ def check_partner(
                 dp_implementation=body.dp_implementation,
                 unit_of_privacy=body.unit_of_privacy,
                 max_rows_per_unit=body.max_rows_per_unit,
+                selection_noise_multiplier=None
+                if body.mechanism.selection is None
+                else body.mechanism.selection.noise_multiplier,
+                selection_threshold=None
+                if body.mechanism.selection is None
+                else body.mechanism.selection.threshold,
                 noise_multiplier=body.mechanism.noise_multiplier,
                 sample_rate=body.mechanism.sample_rate,
                 steps=body.mechanism.steps,

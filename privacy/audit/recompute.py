@@ -61,11 +61,23 @@ class IndependentEpsilon:
         return self.rdp if self.pld is None else min(self.rdp, self.pld)
 
 
+def step_noise_multiplier(release: DPSGDRound) -> float:
+    """The noise multiplier of one step's Gaussian, derived here from the recorded
+    noises (not from fedctr.privacy.budget, whose arithmetic this audit checks): with
+    bucket selection, the gradient's and the selection's Gaussians on one Poisson batch,
+    each of sensitivity 1 in its own noise units, are jointly one Gaussian whose
+    precision is the sum of theirs."""
+    if release.selection is None:
+        return release.noise_multiplier
+    precision = release.noise_multiplier**-2 + release.selection.noise_multiplier**-2
+    return 1.0 / math.sqrt(precision)
+
+
 def release_event(release: DPSGDRound) -> dp_event.DpEvent:
     """One round of DP-SGD as a dp_accounting event."""
     step = dp_event.PoissonSampledDpEvent(
         sampling_probability=release.sample_rate,
-        event=dp_event.GaussianDpEvent(noise_multiplier=release.noise_multiplier),
+        event=dp_event.GaussianDpEvent(noise_multiplier=step_noise_multiplier(release)),
     )
     return dp_event.SelfComposedDpEvent(event=step, count=release.steps)
 
@@ -83,10 +95,11 @@ class _PLDComposer:
         self._rounds: dict[tuple[float, float, int], Any] = {}
 
     def compose(self, release: DPSGDRound) -> None:
-        key = (release.noise_multiplier, release.sample_rate, release.steps)
+        sigma = step_noise_multiplier(release)
+        key = (sigma, release.sample_rate, release.steps)
         if key not in self._rounds:
             self._rounds[key] = privacy_loss_distribution.from_gaussian_mechanism(
-                standard_deviation=release.noise_multiplier,
+                standard_deviation=sigma,
                 value_discretization_interval=PLD_DISCRETIZATION,
                 sampling_prob=release.sample_rate,
                 neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,

@@ -46,6 +46,9 @@ class EpsilonRow:
     over_budget: bool
     unit_of_privacy: str = "example"
     max_rows_per_unit: int = 1
+    # DP bucket selection's noise multiplier and threshold (None: no selection)
+    selection_noise_multiplier: float | None = None
+    selection_threshold: float | None = None
 
     @property
     def unit(self) -> UnitOfPrivacy:
@@ -83,6 +86,12 @@ class EpsilonRow:
                 "steps": self.steps,
                 "max_grad_norm": self.max_grad_norm,
                 "sampling": "poisson",
+                "selection": None
+                if self.selection_noise_multiplier is None
+                else {
+                    "noise_multiplier": self.selection_noise_multiplier,
+                    "threshold": self.selection_threshold,
+                },
             },
             "update_hash": self.update_hash,
             "delta": self.delta,

@@ -230,9 +230,19 @@ class PrivacyStatement:
 
 
 def _mechanisms(summary: PartnerSummary) -> str:
-    settings = sorted({(r.noise_multiplier, r.sample_rate, r.max_grad_norm) for r in summary.rows})
+    settings = sorted(
+        {
+            (r.noise_multiplier, r.sample_rate, r.max_grad_norm, r.selection_noise_multiplier)
+            for r in summary.rows
+        },
+        key=str,
+    )
     steps = sum(r.steps for r in summary.rows)
-    described = "; ".join(f"σ={s:g}, q={q:g}, C={c:g}" for s, q, c in settings)
+    described = "; ".join(
+        f"σ={s:g}, q={q:g}, C={c:g}"
+        + ("" if sel is None else f", bucket selection σ_select={sel:g}")
+        for s, q, c, sel in settings
+    )
     return f"{described}; {steps} steps over {len(summary.rows)} rounds"
 
 
@@ -342,7 +352,11 @@ def privacy_statement(result: AuditResult) -> PrivacyStatement:
             "Poisson sampling of units at the declared rate q, for the declared number of "
             "steps; only the noised model update, and values public by declaration, leave "
             "the partner. User-level ε is accounted at the user sampling rate directly: no "
-            "group-privacy multiplier is involved"
+            "group-privacy multiplier is involved. With bucket selection (DP-AdaFEST) a step "
+            "also releases each embedding row's count of units (each unit's contribution "
+            "of L2 norm 1) with Gaussian noise σ_select, and only rows above the threshold "
+            "receive gradient and noise; the two Gaussians on one batch are accounted as "
+            "one of noise multiplier (σ^-2 + σ_select^-2)^(-1/2)"
         ),
         accounting=(
             "cumulative over every release in the partner's signed ledger, by the partner's "

@@ -10,6 +10,12 @@ which would reveal it); Poisson sampling at the declared ``sample_rate`` for exa
 accountant of the PrivacyEngine it is given, at the declared rate. They differ only
 in speed and memory.
 
+Bucket selection (``selection``: DP-AdaFEST, :mod:`fedctr.privacy.dpsgd.bucket_selection`)
+adds a second Gaussian release per step, the noisy count of units per embedding row,
+and restricts the step's gradient and noise to the rows it selects; the accountant is
+stepped with the composed noise multiplier. Only implementations with
+``supports_bucket_selection`` accept it.
+
 User-level DP (``user_sampling``, issue 14) changes the sampled and clipped unit:
 each step includes every *user* with probability ``sample_rate`` (with at most
 ``max_rows`` of its rows, chosen once before training), and each user's *summed*
@@ -47,6 +53,7 @@ from opacus.validators.errors import UnsupportedModuleError
 from torch import nn
 from torch.utils.data import DataLoader
 
+from fedctr.privacy.budget import BucketSelection
 from fedctr.privacy.dpsgd.errors import SeamArgumentError, UnsupportedLayerError
 from fedctr.privacy.dpsgd.sampling import check_schedule
 from fedctr.privacy.errors import InvalidPrivacyParameter
@@ -85,6 +92,8 @@ class DPSGDImplementation(ABC):
     name: str
     #: Whether ``make_private`` accepts ``user_sampling`` (per-user clipping).
     supports_user_level: ClassVar[bool] = False
+    #: Whether ``make_private`` accepts ``selection`` (DP selection of embedding rows).
+    supports_bucket_selection: ClassVar[bool] = False
 
     @abstractmethod
     def make_private(
@@ -101,6 +110,7 @@ class DPSGDImplementation(ABC):
         max_grad_norm: float,
         rng: SecureRandom,
         user_sampling: UserSampling | None = None,
+        selection: BucketSelection | None = None,
     ) -> PrivateTraining:
         """Wrap model, optimizer and data; the criterion is binary cross-entropy on logits
         with mean reduction.
@@ -131,8 +141,17 @@ def check_private_arguments(
     rng: SecureRandom,
     user_sampling: UserSampling | None = None,
     implementation: DPSGDImplementation | None = None,
+    selection: BucketSelection | None = None,
 ) -> None:
     """Refuse, before anything is wrapped, what every implementation must refuse."""
+    if selection is not None and (
+        implementation is None or not implementation.supports_bucket_selection
+    ):
+        name = getattr(implementation, "name", "this implementation")
+        raise SeamArgumentError(
+            f"{name} noises every embedding row; bucket selection needs an implementation "
+            "with supports_bucket_selection (fedctr-sparse)"
+        )
     if user_sampling is not None:
         if implementation is None or not implementation.supports_user_level:
             name = getattr(implementation, "name", "this implementation")

@@ -32,6 +32,7 @@ from opacus.utils.fast_gradient_clipping_utils import DPLossFastGradientClipping
 from torch import nn
 from torch.utils.data import DataLoader
 
+from fedctr.privacy.budget import BucketSelection
 from fedctr.privacy.dpsgd.base import (
     Criterion,
     DPSGDImplementation,
@@ -227,6 +228,7 @@ class _OpacusMode(DPSGDImplementation):
         max_grad_norm: float,
         rng: SecureRandom,
         user_sampling: UserSampling | None = None,
+        selection: BucketSelection | None = None,
     ) -> PrivateTraining:
         check_private_arguments(
             engine,
@@ -241,6 +243,7 @@ class _OpacusMode(DPSGDImplementation):
             rng=rng,
             user_sampling=user_sampling,
             implementation=self,
+            selection=selection,
         )
         loader = poisson_loader(data_loader, sample_rate=sample_rate, steps=steps, rng=rng)
         wrapped, private_optimizer, criterion = _wrap(

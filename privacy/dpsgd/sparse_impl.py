@@ -21,6 +21,7 @@ from opacus import PrivacyEngine
 from torch import nn
 from torch.utils.data import DataLoader
 
+from fedctr.privacy.budget import BucketSelection, composed_noise_multiplier
 from fedctr.privacy.dpsgd.base import (
     DPSGDImplementation,
     PrivateTraining,
@@ -82,6 +83,7 @@ class FedctrSparse(DPSGDImplementation):
     pass, clipping and noise fused into the optimizer step; per-example or per-user."""
 
     supports_user_level = True
+    supports_bucket_selection = True
 
     def make_private(
         self,
@@ -97,6 +99,7 @@ class FedctrSparse(DPSGDImplementation):
         max_grad_norm: float,
         rng: SecureRandom,
         user_sampling: UserSampling | None = None,
+        selection: BucketSelection | None = None,
     ) -> PrivateTraining:
         check_private_arguments(
             engine,
@@ -111,6 +114,7 @@ class FedctrSparse(DPSGDImplementation):
             rng=rng,
             user_sampling=user_sampling,
             implementation=self,
+            selection=selection,
         )
         taps = LayerTaps(module)
         loader: Any
@@ -123,6 +127,7 @@ class FedctrSparse(DPSGDImplementation):
                 expected_batch_size=expected_batch_size,
                 rng=rng,
                 user_level=user_sampling is not None,
+                selection=selection,
             )
             if user_sampling is None:
                 loader = poisson_loader(data_loader, sample_rate=sample_rate, steps=steps, rng=rng)
@@ -139,9 +144,17 @@ class FedctrSparse(DPSGDImplementation):
         except BaseException:
             taps.remove()
             raise
-        private_optimizer.attach_step_hook(
-            engine.accountant.get_optimizer_hook_fn(sample_rate=sample_rate)
-        )
+        if selection is None:
+            private_optimizer.attach_step_hook(
+                engine.accountant.get_optimizer_hook_fn(sample_rate=sample_rate)
+            )
+        else:  # the gradient's and the counts' Gaussians: one composed mechanism per step
+            accounted = composed_noise_multiplier(noise_multiplier, selection.noise_multiplier)
+
+            def step_hook(_optimizer: SparseDPOptimizer) -> None:
+                engine.accountant.step(noise_multiplier=accounted, sample_rate=sample_rate)
+
+            private_optimizer.attach_step_hook(step_hook)
         return PrivateTraining(
             module=SparseDPModule(module, taps),
             optimizer=private_optimizer,

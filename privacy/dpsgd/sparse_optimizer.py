@@ -15,6 +15,12 @@ table). The accountant hook Opacus attaches runs exactly as in
 ``DPOptimizer.pre_step``, once per step, with the same noise multiplier and the
 declared sample rate.
 
+Bucket selection (``selection``, :mod:`fedctr.privacy.dpsgd.bucket_selection`): before
+the noise, the step releases noisy per-row counts and keeps the rows above the
+threshold; the tables' noise is then drawn for those rows only and the clipped sum
+lands only on them. The accountant hook is given the composed noise multiplier by
+the implementation (:class:`fedctr.privacy.dpsgd.sparse_impl.FedctrSparse`).
+
 User-level (``user_level=True``): before each step the loader hands the batch's
 :class:`~fedctr.privacy.dpsgd.user_groups.UserGroups` (:meth:`expect_users`); ``c_u``
 is then computed from each user's summed gradient and every row of user ``u`` is
@@ -30,9 +36,11 @@ import torch
 from opacus.optimizers.optimizer import DPOptimizer
 from torch import nn
 
+from fedctr.privacy.budget import BucketSelection
+from fedctr.privacy.dpsgd.bucket_selection import select_rows
 from fedctr.privacy.dpsgd.errors import TrainingLoopError, UnsupportedLayerError
 from fedctr.privacy.dpsgd.sparse_norms import clip_factors
-from fedctr.privacy.dpsgd.sparse_taps import LayerTaps
+from fedctr.privacy.dpsgd.sparse_taps import LayerTaps, RecordedBatch
 from fedctr.privacy.dpsgd.user_groups import UserGroups
 from fedctr.privacy.randomness import SecureRandom
 
@@ -50,6 +58,7 @@ class SparseDPOptimizer(DPOptimizer):
         expected_batch_size: int,
         rng: SecureRandom,
         user_level: bool = False,
+        selection: BucketSelection | None = None,
     ) -> None:
         super().__init__(
             optimizer,
@@ -78,6 +87,11 @@ class SparseDPOptimizer(DPOptimizer):
         self.per_sample_clip_factor: torch.Tensor | None = None
         self.user_level = user_level
         self._groups: UserGroups | None = None
+        self.selection = selection
+        # With bucket selection the tables' gradients are kept apart from the flat
+        # noise buffers: their noise is drawn for the selected rows only.
+        self._tables = {id(p): p for p in taps.embedding_weights()} if selection else {}
+        self.selected_rows: dict[nn.Parameter, torch.Tensor] = {}
 
     def expect_users(self, groups: UserGroups) -> None:
         """The user layout of the next batch (user-level DP; set by the loader)."""
@@ -109,9 +123,14 @@ class SparseDPOptimizer(DPOptimizer):
         norms = batch.per_sample_norms(groups)
         coeff = clip_factors(norms, self.max_grad_norm)
         scale = 1.0 / self.expected_batch_size
-        grads = self._noise(std=self.noise_multiplier * self.max_grad_norm * scale)
+        std = self.noise_multiplier * self.max_grad_norm * scale
+        masks = self._select(batch, groups, units=len(norms))
+        grads = self._noise(std=std)
+        for table, mask in masks.items():
+            grads[table] = self._table_noise(table, mask, std=std)
         row_coeff = coeff if groups is None else groups.spread(coeff)
-        batch.clipped_sum_(grads, row_coeff * scale)
+        batch.clipped_sum_(grads, row_coeff * scale, masks)
+        self.selected_rows = masks
         self._taps.clear()
         self.per_sample_norms = norms
         self.per_sample_clip_factor = coeff
@@ -120,10 +139,44 @@ class SparseDPOptimizer(DPOptimizer):
         self._is_last_step_skipped = False
         return True
 
+    def _select(
+        self, batch: RecordedBatch, groups: UserGroups | None, *, units: int
+    ) -> dict[nn.Parameter, torch.Tensor]:
+        """Bucket selection's released counts -> each table's selected rows (or {})."""
+        if self.selection is None:
+            return {}
+        touched = batch.touched(groups)
+        tables = [(p.shape[0], t, _padding_of(batch, p)) for p, t in touched]
+        masks = select_rows(
+            tables,
+            units=units,
+            noise_multiplier=self.selection.noise_multiplier,
+            threshold=self.selection.threshold,
+            rng=self._rng,
+        )
+        return {p: m for (p, _), m in zip(touched, masks, strict=True)}
+
+    def _table_noise(self, table: nn.Parameter, mask: torch.Tensor, *, std: float) -> torch.Tensor:
+        """A table's gradient: N(0, std^2) on the selected rows, zero elsewhere."""
+        grad = table.grad
+        if grad is None or grad.shape != table.shape:
+            grad = torch.zeros_like(table)
+        else:
+            grad.zero_()
+        rows = mask.nonzero().squeeze(1)
+        if len(rows):
+            noise = torch.empty(len(rows), *table.shape[1:], dtype=table.dtype)
+            self._rng.gaussian_(noise, std=std)
+            grad.index_copy_(0, rows, noise)
+        table.grad = grad
+        return grad
+
     def _noise(self, *, std: float) -> dict[nn.Parameter, torch.Tensor]:
-        """Fill every parameter's ``.grad`` with N(0, std^2) and return the gradients."""
+        """Fill every parameter's ``.grad`` with N(0, std^2) and return the gradients
+        (with bucket selection, every parameter but the embedding tables)."""
         if not self._buffers:
-            self._buffers = _flat_buffers(self.params)
+            dense = [p for p in self.params if id(p) not in self._tables]
+            self._buffers = _flat_buffers(dense)
         grads: dict[nn.Parameter, torch.Tensor] = {}
         for flat, views in self._buffers:
             self._rng.gaussian_(flat, std=std)  # std 0 (sigma 0, tests only): zeros
@@ -146,6 +199,13 @@ class SparseDPOptimizer(DPOptimizer):
 
     def scale_grad(self) -> None:
         raise NotImplementedError("fedctr-sparse clips and noises in one fused pre_step()")
+
+
+def _padding_of(batch: RecordedBatch, table: nn.Parameter) -> int | None:
+    for tap in batch.calls:
+        if getattr(tap.module, "weight", None) is table:
+            return getattr(tap.module, "padding_idx", None)
+    return None
 
 
 def _flat_buffers(

@@ -25,6 +25,7 @@ from opacus.grad_sample import AbstractGradSampleModule
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from fedctr.privacy.dpsgd.bucket_selection import Touched, touched_rows
 from fedctr.privacy.dpsgd.errors import TrainingLoopError, UnsupportedLayerError
 from fedctr.privacy.dpsgd.sparse_norms import (
     embedding_clipped_sum_,
@@ -109,8 +110,10 @@ class _LayerTap(ABC):
         grads: dict[nn.Parameter, torch.Tensor],
         coeff: torch.Tensor,
         batch_size: int,
+        row_mask: torch.Tensor | None = None,
     ) -> None:
-        """Add ``sum_i coeff_i g_i`` of this layer into ``grads``."""
+        """Add ``sum_i coeff_i g_i`` of this layer into ``grads`` (for an embedding with
+        ``row_mask``, only into the rows it selects)."""
 
 
 class _LinearTap(_LayerTap):
@@ -141,6 +144,7 @@ class _LinearTap(_LayerTap):
         grads: dict[nn.Parameter, torch.Tensor],
         coeff: torch.Tensor,
         batch_size: int,
+        row_mask: torch.Tensor | None = None,
     ) -> None:
         a, g = self._stack(calls, batch_size)
         bias = self.module.bias
@@ -180,9 +184,16 @@ class _EmbeddingTap(_LayerTap):
         grads: dict[nn.Parameter, torch.Tensor],
         coeff: torch.Tensor,
         batch_size: int,
+        row_mask: torch.Tensor | None = None,
     ) -> None:
         idx, g = self._stack(calls, batch_size)
+        if row_mask is not None:
+            g = g * row_mask[idx].unsqueeze(2).to(g.dtype)
         embedding_clipped_sum_(grads[self.module.weight], idx, g, coeff.to(g.dtype))
+
+    def indices(self, calls: list[_Call], batch_size: int) -> torch.Tensor:
+        """``[N, L]``: every row index this layer looked up, per example."""
+        return _cat([c.inputs.reshape(batch_size, -1) for c in calls])
 
 
 def _tap_for(name: str, module: nn.Module) -> _LayerTap:
@@ -236,6 +247,14 @@ class LayerTaps:
             self._handles.append(tap.module.register_forward_hook(_TapHook(self, tap)))
 
     # ---- recording -----------------------------------------------------
+    def embedding_weights(self) -> list[nn.Parameter]:
+        """The trainable embedding tables (what bucket selection restricts)."""
+        return [
+            t.module.weight
+            for t in self.taps
+            if isinstance(t, _EmbeddingTap) and t.module.weight.requires_grad
+        ]
+
     def parameters(self) -> list[nn.Parameter]:
         """Every trainable tensor of the model, layer by layer."""
         return [p for tap in self.taps for p in tap.trainable()]
@@ -333,12 +352,39 @@ class RecordedBatch:
             return torch.zeros(units)
         return total.sqrt() * n
 
-    def clipped_sum_(self, grads: dict[nn.Parameter, torch.Tensor], coeff: torch.Tensor) -> None:
-        """Add ``sum_i coeff_i * grad_i`` into ``grads`` (per-example gradients as above)."""
+    def clipped_sum_(
+        self,
+        grads: dict[nn.Parameter, torch.Tensor],
+        coeff: torch.Tensor,
+        row_masks: dict[nn.Parameter, torch.Tensor] | None = None,
+    ) -> None:
+        """Add ``sum_i coeff_i * grad_i`` into ``grads`` (per-example gradients as above);
+        an embedding table with an entry in ``row_masks`` only into its selected rows."""
         scaled = coeff * self.batch_size
+        masks = row_masks or {}
         for tap, calls in self.calls.items():
             if calls and self.batch_size > 0:
-                tap.clipped_sum_(calls, grads, scaled, self.batch_size)
+                mask = masks.get(tap.module.weight) if isinstance(tap, _EmbeddingTap) else None
+                tap.clipped_sum_(calls, grads, scaled, self.batch_size, mask)
+
+    def touched(self, groups: UserGroups | None = None) -> list[tuple[nn.Parameter, Touched]]:
+        """Per trainable embedding table: the distinct rows each unit (example, or user
+        with ``groups``) looked up in this batch."""
+        out = []
+        for tap, calls in self.calls.items():
+            if not isinstance(tap, _EmbeddingTap) or not tap.module.weight.requires_grad:
+                continue
+            if not calls or self.batch_size == 0:
+                empty = torch.zeros(0, dtype=torch.long)
+                out.append((tap.module.weight, Touched(empty, empty)))
+                continue
+            touched = touched_rows(tap.indices(calls, self.batch_size), tap.module.padding_idx)
+            if groups is not None:  # a user's rows may hit one table row more than once
+                rows = tap.module.num_embeddings
+                key = torch.unique(groups.user[touched.unit] * rows + touched.row)
+                touched = Touched(key // rows, key % rows)
+            out.append((tap.module.weight, touched))
+        return out
 
 
 class _TapHook:

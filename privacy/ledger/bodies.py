@@ -14,7 +14,13 @@ from dataclasses import dataclass, fields
 from types import MappingProxyType
 from typing import Any, ClassVar, Literal
 
-from fedctr.privacy.budget import ACCOUNTANT_KINDS, AccountantKind, DPSGDRound, PrivacyBudget
+from fedctr.privacy.budget import (
+    ACCOUNTANT_KINDS,
+    AccountantKind,
+    BucketSelection,
+    DPSGDRound,
+    PrivacyBudget,
+)
 from fedctr.privacy.errors import InvalidPrivacyParameter
 from fedctr.privacy.ledger.errors import LedgerEntryInvalid
 from fedctr.privacy.unit import UnitOfPrivacy
@@ -71,8 +77,9 @@ def _epsilon(data: Mapping[str, Any], name: str) -> float:
 
 
 _MECHANISM_KEYS = frozenset(
-    {"noise_multiplier", "max_grad_norm", "sample_rate", "sampling", "steps"}
+    {"noise_multiplier", "max_grad_norm", "sample_rate", "sampling", "steps", "selection"}
 )
+_SELECTION_KEYS = frozenset({"noise_multiplier", "threshold"})
 
 
 def parse_mechanism(data: Any) -> DPSGDRound:
@@ -81,11 +88,19 @@ def parse_mechanism(data: Any) -> DPSGDRound:
     if data["sampling"] != "poisson":
         raise LedgerEntryInvalid(f"mechanism.sampling must be 'poisson', got {data['sampling']!r}")
     try:
+        selection = None
+        if data["selection"] is not None:
+            raw = _fields(data["selection"], "mechanism.selection", _SELECTION_KEYS)
+            selection = BucketSelection(
+                noise_multiplier=_CHECK.number(raw["noise_multiplier"], "noise_multiplier"),
+                threshold=_CHECK.number(raw["threshold"], "threshold"),
+            )
         return DPSGDRound(
             noise_multiplier=_CHECK.number(data["noise_multiplier"], "noise_multiplier"),
             max_grad_norm=_CHECK.number(data["max_grad_norm"], "max_grad_norm"),
             sample_rate=_CHECK.number(data["sample_rate"], "sample_rate"),
             steps=_CHECK.integer(data["steps"], "steps", minimum=0),
+            selection=selection,
         )
     except InvalidPrivacyParameter as exc:
         raise LedgerEntryInvalid(f"mechanism: {exc}") from exc
@@ -120,6 +135,14 @@ def mechanism_dict(mechanism: DPSGDRound) -> dict[str, Any]:
         "sample_rate": mechanism.sample_rate,
         "sampling": mechanism.sampling,
         "steps": mechanism.steps,
+        "selection": (
+            None
+            if mechanism.selection is None
+            else {
+                "noise_multiplier": mechanism.selection.noise_multiplier,
+                "threshold": mechanism.selection.threshold,
+            }
+        ),
     }
 
 
