@@ -32,7 +32,7 @@ from fedctr.models.spec import FeatureSpec
 from fedctr.privacy.budget import ACCOUNTANT_KINDS
 from fedctr.privacy.errors import PrivacyError
 from fedctr.privacy.unit import PRIVACY_UNITS
-from fedctr.privacy.wire import NEIGHBOUR_RELATION, undeclared_card_fields
+from fedctr.privacy.wire import BUCKET_SELECTIONS, NEIGHBOUR_RELATION, undeclared_card_fields
 from fedctr.validate import IDENTIFIER, SHA256_HEX, Checker
 
 CARD_FORMAT = "fedctr-model-card"
@@ -92,6 +92,9 @@ class PartnerProvenance:
     dp_implementation: str
     rounds_contributed: int
     max_rows_per_unit: int = 1
+    # "dp-adafest" when the partner's DP-SGD restricted each step to DP-selected
+    # embedding rows (fedctr.privacy.dpsgd.bucket_selection), else "none"
+    bucket_selection: str = "none"
 
     def __post_init__(self) -> None:
         _CHECK.text(self.partner_id, "privacy.partners[].partner_id", IDENTIFIER)
@@ -102,6 +105,7 @@ class PartnerProvenance:
         check.choice(self.accountant, "accountant", ACCOUNTANT_KINDS)
         check.choice(self.unit_of_privacy, "unit_of_privacy", PRIVACY_UNITS)
         check.integer(self.max_rows_per_unit, "max_rows_per_unit", minimum=1)
+        check.choice(self.bucket_selection, "bucket_selection", BUCKET_SELECTIONS)
         check.text(self.dp_implementation, "dp_implementation", IDENTIFIER)
         check.integer(self.rounds_contributed, "rounds_contributed")
 

@@ -69,6 +69,7 @@ DELTA = "delta"
 MAX_AGGREGATED = (EPSILON, DELTA)  # privacy metrics are the worst partner's, never averaged
 PARTNER_ID = "partner-id"
 SELECTION_DP_ADAFEST = "dp-adafest"
+BUCKET_SELECTIONS = ("none", SELECTION_DP_ADAFEST)
 
 
 class ContractViolation(PrivacyError, ValueError):
@@ -218,6 +219,7 @@ CARD_FIELDS: tuple[WireField, ...] = tuple(
         ("privacy.partners[].accountant", FieldClass.PUBLIC, _CONFIG),
         ("privacy.partners[].unit_of_privacy", FieldClass.PUBLIC, _CONFIG),
         ("privacy.partners[].max_rows_per_unit", FieldClass.PUBLIC, _CONFIG),
+        ("privacy.partners[].bucket_selection", FieldClass.PUBLIC, _CONFIG),
         ("privacy.partners[].dp_implementation", FieldClass.PUBLIC, _CONFIG),
         ("privacy.partners[].rounds_contributed", FieldClass.PUBLIC, "rounds aggregated"),
         *(
@@ -577,9 +579,7 @@ class TrainReply:
 
 
 def _selection(report: Mapping[str, Any]) -> BucketSelection | None:
-    kind = _CHECK.choice(
-        report["bucket-selection"], "bucket-selection", ("none", SELECTION_DP_ADAFEST)
-    )
+    kind = _CHECK.choice(report["bucket-selection"], "bucket-selection", BUCKET_SELECTIONS)
     sigma = _CHECK.number(report["selection-noise-multiplier"], "selection-noise-multiplier")
     threshold = _CHECK.number(report["selection-threshold"], "selection-threshold")
     if kind == "none":
@@ -600,6 +600,7 @@ def declared_keys(kind: MessageKind) -> dict[str, set[str]]:
 __all__ = [
     "AGGREGATION_WEIGHT",
     "ARRAYS",
+    "BUCKET_SELECTIONS",
     "CARD_FIELDS",
     "CONFIG",
     "CONTRACT",

@@ -24,7 +24,7 @@ from fedctr.privacy.ledger import (
     PlatformReport,
 )
 from fedctr.privacy.ledger.bodies import mechanism_dict
-from fedctr.privacy.wire import NEIGHBOUR_RELATION
+from fedctr.privacy.wire import NEIGHBOUR_RELATION, SELECTION_DP_ADAFEST
 
 Releases = Mapping[str, Sequence[Recorded[PartnerRelease]]]
 
@@ -269,6 +269,11 @@ def check_cards(
                 ("accountant", partner.accountant, last.accountant),
                 ("unit_of_privacy", partner.unit_of_privacy, last.unit_of_privacy),
                 ("max_rows_per_unit", partner.max_rows_per_unit, last.max_rows_per_unit),
+                (
+                    "bucket_selection",
+                    partner.bucket_selection,
+                    "none" if last.mechanism.selection is None else SELECTION_DP_ADAFEST,
+                ),
                 ("rounds_contributed", partner.rounds_contributed, len(reps)),
             ]
             if release is not None:

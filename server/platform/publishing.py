@@ -15,6 +15,7 @@ from typing import Any
 
 from fedctr.privacy.card import EmpiricalAuditStatement
 from fedctr.privacy.signing import load_private_key
+from fedctr.privacy.wire import SELECTION_DP_ADAFEST
 from fedctr.server.platform.checkpoint import write_json
 from fedctr.server.platform.errors import NotEnoughPartnersError, PlatformError
 from fedctr.server.platform.ledger import PlatformLedger
@@ -57,6 +58,7 @@ def partner_provenance(records: list[PartnerTrainRecord]) -> PartnerProvenance:
         accountant=reply.accountant,
         unit_of_privacy=reply.unit_of_privacy,
         max_rows_per_unit=reply.unit.max_rows,
+        bucket_selection="none" if reply.release.selection is None else SELECTION_DP_ADAFEST,
         dp_implementation=reply.dp_implementation,
         rounds_contributed=len(records),
     )
