@@ -175,6 +175,7 @@ def _platform(args: argparse.Namespace) -> int:
 def _partner_parser(p: argparse.ArgumentParser) -> None:
     from fedctr.clients.config import PrivacySettings, TrainingSettings
     from fedctr.privacy.dpsgd import DEFAULT_IMPLEMENTATION, available_implementations
+    from fedctr.privacy.unit import PRIVACY_UNITS
 
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     init = sub.add_parser("init", help="create node key, ledger key, partner.toml")
@@ -202,6 +203,18 @@ def _partner_parser(p: argparse.ArgumentParser) -> None:
     )
     init.add_argument("--max-grad-norm", type=float, default=privacy.max_grad_norm)
     init.add_argument("--accountant", default=privacy.accountant, choices=("rdp", "prv"))
+    init.add_argument(
+        "--unit",
+        default=privacy.unit,
+        choices=PRIVACY_UNITS,
+        help="unit of privacy: one row, or all rows of one user (the spec's user_key)",
+    )
+    init.add_argument("--max-rows-per-user", type=int, default=privacy.max_rows_per_user)
+    init.add_argument(
+        "--bucket-selection",
+        action="store_true",
+        help="DP selection of the embedding rows a step updates (DP-AdaFEST)",
+    )
     init.add_argument(
         "--dp-implementation", default=DEFAULT_IMPLEMENTATION, choices=available_implementations()
     )
@@ -246,6 +259,9 @@ def _partner(args: argparse.Namespace) -> int:
                     max_grad_norm=args.max_grad_norm,
                     accountant=args.accountant,
                     dp_implementation=args.dp_implementation,
+                    unit=args.unit,
+                    max_rows_per_user=args.max_rows_per_user,
+                    bucket_selection=args.bucket_selection,
                 ),
                 training=TrainingSettings(
                     batch_size=args.batch_size,
