@@ -32,9 +32,10 @@ norm, Poisson rate (``1/batches_per_epoch`` of the rows, or of the users) and th
 users). The declared expected batch is the expected rows per step for both units (a
 user-level partner counts only the rows its users keep), so the averaged gradient has
 the same scale. Every arm is tuned alike, per seed, on the validation users
-(``bench.utility.selection``, as ``bench_utility.py`` does): learning rate x
-``LR_FACTORS`` of the recipe's, and the round to stop at; the test users only score the
-chosen model. The selection's own privacy cost is not accounted (for any arm).
+(``bench.utility.selection``'s early stopping, as ``bench_utility.py`` does): learning
+rate x ``LR_GRID`` of the recipe's (the same six trials for every arm) and the round to
+stop at; the test users only score the chosen model. The selection's own privacy cost
+is not accounted (for any arm).
 
 Federated rounds run in this process through ``bench/utility/inprocess.py`` (the partner
 node's own noise calibration, budget check, user sampler and DP-SGD implementation).
@@ -66,7 +67,6 @@ from bench.utility.recipes import FederatedRecipe, recipe_for  # noqa: E402
 from bench.utility.report import bootstrap_auc_gap_se  # noqa: E402
 from bench.utility.runner import delta_for  # noqa: E402
 from bench.utility.selection import (  # noqa: E402
-    LR_FACTORS,
     VALIDATION_FRACTION,
     BestOnValidation,
     Choice,
@@ -98,6 +98,9 @@ VALIDATION_KEY = seed_key(HOLDOUT_SEED + 3)
 QUICK_KEY = seed_key(HOLDOUT_SEED + 4)
 PARTNER_SEED = HOLDOUT_SEED + 5
 QUICK_ROUNDS = 2  # --quick: a smoke run, not a measurement
+# Learning rate x these of each arm's recipe value: wider than bench_utility's LR_FACTORS,
+# whose edges bound the choice here (DP arms chose its lowest rate, non-private its highest).
+LR_GRID = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 
 
 # ---- data ---------------------------------------------------------------------------------
@@ -380,21 +383,34 @@ class Cell:
     method: Method
     runs: list[Run]
     delta: float | None
+    rates: list[float]  # the learning rates tried
 
     def metric(self, name: str) -> tuple[float, float]:
         values = np.array([getattr(r, name) for r in self.runs])
         return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
 
-    def chosen(self) -> str:
-        return ", ".join(f"{r.choice.learning_rate:g}/r{r.choice.stop}" for r in self.runs)
+    def chosen(self, rates: list[float]) -> str:
+        """Each seed's learning rate and stop round; ``*`` where the rate is a grid edge."""
+        edges = {min(rates), max(rates)} if len(rates) > 1 else set()
+        return ", ".join(
+            f"{r.choice.learning_rate:g}{'*' if r.choice.learning_rate in edges else ''}"
+            f"/r{r.choice.stop}"
+            for r in self.runs
+        )
 
 
 def run_cell(
-    data: UserKeyedData, model_name: str, method: Method, *, seeds: int, quick: bool
+    data: UserKeyedData,
+    model_name: str,
+    method: Method,
+    *,
+    seeds: int,
+    quick: bool,
+    factors: tuple[float, ...],
 ) -> Cell:
     """``seeds`` runs of one arm, each tuned on its own (selection noise is in the spread)."""
     base = recipe_of(data, model_name, method, quick=quick)
-    rates = [base.learning_rate] if quick else learning_rates(base.learning_rate)
+    rates = learning_rates(base.learning_rate, factors)
     runs = []
     for seed in range(seeds):
         run = run_arm(data, model_name, method, base, seed, rates=rates)
@@ -411,7 +427,7 @@ def run_cell(
             run.seconds,
         )
     private = method.epsilon is not None
-    return Cell(data.name, method, runs, data.delta if private else None)
+    return Cell(data.name, method, runs, data.delta if private else None, rates)
 
 
 def utility_table(cells: list[Cell], test_labels: dict[str, np.ndarray]) -> str:
@@ -436,7 +452,7 @@ def utility_table(cells: list[Cell], test_labels: dict[str, np.ndarray]) -> str:
                 y = test_labels[c.dataset]
                 se = f"{bootstrap_auc_gap_se(y, c.runs[0].probs, ref.runs[0].probs):.4f}"
         lines.append(
-            f"| {c.dataset} | {c.method.key} | {eps} | {sigma} | {c.chosen()} "
+            f"| {c.dataset} | {c.method.key} | {eps} | {sigma} | {c.chosen(c.rates)} "
             f"| {auc[0]:.4f} ± {auc[1]:.4f} | {gap} | {se} | {ll[0]:.4f} ± {ll[1]:.4f} "
             f"| {c.metric('seconds')[0]:.0f} |"
         )
@@ -500,6 +516,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--epsilons", nargs="+", type=float, help="default 1 3 8 (quick: 3)")
     p.add_argument("--max-rows", nargs="+", type=int, help="user-level k, default 1 4 8 16")
     p.add_argument("--seeds", type=int, help="test seeds per row (default 3, quick 1)")
+    p.add_argument(
+        "--lr-factors",
+        nargs="+",
+        type=float,
+        help=f"learning rates tried, x the recipe's (default {' '.join(map(str, LR_GRID))})",
+    )
     p.add_argument("--model", default="fm", help="a registered model (default fm)")
     p.add_argument("--data-root", type=Path, default=DATA_ROOT, help="the shared data folder")
     p.add_argument("--threads", type=int, default=1, help="torch threads (shared machine)")
@@ -526,6 +548,7 @@ def main(argv: list[str] | None = None) -> int:
     epsilons = args.epsilons or ([3.0] if quick else [1.0, 3.0, 8.0])
     bounds = args.max_rows or ([8] if quick else [1, 4, 8, 16])
     seeds = args.seeds or (1 if quick else 3)
+    factors = tuple(args.lr_factors or ((1.0,) if quick else LR_GRID))
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-user-level-") as tmp:
         loaders = {
@@ -553,13 +576,15 @@ def main(argv: list[str] | None = None) -> int:
             methods.append(Method(eps, UnitOfPrivacy.example()))
             methods += [Method(eps, UnitOfPrivacy.user(k)) for k in bounds]
         cells = [
-            run_cell(data, args.model, m, seeds=seeds, quick=quick)
+            run_cell(data, args.model, m, seeds=seeds, quick=quick, factors=factors)
             for data in datasets
             for m in methods
         ]
         labels = {data.name: data.test.y for data in datasets}
         command = " ".join(argv if argv is not None else sys.argv[1:])
-        report = render(args, command, datasets, stats, cells, labels, epsilons, seeds, started)
+        report = render(
+            args, command, datasets, stats, cells, labels, epsilons, seeds, factors, started
+        )
     print(report)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -592,13 +617,13 @@ def render(
     labels: dict[str, np.ndarray],
     epsilons: list[float],
     seeds: int,
+    factors: tuple[float, ...],
     started: float,
 ) -> str:
     """The markdown report: data, rows per user, utility, group privacy."""
     notes = "\n".join(f"- {_describe(d, args.model, quick=args.quick)}" for d in datasets)
     bounds = sorted({k for stat in stats.values() for k in stat.kept})
-    factors = "/".join(f"{f:g}" for f in LR_FACTORS)
-    tuned = "the recipe's learning rate" if args.quick else f"learning rate x {factors}"
+    tuned = f"learning rate x {'/'.join(f'{f:g}' for f in factors)} of the recipe's"
     return (
         f"# User-level vs example-level DP ({args.model}, {PARTNERS} partners, fedavg)\n\n"
         f"{notes}\n\n"
@@ -609,7 +634,8 @@ def render(
         "## Utility at the same (ε, δ)\n\n"
         f"{seeds} seed(s) per row, each tuned alike on the validation users ({tuned}, and "
         "the round to stop at); the chosen model scored on the test "
-        "users: mean ± std over seeds. ε is what the planned rounds spend (a model stopped "
+        "users: mean ± std over seeds; `*` marks a learning rate at an edge of the grid. ε is "
+        "what the planned rounds spend (a model stopped "
         "earlier spent less). ΔAUC is paired by seed; gap s.e. is the paired bootstrap over "
         "test rows of seed 0 (how small a gap the test split resolves).\n\n"
         f"{utility_table(cells, labels)}\n"
