@@ -74,6 +74,7 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorData
 from fedctr.federation.demo.synthetic import zipf_users
 from fedctr.models import build_model, model_config
 from fedctr.models.spec import CategoricalFeature, FeatureSpec, NumericFeature
+from fedctr.privacy.budget import BucketSelection
 from fedctr.privacy.dpsgd import UserSampling, get_implementation
 from fedctr.privacy.randomness import SecureRandom
 
@@ -82,6 +83,9 @@ logger = logging.getLogger("bench_dpsgd")
 NON_PRIVATE = "non-private"
 USER_LEVEL = "fedctr-sparse (user)"  # fedctr-sparse with user_sampling
 USER_MAX_ROWS = 8  # k: the declared bound on one user's rows
+SELECTION = "fedctr-sparse (select)"  # fedctr-sparse with DP bucket selection (DP-AdaFEST)
+# sigma_select = 3 sigma, threshold 2 sigma_select (the partner config's defaults)
+SELECTION_RATIO, SELECTION_THRESHOLD = 3.0, 2.0
 SEED = 0
 
 
@@ -101,7 +105,7 @@ class Workload:
     batch_size: int = 1024
 
 
-FAST = (NON_PRIVATE, "opacus-ghost", "fedctr-sparse", USER_LEVEL)
+FAST = (NON_PRIVATE, "opacus-ghost", "fedctr-sparse", USER_LEVEL, SELECTION)
 FULL_WORKLOADS = (
     Workload("emb-mlp 2^18", "emb-mlp", 100_000, 2**18, (512, 256, 128), FAST),
     Workload("deepfm 2^20", "deepfm", 100_000, 2**20, (64, 32), FAST),
@@ -213,6 +217,12 @@ def trainer(w: Workload, data: TensorDataset, implementation: str, optimizer: st
         )
     engine = PrivacyEngine(accountant="rdp")
     rows, user_sampling, name = w.rows, None, implementation
+    selection = None
+    if implementation == SELECTION:
+        name = "fedctr-sparse"
+        selection = BucketSelection(
+            noise_multiplier=SELECTION_RATIO, threshold=SELECTION_THRESHOLD * SELECTION_RATIO
+        )
     if implementation == USER_LEVEL:
         users = synthetic_users(w)
         user_sampling = UserSampling(users=users, max_rows=USER_MAX_ROWS)
@@ -230,6 +240,7 @@ def trainer(w: Workload, data: TensorDataset, implementation: str, optimizer: st
         max_grad_norm=1.0,
         rng=SecureRandom.fresh(),  # the production noise and sampling source
         user_sampling=user_sampling,
+        selection=selection,
     )
     return Trainer(
         private.module, private.optimizer, private.data_loader, private.criterion, engine
@@ -378,7 +389,7 @@ def main() -> None:
     rounds = args.rounds or (1 if args.quick else 2)
     mem_steps = min(args.memory_steps, 5) if args.quick else args.memory_steps
     header = (
-        f"{'model':<14} {'implementation':<20} {'params':>9} {'steps':>5} {'epoch s':>8} "
+        f"{'model':<14} {'implementation':<22} {'params':>9} {'steps':>5} {'epoch s':>8} "
         f"{'x np':>6} {'ms/step':>7} {'x np':>6} {'cpu s':>7} {'x np':>6} {'peak MB':>8} "
         f"{'x np':>6} {'train MB':>9} {'x np':>6}"
     )
@@ -406,7 +417,7 @@ def main() -> None:
             peak = memory[impl]["peak_mb"]
             train = peak - memory[impl]["before_mb"]
             lines.append(
-                f"{w.name:<14} {impl:<20} {timing['_params']:>9,} {steps:>5} {wall:8.2f} "
+                f"{w.name:<14} {impl:<22} {timing['_params']:>9,} {steps:>5} {wall:8.2f} "
                 f"{ratio(wall, base_t):>6} {per_step:7.1f} {ratio(per_step, base_s):>6} "
                 f"{cpu:7.2f} {ratio(cpu, base_c):>6} {peak:8.0f} "
                 f"{ratio(peak, base_peak):>6} {train:9.0f} {ratio(train, base_train):>6}"
@@ -416,7 +427,9 @@ def main() -> None:
         f"DP-SGD epoch cost, batch 1024, sigma=1.0, C=1.0, optimizer={args.optimizer}, "
         f"median of {rounds} interleaved epoch(s); memory after {mem_steps} steps; "
         f"torch threads={torch.get_num_threads()}; {USER_LEVEL}: Zipf(2) rows per user, "
-        f"at most {USER_MAX_ROWS} kept, users sampled for 1024 expected rows per step"
+        f"at most {USER_MAX_ROWS} kept, users sampled for 1024 expected rows per step; "
+        f"{SELECTION}: sigma_select {SELECTION_RATIO:g}, threshold "
+        f"{SELECTION_THRESHOLD * SELECTION_RATIO:g} (noise only on the selected rows)"
     )
     print("\n".join(lines).rstrip())
     if largest:
