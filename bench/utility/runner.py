@@ -24,7 +24,7 @@ from fedctr.privacy.dpsgd import DEFAULT_IMPLEMENTATION
 from fedctr.server.platform.strategies.registry import strategy_from_table
 
 # Centralized arms may train up to this many epochs when selection early-stops them.
-CENTRAL_MAX_EPOCHS = 4
+CENTRAL_MAX_EPOCHS = 6
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from fedctr.models.logs.reader import EncodedData
 from fedctr.server.platform.evaluation import evaluate_global
 
 VALIDATION_FRACTION = 0.15
-LR_FACTORS = (0.1, 0.3, 1.0, 3.0)
+LR_FACTORS = (0.03, 0.1, 0.3, 1.0, 3.0)
 _VALIDATION_KEY = seed_key(HOLDOUT_SEED + 3)
 
 
