@@ -46,3 +46,24 @@ def test_federated_dp_beats_a_constant_predictor_on_criteo_attribution(
     assert result.epsilon is not None and result.epsilon <= 3.0
     assert result.delta == pytest.approx(delta_for(result.smallest_partner))
     assert abs(result.mean_prediction - attribution.test.y.mean()) < 0.08  # no collapse
+
+
+@pytest.mark.parametrize("scenario", ["central", "fed3-noniid"])
+def test_selection_never_reads_the_test_rows(attribution, one_thread, scenario) -> None:
+    """Every arm's learning rate and stopping point come from the validation split of the
+    training rows: inverting the test labels changes nothing chosen, only the score."""
+    import dataclasses
+
+    flipped = dataclasses.replace(
+        attribution,
+        test=dataclasses.replace(attribution.test, y=(1 - attribution.test.y).astype("float32")),
+    )
+    recipe = recipe_for("criteo_attribution", "lr")
+    runs = [
+        run_cell(data, "lr", BY_KEY[scenario], recipe, 0, select=True)
+        for data in (attribution, flipped)
+    ]
+
+    chosen = [(r.learning_rate, r.stop, r.validation_auc) for r in runs]
+    assert chosen[0] == chosen[1] and chosen[0][0] is not None
+    assert runs[0].auc + runs[1].auc == pytest.approx(1.0, abs=1e-6)
