@@ -60,7 +60,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.bench_dpsgd import kept_rows  # noqa: E402
-from bench.utility.datasets import DATA_ROOT, HOLDOUT_SEED, _by_user, load_dataset  # noqa: E402
+from bench.utility.datasets import DATA_ROOT, HOLDOUT_SEED, load_dataset, split_by_user  # noqa: E402
 from bench.utility.inprocess import run_federated  # noqa: E402
 from bench.utility.rdp_cache import memoize_opacus_rdp  # noqa: E402
 from bench.utility.recipes import FederatedRecipe, recipe_for  # noqa: E402
@@ -160,9 +160,9 @@ def load_talkingdata(root: Path, *, user_share: float | None) -> UserKeyedData:
     data = load_dataset("talkingdata", root=root)
     train, test = data.train, data.test
     if user_share is not None:
-        _, train = _by_user(train, user_share, QUICK_KEY)
-        _, test = _by_user(test, user_share, QUICK_KEY)
-    train, validation = _by_user(train, VALIDATION_FRACTION, VALIDATION_KEY)
+        _, train = split_by_user(train, user_share, key=QUICK_KEY)
+        _, test = split_by_user(test, user_share, key=QUICK_KEY)
+    train, validation = split_by_user(train, VALIDATION_FRACTION, key=VALIDATION_KEY)
     return UserKeyedData(
         name="talkingdata",
         spec=data.spec,
@@ -188,7 +188,7 @@ def load_zipf_demo(workdir: Path, *, scale: float) -> UserKeyedData:
     spec_path = builtin_spec_path("demo")
     spec = load_spec(spec_path)
     logs = [read_partner_log(path, spec) for path in paths.values()]
-    splits = [_by_user(log, VALIDATION_FRACTION, VALIDATION_KEY) for log in logs]
+    splits = [split_by_user(log, VALIDATION_FRACTION, key=VALIDATION_KEY) for log in logs]
     return UserKeyedData(
         name="zipf-demo",
         spec=spec,

@@ -133,7 +133,8 @@ class TrainingSettings:
 
     # Under DP-SGD ``batch_size`` is the declared *expected* batch size: the noised sum of
     # clipped gradients is divided by it (never by the real count). Pick it near
-    # sample_rate x rows; Adam, the default, is insensitive to a mismatch. Local Adam at 0.02.
+    # sample_rate x rows (unit = "user": sample_rate x the rows users keep, sum of
+    # min(rows_u, max_rows_per_user)); Adam, the default, is insensitive to a mismatch.
     batch_size: int = 1024
     local_epochs: int = 1
     learning_rate: float = 0.02

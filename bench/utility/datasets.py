@@ -90,7 +90,9 @@ def _ipinyou(root: Path) -> tuple[str, EncodedData, EncodedData, tuple[str, ...]
     )
 
 
-def _by_user(data: EncodedData, fraction: float, key: bytes) -> tuple[EncodedData, EncodedData]:
+def split_by_user(
+    data: EncodedData, fraction: float, *, key: bytes
+) -> tuple[EncodedData, EncodedData]:
     """(train, test) with every user on one side: keyed hash of the user id < fraction."""
     if data.users is None:
         raise ValueError("a per-user split needs the spec's user_key")
@@ -107,7 +109,7 @@ def _talkingdata(root: Path) -> tuple[str, EncodedData, EncodedData, tuple[str, 
     spec_name = "talkingdata"
     spec = load_spec(builtin_spec_path(spec_name))
     data = _read(root / "talkingdata" / "train_sample.csv", spec)
-    train, test = _by_user(data, 0.2, seed_key(HOLDOUT_SEED))
+    train, test = split_by_user(data, 0.2, key=seed_key(HOLDOUT_SEED))
     return (
         spec_name,
         train,
@@ -164,4 +166,4 @@ def load_dataset(
     )
 
 
-__all__ = ["DATA_ROOT", "LOADERS", "BenchDataset", "load_dataset"]
+__all__ = ["DATA_ROOT", "LOADERS", "BenchDataset", "load_dataset", "split_by_user"]

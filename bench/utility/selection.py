@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from bench.utility.datasets import HOLDOUT_SEED
+from bench.utility.datasets import HOLDOUT_SEED, split_by_user
 from fedctr.clients.holdout import seed_key
 from fedctr.models.logs.reader import EncodedData
 from fedctr.server.platform.evaluation import evaluate_global
@@ -36,7 +36,10 @@ _VALIDATION_KEY = seed_key(HOLDOUT_SEED + 3)
 
 
 def validation_split(train: EncodedData) -> tuple[EncodedData, EncodedData]:
-    """(rows to train on, validation rows): the same split for every arm and seed."""
+    """(rows to train on, validation rows): the same split for every arm and seed; by
+    user when the rows carry users (no person on both sides), else by row."""
+    if train.users is not None:
+        return split_by_user(train, VALIDATION_FRACTION, key=_VALIDATION_KEY)
     return train.split(VALIDATION_FRACTION, key=_VALIDATION_KEY)
 
 

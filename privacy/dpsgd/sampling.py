@@ -128,10 +128,11 @@ class UserPoissonLoader:
         tensors = self.dataset.tensors
         for _ in range(self.steps):
             sampled = self._rng.poisson_mask(len(self.user_ids), rate=self.sample_rate)
-            index = self._rows[sampled[self._row_user]]
+            in_batch = sampled[self._row_user]
+            index = self._rows[in_batch]
             yield (
                 *(t.index_select(0, index) for t in tensors),
-                self.user_ids[self._row_user[sampled[self._row_user]]],
+                self.user_ids[self._row_user[in_batch]],
             )
 
 
