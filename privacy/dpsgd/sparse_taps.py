@@ -16,7 +16,7 @@ gradient would be missing from the norm, and the guarantee with it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -128,15 +128,17 @@ class _LinearTap(_LayerTap):
         self, calls: list[_Call], batch_size: int, groups: UserGroups | None = None
     ) -> torch.Tensor:
         a, g = self._stack(calls, batch_size)
-        if groups is not None:
-            a, g = groups.gather(a), groups.gather(g)
         bias = self.module.bias
-        return linear_norm_sq(
-            a.to(g.dtype),
-            g,
-            weight=self.module.weight.requires_grad,
-            bias=bias is not None and bias.requires_grad,
-        )
+
+        def kernel(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+            return linear_norm_sq(
+                a.to(g.dtype),
+                g,
+                weight=self.module.weight.requires_grad,
+                bias=bias is not None and bias.requires_grad,
+            )
+
+        return kernel(a, g) if groups is None else _per_user(kernel, a, g, groups)
 
     def clipped_sum_(
         self,
@@ -174,9 +176,9 @@ class _EmbeddingTap(_LayerTap):
         self, calls: list[_Call], batch_size: int, groups: UserGroups | None = None
     ) -> torch.Tensor:
         idx, g = self._stack(calls, batch_size)
-        if groups is not None:
-            idx, g = groups.gather(idx), groups.gather(g)
-        return embedding_norm_sq(idx, g)
+        if groups is None:
+            return embedding_norm_sq(idx, g)
+        return _per_user(embedding_norm_sq, idx, g, groups)
 
     def clipped_sum_(
         self,
@@ -194,6 +196,20 @@ class _EmbeddingTap(_LayerTap):
     def indices(self, calls: list[_Call], batch_size: int) -> torch.Tensor:
         """``[N, L]``: every row index this layer looked up, per example."""
         return _cat([c.inputs.reshape(batch_size, -1) for c in calls])
+
+
+def _per_user(
+    kernel: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    first: torch.Tensor,
+    backprops: torch.Tensor,
+    groups: UserGroups,
+) -> torch.Tensor:
+    """A per-example norm kernel applied to users: each class of users of similar row
+    counts laid out as padded examples (:meth:`UserGroups.by_width`)."""
+    out = backprops.new_zeros(groups.users)
+    for users, rows, sub in groups.by_width():
+        out[users] = kernel(sub.gather(first[rows]), sub.gather(backprops[rows]))
+    return out
 
 
 def _tap_for(name: str, module: nn.Module) -> _LayerTap:

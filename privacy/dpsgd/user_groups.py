@@ -84,6 +84,33 @@ class UserGroups:
         out[self.user, self.slot] = per_row
         return out.reshape(self.users, self.width * t, *rest)
 
+    def by_width(self) -> list[tuple[torch.Tensor, torch.Tensor, UserGroups]]:
+        """The users split by row count, rounded up to a power of two (1, 2, 4, ...):
+        ``(users, rows, groups)`` per class, ``groups`` laying out just those rows at
+        that width. One layout padded to the busiest user's count would make the many
+        one-row users of a heavy-tailed log cost as much as the heaviest (and take
+        linear layers off their cheap one-position formula); per class, padding stays
+        under 2x."""
+        counts = torch.bincount(self.user, minlength=self.users)
+        width = torch.ones_like(counts)
+        while bool((width < counts).any()):
+            width = torch.where(width < counts, width * 2, width)
+        out = []
+        for w in torch.unique(width).tolist():
+            users = (width == w).nonzero().squeeze(1)
+            local = torch.full((self.users,), -1, dtype=torch.long)
+            local[users] = torch.arange(len(users))
+            rows = (local[self.user] >= 0).nonzero().squeeze(1)
+            sub = UserGroups(
+                user=local[self.user[rows]],
+                slot=self.slot[rows],
+                users=len(users),
+                max_rows=self.max_rows,
+                width=min(int(w), self.max_rows),
+            )
+            out.append((users, rows, sub))
+        return out
+
     def spread(self, per_user: torch.Tensor) -> torch.Tensor:
         """A per-user value (``[U]``, e.g. a clip factor) for every row (``[N]``)."""
         return per_user[self.user]

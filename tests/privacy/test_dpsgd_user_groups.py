@@ -123,3 +123,18 @@ def test_clipping_per_user_scales_each_users_summed_gradient() -> None:
         expected_b += factor * gb
     assert torch.allclose(weight, expected_w, rtol=1e-5, atol=1e-8)
     assert torch.allclose(bias, expected_b, rtol=1e-5, atol=1e-8)
+
+
+def test_users_are_laid_out_by_width_class_with_under_2x_padding() -> None:
+    """One-row users keep the one-position layout; each class pads to at most twice the
+    rows its users have, and the classes partition the batch's users and rows."""
+    keys = torch.tensor([7, 3, 3, 9, 9, 9, 9, 9, 4, 3, 1])  # rows per user: 7:1 3:3 9:5 4:1 1:1
+    groups = UserGroups.of(keys, max_rows=8)
+    classes = groups.by_width()
+
+    assert sorted(sub.width for *_, sub in classes) == [1, 4, 8]
+    assert sorted(torch.cat([u for u, _, _ in classes]).tolist()) == list(range(groups.users))
+    assert sorted(torch.cat([r for _, r, _ in classes]).tolist()) == list(range(len(keys)))
+    for users, rows, sub in classes:
+        assert sub.users == len(users) and len(sub.user) == len(rows)
+        assert sub.users * sub.width < 2 * len(rows) or sub.width == 1
