@@ -13,4 +13,11 @@ class PartnerConfigError(PartnerError, ValueError):
     """A partner node config file is missing, malformed or inconsistent."""
 
 
-__all__ = ["PartnerConfigError", "PartnerError"]
+class UnusableWeightsError(PartnerError, ValueError):
+    """The platform sent weights the node will not train from (non-finite values).
+
+    Decided on the platform's own input alone, so the refusal reveals nothing of the rows.
+    """
+
+
+__all__ = ["PartnerConfigError", "PartnerError", "UnusableWeightsError"]

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from fedctr.clients.config import PartnerConfig
-from fedctr.clients.errors import PartnerConfigError, PartnerError
+from fedctr.clients.errors import PartnerConfigError, PartnerError, UnusableWeightsError
 from fedctr.clients.holdout import holdout_key
 from fedctr.clients.release_log import ReleaseLog
 from fedctr.clients.state import PartnerState, load_state, reconcile, save_state, spend_session
@@ -104,7 +104,12 @@ class PartnerNode:
     def splits(self) -> tuple[EncodedData, EncodedData]:
         """(train, holdout) of the partner's log; read once per process."""
         if self._splits is None:
-            data = read_partner_log(self.config.data, self.spec, policy=self.config.bad_rows)
+            data = read_partner_log(
+                self.config.data,
+                self.spec,
+                policy=self.config.bad_rows,
+                users=self.config.privacy.unit_of_privacy.is_user,
+            )
             logger.info("partner %s: %s", self.config.partner_id, data.report.summary())
             t = self.config.training
             key = holdout_key(self.config.state_dir)
@@ -211,6 +216,7 @@ class PartnerNode:
         """
         started = time.perf_counter()
         self.check_spec(spec_hash)
+        _check_finite(weights)
         p = self.config.privacy
         if p.enabled:
             self._release_log.require()
@@ -369,6 +375,16 @@ class PartnerNode:
             roc_auc(y.numpy(), probs),
             log_loss(y.numpy(), probs),
             float(probs.mean()),
+        )
+
+
+def _check_finite(weights: dict[str, torch.Tensor]) -> None:
+    """Refuse inf/NaN weights: trained from, they would turn exactly the rows the batch
+    touched into NaN, and the update would show which those were."""
+    bad = [k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise UnusableWeightsError(
+            f"the platform sent non-finite values in {bad[:3]}; refusing to train from them"
         )
 
 

@@ -14,7 +14,7 @@ import logging
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Error, Message, MetricRecord, RecordDict
 
-from fedctr.clients.errors import PartnerConfigError
+from fedctr.clients.errors import PartnerConfigError, UnusableWeightsError
 from fedctr.clients.state import PartnerStateError
 from fedctr.models import SpecMismatchError
 from fedctr.models.logs.errors import DataFileError
@@ -65,6 +65,8 @@ def error_for(exc: BaseException) -> ErrorReply:
         return ErrorReply(code=ErrorCode.PARTNER, problem=Problem.PRIVACY_STATE)
     if isinstance(exc, PartnerConfigError):
         return ErrorReply(code=ErrorCode.PARTNER, problem=Problem.CONFIG)
+    if isinstance(exc, UnusableWeightsError):
+        return ErrorReply(code=ErrorCode.PARTNER, problem=Problem.UNREADABLE_ARRAYS)
     return ErrorReply(code=ErrorCode.PARTNER, problem=Problem.INTERNAL)
 
 

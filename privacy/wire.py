@@ -101,15 +101,16 @@ TRAIN_REPLY_FIELDS: tuple[WireField, ...] = (
         "*",
         ARRAYS,
         FieldClass.DP_RELEASE,
-        "DP-SGD update: Poisson subsampled Gaussian (q, sigma, C, steps in this reply), "
-        "composed in the partner's accountant and ledger",
+        "DP-SGD update: Poisson subsampled Gaussian (q, sigma, C, steps, and with bucket "
+        "selection sigma_select, in this reply), composed in the partner's accountant and ledger",
     ),
     WireField(AGGREGATION_WEIGHT, METRICS, FieldClass.PUBLIC, _CONFIG + ": FedAvg weight"),
     WireField(
         "epsilon",
         METRICS,
         FieldClass.PUBLIC,
-        "accountant(sigma, q, steps) of all releases: depends on the config only",
+        "accountant(sigma, q, steps) of all releases (sigma composed with sigma_select under "
+        "bucket selection): depends on the config only",
     ),
     WireField(DELTA, METRICS, FieldClass.PUBLIC, _CONFIG),
     WireField(PARTNER_ID, REPORT, FieldClass.PUBLIC, _CONFIG),
@@ -144,7 +145,7 @@ TRAIN_REPLY_FIELDS: tuple[WireField, ...] = (
         "selection-threshold",
         REPORT,
         FieldClass.PUBLIC,
-        _CONFIG + ": declared multiple of the selection noise (0 without selection)",
+        _CONFIG + ": the declared multiple times selection-noise-multiplier (0 without it)",
     ),
     WireField("sample-rate", REPORT, FieldClass.PUBLIC, _CONFIG + ": declared q"),
     WireField("steps", REPORT, FieldClass.PUBLIC, _CONFIG + ": ceil(local_epochs / q)"),
@@ -178,7 +179,11 @@ NOT_SENT: tuple[WireField, ...] = tuple(
     WireField(key, "-", FieldClass.NOT_SENT, why)
     for key, why in (
         ("num-examples", "exact row counts (training, holdout) stay local"),
-        ("num-users", "the number of users (and rows per user) stays local"),
+        (
+            "num-users",
+            "the number of users (and rows per user) stays local; a refusal for delta >= 1/n "
+            "is a non-DP bit that n >= 1/delta, as for rows",
+        ),
         ("rows-skipped", "the count of skipped bad rows stays in the partner's log"),
         ("train-loss", "per-example loss is unbounded; not released"),
         ("evaluation", "partner-side evaluation is off: the platform evaluates on its own data"),

@@ -305,15 +305,21 @@ def _parse_embedding(column: pa.ChunkedArray, feature: EmbeddingFeature, issues:
 def user_ids(table: pa.Table, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray]:
     """(int64 user id per row, bool missing per row) from the spec's ``user_key`` columns.
 
-    The id is the first 8 bytes of ``blake2b(salt, cells joined by U+001F)``: stable
-    across files and runs of one federation, so a person's rows in two files are one
-    user. Each distinct key is hashed once.
+    The id is the first 8 bytes of ``blake2b(salt, cells joined by U+001F)`` (a
+    separator inside a cell escaped): stable across files and runs of one federation,
+    so a person's rows in two files are one user. Each distinct key is hashed once; on
+    a hash collision the file's exact codes are used instead.
     """
     cells = [pc.cast(table.column(c), pa.string()) for c in spec.user_key]
     missing = np.zeros(table.num_rows, dtype=bool)
     for column in cells:
         missing |= _empty(column)
-    joined = pc.binary_join_element_wise(*cells, "\x1f").combine_chunks().dictionary_encode()
+    # escape the separator, so ("a\x1fb", "c") and ("a", "b\x1fc") stay two people
+    escaped = [
+        pc.replace_substring(pc.replace_substring(c, "\\", "\\\\"), "\x1f", "\\u001f")
+        for c in cells
+    ]
+    joined = pc.binary_join_element_wise(*escaped, "\x1f").combine_chunks().dictionary_encode()
     salt = spec.salt.encode()
     hashed = np.array(
         [
@@ -326,6 +332,11 @@ def user_ids(table: pa.Table, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray
         ],
         dtype=np.int64,
     )
+    if len(np.unique(hashed)) < len(hashed):
+        # two people on one 64-bit hash would be clipped as one unit (sensitivity 2C):
+        # fall back to this file's exact codes, which never leave the node either
+        logger.warning("user-key hash collision in this file; using exact per-file user ids")
+        hashed = np.arange(len(hashed), dtype=np.int64)
     codes = joined.indices.fill_null(0).to_numpy(zero_copy_only=False)
     ids = hashed[codes] if len(hashed) else np.zeros(table.num_rows, dtype=np.int64)
     return ids.astype(np.int64), missing
@@ -337,11 +348,14 @@ def read_partner_log(
     *,
     policy: BadRowPolicy = BadRowPolicy.SKIP,
     max_issue_samples: int = 20,
+    users: bool = True,
 ) -> EncodedData:
     """Read and encode one conversion log; raises :class:`DataFileError` on a file-level
-    problem or (policy ``reject``) on the first bad value."""
+    problem or (policy ``reject``) on the first bad value. ``users``: read the spec's
+    user key (rows without one are bad rows); ``False`` for a partner whose unit of
+    privacy is one example, which needs no user."""
     path = Path(path)
-    read = read_spec_columns(path, spec)
+    read = read_spec_columns(path, spec, user_key=users)
     table = read.table
     n = table.num_rows
     if n == 0:
@@ -383,9 +397,9 @@ def read_partner_log(
         dense_parts.append(values)
     x_dense = np.concatenate(dense_parts, axis=1) if dense_parts else np.zeros((n, 0), np.float32)
 
-    users = None
-    if spec.user_key:
-        users, no_user = user_ids(table, spec)
+    row_users = None
+    if users and spec.user_key:
+        row_users, no_user = user_ids(table, spec)
         for column in spec.user_key:
             rows = np.flatnonzero(no_user & _empty(table.column(column)))
             if len(rows):
@@ -420,7 +434,7 @@ def read_partner_log(
         np.ascontiguousarray(x_dense[keep]),
         np.ascontiguousarray(y[keep]),
         report,
-        None if users is None else np.ascontiguousarray(users[keep]),
+        None if row_users is None else np.ascontiguousarray(row_users[keep]),
     )
 
 

@@ -52,6 +52,11 @@ def _differences(report: Recorded[PlatformReport], release: Recorded[PartnerRele
         diffs.append(f"accountant {r.accountant} vs {p.accountant}")
     if mechanism_dict(r.mechanism) != mechanism_dict(p.mechanism):
         diffs.append("mechanism")
+    if (r.unit_of_privacy, r.max_rows_per_unit) != (p.unit_of_privacy, p.max_rows_per_unit):
+        diffs.append(
+            f"unit of privacy {r.unit_of_privacy}/{r.max_rows_per_unit} vs "
+            f"{p.unit_of_privacy}/{p.max_rows_per_unit}"
+        )
     return diffs
 
 
@@ -265,14 +270,16 @@ def check_cards(
                     f"{partner.partner_id}; its last accepted release, {source} (round "
                     f"{last.round}), says epsilon {epsilon:.6g} (delta {last.delta:g})",
                 )
+            # the partner's own signed release where there is one, else the platform's copy
+            signed = last if release is None else release.body
             checks: list[tuple[str, object, object]] = [
                 ("accountant", partner.accountant, last.accountant),
-                ("unit_of_privacy", partner.unit_of_privacy, last.unit_of_privacy),
-                ("max_rows_per_unit", partner.max_rows_per_unit, last.max_rows_per_unit),
+                ("unit_of_privacy", partner.unit_of_privacy, signed.unit_of_privacy),
+                ("max_rows_per_unit", partner.max_rows_per_unit, signed.max_rows_per_unit),
                 (
                     "bucket_selection",
                     partner.bucket_selection,
-                    "none" if last.mechanism.selection is None else SELECTION_DP_ADAFEST,
+                    "none" if signed.mechanism.selection is None else SELECTION_DP_ADAFEST,
                 ),
                 ("rounds_contributed", partner.rounds_contributed, len(reps)),
             ]

@@ -96,7 +96,17 @@ def _releases_table(g: PartnerGuarantee) -> str:
             _td(_e(r.run_id)),
             _td(r.round, num=True),
             _td(f"<code>{_e(r.update_hash[:16])}…</code>"),
-            _td(_e(f"{r.noise_multiplier:g}"), num=True),
+            _td(
+                _e(
+                    f"{r.noise_multiplier:g}"
+                    + (
+                        ""
+                        if r.selection_noise_multiplier is None
+                        else f" + σ_select {r.selection_noise_multiplier:g}"
+                    )
+                ),
+                num=True,
+            ),
             _td(_e(f"{r.sample_rate:g}"), num=True),
             _td(r.steps, num=True),
             _td(_e(f"{r.max_grad_norm:g}"), num=True),
@@ -212,6 +222,12 @@ def _epsilon_table(summary: PartnerSummary) -> str:
                 _e(
                     f"σ={r.noise_multiplier:g} q={r.sample_rate:g} "
                     f"T={r.steps} C={r.max_grad_norm:g}"
+                    + (
+                        ""
+                        if r.selection_noise_multiplier is None
+                        else f" σ_select={r.selection_noise_multiplier:g}"
+                    )
+                    + ("" if r.unit_of_privacy == "example" else f" unit={r.unit_of_privacy}")
                 )
             ),
             _td(_e(r.accountant)),

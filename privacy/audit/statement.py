@@ -21,6 +21,7 @@ from fedctr.privacy.audit.result import (
     EpsilonRow,
     PartnerSummary,
 )
+from fedctr.privacy.budget import BucketSelection
 from fedctr.privacy.unit import UnitOfPrivacy
 from fedctr.privacy.wire import (
     CARD_FIELDS,
@@ -121,6 +122,9 @@ class Release:
     epsilon_claimed: float
     epsilon_independent_rdp: float
     epsilon_independent_pld: float | None
+    unit_of_privacy: str = "example"
+    selection_noise_multiplier: float | None = None
+    selection_threshold: float | None = None
 
     @classmethod
     def of(cls, row: EpsilonRow) -> Release:
@@ -138,6 +142,9 @@ class Release:
             epsilon_claimed=row.claimed,
             epsilon_independent_rdp=row.independent_rdp,
             epsilon_independent_pld=row.independent_pld,
+            unit_of_privacy=row.unit_of_privacy,
+            selection_noise_multiplier=row.selection_noise_multiplier,
+            selection_threshold=row.selection_threshold,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -152,7 +159,14 @@ class Release:
                 "sampling": "poisson",
                 "steps": self.steps,
                 "max_grad_norm": self.max_grad_norm,
+                "selection": None
+                if self.selection_noise_multiplier is None
+                else {
+                    "noise_multiplier": self.selection_noise_multiplier,
+                    "threshold": self.selection_threshold,
+                },
             },
+            "unit_of_privacy": self.unit_of_privacy,
             "accountant": self.accountant,
             "dp_implementation": self.dp_implementation,
             "delta": self.delta,
@@ -266,6 +280,13 @@ def _guarantee(summary: PartnerSummary) -> PartnerGuarantee | None:
         f"RDP ε={final.independent_rdp:.3f}, PLD ε={pld}. Budget ε={final.budget_epsilon:g}."
     )
     notes = []
+    units = {r.unit for r in summary.rows}
+    if len(units) > 1:
+        notes.append(
+            "Its releases were made for different units of privacy (finding unit-changed): "
+            "the cumulative ε above is stated for the last release's unit only, and no "
+            "single guarantee covers all releases for either unit."
+        )
     if final.understated:
         notes.append(
             f"The audit found this ε understated: the independent {final.reference.upper()} "
@@ -288,10 +309,21 @@ def _guarantee(summary: PartnerSummary) -> PartnerGuarantee | None:
     )
 
 
+def _selection_text(selection: BucketSelection | None) -> str:
+    if selection is None:
+        return ""
+    return f", bucket selection σ_select={selection.noise_multiplier:g}"
+
+
 def mechanisms_text(audit: EmpiricalAuditRow) -> str:
     """σ, q, steps and C of an audited configuration; per round only if they vary."""
     rounds = [
         f"σ={m.noise_multiplier:g}, q={m.sample_rate:g}, {m.steps} steps, C={m.max_grad_norm:g}"
+        + (
+            ""
+            if m.selection is None
+            else f", bucket selection σ_select={m.selection.noise_multiplier:g}"
+        )
         for m in audit.body.mechanisms
     ]
     if len(set(rounds)) == 1:

@@ -42,9 +42,12 @@ def linear_norm_sq(
             g_norm = torch.linalg.vector_norm(backprops[:, 0], dim=1)
             out += (a_norm * g_norm).pow(2)
         elif t * t * (d_in + d_out) <= t * d_in * d_out:
-            aa = torch.bmm(activations, activations.transpose(1, 2))
-            gg = torch.bmm(backprops, backprops.transpose(1, 2))
-            out += (aa * gg).sum((1, 2)).clamp(min=0)
+            # float64: the Gram identity subtracts large cross terms, and a user's rows
+            # whose gradients nearly cancel would otherwise come out as norm 0 (unclipped)
+            a64, g64 = activations.double(), backprops.double()
+            aa = torch.bmm(a64, a64.transpose(1, 2))
+            gg = torch.bmm(g64, g64.transpose(1, 2))
+            out += (aa * gg).sum((1, 2)).clamp(min=0).to(out.dtype)
         else:
             out += torch.bmm(backprops.transpose(1, 2), activations).pow(2).sum((1, 2))
     if bias:

@@ -122,6 +122,14 @@ class SparseDPOptimizer(DPOptimizer):
             )
         norms = batch.per_sample_norms(groups)
         coeff = clip_factors(norms, self.max_grad_norm)
+        # A unit whose gradient overflowed (inf/NaN from weights the platform chose) is
+        # dropped from the sum, never clipped to NaN: a NaN would land exactly on the rows
+        # it touched and show them in the release. Dropping only removes a contribution.
+        finite = torch.isfinite(norms)
+        kept = None
+        if not bool(finite.all()):
+            coeff = torch.where(finite, coeff, torch.zeros_like(coeff))
+            kept = finite if groups is None else groups.spread(finite)
         scale = 1.0 / self.expected_batch_size
         std = self.noise_multiplier * self.max_grad_norm * scale
         masks = self._select(batch, groups, units=len(norms))
@@ -129,7 +137,7 @@ class SparseDPOptimizer(DPOptimizer):
         for table, mask in masks.items():
             grads[table] = self._table_noise(table, mask, std=std)
         row_coeff = coeff if groups is None else groups.spread(coeff)
-        batch.clipped_sum_(grads, row_coeff * scale, masks)
+        batch.clipped_sum_(grads, row_coeff * scale, masks, kept)
         self.selected_rows = masks
         self._taps.clear()
         self.per_sample_norms = norms

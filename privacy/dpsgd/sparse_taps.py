@@ -111,9 +111,11 @@ class _LayerTap(ABC):
         coeff: torch.Tensor,
         batch_size: int,
         row_mask: torch.Tensor | None = None,
+        kept: torch.Tensor | None = None,
     ) -> None:
-        """Add ``sum_i coeff_i g_i`` of this layer into ``grads`` (for an embedding with
-        ``row_mask``, only into the rows it selects)."""
+        """Add ``sum_i coeff_i g_i`` of this layer into ``grads``: for an embedding with
+        ``row_mask``, only into the table rows it selects; with ``kept`` (bool per
+        example), only the kept examples' inputs and backprops are read at all."""
 
 
 class _LinearTap(_LayerTap):
@@ -147,8 +149,12 @@ class _LinearTap(_LayerTap):
         coeff: torch.Tensor,
         batch_size: int,
         row_mask: torch.Tensor | None = None,
+        kept: torch.Tensor | None = None,
     ) -> None:
         a, g = self._stack(calls, batch_size)
+        if kept is not None:  # examples dropped from the sum: no inf/NaN may leak through
+            keep = kept.view(-1, 1, 1)
+            a, g = torch.where(keep, a, 0.0), torch.where(keep, g, 0.0)
         bias = self.module.bias
         linear_clipped_sum_(
             grads.get(self.module.weight),
@@ -187,10 +193,13 @@ class _EmbeddingTap(_LayerTap):
         coeff: torch.Tensor,
         batch_size: int,
         row_mask: torch.Tensor | None = None,
+        kept: torch.Tensor | None = None,
     ) -> None:
         idx, g = self._stack(calls, batch_size)
         if row_mask is not None:
-            g = g * row_mask[idx].unsqueeze(2).to(g.dtype)
+            g = torch.where(row_mask[idx].unsqueeze(2), g, 0.0)
+        if kept is not None:
+            g = torch.where(kept.view(-1, 1, 1), g, 0.0)
         embedding_clipped_sum_(grads[self.module.weight], idx, g, coeff.to(g.dtype))
 
     def indices(self, calls: list[_Call], batch_size: int) -> torch.Tensor:
@@ -373,15 +382,18 @@ class RecordedBatch:
         grads: dict[nn.Parameter, torch.Tensor],
         coeff: torch.Tensor,
         row_masks: dict[nn.Parameter, torch.Tensor] | None = None,
+        kept: torch.Tensor | None = None,
     ) -> None:
         """Add ``sum_i coeff_i * grad_i`` into ``grads`` (per-example gradients as above);
-        an embedding table with an entry in ``row_masks`` only into its selected rows."""
+        an embedding table with an entry in ``row_masks`` only into its selected rows;
+        with ``kept``, the other examples' records are not read (their coefficient is 0
+        and their records may hold inf or NaN)."""
         scaled = coeff * self.batch_size
         masks = row_masks or {}
         for tap, calls in self.calls.items():
             if calls and self.batch_size > 0:
                 mask = masks.get(tap.module.weight) if isinstance(tap, _EmbeddingTap) else None
-                tap.clipped_sum_(calls, grads, scaled, self.batch_size, mask)
+                tap.clipped_sum_(calls, grads, scaled, self.batch_size, mask, kept)
 
     def touched(self, groups: UserGroups | None = None) -> list[tuple[nn.Parameter, Touched]]:
         """Per trainable embedding table: the distinct rows each unit (example, or user

@@ -26,7 +26,7 @@ from fedctr.validate import Checker
 
 _CHECK = Checker(LedgerEntryInvalid)
 
-SCHEMA_VERSION = 2  # 2: release bodies carry no row counts (fedctr.privacy.wire)
+SCHEMA_VERSION = 3  # 2: no row counts in release bodies; 3: unit of privacy, bucket selection
 GENESIS_HASH = "0" * 64
 MAX_LINE_BYTES = 1 << 20
 

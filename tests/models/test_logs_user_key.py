@@ -76,3 +76,22 @@ def test_the_user_key_is_never_the_label_and_names_distinct_columns() -> None:
         _spec(user_key=["ip", "ip"])
     with pytest.raises(FeatureSpecError, match="user_key"):
         _spec(user_key=3)
+
+
+def test_a_partner_without_user_level_dp_needs_no_user_key(tmp_path: Path) -> None:
+    """users=False (unit = example): neither the key columns nor their cells are required."""
+    spec = _spec(user_key=["ip"])
+    path = tmp_path / "a.csv"
+    path.write_text("ad,click\na,0\nb,1\n")
+    data = read_partner_log(path, spec, users=False)
+    assert len(data) == 2 and data.users is None
+    with pytest.raises(DataFileError, match="ip"):
+        read_partner_log(path, spec)
+
+
+def test_a_separator_inside_a_key_cell_does_not_merge_two_people(tmp_path: Path) -> None:
+    spec = _spec(user_key=["ip", "device"])
+    path = tmp_path / "a.csv"
+    path.write_text('ip,device,ad,click\n"a\x1fb",c,x,0\na,"b\x1fc",x,1\n')
+    data = read_partner_log(path, spec)
+    assert data.users is not None and data.users[0] != data.users[1]

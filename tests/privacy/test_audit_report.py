@@ -243,7 +243,9 @@ def test_the_statement_lists_each_partners_dp_releases_with_their_accounting(hon
                 "sampling": "poisson",
                 "steps": row.steps,
                 "max_grad_norm": row.max_grad_norm,
+                "selection": None,
             }
+            assert release["unit_of_privacy"] == "example"
             assert release["accountant"] == row.accountant
             assert release["epsilon_independent_rdp"] == row.independent_rdp
             assert release["epsilon_independent_pld"] == row.independent_pld

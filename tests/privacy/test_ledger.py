@@ -313,15 +313,16 @@ def test_bodies_carry_no_row_counts(body):
 
 
 def test_entries_of_another_schema_version_are_refused(key):
-    """A schema-1 entry (bodies with row counts) is not read as schema 2."""
+    """Schema 1 (bodies with row counts) and 2 (no unit of privacy, no bucket selection)
+    entries are refused by their version, not read as schema 3."""
     entry = make_entry(
         seq=0, owner="acme", body=release(1), prev_hash=GENESIS_HASH, signing_key=key
     )
-    assert entry.schema_version == SCHEMA_VERSION == 2
-    old = {**entry.to_dict(), "schema_version": 1}
-
-    with pytest.raises(LedgerEntryInvalid, match="schema_version 1"):
-        Entry.from_dict(old)
+    assert entry.schema_version == SCHEMA_VERSION == 3
+    for version in (1, 2):
+        old = {**entry.to_dict(), "schema_version": version}
+        with pytest.raises(LedgerEntryInvalid, match=f"schema_version {version}"):
+            Entry.from_dict(old)
 
 
 def test_a_signed_entry_with_an_undeclared_body_field_is_a_schema_finding(tmp_path, key):

@@ -204,3 +204,64 @@ def test_the_unit_is_a_closed_value() -> None:
         UnitOfPrivacy("example", 3)
     with pytest.raises(InvalidPrivacyParameter):
         UnitOfPrivacy.user(0)
+
+
+class _Deep(_TinyCTR):
+    """Embedding -> linear -> linear: a hidden activation can overflow to inf."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__(seed)
+        self.out = nn.Linear(FIELDS * DIM, 4)
+        self.head = nn.Linear(4, 1)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.head(self.out(self.emb(idx).reshape(len(idx), -1))).squeeze(1)
+
+
+@pytest.mark.parametrize("users_on", [False, True])
+def test_a_unit_whose_gradient_overflows_is_dropped_not_spread_as_nan(users_on: bool) -> None:
+    """Weights that make one example's hidden activation overflow to inf (a platform's
+    crafted, finite weights) must not turn what it touched into NaN in the update: that
+    unit is left out of the sum and every value stays finite."""
+    idx, y, users = _batch(1)
+    model = _Deep(1)
+    with torch.no_grad():
+        model.emb.weight[5] = 3e38  # finite; the next layer's sum of them is not
+        model.out.weight.fill_(1.0)
+    idx[4] = torch.tensor([5, 5, 5, 1])
+    grads, norms = _one_step(model, idx, y, users if users_on else None, clip=1.0)
+
+    assert not bool(torch.isfinite(norms).all())  # the overflow happened
+    for name, g in grads.items():
+        assert bool(torch.isfinite(g).all()), name
+
+
+def test_the_node_refuses_non_finite_weights_from_the_platform(tmp_path, synthetic_logs) -> None:
+    from fedctr.clients.config import PartnerConfig, PrivacySettings
+    from fedctr.clients.errors import UnusableWeightsError
+    from fedctr.clients.node import PartnerNode
+    from fedctr.models import build_model, builtin_spec_path, load_spec, model_config
+    from fedctr.privacy.signing import generate_signing_key, save_private_key
+
+    logs, _ = synthetic_logs
+    key = save_private_key(generate_signing_key(), tmp_path / "k.key")
+    node = PartnerNode(
+        PartnerConfig(
+            partner_id="shop-a",
+            data=logs["shop-a"],
+            spec=builtin_spec_path("demo"),
+            state_dir=tmp_path / "state",
+            signing_key=key,
+            ledger=tmp_path / "ledger.jsonl",
+            privacy=PrivacySettings(),
+        )
+    )
+    spec, model = load_spec(builtin_spec_path("demo")), model_config("lr")
+    weights = build_model(spec, model).state_dict()
+    first = next(k for k, v in weights.items() if v.is_floating_point())
+    weights[first] = weights[first].clone().fill_(float("nan"))
+    with pytest.raises(UnusableWeightsError, match="non-finite"):
+        node.train(
+            weights, model_config=model, spec_hash=spec.spec_hash, run_id="r", server_round=1
+        )
+    assert not (tmp_path / "ledger.jsonl").exists() or not (tmp_path / "ledger.jsonl").read_text()

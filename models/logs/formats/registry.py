@@ -41,8 +41,9 @@ def get_reader(name: str, *, file: str) -> FormatReader:
     return FORMATS.get(name)()
 
 
-def read_spec_columns(path: str | Path, spec: FeatureSpec) -> ReadResult:
-    """The label and feature columns of ``path``, named as in the spec.
+def read_spec_columns(path: str | Path, spec: FeatureSpec, *, user_key: bool = True) -> ReadResult:
+    """The label and feature columns of ``path`` (and the user-key columns, unless
+    ``user_key`` is False), named as in the spec.
 
     The spec's ``[source]`` table says the format and the file's own column names;
     without it the format follows the file suffix and the names are the spec's.
@@ -62,7 +63,7 @@ def read_spec_columns(path: str | Path, spec: FeatureSpec) -> ReadResult:
             file=str(path),
             problem=DataProblem.BAD_LAYOUT,
         )
-    names = list(spec.read_columns)
+    names = list(spec.read_columns if user_key else (spec.label, *spec.column_names))
     file_names = [layout.file_column(c, label=spec.label) for c in names]
     if len(set(file_names)) != len(file_names):
         raise DataFileError(
