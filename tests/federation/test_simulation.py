@@ -60,11 +60,14 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory, synthetic_logs):
     privacy = PrivacySettings(epsilon=4.0, delta=1e-5, planned_rounds=2, sample_rate=0.25)
     training = TrainingSettings(batch_size=256, local_epochs=1, learning_rate=0.01)
     partners = [
-        PartnerSetup("shop-a", logs["shop-a"], privacy, training),
+        # shop-a restricts each step to DP-selected embedding rows; crm-c protects users
+        PartnerSetup("shop-a", logs["shop-a"], replace(privacy, bucket_selection=True), training),
         PartnerSetup(
             "advertiser-b", logs["advertiser-b"], replace(privacy, planned_rounds=1), training
         ),
-        PartnerSetup("crm-c", logs["crm-c"], privacy, training),
+        PartnerSetup(
+            "crm-c", logs["crm-c"], replace(privacy, unit="user", max_rows_per_user=4), training
+        ),
         PartnerSetup("broken-d", broken, privacy, training),
         PartnerSetup("strict-e", rejecting, privacy, training, bad_rows="reject"),
     ]
@@ -149,6 +152,16 @@ def test_card_names_only_partners_that_contributed(finished_run) -> None:
     assert partners["shop-a"]["rounds_contributed"] == 2
     assert partners["shop-a"]["epsilon"] <= 4.0
     assert card["feature_spec"]["hash"] == load_spec(builtin_spec_path("demo")).spec_hash
+    # each partner's unit and method travel through the real Flower path to the card
+    assert (partners["crm-c"]["unit_of_privacy"], partners["crm-c"]["max_rows_per_unit"]) == (
+        "user",
+        4,
+    )
+    assert partners["shop-a"]["bucket_selection"] == "dp-adafest"
+    assert (
+        partners["advertiser-b"]["unit_of_privacy"],
+        partners["advertiser-b"]["bucket_selection"],
+    ) == ("example", "none")
 
 
 def test_published_model_verifies_and_one_flipped_byte_does_not(finished_run) -> None:
