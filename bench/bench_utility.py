@@ -60,7 +60,7 @@ METHOD_NOTE = (
     "strategy (fedctr.server.platform.strategies.registry + AccountableStrategy) over an "
     "in-process Grid; "
     "partners are fedctr.clients.node.PartnerNode.train (budget-calibrated noise over the planned "
-    "rounds, budget check, DP-SGD implementation '{impl}', RDP accountant). Same math as "
+    "rounds, budget check, DP-SGD implementation '{impl}', {accountant} accountant). Same math as "
     "the Flower app; no SuperLink/Ray, no network serialization, no ledgers or checkpoints."
 )
 
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     goals = goal_summary(rows) if any(r.epsilon is not None for r in rows) else ""
     command = "bench/bench_utility.py " + " ".join(argv if argv is not None else sys.argv[1:])
     text = (
-        f"{METHOD_NOTE.format(impl=DEFAULT_IMPLEMENTATION)}\n\n"
+        f"{METHOD_NOTE.format(impl=DEFAULT_IMPLEMENTATION, accountant=args.accountant.upper())}\n\n"
         + "\n".join(f"- {n}" for n in notes.values())
         + f"\n\n{SELECTION_NOTE if not args.fixed_recipes else FIXED_NOTE}"
         + f" DP noise calibrated with the {args.accountant.upper()} accountant.\n"

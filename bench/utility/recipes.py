@@ -131,7 +131,7 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     ("criteo_dac_45k", "lr"): _DAC,
     **{("criteo_dac_45k", m): _DAC_DEEP for m in MODELS if m != "lr"},
     **{("ipinyou", m): _IPINYOU for m in MODELS},
-    **{(name, m): _HIGHCARD for name in ("highcard", "talkingdata") for m in MODELS},
+    **{("highcard", m): _HIGHCARD for m in MODELS},
 }
 
 
