@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -33,14 +34,20 @@ from fedctr.server.platform.evaluation import evaluate_global
 VALIDATION_FRACTION = 0.15
 LR_FACTORS = (0.03, 0.1, 0.3, 1.0, 3.0)
 _VALIDATION_KEY = seed_key(HOLDOUT_SEED + 3)
+VALIDATION_SEED = HOLDOUT_SEED + 3
 
 
 def validation_split(train: EncodedData) -> tuple[EncodedData, EncodedData]:
     """(rows to train on, validation rows): the same split for every arm and seed; by
-    user when the rows carry users (no person on both sides), else by row."""
+    user when the rows carry users (no person on both sides), else by a seeded draw per
+    row *position*. Not by row content (EncodedData.split): on a low-cardinality log
+    identical feature rows differ only in their label, and a content hash sends each
+    (x, y) to one side, so validation would hold the other label of what training saw
+    (validation AUC < 0.5 on Criteo attribution)."""
     if train.users is not None:
         return split_by_user(train, VALIDATION_FRACTION, key=_VALIDATION_KEY)
-    return train.split(VALIDATION_FRACTION, key=_VALIDATION_KEY)
+    held = np.random.default_rng(VALIDATION_SEED).random(len(train)) < VALIDATION_FRACTION
+    return train.take(np.flatnonzero(~held)), train.take(np.flatnonzero(held))
 
 
 def learning_rates(base: float, factors: Sequence[float] = LR_FACTORS) -> list[float]:

@@ -23,7 +23,6 @@ import numpy as np
 import torch
 
 from fedctr.clients.config import TrainingSettings
-from fedctr.clients.holdout import seed_key
 from fedctr.clients.trainer import train_locally
 from fedctr.models import CTRModel, FeatureSpec, ModelConfig, build_model
 from fedctr.models.logs.reader import BadRowPolicy, EncodedData, read_partner_log
@@ -117,7 +116,9 @@ def select_centralized(
 
     Takes training rows only, so it cannot read a test row.
     """
-    fit, valid = train.split(VALIDATION_FRACTION, key=seed_key(seed))
+    # by position, not by content: see bench.utility.selection.validation_split
+    held = np.random.default_rng(seed).random(len(train)) < VALIDATION_FRACTION
+    fit, valid = train.take(np.flatnonzero(~held)), train.take(np.flatnonzero(held))
     if len(fit) == 0 or len(valid) == 0 or len(np.unique(valid.y)) < 2:
         raise ValueError("too few training rows to carve a validation split with both labels")
     rates = sorted({*learning_rates, training.learning_rate})
