@@ -124,7 +124,7 @@ def test_the_centralized_baseline_is_chosen_without_reading_the_test_file(
     ]
 
     assert runs[0].choice == runs[1].choice
-    assert runs[0].test.auc + runs[1].test.auc == pytest.approx(1.0, abs=1e-6)
+    assert runs[0].test.auc + runs[1].test.auc == pytest.approx(1.0, abs=1e-4)  # float sums
     tried = {(lr, epochs) for lr, epochs, _ in runs[0].choice.tried}
     assert {(0.05, 1), (0.05, 2), (1e-3, 1), (1e-2, 2)} <= tried
     assert runs[0].choice.validation_auc == max(auc for *_, auc in runs[0].choice.tried)
