@@ -154,7 +154,7 @@ class SparseDPOptimizer(DPOptimizer):
         if self.selection is None:
             return {}
         touched = batch.touched(groups)
-        tables = [(p.shape[0], t, _padding_of(batch, p)) for p, t in touched]
+        tables = [(p.shape[0], t, pad) for p, t, pad in touched]
         masks = select_rows(
             tables,
             units=units,
@@ -162,7 +162,7 @@ class SparseDPOptimizer(DPOptimizer):
             threshold=self.selection.threshold,
             rng=self._rng,
         )
-        return {p: m for (p, _), m in zip(touched, masks, strict=True)}
+        return {p: m for (p, _, _), m in zip(touched, masks, strict=True)}
 
     def _table_noise(self, table: nn.Parameter, mask: torch.Tensor, *, std: float) -> torch.Tensor:
         """A table's gradient: N(0, std^2) on the selected rows, zero elsewhere."""
@@ -207,13 +207,6 @@ class SparseDPOptimizer(DPOptimizer):
 
     def scale_grad(self) -> None:
         raise NotImplementedError("fedctr-sparse clips and noises in one fused pre_step()")
-
-
-def _padding_of(batch: RecordedBatch, table: nn.Parameter) -> int | None:
-    for tap in batch.calls:
-        if getattr(tap.module, "weight", None) is table:
-            return getattr(tap.module, "padding_idx", None)
-    return None
 
 
 def _flat_buffers(

@@ -395,23 +395,25 @@ class RecordedBatch:
                 mask = masks.get(tap.module.weight) if isinstance(tap, _EmbeddingTap) else None
                 tap.clipped_sum_(calls, grads, scaled, self.batch_size, mask, kept)
 
-    def touched(self, groups: UserGroups | None = None) -> list[tuple[nn.Parameter, Touched]]:
+    def touched(
+        self, groups: UserGroups | None = None
+    ) -> list[tuple[nn.Parameter, Touched, int | None]]:
         """Per trainable embedding table: the distinct rows each unit (example, or user
-        with ``groups``) looked up in this batch."""
+        with ``groups``) looked up in this batch, and the table's padding row."""
         out = []
         for tap, calls in self.calls.items():
             if not isinstance(tap, _EmbeddingTap) or not tap.module.weight.requires_grad:
                 continue
             if not calls or self.batch_size == 0:
                 empty = torch.zeros(0, dtype=torch.long)
-                out.append((tap.module.weight, Touched(empty, empty)))
+                out.append((tap.module.weight, Touched(empty, empty), tap.module.padding_idx))
                 continue
             touched = touched_rows(tap.indices(calls, self.batch_size), tap.module.padding_idx)
             if groups is not None:  # a user's rows may hit one table row more than once
                 rows = tap.module.num_embeddings
                 key = torch.unique(groups.user[touched.unit] * rows + touched.row)
                 touched = Touched(key // rows, key % rows)
-            out.append((tap.module.weight, touched))
+            out.append((tap.module.weight, touched, tap.module.padding_idx))
         return out
 
 
