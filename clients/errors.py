@@ -20,4 +20,17 @@ class UnusableWeightsError(PartnerError, ValueError):
     """
 
 
-__all__ = ["PartnerConfigError", "PartnerError", "UnusableWeightsError"]
+class RoundAlreadyReleasedError(PartnerError):
+    """The platform asked for a round this partner released already, from another model.
+
+    A round is trained once: the same request is answered with the same release, a
+    different one is refused (it would spend the budget twice for one round).
+    """
+
+
+__all__ = [
+    "PartnerConfigError",
+    "PartnerError",
+    "RoundAlreadyReleasedError",
+    "UnusableWeightsError",
+]

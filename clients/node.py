@@ -1,11 +1,14 @@
 """The partner node: one round of local DP training, under its own budget.
 
 Order of a training round, chosen so a crash can never under-count spending and
-two messages can never share one spend: take the spend lock -> load the state and
-reconcile it with the partner's own verified ledger -> plan the release -> check
-it against the partner's budget (refuse if over) -> train -> record what Opacus'
-accountant saw -> persist state (fsync) -> write the signed ledger entry -> only
-then hand the update to Flower.
+two messages can never share one spend: take the spend lock -> load the state,
+settle a round the node stopped in (counted, marked ``partner-withheld``) and
+reconcile with the partner's own verified ledger -> if this round was released
+already, re-send that release and stop -> plan the release -> check it against the
+partner's budget (refuse if over) -> mark the round pending (fsync) -> train ->
+record what Opacus' accountant saw -> persist state (fsync) -> keep the update in
+the outbox -> write the signed ledger entry -> clear the pending mark -> only then
+hand the update to Flower.
 
 What leaves the node is a :class:`fedctr.privacy.wire.TrainReply` and the weights; the
 loss, row counts and the local evaluation stay in the partner's own log.
@@ -23,10 +26,23 @@ import numpy as np
 import torch
 
 from fedctr.clients.config import PartnerConfig
-from fedctr.clients.errors import PartnerConfigError, PartnerError, UnusableWeightsError
+from fedctr.clients.errors import (
+    PartnerConfigError,
+    PartnerError,
+    RoundAlreadyReleasedError,
+    UnusableWeightsError,
+)
 from fedctr.clients.holdout import holdout_key
+from fedctr.clients.outbox import Outbox
 from fedctr.clients.release_log import ReleaseLog
-from fedctr.clients.state import PartnerState, load_state, reconcile, save_state, spend_session
+from fedctr.clients.state import (
+    PartnerState,
+    PendingRound,
+    load_state,
+    reconcile,
+    save_state,
+    spend_session,
+)
 from fedctr.clients.trainer import train_locally
 from fedctr.models import (
     CTRModel,
@@ -49,7 +65,8 @@ from fedctr.privacy import (
     poisson_schedule,
 )
 from fedctr.privacy.budget import BucketSelection, split_noise_multiplier
-from fedctr.privacy.ledger import PartnerRelease
+from fedctr.privacy.ledger import Entry, PartnerRelease, PartnerWithheld
+from fedctr.privacy.ledger.bodies import mechanism_dict, parse_mechanism
 from fedctr.privacy.unit import UnitOfPrivacy
 from fedctr.privacy.wire import TrainReply
 
@@ -99,6 +116,7 @@ class PartnerNode:
         self._release_log = ReleaseLog(
             path=config.ledger, signing_key=config.signing_key, owner=config.partner_id
         )
+        self._outbox = Outbox(config.state_dir)
 
     # ---- data ----------------------------------------------------------
     def splits(self) -> tuple[EncodedData, EncodedData]:
@@ -136,6 +154,8 @@ class PartnerNode:
         state = load_state(self.config.state_dir, kind=p.accountant)
         if not p.enabled:
             return state
+        if state.pending is not None:
+            state = self._settle_interrupted(state)
         releases = self._release_log.releases()
         unit = p.unit_of_privacy.kind.value
         other = sorted({r.unit_of_privacy for r in releases} - {unit})
@@ -148,6 +168,91 @@ class PartnerNode:
                 "participation with a fresh state_dir and ledger."
             )
         return reconcile(state, releases, source=self.config.state_dir)
+
+    def _settle_interrupted(self, state: PartnerState) -> PartnerState:
+        """The node stopped during a round: count its spend and mark it in the ledger.
+
+        If the round's release entry was written, the update left (or can be re-sent
+        from the outbox) and only the marker is cleared. Otherwise the round is spent
+        but withheld: the accountant counts it (all approved steps if the node stopped
+        while training), a ``partner-withheld`` entry records it, and only then is the
+        marker cleared, so a crash here repeats this step instead of losing the spend.
+        """
+        p = self.config.privacy
+        pending = state.pending
+        assert pending is not None
+        key = (pending.run_id, pending.round)
+        ledgered = {(r.run_id, r.round): r for r in self._release_log.releases()}
+        earlier = ledgered.get(key)
+        if earlier is None:
+            mechanism = parse_mechanism(pending.mechanism)
+            if key in state.rounds:  # trained and counted: the mark holds the steps taken
+                reason = "stopped-before-release"
+            else:
+                reason = "stopped-while-training"
+                state.accountant.record_interrupted(mechanism)
+                state.rounds.append(key)
+            self._release_log.record(
+                PartnerWithheld(
+                    run_id=pending.run_id,
+                    round=pending.round,
+                    partner_id=self.config.partner_id,
+                    mechanism=mechanism,
+                    accountant=p.accountant,
+                    dp_implementation=p.dp_implementation,
+                    unit_of_privacy=p.unit_of_privacy.kind.value,
+                    max_rows_per_unit=p.unit_of_privacy.max_rows,
+                    epsilon_after=state.accountant.epsilon(p.delta),
+                    delta=p.delta,
+                    budget=p.budget,
+                    reason=reason,
+                )
+            )
+            logger.warning(
+                "partner %s: the node stopped in round %d of run %s (%s); its noise was "
+                "drawn, so the round counts as spent (epsilon now %.3f) and is marked "
+                "withheld in the ledger",
+                self.config.partner_id,
+                pending.round,
+                pending.run_id,
+                reason,
+                state.accountant.epsilon(p.delta),
+            )
+        elif not earlier.released and key not in state.rounds:
+            state.accountant.record_interrupted(earlier.mechanism)  # marked, state not saved
+            state.rounds.append(key)
+        state.pending = None
+        save_state(self.config.state_dir, state)
+        return state
+
+    def _resend(
+        self, run_id: str, server_round: int, base_hash: str
+    ) -> tuple[dict[str, torch.Tensor], TrainReply] | None:
+        """The release already made for this round, re-sent; ``None`` if there is none.
+
+        A round is trained at most once: asked again from the same global model (the
+        platform resumed, a reply was lost), the node re-sends the same update and the
+        same signed entry, spending nothing. Asked from another model, it refuses.
+        """
+        found = self._release_log.find_release(run_id, server_round)
+        if found is None:
+            return None
+        entry, body = found
+        if body.base_model_hash != base_hash:
+            raise RoundAlreadyReleasedError(
+                f"partner '{self.config.partner_id}' already released round {server_round} of "
+                f"run {run_id} (from global model {body.base_model_hash[:12]}); asked again "
+                f"from model {base_hash[:12]}, it will not train the round twice"
+            )
+        weights = self._outbox.get(body.update_hash)
+        logger.info(
+            "partner %s: round %d of run %s was released before; re-sending that update "
+            "(no new training, no new spend)",
+            self.config.partner_id,
+            server_round,
+            run_id,
+        )
+        return weights, self._reply(body, entry)
 
     def plan_release(self, state: PartnerState, num_examples: int) -> DPSGDRound:
         """The DP-SGD release this round will make, calibrated to the partner's budget.
@@ -226,10 +331,18 @@ class PartnerNode:
         model = self._model(model_config, weights)
         with spend_session(self.config.state_dir):
             state = self.load_state()
+            if p.enabled:
+                resent = self._resend(run_id, server_round, base_hash)
+                if resent is not None:
+                    return resent
             release = None
             if p.enabled:
                 release = self.plan_release(state, _units(train_data, p.unit_of_privacy))
                 state.accountant.check(release, p.budget)
+                # Reserved before any noise is drawn: a node stopped from here on finds
+                # the round on restart and counts it as spent (partner-withheld).
+                state.pending = PendingRound(run_id, server_round, mechanism_dict(release))
+                save_state(self.config.state_dir, state)
             result = train_locally(
                 model,
                 train_data,
@@ -246,21 +359,27 @@ class PartnerNode:
             )
             if release is not None and result.engine is not None:
                 state.accountant.record_opacus_steps(release, result.engine.accountant)
+            if release is not None:  # the pending mark now holds the steps taken
+                taken = mechanism_dict(replace(release, steps=result.steps))
+                state.pending = PendingRound(run_id, server_round, taken)
             state.rounds.append((run_id, server_round))
             save_state(self.config.state_dir, state)
             new_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
             epsilon = state.accountant.epsilon(p.delta) if p.enabled else float("inf")
             reply = None
             if release is not None:
+                update_hash = self._outbox.keep(new_weights)  # before the entry names it
                 reply = self._ledger_release(
                     replace(release, steps=result.steps),
                     dp_implementation=result.dp_implementation or "unknown",
                     epsilon=epsilon,
                     base_hash=base_hash,
-                    update_hash=state_dict_sha256(new_weights),
+                    update_hash=update_hash,
                     run_id=run_id,
                     server_round=server_round,
                 )
+                state.pending = None
+                save_state(self.config.state_dir, state)
         self._record_time(run_id, server_round, time.perf_counter() - started)
         local = LocalRound(
             num_examples=len(train_data),
@@ -310,19 +429,23 @@ class PartnerNode:
             budget=p.budget,
         )
         entry = self._release_log.record(body)
+        return self._reply(body, entry)
+
+    def _reply(self, body: PartnerRelease, entry: Entry) -> TrainReply:
+        """The reply for a ledgered release: exactly what its signed entry says."""
         return TrainReply(
-            partner_id=self.config.partner_id,
-            release=release,
-            accountant=p.accountant,
-            dp_implementation=dp_implementation,
-            epsilon=epsilon,
-            delta=p.delta,
-            budget=p.budget,
+            partner_id=body.partner_id,
+            release=body.mechanism,
+            accountant=body.accountant,
+            dp_implementation=body.dp_implementation,
+            epsilon=body.epsilon_after,
+            delta=body.delta,
+            budget=body.budget,
             aggregation_weight=self.config.training.aggregation_weight,
-            base_model_hash=base_hash,
-            update_hash=update_hash,
+            base_model_hash=body.base_model_hash,
+            update_hash=body.update_hash,
             ledger_entry=entry.to_json(),
-            unit=p.unit_of_privacy,
+            unit=body.unit,
         )
 
     def _record_time(self, run_id: str, server_round: int, seconds: float) -> None:

@@ -1,4 +1,5 @@
-"""The partner's record of every DP release it makes, written before the update leaves.
+"""The partner's record of every DP release it makes, written before the update leaves,
+and of every spend whose update never left (``partner-withheld``).
 
 Adapter between the partner node and the signed, hash-chained ledger in
 ``fedctr.privacy.ledger``: each DP round becomes one ``partner-release`` entry, signed
@@ -20,6 +21,7 @@ from fedctr.privacy.ledger import (
     Ledger,
     LedgerError,
     PartnerRelease,
+    PartnerWithheld,
     read_ledger,
     verify_ledger,
 )
@@ -66,14 +68,35 @@ class ReleaseLog:
         out = []
         for entry in read.entries:
             body = entry.parsed_body()
-            if isinstance(body, PartnerRelease):
+            if isinstance(body, PartnerRelease | PartnerWithheld):
                 out.append(
-                    LedgeredRelease(body.run_id, body.round, body.mechanism, body.unit_of_privacy)
+                    LedgeredRelease(
+                        body.run_id,
+                        body.round,
+                        body.mechanism,
+                        body.unit_of_privacy,
+                        released=isinstance(body, PartnerRelease),
+                    )
                 )
         return out
 
-    def record(self, body: PartnerRelease) -> Entry:
-        """Append and fsync the signed entry of one DP release."""
+    def find_release(self, run_id: str, server_round: int) -> tuple[Entry, PartnerRelease] | None:
+        """The signed release of (``run_id``, ``server_round``), if the node made one."""
+        path, _ = self.require()
+        if not path.exists():
+            return None
+        for entry in read_ledger(path).entries:
+            body = entry.parsed_body()
+            if (
+                isinstance(body, PartnerRelease)
+                and body.run_id == run_id
+                and body.round == server_round
+            ):
+                return entry, body
+        return None
+
+    def record(self, body: PartnerRelease | PartnerWithheld) -> Entry:
+        """Append and fsync the signed entry of one DP release (or withheld spend)."""
         path, key_path = self.require()
         with Ledger.open(path, signing_key=load_private_key(key_path), owner=self.owner) as ledger:
             return ledger.append(body)

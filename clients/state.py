@@ -40,18 +40,37 @@ class PartnerStateError(PartnerError):
     """The partner's stored privacy state is unreadable or inconsistent."""
 
 
+@dataclass(frozen=True)
+class PendingRound:
+    """A round the node began: saved before any noise is drawn, cleared once its entry
+    is in the ledger. Found on start-up, it means the node stopped mid-round."""
+
+    run_id: str
+    round: int
+    mechanism: dict[str, Any]  # fedctr.privacy.ledger mechanism_dict of the approved release
+
+
 @dataclass
 class PartnerState:
-    """Accountant history plus the rounds joined (run id, round) in order."""
+    """Accountant history plus the rounds joined (run id, round) in order, and the round
+    in progress if the node stopped during one."""
 
     accountant: PartnerAccountant
     rounds: list[tuple[str, int]]
+    pending: PendingRound | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema_version": STATE_VERSION,
             "accountant": self.accountant.state_dict(),
             "rounds": [[run, rnd] for run, rnd in self.rounds],
+            "pending": None
+            if self.pending is None
+            else {
+                "run_id": self.pending.run_id,
+                "round": self.pending.round,
+                "mechanism": self.pending.mechanism,
+            },
         }
 
 
@@ -68,6 +87,12 @@ def load_state(state_dir: Path, *, kind: AccountantKind) -> PartnerState:
             )
         accountant = PartnerAccountant.from_state_dict(raw["accountant"])
         rounds = [(str(run), int(rnd)) for run, rnd in raw["rounds"]]
+        held = raw.get("pending")
+        pending = (
+            None
+            if held is None
+            else PendingRound(str(held["run_id"]), int(held["round"]), dict(held["mechanism"]))
+        )
     except (OSError, ValueError, KeyError, TypeError, AccountantStateError) as exc:
         raise PartnerStateError(
             f"{path}: privacy state is unreadable ({exc}); refusing to train rather than "
@@ -77,7 +102,7 @@ def load_state(state_dir: Path, *, kind: AccountantKind) -> PartnerState:
         raise PartnerStateError(
             f"{path}: spending was accounted with '{accountant.kind}', config asks for '{kind}'"
         )
-    return PartnerState(accountant, rounds)
+    return PartnerState(accountant, rounds, pending)
 
 
 def save_state(state_dir: Path, state: PartnerState) -> None:
@@ -112,6 +137,7 @@ class LedgeredRelease:
     round: int
     mechanism: DPSGDRound
     unit_of_privacy: str = "example"
+    released: bool = True  # False: a partner-withheld spend (the update never left)
 
 
 def reconcile(
@@ -162,6 +188,7 @@ __all__ = [
     "LedgeredRelease",
     "PartnerState",
     "PartnerStateError",
+    "PendingRound",
     "load_state",
     "reconcile",
     "save_state",

@@ -14,7 +14,11 @@ import logging
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Error, Message, MetricRecord, RecordDict
 
-from fedctr.clients.errors import PartnerConfigError, UnusableWeightsError
+from fedctr.clients.errors import (
+    PartnerConfigError,
+    RoundAlreadyReleasedError,
+    UnusableWeightsError,
+)
 from fedctr.clients.state import PartnerStateError
 from fedctr.models import SpecMismatchError
 from fedctr.models.logs.errors import DataFileError
@@ -61,6 +65,8 @@ def error_for(exc: BaseException) -> ErrorReply:
         return ErrorReply(code=ErrorCode.BUDGET_REFUSED, problem=Problem.BUDGET_EXHAUSTED)
     if isinstance(exc, SpecMismatchError):
         return ErrorReply(code=ErrorCode.SPEC_MISMATCH, problem=Problem.SPEC_MISMATCH)
+    if isinstance(exc, RoundAlreadyReleasedError):
+        return ErrorReply(code=ErrorCode.PARTNER, problem=Problem.ALREADY_RELEASED)
     if isinstance(exc, PartnerStateError):
         return ErrorReply(code=ErrorCode.PARTNER, problem=Problem.PRIVACY_STATE)
     if isinstance(exc, PartnerConfigError):

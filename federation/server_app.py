@@ -17,14 +17,17 @@ from fedctr.federation.config import PlatformConfig, resolve_platform_config
 from fedctr.federation.grid import responsive_grid
 from fedctr.federation.release_gate import run_release_gate
 from fedctr.privacy.signing import load_private_key
+from fedctr.server.platform.faults import FaultPlan
 from fedctr.server.platform.ledger import PlatformLedger, load_partner_keys
 from fedctr.server.platform.orchestrator import FederationPlan, run_federation
-from fedctr.server.platform.publishing import PublishTarget, publish_outcome
+from fedctr.server.platform.publishing import SUMMARY_FILE, PublishTarget, publish_outcome
 
 logger = logging.getLogger(__name__)
 
 RUN_ID_KEY = "run-id"
 RUN_ID_ENV = "FEDCTR_RUN_ID"
+RESUME_KEY = "resume"  # run config: "true" continues run-id from its last committed round
+RESUME_ENV = "FEDCTR_RESUME"  # the same, for the simulation engine
 
 app = ServerApp()
 
@@ -59,7 +62,16 @@ def main(grid: Grid, context: Context) -> None:
     configuration empirically (a refuted claim blocks publication); publish the signed
     model and ledger it."""
     config, plan, ledger = prepare_run(context)
-    outcome = run_federation(responsive_grid(grid), plan, ledger=ledger)
+    resume = str(
+        context.run_config.get(RESUME_KEY, "") or os.environ.get(RESUME_ENV, "")
+    ).lower() in ("1", "true", "yes")
+    faults = FaultPlan.from_env()
+    if resume and (plan.work_dir / SUMMARY_FILE).exists():
+        logger.info("run %s was published before; nothing to resume", plan.run_id)
+        return
+    outcome = run_federation(
+        responsive_grid(grid), plan, ledger=ledger, resume=resume, faults=faults
+    )
     audits = None
     if config.release_gate is not None:
         audits = run_release_gate(
@@ -71,7 +83,8 @@ def main(grid: Grid, context: Context) -> None:
             registry=config.registry, signing_key=config.signing_key, ledger=config.ledger
         ),
         empirical_audits=audits,
+        faults=faults,
     )
 
 
-__all__ = ["RUN_ID_ENV", "RUN_ID_KEY", "app", "prepare_run"]
+__all__ = ["RESUME_ENV", "RESUME_KEY", "RUN_ID_ENV", "RUN_ID_KEY", "app", "prepare_run"]

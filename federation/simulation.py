@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 from fedctr.federation.client_app import SIM_PARTNERS_ENV
 from fedctr.federation.config import PLATFORM_CONFIG_ENV, load_platform_config
-from fedctr.federation.server_app import RUN_ID_ENV
+from fedctr.federation.server_app import RESUME_ENV, RUN_ID_ENV
 from fedctr.server.platform.errors import PlatformConfigError
 
 logger = logging.getLogger(__name__)
@@ -58,12 +58,14 @@ def run_simulation(
     num_cpus: int | None = None,
     flwr_home: Path | None = None,
     server_app: ServerApp | None = None,
+    resume: bool = False,
 ) -> None:
     """Run the ServerApp against ``len(partner_configs)`` virtual partners.
 
     Ray workers inherit this process's environment, which is how each virtual node
     finds its partner config and the ServerApp its platform config. ``server_app``
     replaces the platform's ServerApp (tests play a malicious server with it).
+    ``resume`` continues ``run_id`` from its last committed round (a crashed run).
     """
     from flwr.simulation import run_simulation as flwr_run_simulation
 
@@ -85,6 +87,7 @@ def run_simulation(
         PLATFORM_CONFIG_ENV: str(Path(platform_config).resolve()),
         SIM_PARTNERS_ENV: os.pathsep.join(str(Path(p).resolve()) for p in partner_configs),
         RUN_ID_ENV: run_id,
+        RESUME_ENV: "1" if resume else "",
     }
     if flwr_home is not None:
         env["FLWR_HOME"] = str(flwr_home)

@@ -63,6 +63,11 @@ class PartnerAccountant:
             )
         return eps_after
 
+    def record_interrupted(self, release: DPSGDRound) -> None:
+        """Record a round the node stopped in before the accountant saw its steps: all
+        the approved steps count (noise may have been drawn for each; never fewer)."""
+        self._history.append(_entry(release))
+
     def record_opacus_steps(self, release: DPSGDRound, opacus_accountant: IAccountant) -> None:
         """Record a finished round from what Opacus' accountant actually saw.
 

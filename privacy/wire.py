@@ -366,6 +366,7 @@ class Problem(StrEnum):
     SPEC_MISMATCH = "spec-mismatch"
     EVALUATION_OFF = "evaluation-off"
     PRIVACY_STATE = "privacy-state"
+    ALREADY_RELEASED = "already-released"  # the round was released from another model
     CONFIG = "config"
     UNREADABLE_ARRAYS = "unreadable-arrays"
     INTERNAL = "internal"

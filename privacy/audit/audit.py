@@ -33,6 +33,7 @@ from fedctr.privacy.ledger import (
     PLATFORM_OWNER,
     Finding,
     PartnerRelease,
+    PartnerWithheld,
     PlatformEmpiricalAudit,
     PlatformPublish,
     PlatformReport,
@@ -105,7 +106,7 @@ def run_audit(
             pid,
             ledger.source,
             ledger.input.entries or 0,
-            releases[pid],
+            _of(ledger, PartnerRelease | PartnerWithheld),
             tolerance=tolerance,
         )
         summaries.append(summary)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from fedctr.privacy.audit.loading import Recorded
 from fedctr.privacy.audit.recompute import independent_epsilons, understated
 from fedctr.privacy.audit.result import EpsilonRow, PartnerSummary
-from fedctr.privacy.ledger import Finding, FindingCode, PartnerRelease
+from fedctr.privacy.ledger import Finding, FindingCode, PartnerRelease, PartnerWithheld
 
 _REL = 1e-9  # two figures that should be the same number
 
@@ -26,17 +26,23 @@ def check_partner(
     partner_id: str,
     source: str,
     entries: int,
-    releases: Sequence[Recorded[PartnerRelease]],
+    releases: Sequence[Recorded[PartnerRelease | PartnerWithheld]],
     *,
     tolerance: float,
 ) -> tuple[PartnerSummary, list[Finding]]:
-    """Findings about one partner's releases, and the claimed/independent epsilon series."""
+    """Findings about one partner's spends, and the claimed/independent epsilon series.
+
+    ``releases`` are its ``partner-release`` and ``partner-withheld`` entries in ledger
+    order: a withheld round released nothing but its noise was drawn, so it is composed
+    like a release. A round may be withheld and then released (trained again after a
+    restart); two releases of one round are a finding.
+    """
     findings: list[Finding] = []
-    seen: dict[tuple[str, int], int] = {}
-    prev: Recorded[PartnerRelease] | None = None
+    seen: dict[tuple[str, str, int], int] = {}
+    prev: Recorded[PartnerRelease | PartnerWithheld] | None = None
     for rec in releases:
         body = rec.body
-        key = (body.run_id, body.round)
+        key = (body.KIND, body.run_id, body.round)
         if key in seen:
             findings.append(
                 rec.finding(
@@ -129,7 +135,8 @@ def check_partner(
                 sample_rate=body.mechanism.sample_rate,
                 steps=body.mechanism.steps,
                 max_grad_norm=body.mechanism.max_grad_norm,
-                update_hash=body.update_hash,
+                update_hash=body.update_hash if isinstance(body, PartnerRelease) else None,
+                withheld=body.reason if isinstance(body, PartnerWithheld) else None,
                 delta=body.delta,
                 claimed=body.epsilon_after,
                 independent_rdp=ind.rdp,

@@ -95,7 +95,11 @@ def _releases_table(g: PartnerGuarantee) -> str:
         [
             _td(_e(r.run_id)),
             _td(r.round, num=True),
-            _td(f"<code>{_e(r.update_hash[:16])}…</code>"),
+            _td(
+                f"<code>{_e(r.update_hash[:16])}…</code>"
+                if r.update_hash is not None
+                else f"withheld ({_e(r.withheld)}): counted, nothing sent"
+            ),
             _td(
                 _e(
                     f"{r.noise_multiplier:g}"

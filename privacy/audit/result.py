@@ -35,7 +35,7 @@ class EpsilonRow:
     sample_rate: float
     steps: int
     max_grad_norm: float
-    update_hash: str
+    update_hash: str | None  # None: spent but withheld (the update never left the node)
     delta: float
     claimed: float
     independent_rdp: float
@@ -49,6 +49,7 @@ class EpsilonRow:
     # DP bucket selection's noise multiplier and threshold (None: no selection)
     selection_noise_multiplier: float | None = None
     selection_threshold: float | None = None
+    withheld: str | None = None  # why a spent round released nothing (partner-withheld)
 
     @property
     def unit(self) -> UnitOfPrivacy:
@@ -94,6 +95,7 @@ class EpsilonRow:
                 },
             },
             "update_hash": self.update_hash,
+            "withheld": self.withheld,
             "delta": self.delta,
             "epsilon_claimed": self.claimed,
             "epsilon_independent_rdp": self.independent_rdp,

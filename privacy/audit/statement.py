@@ -111,7 +111,7 @@ class Release:
 
     run_id: str
     round: int
-    update_hash: str
+    update_hash: str | None  # None: spent, withheld (nothing left the node)
     noise_multiplier: float
     sample_rate: float
     steps: int
@@ -125,6 +125,7 @@ class Release:
     unit_of_privacy: str = "example"
     selection_noise_multiplier: float | None = None
     selection_threshold: float | None = None
+    withheld: str | None = None
 
     @classmethod
     def of(cls, row: EpsilonRow) -> Release:
@@ -145,6 +146,7 @@ class Release:
             unit_of_privacy=row.unit_of_privacy,
             selection_noise_multiplier=row.selection_noise_multiplier,
             selection_threshold=row.selection_threshold,
+            withheld=row.withheld,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -152,6 +154,7 @@ class Release:
             "run_id": self.run_id,
             "round": self.round,
             "update_hash": self.update_hash,
+            "withheld": self.withheld,
             "mechanism": {
                 "name": "subsampled Gaussian (DP-SGD)",
                 "noise_multiplier": self.noise_multiplier,
@@ -266,8 +269,14 @@ def _guarantee(summary: PartnerSummary) -> PartnerGuarantee | None:
         return None
     accountant = _ACCOUNTANT_NAMES.get(final.accountant, final.accountant)
     pld = "n/a" if final.independent_pld is None else f"{final.independent_pld:.3f}"
-    count = len(summary.rows)
+    withheld = sum(1 for r in summary.rows if r.withheld is not None)
+    count = len(summary.rows) - withheld
     unit = final.unit
+    spent = (
+        f"all {count} releases"
+        if not withheld
+        else f"all {count} releases and {withheld} withheld round{'s' if withheld != 1 else ''}"
+    )
     sentence = (
         f"{summary.partner_id} released {count} DP model update{'s' if count != 1 else ''} "
         "(listed below), each with the values the wire contract declares public; what "
@@ -275,10 +284,16 @@ def _guarantee(summary: PartnerSummary) -> PartnerGuarantee | None:
         "update, and every model published from them, satisfies "
         f"({final.claimed:.3f}, {final.delta:g})-differential privacy for "
         f"{unit.describe()} (neighbour relation: {unit.neighbour_relation}), cumulative "
-        f"over all {count} releases, as accounted "
+        f"over {spent}, as accounted "
         f"by {accountant} at training time. Recomputed independently with dp_accounting: "
         f"RDP ε={final.independent_rdp:.3f}, PLD ε={pld}. Budget ε={final.budget_epsilon:g}."
     )
+    if withheld:
+        sentence += (
+            f" {withheld} round{'s were' if withheld != 1 else ' was'} spent without a "
+            "release: the node stopped after its noise was drawn and before the update "
+            "left, and the spend is counted all the same (marked 'withheld' below)."
+        )
     notes = []
     units = {r.unit for r in summary.rows}
     if len(units) > 1:

@@ -27,10 +27,15 @@ from fedctr.privacy.unit import UnitOfPrivacy
 from fedctr.validate import IDENTIFIER, SHA256_HEX, Checker
 
 EntryKind = Literal[
-    "partner-release", "platform-report", "platform-publish", "platform-empirical-audit"
+    "partner-release",
+    "partner-withheld",
+    "platform-report",
+    "platform-publish",
+    "platform-empirical-audit",
 ]
 ENTRY_KINDS: tuple[str, ...] = (
     "partner-release",
+    "partner-withheld",
     "platform-report",
     "platform-publish",
     "platform-empirical-audit",
@@ -156,15 +161,13 @@ def _validate(body: Any, values: Any) -> None:
     values(data)
 
 
-def _release_values(data: Any) -> dict[str, Any]:
-    data = _fields(data, "partner-release", _RELEASE_KEYS)
+def _spend_values(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields a release and a withheld spend share: whose round, what it cost."""
     unit = parse_unit(data)
     return {
         "run_id": ident(data["run_id"], "run_id"),
         "round": _CHECK.integer(data["round"], "round", minimum=1),
         "partner_id": ident(data["partner_id"], "partner_id"),
-        "base_model_hash": _hash(data, "base_model_hash"),
-        "update_hash": _hash(data, "update_hash"),
         "mechanism": parse_mechanism(data["mechanism"]),
         "accountant": _CHECK.choice(data["accountant"], "accountant", ACCOUNTANT_KINDS),
         "dp_implementation": _CHECK.text(data["dp_implementation"], "dp_implementation", _TEXT),
@@ -173,6 +176,31 @@ def _release_values(data: Any) -> dict[str, Any]:
         "epsilon_after": _epsilon(data, "epsilon_after"),
         "delta": _delta(data),
         "budget": parse_budget(data["budget"]),
+    }
+
+
+def _spend_dict(body: PartnerRelease | PartnerWithheld) -> dict[str, Any]:
+    return {
+        "run_id": body.run_id,
+        "round": body.round,
+        "partner_id": body.partner_id,
+        "mechanism": mechanism_dict(body.mechanism),
+        "accountant": body.accountant,
+        "dp_implementation": body.dp_implementation,
+        "unit_of_privacy": body.unit_of_privacy,
+        "max_rows_per_unit": body.max_rows_per_unit,
+        "epsilon_after": body.epsilon_after,
+        "delta": body.delta,
+        "budget": {"epsilon": body.budget.epsilon, "delta": body.budget.delta},
+    }
+
+
+def _release_values(data: Any) -> dict[str, Any]:
+    data = _fields(data, "partner-release", _RELEASE_KEYS)
+    return {
+        **_spend_values(data),
+        "base_model_hash": _hash(data, "base_model_hash"),
+        "update_hash": _hash(data, "update_hash"),
     }
 
 
@@ -215,24 +243,66 @@ class PartnerRelease:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "run_id": self.run_id,
-            "round": self.round,
-            "partner_id": self.partner_id,
+            **_spend_dict(self),
             "base_model_hash": self.base_model_hash,
             "update_hash": self.update_hash,
-            "mechanism": mechanism_dict(self.mechanism),
-            "accountant": self.accountant,
-            "dp_implementation": self.dp_implementation,
-            "unit_of_privacy": self.unit_of_privacy,
-            "max_rows_per_unit": self.max_rows_per_unit,
-            "epsilon_after": self.epsilon_after,
-            "delta": self.delta,
-            "budget": {"epsilon": self.budget.epsilon, "delta": self.budget.delta},
         }
 
     @classmethod
     def from_dict(cls, data: Any) -> PartnerRelease:
         return cls(**_release_values(data))
+
+
+def _withheld_values(data: Any) -> dict[str, Any]:
+    data = _fields(data, "partner-withheld", _WITHHELD_KEYS)
+    return {
+        **_spend_values(data),
+        "reason": _CHECK.choice(data["reason"], "reason", WITHHELD_REASONS),
+    }
+
+
+WITHHELD_REASONS = ("stopped-while-training", "stopped-before-release")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PartnerWithheld:
+    """A round whose noise was drawn but whose update never left the node.
+
+    The node stopped (killed, rebooted) while training, or after training and before
+    the release's entry was written. Nothing was released, but the spend is counted
+    anyway, as if it had been: an interrupted round can never be a free retry, and the
+    auditor sees it. ``mechanism.steps`` is what was planned (stopped while training) or
+    taken (stopped after), so the count is never lower than what happened.
+    """
+
+    KIND: ClassVar[EntryKind] = "partner-withheld"
+
+    run_id: str
+    round: int
+    partner_id: str
+    mechanism: DPSGDRound
+    accountant: AccountantKind
+    dp_implementation: str
+    unit_of_privacy: str
+    epsilon_after: float
+    delta: float
+    budget: PrivacyBudget
+    reason: str
+    max_rows_per_unit: int = 1
+
+    def __post_init__(self) -> None:
+        _validate(self, _withheld_values)
+
+    @property
+    def unit(self) -> UnitOfPrivacy:
+        return UnitOfPrivacy(self.unit_of_privacy, self.max_rows_per_unit)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**_spend_dict(self), "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> PartnerWithheld:
+        return cls(**_withheld_values(data))
 
 
 def _report_values(data: Any) -> dict[str, Any]:
@@ -524,15 +594,24 @@ class PlatformEmpiricalAudit:
 
 
 _RELEASE_KEYS = frozenset(f.name for f in fields(PartnerRelease))
+_WITHHELD_KEYS = frozenset(f.name for f in fields(PartnerWithheld))
 _REPORT_KEYS = frozenset(f.name for f in fields(PlatformReport))
 _PUBLISH_KEYS = frozenset(f.name for f in fields(PlatformPublish))
 _EMPIRICAL_KEYS = frozenset(f.name for f in fields(PlatformEmpiricalAudit))
 
-LedgerBody = PartnerRelease | PlatformReport | PlatformPublish | PlatformEmpiricalAudit
+LedgerBody = (
+    PartnerRelease | PartnerWithheld | PlatformReport | PlatformPublish | PlatformEmpiricalAudit
+)
 BODY_TYPES: Mapping[str, type[LedgerBody]] = MappingProxyType(
     {
         cls.KIND: cls
-        for cls in (PartnerRelease, PlatformReport, PlatformPublish, PlatformEmpiricalAudit)
+        for cls in (
+            PartnerRelease,
+            PartnerWithheld,
+            PlatformReport,
+            PlatformPublish,
+            PlatformEmpiricalAudit,
+        )
     }
 )
 
@@ -551,9 +630,11 @@ def parse_body(kind: str, data: Any) -> LedgerBody:
 __all__ = [
     "BODY_TYPES",
     "ENTRY_KINDS",
+    "WITHHELD_REASONS",
     "EntryKind",
     "LedgerBody",
     "PartnerRelease",
+    "PartnerWithheld",
     "PlatformEmpiricalAudit",
     "PlatformPublish",
     "PlatformReport",

@@ -25,7 +25,7 @@ PLATFORM_KINDS: tuple[EntryKind, ...] = (
     "platform-publish",
     "platform-empirical-audit",
 )
-PARTNER_KINDS: tuple[EntryKind, ...] = ("partner-release",)
+PARTNER_KINDS: tuple[EntryKind, ...] = ("partner-release", "partner-withheld")
 
 
 def allowed_kinds(owner: str) -> tuple[EntryKind, ...]:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from fedctr.privacy.ledger.bodies import PartnerRelease
+from fedctr.privacy.ledger.bodies import PartnerRelease, PartnerWithheld
 from fedctr.privacy.ledger.entry import GENESIS_HASH, Entry, verify_entry
 from fedctr.privacy.ledger.errors import LedgerEntryInvalid
 from fedctr.privacy.ledger.findings import Finding, FindingCode
@@ -97,7 +97,7 @@ def verify_chain(
         except LedgerEntryInvalid as exc:
             found(FindingCode.SCHEMA, f"malformed {entry.kind} body: {exc}")
         else:
-            if isinstance(body, PartnerRelease) and body.partner_id != owner:
+            if isinstance(body, PartnerRelease | PartnerWithheld) and body.partner_id != owner:
                 found(
                     FindingCode.OWNER,
                     f"release names partner {body.partner_id!r} in the ledger of {owner!r}",

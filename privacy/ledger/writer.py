@@ -31,6 +31,7 @@ from fedctr.durable import fsync_dir
 from fedctr.privacy.ledger.bodies import (
     LedgerBody,
     PartnerRelease,
+    PartnerWithheld,
     PlatformEmpiricalAudit,
     PlatformPublish,
     PlatformReport,
@@ -52,7 +53,13 @@ from fedctr.privacy.ledger.verify import verify_chain
 logger = logging.getLogger(__name__)
 
 TORN_SUFFIX = ".torn"
-_BODY_TYPES = (PartnerRelease, PlatformReport, PlatformPublish, PlatformEmpiricalAudit)
+_BODY_TYPES = (
+    PartnerRelease,
+    PartnerWithheld,
+    PlatformReport,
+    PlatformPublish,
+    PlatformEmpiricalAudit,
+)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -112,7 +119,7 @@ def repair_torn_tail(path: str | Path) -> TornTail | None:
 def _round_key(body: LedgerBody) -> tuple[str, ...]:
     """At most one entry per key: a release per round, a report per partner and round,
     a release-gate audit per run and partner set."""
-    if isinstance(body, PartnerRelease):
+    if isinstance(body, PartnerRelease | PartnerWithheld):
         return (body.KIND, body.run_id, str(body.round))
     if isinstance(body, PlatformReport):
         return (body.KIND, body.run_id, str(body.round), body.partner_id)
@@ -238,7 +245,7 @@ class Ledger:
             raise LedgerWriteRefused(
                 f"a {body.KIND!r} entry cannot go into {self.owner!r}'s ledger"
             )
-        if isinstance(body, PartnerRelease) and body.partner_id != self.owner:
+        if isinstance(body, PartnerRelease | PartnerWithheld) and body.partner_id != self.owner:
             raise LedgerWriteRefused(
                 f"a release of partner {body.partner_id!r} cannot go into {self.owner!r}'s ledger"
             )

@@ -15,4 +15,8 @@ class NotEnoughPartnersError(PlatformError):
     """Too few partners contributed to aggregate or publish."""
 
 
-__all__ = ["NotEnoughPartnersError", "PlatformConfigError", "PlatformError"]
+class ResumeError(PlatformError):
+    """A run cannot resume: its durable state is missing, changed or from another plan."""
+
+
+__all__ = ["NotEnoughPartnersError", "PlatformConfigError", "PlatformError", "ResumeError"]

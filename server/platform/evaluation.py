@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +27,22 @@ class GlobalMetrics:
             "mean-prediction": self.mean_prediction,
             "base-rate": self.base_rate,
         }
+
+    @classmethod
+    def from_dict(cls, values: dict[str, float]) -> GlobalMetrics:
+        """Back from :meth:`as_dict` (a round-log line, where a NaN was written as null)."""
+
+        def number(key: str) -> float:
+            value = values[key]
+            return math.nan if value is None else float(value)
+
+        return cls(
+            num_examples=int(number("num-examples")),
+            auc=number("auc"),
+            logloss=number("logloss"),
+            mean_prediction=number("mean-prediction"),
+            base_rate=number("base-rate"),
+        )
 
 
 def evaluate_global(model: CTRModel, data: EncodedData) -> GlobalMetrics:

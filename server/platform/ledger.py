@@ -20,6 +20,7 @@ from fedctr.privacy.ledger import (
     Entry,
     Ledger,
     LedgerError,
+    LedgerWriteRefused,
     PartnerRelease,
     PlatformEmpiricalAudit,
     PlatformPublish,
@@ -74,6 +75,18 @@ def _disagreement(reply: TrainReply, release: PartnerRelease) -> str | None:
     return None
 
 
+def _reported(ledger: Ledger) -> dict[tuple[str, int, str], PlatformReport]:
+    """The reports already in the ledger, by (run, round, partner): a resumed run re-commits
+    a round whose entries were written just before a crash, and each is kept once."""
+    out = {}
+    for entry in ledger.entries:
+        if entry.kind == PlatformReport.KIND:
+            body = entry.parsed_body()
+            assert isinstance(body, PlatformReport)
+            out[(body.run_id, body.round, body.partner_id)] = body
+    return out
+
+
 class PlatformLedger:
     """Checks partner entries and appends platform entries (opened per write)."""
 
@@ -126,6 +139,7 @@ class PlatformLedger:
         ]
         written = 0
         with Ledger.open(self.path, signing_key=self._key, owner=PLATFORM_OWNER) as ledger:
+            reported = _reported(ledger)
             for train, accepted in rows:
                 if train.reply is None:
                     continue  # a non-private benchmark baseline: nothing was ledgered
@@ -139,11 +153,18 @@ class PlatformLedger:
                         exc,
                     )
                     continue
-                ledger.append(
-                    PlatformReport.from_release(
-                        release, partner_entry_hash=entry.hash, accepted=accepted
-                    )
+                report = PlatformReport.from_release(
+                    release, partner_entry_hash=entry.hash, accepted=accepted
                 )
+                earlier = reported.get((report.run_id, report.round, report.partner_id))
+                if earlier is not None:
+                    if earlier != report:
+                        raise LedgerWriteRefused(
+                            f"{self.path}: round {report.round} of partner "
+                            f"{report.partner_id} was reported differently before a restart"
+                        )
+                    continue  # committed before the platform crashed: reported once
+                ledger.append(report)
                 written += 1
         return written
 
@@ -155,17 +176,28 @@ class PlatformLedger:
     def record_publish(
         self, *, run_id: str, published: PublishedModel, rounds: int, partners: tuple[str, ...]
     ) -> None:
+        """One ``platform-publish`` per version; the same entry again (a resumed run
+        re-publishing) is kept once, a different one for the version is refused."""
+        body = PlatformPublish(
+            run_id=run_id,
+            model_version=published.version,
+            weights_sha256=published.weights_sha256,
+            card_sha256=published.card_sha256,
+            rounds=rounds,
+            partners=partners,
+        )
         with Ledger.open(self.path, signing_key=self._key, owner=PLATFORM_OWNER) as ledger:
-            ledger.append(
-                PlatformPublish(
-                    run_id=run_id,
-                    model_version=published.version,
-                    weights_sha256=published.weights_sha256,
-                    card_sha256=published.card_sha256,
-                    rounds=rounds,
-                    partners=partners,
-                )
-            )
+            for entry in ledger.entries:
+                if entry.kind == PlatformPublish.KIND:
+                    earlier = entry.parsed_body()
+                    if earlier == body:
+                        return
+                    assert isinstance(earlier, PlatformPublish)
+                    if earlier.model_version == body.model_version:
+                        raise LedgerWriteRefused(
+                            f"{self.path}: {body.model_version} was recorded with other values"
+                        )
+            ledger.append(body)
 
 
 __all__ = ["PlatformLedger", "load_partner_keys"]

@@ -7,17 +7,21 @@ not appear, and each partner's epsilon is the cumulative one it reported last.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from fedctr.privacy.card import EmpiricalAuditStatement
-from fedctr.privacy.signing import load_private_key
+from fedctr.privacy.signing import canonical_json, load_private_key
 from fedctr.privacy.wire import SELECTION_DP_ADAFEST
 from fedctr.server.platform.checkpoint import write_json
 from fedctr.server.platform.errors import NotEnoughPartnersError, PlatformError
+from fedctr.server.platform.faults import FaultPlan, FaultStage
 from fedctr.server.platform.ledger import PlatformLedger
 from fedctr.server.platform.orchestrator import FederationOutcome
 from fedctr.server.platform.rounds import PartnerTrainRecord
@@ -25,9 +29,14 @@ from fedctr.server.registry import (
     ModelCardFields,
     PartnerProvenance,
     PublishedModel,
+    RegistryError,
     ServingGuard,
+    list_versions,
     publish_model,
+    verify_card,
+    weights_file,
 )
+from fedctr.server.registry.layout import MODELS_DIR
 
 logger = logging.getLogger(__name__)
 
@@ -144,13 +153,42 @@ class PublishTarget:
     ledger: Path
 
 
+def find_published(
+    registry: Path, *, run_id: str, weights_sha256: str, public_key: Ed25519PublicKey
+) -> PublishedModel | None:
+    """The registry version of ``run_id`` with these weights, if one was signed already.
+
+    Only versions whose card verifies with the platform's key count."""
+    if not (registry / MODELS_DIR).is_dir():
+        return None
+    for version in list_versions(registry):
+        path = registry / MODELS_DIR / version
+        try:
+            card = verify_card(path, public_key)
+        except RegistryError:
+            continue
+        if card["run_id"] == run_id and card["weights"]["sha256"] == weights_sha256:
+            return PublishedModel(
+                version=version,
+                path=path,
+                weights_sha256=weights_sha256,
+                card_sha256=hashlib.sha256(canonical_json(card)).hexdigest(),
+            )
+    return None
+
+
 def publish_outcome(
     outcome: FederationOutcome,
     target: PublishTarget,
     *,
     empirical_audits: tuple[EmpiricalAuditStatement, ...] | None = None,
+    faults: FaultPlan | None = None,
 ) -> PublishResult:
     """Sign and publish the final global model; write ``summary.json`` next to the run.
+
+    Idempotent across a crash: a version of this run with these weights already in the
+    registry (signed, then the platform stopped before ledgering it) is recorded, not
+    published a second time; the ledger keeps one publish entry per version.
 
     ``empirical_audits``: what the release gate found (it refuses to publish a failed
     audit; a statement that did not pass is refused here too).
@@ -163,13 +201,29 @@ def publish_outcome(
         )
     fields = build_card_fields(outcome, empirical_audits)
     signing_key = load_private_key(target.signing_key)
-    published = publish_model(
-        registry_dir=target.registry,
-        model=outcome.model,
-        spec=outcome.plan.spec,
-        card=fields,
-        signing_key=signing_key,
+    published = find_published(
+        target.registry,
+        run_id=outcome.plan.run_id,
+        weights_sha256=hashlib.sha256(weights_file(outcome.model)).hexdigest(),
+        public_key=signing_key.public_key(),
     )
+    if published is not None:
+        logger.info(
+            "run %s: %s was signed into the registry before the platform stopped; "
+            "recording it instead of publishing again",
+            outcome.plan.run_id,
+            published.version,
+        )
+    else:
+        published = publish_model(
+            registry_dir=target.registry,
+            model=outcome.model,
+            spec=outcome.plan.spec,
+            card=fields,
+            signing_key=signing_key,
+        )
+    faults = faults or FaultPlan()
+    faults.hit(FaultStage.DURING_PUBLISH, outcome.plan.rounds)
     PlatformLedger(target.ledger, signing_key).record_publish(
         run_id=outcome.plan.run_id,
         published=published,
@@ -199,5 +253,6 @@ __all__ = [
     "PublishResult",
     "PublishTarget",
     "build_card_fields",
+    "find_published",
     "publish_outcome",
 ]

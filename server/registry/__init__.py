@@ -31,7 +31,7 @@ from fedctr.server.registry.layout import (
     resolve_version_dir,
 )
 from fedctr.server.registry.reader import LoadedModel, load_verified, verify_card
-from fedctr.server.registry.writer import PublishedModel, publish_model
+from fedctr.server.registry.writer import PublishedModel, publish_model, weights_file
 
 __all__ = [
     "CARD_FORMAT_VERSION",
@@ -58,4 +58,5 @@ __all__ = [
     "verify_card",
     "verify_model",
     "verify_model_main",
+    "weights_file",
 ]

@@ -69,6 +69,11 @@ def signature_document(card: dict, signing_key: Ed25519PrivateKey) -> bytes:
     return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
 
 
+def weights_file(model: CTRModel) -> bytes:
+    """The bytes of ``weights.safetensors`` for ``model`` (their sha256 names a version)."""
+    return safetensors_save(_weights(model), metadata={"format": "pt"})
+
+
 def publish_model(
     *,
     registry_dir: Path,
@@ -99,7 +104,7 @@ def publish_model(
             f"model was built for feature spec {model.spec_hash[:12]} but publishing with "
             f"{spec.spec_hash[:12]} ({spec.name}); publish with the spec it was trained on"
         )
-    weights = safetensors_save(_weights(model), metadata={"format": "pt"})
+    weights = weights_file(model)
     weights_sha256 = hashlib.sha256(weights).hexdigest()
     created_at = created_at or datetime.now(UTC)
 
@@ -140,4 +145,4 @@ def publish_model(
     )
 
 
-__all__ = ["PublishedModel", "publish_model", "signature_document"]
+__all__ = ["PublishedModel", "publish_model", "signature_document", "weights_file"]

@@ -100,10 +100,12 @@ class AccountableStrategy(Strategy):
     ) -> Iterable[Message]:
         return self.strategy.configure_train(server_round, arrays, config, grid)
 
-    def _accept(
+    def check(
         self, server_round: int, msg: Message
     ) -> tuple[PartnerTrainRecord | None, Failure | None]:
-        """(record, None) to aggregate; (record or None, failure) to reject."""
+        """(record, None) to aggregate; (record or None, failure) to reject.
+
+        Also what a resuming run passes each journaled reply through again."""
         node = msg.metadata.src_node_id
         if not self.require_dp and not msg.content.config_records:
             return PartnerTrainRecord(f"node-{node}", node, None, None, None), None
@@ -124,11 +126,22 @@ class AccountableStrategy(Strategy):
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         record = self.round_log.round(server_round)
         accepted: list[Message] = []
+        updates: dict[str, str] = {}  # partner -> the update hash counted for it
         for msg in replies:
             if msg.has_error():
                 train, failure = None, failure_of(msg)
             else:
-                train, failure = self._accept(server_round, msg)
+                train, failure = self.check(server_round, msg)
+            if failure is None and train is not None and train.reply is not None:
+                counted = updates.get(train.partner_id)
+                if counted == train.reply.update_hash:
+                    continue  # the same release again (a journaled reply re-sent): once
+                if counted is not None:
+                    failure = Failure(
+                        train.node_id, "invalid-update", "second update from a partner in one round"
+                    )
+                else:
+                    updates[train.partner_id] = train.reply.update_hash
             if failure is not None:
                 record.failures.append(failure)
                 if train is not None:
