@@ -17,7 +17,7 @@ from fedctr.federation.config import PlatformConfig, resolve_platform_config
 from fedctr.federation.grid import responsive_grid
 from fedctr.federation.release_gate import run_release_gate
 from fedctr.privacy.signing import load_private_key
-from fedctr.server.platform.faults import FaultPlan
+from fedctr.server.platform.faults import FAULT_ENV, FaultPlan
 from fedctr.server.platform.ledger import PlatformLedger, load_partner_keys
 from fedctr.server.platform.orchestrator import FederationPlan, run_federation
 from fedctr.server.platform.publishing import SUMMARY_FILE, PublishTarget, publish_outcome
@@ -28,6 +28,7 @@ RUN_ID_KEY = "run-id"
 RUN_ID_ENV = "FEDCTR_RUN_ID"
 RESUME_KEY = "resume"  # run config: "true" continues run-id from its last committed round
 RESUME_ENV = "FEDCTR_RESUME"  # the same, for the simulation engine
+FAULT_KEY = "fault"  # run config, fault-injection tests only: "<stage>@<round>"
 
 app = ServerApp()
 
@@ -65,7 +66,14 @@ def main(grid: Grid, context: Context) -> None:
     resume = str(
         context.run_config.get(RESUME_KEY, "") or os.environ.get(RESUME_ENV, "")
     ).lower() in ("1", "true", "yes")
-    faults = FaultPlan.from_env()
+    # Injected crashes (tests) end only a first attempt, never the run that resumes it.
+    faults = (
+        FaultPlan()
+        if resume
+        else FaultPlan.from_value(
+            str(context.run_config.get(FAULT_KEY, "") or os.environ.get(FAULT_ENV, ""))
+        )
+    )
     if resume and (plan.work_dir / SUMMARY_FILE).exists():
         logger.info("run %s was published before; nothing to resume", plan.run_id)
         return
@@ -87,4 +95,12 @@ def main(grid: Grid, context: Context) -> None:
     )
 
 
-__all__ = ["RESUME_ENV", "RESUME_KEY", "RUN_ID_ENV", "RUN_ID_KEY", "app", "prepare_run"]
+__all__ = [
+    "FAULT_KEY",
+    "RESUME_ENV",
+    "RESUME_KEY",
+    "RUN_ID_ENV",
+    "RUN_ID_KEY",
+    "app",
+    "prepare_run",
+]

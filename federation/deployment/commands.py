@@ -84,6 +84,11 @@ def _platform_parser(p: argparse.ArgumentParser) -> None:
     run = sub.add_parser("run", help="submit the federation run and wait for the model")
     run.add_argument("dir", type=Path)
     run.add_argument("--run-id", default=None)
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue --run-id from its last committed round (after a platform crash)",
+    )
     run.add_argument("--timeout", type=float, default=None, help="give up after S seconds")
 
 
@@ -165,7 +170,11 @@ def _platform(args: argparse.Namespace) -> int:
     from fedctr.federation.deployment.runs import describe, run_platform
 
     report = run_platform(
-        config, stop=StopFlag().install(), run_id=args.run_id, timeout_s=args.timeout
+        config,
+        stop=StopFlag().install(),
+        run_id=args.run_id,
+        timeout_s=args.timeout,
+        resume=args.resume,
     )
     print(describe(report))
     return 0

@@ -89,6 +89,10 @@ def superlink_argv(link: SuperLinkSettings) -> list[str]:
         link.host,
         "--port",
         str(link.port),
+        # Persistent state: registered node keys and runs survive a SuperLink restart,
+        # so partners' SuperNodes reconnect on their own (they retry with back-off).
+        "--database",
+        str(link.state_dir / SUPERLINK_DATABASE),
     ]
 
 
@@ -101,6 +105,9 @@ def superlink_answers(link: SuperLinkSettings, *, timeout_s: float = 2.0) -> boo
     except httpx.HTTPError:
         return False
     return True
+
+
+SUPERLINK_DATABASE = "superlink.db"
 
 
 # ---- state file: is the SuperLink of this folder up? -------------------------
@@ -137,6 +144,8 @@ def register_nodes(link: SuperLinkSettings, env: dict[str, str], names: list[str
     for name, proc in procs.items():
         out, _ = proc.communicate(timeout=120)
         text = out.decode("utf-8", "replace")
+        if "already in use" in text:  # registered before a restart (persistent state)
+            continue
         if proc.returncode != 0 or "registered successfully" not in text:
             failed.append(name)
             logger.error("registering %s's node key failed:\n%s", name, text.strip())

@@ -25,7 +25,7 @@ from fedctr.federation.deployment.errors import DeploymentError
 from fedctr.federation.deployment.platform import CONNECTION, flwr_env, read_state
 from fedctr.federation.deployment.processes import StopFlag, Supervisor, flwr_bin
 from fedctr.federation.deployment.settings import SuperLinkSettings, load_superlink_settings
-from fedctr.federation.server_app import RUN_ID_KEY
+from fedctr.federation.server_app import FAULT_KEY, RESUME_KEY, RUN_ID_KEY
 from fedctr.privacy.card import CARD_FILE, ModelCard
 from fedctr.server.platform.publishing import SUMMARY_FILE
 from fedctr.server.platform.rounds import failure_text, read_round_log
@@ -69,7 +69,12 @@ def write_app_descriptor(link: SuperLinkSettings) -> Path:
                         "app": {
                             "publisher": "fedctr",
                             "components": APP_COMPONENTS,
-                            "config": {PLATFORM_CONFIG_KEY: "", RUN_ID_KEY: ""},
+                            "config": {
+                                PLATFORM_CONFIG_KEY: "",
+                                RUN_ID_KEY: "",
+                                RESUME_KEY: "",
+                                FAULT_KEY: "",
+                            },
                         }
                     }
                 },
@@ -101,8 +106,17 @@ def run_platform(
     stop: StopFlag,
     run_id: str | None = None,
     timeout_s: float | None = None,
+    resume: bool = False,
+    fault: str | None = None,
 ) -> RunReport:
-    """Submit one federation run and wait for its published model."""
+    """Submit one federation run and wait for its published model.
+
+    ``resume`` continues ``run_id`` from its last committed round (after the platform
+    crashed); partners' nodes need nothing, they answer the resumed run's messages.
+    ``fault`` (``<stage>@<round>``, fault-injection tests only) ends the ServerApp there.
+    """
+    if resume and not run_id:
+        raise DeploymentError("--resume needs the id of the run to continue (--run-id)")
     link = load_superlink_settings(platform_toml)
     config = load_platform_config(platform_toml)
     state = read_state(link)
@@ -116,6 +130,10 @@ def run_platform(
     app = write_app_descriptor(link)
     log_path = link.log_dir / f"run-{run_id}.log"
     overrides = f'{PLATFORM_CONFIG_KEY}="{config.source}" {RUN_ID_KEY}="{run_id}"'
+    if resume:
+        overrides += f' {RESUME_KEY}="true"'
+    if fault:
+        overrides += f' {FAULT_KEY}="{fault}"'
     argv = [flwr_bin("flwr"), "run", str(app), CONNECTION, "--run-config", overrides, "--stream"]
     sup = Supervisor(link.log_dir)
     flower_run: list[str] = []
@@ -129,7 +147,13 @@ def run_platform(
             logger.info("the ServerApp is %s", waiting.group(0).lower())
 
     sup.on_line(watch)
-    logger.info("submitting run %s (%d rounds); log: %s", run_id, config.rounds, log_path)
+    logger.info(
+        "%s run %s (%d rounds); log: %s",
+        "resuming" if resume else "submitting",
+        run_id,
+        config.rounds,
+        log_path,
+    )
     proc = sup.start(f"run-{run_id}", argv, flwr_env(link))
     deadline = time.monotonic() + timeout_s
     shown = 0
@@ -151,6 +175,8 @@ def run_platform(
         raise DeploymentError(
             f"run {run_id} ended without publishing a model; {log_path} ends with:\n"
             + proc.tail(25)
+            + f"\nIts committed rounds are kept: continue it with "
+            f"`fedctr platform run {link.root} --run-id {run_id} --resume`"
         )
     summary = json.loads(summary_path.read_text())
     card = ModelCard.from_json(json.loads((Path(summary["model_path"]) / CARD_FILE).read_text()))

@@ -1,9 +1,10 @@
 """Fault injection: stop the platform at a named stage of a round, as a crash would.
 
 Resuming is only believable if it is tested at every point a crash can land. The
-ServerApp reads ``FEDCTR_FAULT=<stage>@<round>`` (tests set it; nothing else does)
-and, at that stage of that round, ends its own process with ``os._exit`` (no
-cleanup, no flush: what SIGKILL leaves). In-process tests pass a plan that raises
+ServerApp reads ``<stage>@<round>`` from its run config (``fault``) or from
+``FEDCTR_FAULT`` (tests set them; nothing else does) and, at that stage of that
+round, ends its own process with ``os._exit`` (no cleanup, no flush: what SIGKILL
+leaves). In-process tests pass a plan that raises
 :class:`InjectedCrash` instead. With no plan, :meth:`FaultPlan.hit` does nothing.
 """
 
@@ -45,7 +46,12 @@ class FaultPlan:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> FaultPlan:
-        value = environ.get(FAULT_ENV, "").strip()
+        return cls.from_value(environ.get(FAULT_ENV, ""))
+
+    @classmethod
+    def from_value(cls, value: str) -> FaultPlan:
+        """``<stage>@<round>`` (empty: no fault); the process exits at that point."""
+        value = value.strip()
         if not value:
             return cls()
         stage, _, rnd = value.partition("@")

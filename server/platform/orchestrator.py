@@ -228,8 +228,14 @@ def _train_round(
     journal.record(server_round, replies)
     faults.hit(FaultStage.AFTER_REPLIES, server_round)
     new_arrays, _ = strategy.aggregate_train(server_round, [*stored, *replies])
+    arrays = arrays if new_arrays is None else new_arrays
+    # Flower's evaluate leg, as Strategy.start runs it (fedctr sends no evaluate messages;
+    # the round timer closes the round's timing row here).
+    evaluate = list(strategy.configure_evaluate(server_round, arrays, ConfigRecord(), grid))
+    answers = list(grid.send_and_receive(evaluate, timeout=plan.timeout_s)) if evaluate else []
+    strategy.aggregate_evaluate(server_round, answers)
     faults.hit(FaultStage.AFTER_AGGREGATION, server_round)
-    return arrays if new_arrays is None else new_arrays
+    return arrays
 
 
 def _resume_state(plan: FederationPlan, fingerprint: str) -> RunState:

@@ -7,6 +7,9 @@ signature. Run 1: three partners train two DP rounds and a signed model is
 published. Then: an unregistered key is refused, a node without the CA cannot
 connect, and run 2 goes on with a malformed data file and a node killed
 mid-training, publishing a card that names only the partners that contributed.
+Run 3: the ServerApp process dies after round 1's replies and ``--resume`` finishes
+the run without any partner training a round twice. Run 4: the SuperLink itself is
+restarted, and the partners' nodes reconnect to it without anyone touching them.
 Every wait polls with a deadline, and every process is stopped at the end.
 """
 
@@ -31,11 +34,12 @@ from fedctr.federation.deployment.bootstrap import (
     init_platform,
     read_registration,
 )
+from fedctr.federation.deployment.errors import DeploymentError
 from fedctr.federation.deployment.localrun import LocalDeployment, poll
 from fedctr.federation.deployment.processes import StopFlag, descendants, free_port
 from fedctr.federation.deployment.runs import RunReport, run_platform
 from fedctr.models import builtin_spec_path, model_config
-from fedctr.privacy.ledger import PlatformPublish, PlatformReport, read_ledger
+from fedctr.privacy.ledger import PartnerRelease, PlatformPublish, PlatformReport, read_ledger
 from fedctr.server.registry import verify_model_main
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -66,7 +70,7 @@ def _partner(root: Path, pid: str, data: Path, port: int, *, epochs: int = 2) ->
             superlink=f"127.0.0.1:{port}",
             ca_cert=root / "platform" / "tls" / "ca.crt",
             privacy=PrivacySettings(
-                epsilon=8.0, delta=1e-5, planned_rounds=4, max_grad_norm=5.0, accountant="rdp"
+                epsilon=8.0, delta=1e-5, planned_rounds=8, max_grad_norm=5.0, accountant="rdp"
             ),
             training=TrainingSettings(batch_size=8192, local_epochs=epochs, learning_rate=0.05),
         ),
@@ -130,8 +134,15 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
         assert orphans == [], f"processes outlived their launchers: {orphans}"
 
 
-def _run(fed: Federation, run_id: str) -> RunReport:
-    return run_platform(fed.platform_toml, stop=StopFlag(), run_id=run_id, timeout_s=RUN_TIMEOUT_S)
+def _run(fed: Federation, run_id: str, **options: object) -> RunReport:
+    return run_platform(
+        fed.platform_toml, stop=StopFlag(), run_id=run_id, timeout_s=RUN_TIMEOUT_S, **options
+    )
+
+
+def _bodies(path: Path, kind: type, run_id: str) -> list:
+    bodies = [e.parsed_body() for e in read_ledger(path).entries]
+    return [b for b in bodies if isinstance(b, kind) and b.run_id == run_id]
 
 
 def test_three_authenticated_nodes_train_two_dp_rounds_and_publish_a_signed_model(
@@ -236,3 +247,44 @@ def test_bad_data_and_a_killed_node_do_not_stop_the_run(federation: Federation) 
     assert {b.partner_id for b in reports} == {"advertiser-b", "shop-a"}
     timing = (federation.platform / "runs" / "run-2" / "timing.jsonl").read_text().splitlines()
     assert len(timing) == 2 and all(json.loads(row)["train_replies"] >= 2 for row in timing)
+
+
+def test_a_serverapp_killed_mid_run_resumes_without_training_a_round_twice(
+    federation: Federation,
+) -> None:
+    """Run 3: the ServerApp process ends itself (os._exit) right after round 1's replies
+    are journaled. The failed run says how to resume; ``--resume`` completes round 1
+    from the journal and asks only for round 2. Each partner released each round once,
+    the platform reported each release once and published one model."""
+    with pytest.raises(DeploymentError, match="--resume"):
+        _run(federation, "run-3", fault="after-replies@1")
+    platform_ledger = federation.platform / "ledgers" / "platform.jsonl"
+    assert _bodies(platform_ledger, PlatformReport, "run-3") == []  # round 1 never committed
+
+    report = _run(federation, "run-3", resume=True)
+
+    rounds = report.summary["rounds"]
+    assert [r["aggregated"] for r in rounds] == [True, True]
+    for r in rounds:
+        assert sorted(t["partner_id"] for t in r["train"]) == ["advertiser-b", "shop-a"]
+    for pid in ("advertiser-b", "shop-a"):
+        releases = _bodies(federation.partners[pid] / "ledger.jsonl", PartnerRelease, "run-3")
+        assert [b.round for b in releases] == [1, 2], pid
+    reports = [(b.round, b.partner_id) for b in _bodies(platform_ledger, PlatformReport, "run-3")]
+    assert sorted(reports) == sorted(set(reports)) and len(reports) >= 4
+    assert len(_bodies(platform_ledger, PlatformPublish, "run-3")) == 1
+
+
+def test_partners_reconnect_to_a_restarted_superlink_on_their_own(federation: Federation) -> None:
+    """Run 4: the SuperLink (persistent state database) is stopped and started again;
+    the partners' SuperNodes, untouched, reconnect and train the next run."""
+    dep = federation.deployment
+    dep.stop("platform")
+    dep.start_platform(federation.platform)
+    dep.wait_platform(federation.platform)
+
+    report = _run(federation, "run-4")
+
+    assert all(r["aggregated"] for r in report.summary["rounds"])
+    assert {p.partner_id for p in report.card.partners} == {"advertiser-b", "shop-a"}
+    assert all(dep.launchers[p].running() for p in ("shop-a", "advertiser-b"))
