@@ -9,13 +9,15 @@ connect, and run 2 goes on with a malformed data file and a node killed
 mid-training, publishing a card that names only the partners that contributed.
 Run 3: the ServerApp process dies after round 1's replies and ``--resume`` finishes
 the run without any partner training a round twice. Run 4: the SuperLink itself is
-restarted, and the partners' nodes reconnect to it without anyone touching them.
+restarted along with the node killed in run 2: all rejoin, and the audit of all four
+runs passes.
 Every wait polls with a deadline, and every process is stopped at the end.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -39,7 +41,14 @@ from fedctr.federation.deployment.localrun import LocalDeployment, poll
 from fedctr.federation.deployment.processes import StopFlag, descendants, free_port
 from fedctr.federation.deployment.runs import RunReport, run_platform
 from fedctr.models import builtin_spec_path, model_config
-from fedctr.privacy.ledger import PartnerRelease, PlatformPublish, PlatformReport, read_ledger
+from fedctr.privacy.audit import AuditResult, audit_directories
+from fedctr.privacy.ledger import (
+    PartnerRelease,
+    PartnerWithheld,
+    PlatformPublish,
+    PlatformReport,
+    read_ledger,
+)
 from fedctr.server.registry import verify_model_main
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -275,16 +284,49 @@ def test_a_serverapp_killed_mid_run_resumes_without_training_a_round_twice(
     assert len(_bodies(platform_ledger, PlatformPublish, "run-3")) == 1
 
 
-def test_partners_reconnect_to_a_restarted_superlink_on_their_own(federation: Federation) -> None:
-    """Run 4: the SuperLink (persistent state database) is stopped and started again;
-    the partners' SuperNodes, untouched, reconnect and train the next run."""
+def _audit(fed: Federation, into: Path) -> AuditResult:
+    """What an auditor is handed: every ledger and public key, copied; the registry."""
+    ledgers, keys = into / "ledgers", into / "keys"
+    ledgers.mkdir(parents=True)
+    keys.mkdir(parents=True)
+    shutil.copyfile(fed.platform / "ledgers" / "platform.jsonl", ledgers / "platform.jsonl")
+    shutil.copyfile(fed.platform / "keys" / "platform.pub", keys / "platform.pub")
+    for pid, folder in fed.partners.items():
+        if (folder / "ledger.jsonl").exists():
+            shutil.copyfile(folder / "ledger.jsonl", ledgers / f"{pid}.jsonl")
+            shutil.copyfile(fed.platform / "partner-keys" / f"{pid}.pub", keys / f"{pid}.pub")
+    return audit_directories(
+        ledgers_dir=ledgers, keys_dir=keys, registry_dir=fed.platform / "registry"
+    )
+
+
+def test_restarted_superlink_and_node_rejoin_and_every_epsilon_is_accounted(
+    federation: Federation, tmp_path: Path
+) -> None:
+    """Run 4: the SuperLink (persistent state database) is stopped and started again and
+    crm-c, killed mid-training in run 2, is started again. The untouched nodes reconnect
+    on their own, crm-c recovers its spend state from its own ledger and joins, and the
+    audit of every run so far (including the crashed-and-resumed run 3) passes: no
+    entry lost or duplicated, every epsilon recomputed."""
     dep = federation.deployment
     dep.stop("platform")
     dep.start_platform(federation.platform)
+    dep.start_partner(federation.partners["crm-c"])
     dep.wait_platform(federation.platform)
+    dep.wait_partners([federation.partners["crm-c"]])
 
     report = _run(federation, "run-4")
 
     assert all(r["aggregated"] for r in report.summary["rounds"])
-    assert {p.partner_id for p in report.card.partners} == {"advertiser-b", "shop-a"}
+    assert {p.partner_id for p in report.card.partners} == {"advertiser-b", "crm-c", "shop-a"}
     assert all(dep.launchers[p].running() for p in ("shop-a", "advertiser-b"))
+    crm = [
+        e.parsed_body() for e in read_ledger(federation.partners["crm-c"] / "ledger.jsonl").entries
+    ]
+    # Killed in run 2 before or after its round was reserved: nothing released for run 2,
+    # and a reserved round is on the ledger as withheld (counted, nothing sent).
+    assert not [b for b in crm if isinstance(b, PartnerRelease) and b.run_id == "run-2"]
+    withheld = [b for b in crm if isinstance(b, PartnerWithheld)]
+    assert all((b.run_id, b.round) == ("run-2", 1) for b in withheld)
+    audit = _audit(federation, tmp_path / "audit")
+    assert audit.passed, [str(f) for f in audit.findings]
