@@ -10,6 +10,7 @@ bit with an uninterrupted one.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import signal
@@ -25,7 +26,7 @@ from flwr.serverapp import Grid
 from flwr.supercore.task_identity import TaskIdentity
 
 from fedctr.clients.config import PartnerConfig, PrivacySettings, TrainingSettings
-from fedctr.clients.node import PartnerNode
+from fedctr.clients.node import ROUND_TIMES_FILE, PartnerNode
 from fedctr.federation.client_app import handle_train
 from fedctr.models import builtin_spec_path, load_spec, model_config
 from fedctr.privacy import wire as P
@@ -37,7 +38,7 @@ from fedctr.privacy.signing import (
     save_private_key,
     save_public_key,
 )
-from fedctr.server.platform.faults import FaultPlan
+from fedctr.server.platform.faults import FaultPlan, FaultStage
 from fedctr.server.platform.ledger import PlatformLedger, load_partner_keys
 from fedctr.server.platform.orchestrator import FederationOutcome, FederationPlan, run_federation
 from fedctr.server.platform.publishing import PublishResult, PublishTarget, publish_outcome
@@ -214,6 +215,35 @@ def local_federation(
     )
 
 
+def _crashing_platform(fed: LocalFederation, stage: FaultStage, server_round: int) -> None:
+    """Child process: the platform's run (and publish), ended by ``os._exit`` at ``stage``."""
+    faults = FaultPlan(stage, server_round, exit_process=True)
+    outcome = fed.run(faults=faults)
+    fed.publish(outcome, faults=faults)
+    raise AssertionError(f"the platform should have crashed at {stage.value}")
+
+
+def crash_platform(fed: LocalFederation, stage: FaultStage, server_round: int) -> int:
+    """Run the platform in a fresh process that dies at ``stage`` of ``server_round``
+    (no cleanup, no flush); its exit code."""
+    context = multiprocessing.get_context("spawn")
+    proc = context.Process(target=_crashing_platform, args=(fed, stage, server_round))
+    proc.start()
+    proc.join(timeout=600)
+    assert proc.exitcode is not None, "the platform process did not end"
+    return proc.exitcode
+
+
+def trained_rounds(config: PartnerConfig) -> list[tuple[str, int]]:
+    """(run, round) of every round the node trained, from its own local timing file
+    (a release re-sent from the outbox is not training and is not listed)."""
+    path = config.state_dir / ROUND_TIMES_FILE
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [(r["run_id"], r["round"]) for r in rows]
+
+
 def killed_partner_round(
     config: PartnerConfig,
     weights: dict[str, torch.Tensor],
@@ -272,7 +302,9 @@ def kill_partner_mid_round(
 __all__ = [
     "LocalFederation",
     "LocalGrid",
+    "crash_platform",
     "kill_partner_mid_round",
     "killed_partner_round",
     "local_federation",
+    "trained_rounds",
 ]
