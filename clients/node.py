@@ -67,6 +67,7 @@ from fedctr.privacy import (
 from fedctr.privacy.budget import BucketSelection, split_noise_multiplier
 from fedctr.privacy.ledger import Entry, PartnerRelease, PartnerWithheld
 from fedctr.privacy.ledger.bodies import mechanism_dict, parse_mechanism
+from fedctr.privacy.secagg.release import Sealer
 from fedctr.privacy.unit import UnitOfPrivacy
 from fedctr.privacy.wire import TrainReply
 
@@ -226,7 +227,7 @@ class PartnerNode:
         return state
 
     def _resend(
-        self, run_id: str, server_round: int, base_hash: str
+        self, run_id: str, server_round: int, base_hash: str, seal: Sealer | None = None
     ) -> tuple[dict[str, torch.Tensor], TrainReply] | None:
         """The release already made for this round, re-sent; ``None`` if there is none.
 
@@ -243,6 +244,20 @@ class PartnerNode:
                 f"partner '{self.config.partner_id}' already released round {server_round} of "
                 f"run {run_id} (from global model {body.base_model_hash[:12]}); asked again "
                 f"from model {base_hash[:12]}, it will not train the round twice"
+            )
+        session = seal.session_id if seal is not None else ""
+        if body.secagg_session != session:
+            # The same update under two sets of masks would let the platform subtract two
+            # unmasked sums over different survivors and isolate it: never re-masked.
+            raise RoundAlreadyReleasedError(
+                f"partner '{self.config.partner_id}' already released round {server_round} of "
+                f"run {run_id} "
+                + (
+                    f"masked for secure-aggregation session {body.secagg_session[:8]}"
+                    if body.secagg_session
+                    else "without secure aggregation"
+                )
+                + "; it is not sent again under another session"
             )
         weights = self._outbox.get(body.update_hash)
         logger.info(
@@ -312,12 +327,14 @@ class PartnerNode:
         server_round: int,
         proximal_mu: float = 0.0,
         seed: int | None = None,
+        seal: Sealer | None = None,
     ) -> tuple[dict[str, torch.Tensor], TrainReply | None]:
         """One local round; raises BudgetExceededError (refusal) or a data error.
 
         Returns the new weights and, for a DP partner, the typed reply (``None`` for a
         non-private baseline partner, which has nothing the contract could declare).
-        ``seed`` makes noise and sampling reproducible (benchmarks only).
+        ``seed`` makes noise and sampling reproducible (benchmarks only). With ``seal``
+        (secure aggregation) what is returned, kept and ledgered is the masked input.
         """
         started = time.perf_counter()
         self.check_spec(spec_hash)
@@ -325,6 +342,11 @@ class PartnerNode:
         p = self.config.privacy
         if p.enabled:
             self._release_log.require()
+        elif seal is not None:
+            raise PartnerConfigError(
+                f"partner '{self.config.partner_id}' has DP off; secure aggregation sums DP "
+                "updates only"
+            )
         train_data, holdout = self.splits()
         self._log_evaluation(weights, model_config, holdout, server_round)
         base_hash = state_dict_sha256(weights)
@@ -332,7 +354,7 @@ class PartnerNode:
         with spend_session(self.config.state_dir):
             state = self.load_state()
             if p.enabled:
-                resent = self._resend(run_id, server_round, base_hash)
+                resent = self._resend(run_id, server_round, base_hash, seal)
                 if resent is not None:
                     return resent
             release = None
@@ -368,6 +390,8 @@ class PartnerNode:
             epsilon = state.accountant.epsilon(p.delta) if p.enabled else float("inf")
             reply = None
             if release is not None:
+                if seal is not None:
+                    new_weights = seal(weights, new_weights)
                 update_hash = self._outbox.keep(new_weights)  # before the entry names it
                 reply = self._ledger_release(
                     replace(release, steps=result.steps),
@@ -377,6 +401,7 @@ class PartnerNode:
                     update_hash=update_hash,
                     run_id=run_id,
                     server_round=server_round,
+                    secagg_session=seal.session_id if seal is not None else "",
                 )
                 state.pending = None
                 save_state(self.config.state_dir, state)
@@ -410,6 +435,7 @@ class PartnerNode:
         update_hash: str,
         run_id: str,
         server_round: int,
+        secagg_session: str = "",
     ) -> TrainReply:
         """Sign and fsync the release's ledger entry; the reply carries exactly that."""
         p = self.config.privacy
@@ -427,6 +453,8 @@ class PartnerNode:
             epsilon_after=epsilon,
             delta=p.delta,
             budget=p.budget,
+            secure_aggregation="secagg+" if secagg_session else "none",
+            secagg_session=secagg_session,
         )
         entry = self._release_log.record(body)
         return self._reply(body, entry)
@@ -446,6 +474,8 @@ class PartnerNode:
             update_hash=body.update_hash,
             ledger_entry=entry.to_json(),
             unit=body.unit,
+            secure_aggregation=body.secure_aggregation,
+            secagg_session=body.secagg_session,
         )
 
     def _record_time(self, run_id: str, server_round: int, seconds: float) -> None:

@@ -14,19 +14,29 @@ chooses can count the partner's rows.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 
-from flwr.app import Context, Message
+from flwr.app import Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
+from fedctr.clients import secagg as S
 from fedctr.clients.config import PartnerConfig, load_partner_config
 from fedctr.clients.errors import PartnerConfigError
 from fedctr.clients.node import PartnerNode
 from fedctr.federation.packing import packing_mod
 from fedctr.federation.replies import baseline_reply, error_reply, refusal, train_reply
+from fedctr.federation.secagg_mod import (
+    ContextStore,
+    answer_request,
+    is_protocol_request,
+    secagg_mod,
+)
 from fedctr.models import ModelConfig
+from fedctr.privacy import SecureRandom
 from fedctr.privacy import wire as P
 from fedctr.privacy.wire import ErrorCode, ErrorReply, Problem
 
@@ -35,7 +45,7 @@ logger = logging.getLogger(__name__)
 PARTNER_CONFIG_KEY = "partner-config"
 SIM_PARTNERS_ENV = "FEDCTR_SIM_PARTNERS"
 
-app = ClientApp(mods=[packing_mod])
+app = ClientApp(mods=[packing_mod, secagg_mod])
 
 
 def partner_config_for(context: Context) -> PartnerConfig:
@@ -53,13 +63,30 @@ def partner_config_for(context: Context) -> PartnerConfig:
     return load_partner_config(str(path))
 
 
-def handle_train(node: PartnerNode, msg: Message, *, seed: int | None = None) -> Message:
+def handle_train(
+    node: PartnerNode,
+    msg: Message,
+    *,
+    seed: int | None = None,
+    state: RecordDict | None = None,
+) -> Message:
     """One training message for ``node``: the DP reply, or a contract error reply.
 
     Server-sent values are parsed as untrusted input; any failure, including a bug,
-    becomes an error reply whose text is only the contract's reason class.
+    becomes an error reply whose text is only the contract's reason class. Under
+    secure aggregation (a ``secagg`` record, the ``collect`` step) the update is
+    sealed into a masked input with the session kept in ``state`` (the node's context).
     """
     try:
+        seal = None
+        if P.SECAGG in msg.content.config_records:
+            store = ContextStore(state if state is not None else RecordDict())
+            seal = S.sealer_for(
+                dict(msg.content.config_records[P.SECAGG]),
+                store=store,
+                weight=node.config.training.aggregation_weight,
+                rng=None if seed is None else SecureRandom.from_key(_quantization_key(seed)),
+            )
         config = msg.content[P.CONFIG]
         model_config = ModelConfig.from_dict(json.loads(str(config[P.MODEL_CONFIG])))
         weights, reply = node.train(
@@ -70,12 +97,30 @@ def handle_train(node: PartnerNode, msg: Message, *, seed: int | None = None) ->
             server_round=int(config[P.SERVER_ROUND]),
             proximal_mu=float(config.get(P.PROXIMAL_MU, 0.0)),
             seed=seed,
+            seal=seal,
         )
+        if seal is not None:
+            S.sealed(seal, store)
     except Exception as exc:  # nothing but the contract may leave
         return error_reply(msg, exc)
     if reply is None:  # a non-private baseline partner (benchmarks on public data)
         return baseline_reply(msg, weights, weight=node.config.training.aggregation_weight)
     return train_reply(msg, weights, reply)
+
+
+def handle_message(
+    node: Callable[[], PartnerNode],
+    msg: Message,
+    *,
+    state: RecordDict,
+    seed: int | None = None,
+) -> Message:
+    """What the ClientApp with its secure-aggregation mod answers, for in-process grids
+    (benchmarks, fault tests): a protocol request, or a training message (``node`` is
+    called only then). ``state`` is the node's context state, kept across messages."""
+    if is_protocol_request(msg):
+        return answer_request(msg, state)
+    return handle_train(node(), msg, seed=seed, state=state)
 
 
 @app.train()
@@ -85,7 +130,12 @@ def train(msg: Message, context: Context) -> Message:
         node = PartnerNode(partner_config_for(context))
     except Exception as exc:
         return error_reply(msg, exc)
-    return handle_train(node, msg)
+    return handle_train(node, msg, state=context.state)
+
+
+def _quantization_key(seed: int) -> bytes:
+    """Reproducible rounding for seeded benchmarks (never in production)."""
+    return hashlib.sha256(f"fedctr-secagg-rounding:{seed}".encode()).digest()
 
 
 @app.evaluate()
@@ -95,4 +145,11 @@ def evaluate(msg: Message, context: Context) -> Message:
     return refusal(msg, ErrorReply(code=ErrorCode.EVALUATION_OFF, problem=Problem.EVALUATION_OFF))
 
 
-__all__ = ["PARTNER_CONFIG_KEY", "SIM_PARTNERS_ENV", "app", "handle_train", "partner_config_for"]
+__all__ = [
+    "PARTNER_CONFIG_KEY",
+    "SIM_PARTNERS_ENV",
+    "app",
+    "handle_message",
+    "handle_train",
+    "partner_config_for",
+]

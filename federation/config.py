@@ -23,6 +23,10 @@ Example ``platform.toml`` (paths relative to the file)::
     embed_dim = 8
     hidden = [64, 32]
 
+    [secure_aggregation]           # optional: SecAgg+, the platform sees only sums
+    threshold = 0.5                # share of a neighbourhood needed to unmask (a majority at least)
+    neighbours = 0                 # 0: everyone masks with everyone; k (even): a ring of k
+
     [release_gate]                 # optional: publish only after a passing empirical audit
     canaries = 1000                # per declared configuration, one training run each
     # data = "data/gate.parquet"   # a file the platform holds; default: eval_data
@@ -39,6 +43,7 @@ from typing import Any
 
 from fedctr.federation.release_gate import ReleaseGateSettings, release_gate_settings
 from fedctr.models import FeatureSpec, ModelConfig, UnknownModelError, load_spec
+from fedctr.privacy.secagg import SecAggError, SecAggSettings
 from fedctr.server.platform.errors import PlatformConfigError
 from fedctr.server.platform.orchestrator import FederationPlan
 from fedctr.server.platform.strategies.registry import (
@@ -71,6 +76,7 @@ class PlatformConfig:
     model: ModelConfig
     seed: int = 0
     release_gate: ReleaseGateSettings | None = None
+    secure_aggregation: SecAggSettings | None = None
 
     def __post_init__(self) -> None:
         Checker(PlatformConfigError, str(self.source)).integer(
@@ -92,6 +98,7 @@ class PlatformConfig:
             eval_data=self.eval_data,
             timeout_s=self.timeout_s,
             seed=self.seed,
+            secure_aggregation=self.secure_aggregation,
         )
 
 
@@ -109,7 +116,15 @@ def load_platform_config(path: str | Path) -> PlatformConfig:
     except tomllib.TOMLDecodeError as exc:
         raise PlatformConfigError(f"{source}: not valid TOML: {exc}") from exc
     # [superlink] (address, TLS files) belongs to fedctr.federation.deployment, which reads it.
-    unknown = sorted(set(raw) - {"platform", "federation", "model", "superlink", "release_gate"})
+    sections = {
+        "platform",
+        "federation",
+        "model",
+        "superlink",
+        "release_gate",
+        "secure_aggregation",
+    }
+    unknown = sorted(set(raw) - sections)
     if unknown:
         raise PlatformConfigError(f"{source}: unknown sections {unknown}")
     platform = _table(raw, "platform", source)
@@ -152,6 +167,12 @@ def load_platform_config(path: str | Path) -> PlatformConfig:
     gate = release_gate_settings(
         raw, base=base, default_data=eval_path, check=Checker(PlatformConfigError, str(source))
     )
+    secagg = None
+    if "secure_aggregation" in raw:
+        try:
+            secagg = SecAggSettings(**_table(raw, "secure_aggregation", source))
+        except (SecAggError, TypeError) as exc:
+            raise PlatformConfigError(f"{source}: [secure_aggregation] {exc}") from exc
     return PlatformConfig(
         source=source,
         run_name=str(platform.get("run_name", "fedctr")),
@@ -168,6 +189,7 @@ def load_platform_config(path: str | Path) -> PlatformConfig:
         model=model,
         seed=int(platform.get("seed", 0)),
         release_gate=gate,
+        secure_aggregation=secagg,
     )
 
 

@@ -24,6 +24,7 @@ from fedctr.models import SpecMismatchError
 from fedctr.models.logs.errors import DataFileError
 from fedctr.privacy import BudgetExceededError
 from fedctr.privacy import wire as P
+from fedctr.privacy.secagg.errors import SecAggRefused
 from fedctr.privacy.wire import ErrorCode, ErrorReply, Problem, TrainReply
 
 logger = logging.getLogger(__name__)
@@ -65,6 +66,8 @@ def error_for(exc: BaseException) -> ErrorReply:
         return ErrorReply(code=ErrorCode.BUDGET_REFUSED, problem=Problem.BUDGET_EXHAUSTED)
     if isinstance(exc, SpecMismatchError):
         return ErrorReply(code=ErrorCode.SPEC_MISMATCH, problem=Problem.SPEC_MISMATCH)
+    if isinstance(exc, SecAggRefused):
+        return ErrorReply(code=ErrorCode.PARTNER, problem=Problem.SECAGG_REFUSED)
     if isinstance(exc, RoundAlreadyReleasedError):
         return ErrorReply(code=ErrorCode.PARTNER, problem=Problem.ALREADY_RELEASED)
     if isinstance(exc, PartnerStateError):

@@ -159,12 +159,107 @@ TRAIN_REPLY_FIELDS: tuple[WireField, ...] = (
         "update-hash", REPORT, FieldClass.DP_RELEASE, "hash of the DP update (post-processing)"
     ),
     WireField(
+        "secure-aggregation",
+        REPORT,
+        FieldClass.PUBLIC,
+        "platform config the partner accepted: 'none', or 'secagg+' (then the arrays are one "
+        "masked input, and update-hash commits to it)",
+    ),
+    WireField(
+        "secagg-session",
+        REPORT,
+        FieldClass.PUBLIC,
+        "the platform's session id (empty without secure aggregation)",
+    ),
+    WireField(
         "ledger-entry",
         REPORT,
         FieldClass.PUBLIC,
         "the partner's signed ledger entry: exactly the fields above",
     ),
 )
+
+# ---- partner -> platform: secure-aggregation protocol replies (record "secagg") -----
+# Under secure aggregation the train reply's arrays are one masked input: the quantized
+# DP update plus a self mask and pairwise masks, uniform on Z_2^64 on its own; only the
+# sum over the surviving partners is ever unmasked (fedctr.privacy.secagg).
+SECAGG = "secagg"
+MASKED = "masked"
+_FRESH = "fresh randomness of this session, independent of the partner's rows"
+SECAGG_REPLY_FIELDS: tuple[WireField, ...] = (
+    WireField("stage", SECAGG, FieldClass.PUBLIC, "the protocol step answered"),
+    WireField(
+        "key-c", SECAGG, FieldClass.PUBLIC, "setup: public key for share encryption; " + _FRESH
+    ),
+    WireField(
+        "key-s", SECAGG, FieldClass.PUBLIC, "setup: public key for mask agreement; " + _FRESH
+    ),
+    WireField(
+        "recipients", SECAGG, FieldClass.PUBLIC, "share-keys: neighbour node ids (public graph)"
+    ),
+    WireField(
+        "ciphertexts",
+        SECAGG,
+        FieldClass.PUBLIC,
+        "share-keys: Shamir shares of the two mask secrets, encrypted for each neighbour; "
+        + _FRESH,
+    ),
+    WireField(
+        "commitment",
+        SECAGG,
+        FieldClass.PUBLIC,
+        "share-keys: SHA-256 of the self-mask seed; " + _FRESH,
+    ),
+    WireField("owners", SECAGG, FieldClass.PUBLIC, "unmask: the nodes whose shares follow"),
+    WireField(
+        "shares",
+        SECAGG,
+        FieldClass.PUBLIC,
+        "unmask: self-mask shares of survivors, key shares of dropped nodes (never both of "
+        "one node); they remove masks from the sum only. " + _FRESH,
+    ),
+)
+SECAGG_STAGE_KEYS: Mapping[str, frozenset[str]] = {
+    "setup": frozenset({"stage", "key-c", "key-s"}),
+    "share-keys": frozenset({"stage", "recipients", "ciphertexts", "commitment"}),
+    "unmask": frozenset({"stage", "owners", "shares"}),
+}
+
+
+def node_ids_to_bytes(nodes: list[int]) -> bytes:
+    """Flower node ids are unsigned 64-bit: carried as little-endian words, not config ints."""
+    return b"".join(int(n).to_bytes(8, "little", signed=False) for n in nodes)
+
+
+def node_ids_from_bytes(raw: Any) -> list[int]:
+    if not isinstance(raw, bytes) or len(raw) % 8:
+        raise ContractViolation("a node list must be 8-byte little-endian words")
+    return [int.from_bytes(raw[i : i + 8], "little") for i in range(0, len(raw), 8)]
+
+
+def parse_secagg_reply(stage: str, record: Mapping[str, Any]) -> dict[str, Any]:
+    """An untrusted protocol reply for ``stage``: exact keys and typed values."""
+    declared = SECAGG_STAGE_KEYS.get(stage)
+    if declared is None:
+        raise ContractViolation(f"undeclared secure-aggregation stage {stage!r}")
+    if set(record) != declared or record.get("stage") != stage:
+        raise ContractViolation(f"secure-aggregation '{stage}' reply carries undeclared keys")
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if key == "stage":
+            continue
+        if key in ("recipients", "owners"):
+            out[key] = node_ids_from_bytes(value)
+        elif key in ("ciphertexts", "shares"):
+            if not isinstance(value, list) or not all(isinstance(v, bytes) for v in value):
+                raise ContractViolation(f"secure-aggregation '{key}' must be a list of bytes")
+            out[key] = list(value)
+        elif not isinstance(value, bytes):
+            raise ContractViolation(f"secure-aggregation '{key}' must be bytes")
+        else:
+            out[key] = value
+    return out
+
 
 # ---- partner -> platform: an error reply ----------------------------------------
 ERROR_REPLY_FIELDS: tuple[WireField, ...] = (
@@ -312,10 +407,11 @@ def undeclared_card_fields(card: Mapping[str, Any]) -> list[str]:
 
 
 # Message kinds a partner answers; ``evaluate`` is refused (see NOT_SENT).
-MessageKind = Literal["train-reply", "error-reply"]
+MessageKind = Literal["train-reply", "error-reply", "secagg-reply"]
 CONTRACT: Mapping[str, tuple[WireField, ...]] = {
     "train-reply": TRAIN_REPLY_FIELDS,
     "error-reply": ERROR_REPLY_FIELDS,
+    "secagg-reply": SECAGG_REPLY_FIELDS,
 }
 
 
@@ -367,6 +463,7 @@ class Problem(StrEnum):
     EVALUATION_OFF = "evaluation-off"
     PRIVACY_STATE = "privacy-state"
     ALREADY_RELEASED = "already-released"  # the round was released from another model
+    SECAGG_REFUSED = "secagg-refused"  # a secure-aggregation request the partner refuses
     CONFIG = "config"
     UNREADABLE_ARRAYS = "unreadable-arrays"
     INTERNAL = "internal"
@@ -480,6 +577,8 @@ class TrainReply:
     update_hash: str
     ledger_entry: str
     unit: UnitOfPrivacy = field(default_factory=UnitOfPrivacy.example)
+    secure_aggregation: str = "none"
+    secagg_session: str = ""
 
     def __post_init__(self) -> None:
         # Built by the partner and parsed by the platform: one validation for both.
@@ -517,6 +616,8 @@ class TrainReply:
                 "budget-delta": self.budget.delta,
                 "base-model-hash": self.base_model_hash,
                 "update-hash": self.update_hash,
+                "secure-aggregation": self.secure_aggregation,
+                "secagg-session": self.secagg_session,
                 "ledger-entry": self.ledger_entry,
             },
         }
@@ -578,10 +679,26 @@ class TrainReply:
                 report["unit-of-privacy"],
                 _CHECK.integer(report["max-rows-per-unit"], "max-rows-per-unit", minimum=1),
             ),
+            **_secure_aggregation(report),
         }
         for key, value in values.items():
             object.__setattr__(reply, key, value)
         return reply
+
+
+SECURE_AGGREGATIONS = ("none", "secagg+")
+_SESSION = re.compile(r"[0-9a-f]{32}")
+
+
+def _secure_aggregation(report: Mapping[str, Any]) -> dict[str, str]:
+    kind = _CHECK.choice(report["secure-aggregation"], "secure-aggregation", SECURE_AGGREGATIONS)
+    session = report["secagg-session"]
+    if kind == "none":
+        if session != "":
+            raise ContractViolation("no secure aggregation: secagg-session must be empty")
+    else:
+        session = _CHECK.text(session, "secagg-session", _SESSION)
+    return {"secure_aggregation": kind, "secagg_session": session}
 
 
 def _selection(report: Mapping[str, Any]) -> BucketSelection | None:
@@ -613,6 +730,7 @@ __all__ = [
     "DELTA",
     "EPSILON",
     "ERROR_REPLY_FIELDS",
+    "MASKED",
     "MAX_AGGREGATED",
     "METRICS",
     "MODEL_CONFIG",
@@ -622,6 +740,10 @@ __all__ = [
     "PROXIMAL_MU",
     "REPORT",
     "RUN_ID",
+    "SECAGG",
+    "SECAGG_REPLY_FIELDS",
+    "SECAGG_STAGE_KEYS",
+    "SECURE_AGGREGATIONS",
     "SELECTION_DP_ADAFEST",
     "SERVER_ROUND",
     "SPEC_HASH",
@@ -635,5 +757,8 @@ __all__ = [
     "TrainReply",
     "WireField",
     "declared_keys",
+    "node_ids_from_bytes",
+    "node_ids_to_bytes",
+    "parse_secagg_reply",
     "undeclared_card_fields",
 ]

@@ -46,10 +46,12 @@ _CHECK = Checker(LedgerEntryInvalid)
 
 
 # ---- field parsers -------------------------------------------------------------
-def _fields(data: Any, what: str, keys: frozenset[str]) -> Mapping[str, Any]:
+def _fields(
+    data: Any, what: str, keys: frozenset[str], optional: frozenset[str] = frozenset()
+) -> Mapping[str, Any]:
     if not isinstance(data, Mapping):
         raise LedgerEntryInvalid(f"{what} must be a JSON object, got {type(data).__name__}")
-    missing = keys - data.keys()
+    missing = keys - optional - data.keys()
     extra = data.keys() - keys
     if missing or extra:
         raise LedgerEntryInvalid(
@@ -196,12 +198,22 @@ def _spend_dict(body: PartnerRelease | PartnerWithheld) -> dict[str, Any]:
 
 
 def _release_values(data: Any) -> dict[str, Any]:
-    data = _fields(data, "partner-release", _RELEASE_KEYS)
-    return {
+    data = _fields(data, "partner-release", _RELEASE_KEYS, _SECAGG_KEYS)
+    out = {
         **_spend_values(data),
         "base_model_hash": _hash(data, "base_model_hash"),
         "update_hash": _hash(data, "update_hash"),
     }
+    if "secure_aggregation" in data or "secagg_session" in data:
+        if data.get("secure_aggregation") != "secagg+":
+            raise LedgerEntryInvalid("partner-release: secure_aggregation must be 'secagg+'")
+        out["secure_aggregation"] = "secagg+"
+        out["secagg_session"] = _CHECK.text(data.get("secagg_session"), "secagg_session", _SESSION)
+    return out
+
+
+_SECAGG_KEYS = frozenset({"secure_aggregation", "secagg_session"})
+_SESSION = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -233,6 +245,8 @@ class PartnerRelease:
     delta: float
     budget: PrivacyBudget
     max_rows_per_unit: int = 1
+    secure_aggregation: str = "none"  # or "secagg+": update_hash commits to the masked input
+    secagg_session: str = ""
 
     def __post_init__(self) -> None:
         _validate(self, _release_values)
@@ -242,11 +256,17 @@ class PartnerRelease:
         return UnitOfPrivacy(self.unit_of_privacy, self.max_rows_per_unit)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             **_spend_dict(self),
             "base_model_hash": self.base_model_hash,
             "update_hash": self.update_hash,
         }
+        if self.secure_aggregation != "none" or self.secagg_session:
+            # Absent for plain releases, so entries written before secure aggregation
+            # existed keep their exact bytes (and signatures).
+            out["secure_aggregation"] = self.secure_aggregation
+            out["secagg_session"] = self.secagg_session
+        return out
 
     @classmethod
     def from_dict(cls, data: Any) -> PartnerRelease:

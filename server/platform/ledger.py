@@ -68,6 +68,8 @@ def _disagreement(reply: TrainReply, release: PartnerRelease) -> str | None:
         ("epsilon", release.epsilon_after, reply.epsilon),
         ("delta", release.delta, reply.delta),
         ("budget", release.budget, reply.budget),
+        ("secure aggregation", release.secure_aggregation, reply.secure_aggregation),
+        ("secure-aggregation session", release.secagg_session, reply.secagg_session),
     )
     for name, signed, sent in pairs:
         if signed != sent:

@@ -24,8 +24,10 @@ from fedctr.durable import replace_file
 from fedctr.models import CTRModel, FeatureSpec, ModelConfig, build_model, state_dict_sha256
 from fedctr.models.logs.reader import BadRowPolicy, EncodedData, read_partner_log
 from fedctr.privacy import wire as P
+from fedctr.privacy.secagg import SecAggSettings
+from fedctr.privacy.wire import TrainReply
 from fedctr.server.platform.checkpoint import save_checkpoint
-from fedctr.server.platform.errors import ResumeError
+from fedctr.server.platform.errors import PlatformConfigError, ResumeError
 from fedctr.server.platform.evaluation import GlobalMetrics, evaluate_global
 from fedctr.server.platform.faults import FaultPlan, FaultStage
 from fedctr.server.platform.journal import UpdateJournal
@@ -43,6 +45,7 @@ from fedctr.server.platform.run_state import (
 from fedctr.server.platform.strategies.accountable import AccountableStrategy
 from fedctr.server.platform.strategies.registry import StrategyConfig, build_strategy
 from fedctr.server.platform.strategies.round_timing import TIMING_FILE, RoundTimer
+from fedctr.server.platform.strategies.secagg import SUMMABLE, SecAggPlus
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +65,7 @@ class FederationPlan:
     eval_data: Path | None = None
     timeout_s: float = 600.0
     seed: int = 0
+    secure_aggregation: SecAggSettings | None = None
 
 
 @dataclass
@@ -114,13 +118,22 @@ def run_federation(
     aggregation = build_strategy(plan.strategy)
     if wrap_aggregation is not None:
         aggregation = wrap_aggregation(aggregation)
+    secagg = _secure_aggregation(plan, aggregation, round_log, wrapped=wrap_aggregation)
+    if secagg is not None:
+        aggregation = secagg
+
+    def check_reply(rnd: int, reply: TrainReply) -> str | None:
+        problem = ledger.entry_problem(run_id=plan.run_id, server_round=rnd, reply=reply)
+        if problem is not None:
+            return problem
+        if secagg is not None:
+            return secagg.reply_problem(rnd, reply)
+        if reply.secure_aggregation != "none":
+            return "a masked update outside a secure-aggregation round"
+        return None
+
     accountable = AccountableStrategy(
-        aggregation,
-        round_log,
-        min_partners=plan.strategy.min_partners,
-        check_reply=lambda rnd, reply: ledger.entry_problem(
-            run_id=plan.run_id, server_round=rnd, reply=reply
-        ),
+        aggregation, round_log, min_partners=plan.strategy.min_partners, check_reply=check_reply
     )
     strategy: Strategy = RoundTimer(accountable, work / TIMING_FILE)
     fingerprint = plan_hash(
@@ -128,7 +141,11 @@ def run_federation(
         rounds=plan.rounds,
         spec_hash=plan.spec.spec_hash,
         model=plan.model.to_dict(),
-        strategy=plan.strategy.options() | {"name": plan.strategy.name},
+        strategy=plan.strategy.options()
+        | {"name": plan.strategy.name}
+        | (
+            {} if plan.secure_aggregation is None else {"secagg": plan.secure_aggregation.to_dict()}
+        ),
         seed=plan.seed,
     )
     if resume:
@@ -212,6 +229,17 @@ def _train_round(
     :mod:`fedctr.clients.outbox`, and the strategy counts one update per partner).
     """
     stored = journal.messages(server_round)
+    if stored and plan.secure_aggregation is not None:
+        # Masked inputs of a crashed attempt belong to a session whose routing died with
+        # the platform: they cannot be unmasked. The round runs again in a new session;
+        # partners that released under the old one refuse to re-mask (see README).
+        logger.warning(
+            "round %d: %d masked input(s) from the interrupted session cannot be unmasked; "
+            "the round starts a new secure-aggregation session",
+            server_round,
+            len(stored),
+        )
+        stored = []
     messages = list(strategy.configure_train(server_round, arrays, config, grid))
     if len(stored) >= plan.strategy.min_partners:
         messages = []
@@ -236,6 +264,30 @@ def _train_round(
     strategy.aggregate_evaluate(server_round, answers)
     faults.hit(FaultStage.AFTER_AGGREGATION, server_round)
     return arrays
+
+
+def _secure_aggregation(
+    plan: FederationPlan,
+    aggregation: Strategy,
+    round_log: RoundLog,
+    *,
+    wrapped: Callable[[Strategy], Strategy] | None,
+) -> SecAggPlus | None:
+    """The SecAgg+ wrapper for this plan, or None; refused where sums are not enough."""
+    settings = plan.secure_aggregation
+    if settings is None:
+        return None
+    if plan.strategy.name not in SUMMABLE:
+        raise PlatformConfigError(
+            f"strategy '{plan.strategy.name}' needs each partner's update; under secure "
+            f"aggregation the platform sees only their sum. Use one of {list(SUMMABLE)}."
+        )
+    if wrapped is not None:
+        raise PlatformConfigError(
+            "an audit run that injects updates into the aggregation cannot run under secure "
+            "aggregation; run it without [secure_aggregation]"
+        )
+    return SecAggPlus(aggregation, settings, round_log=round_log, timeout_s=plan.timeout_s)
 
 
 def _resume_state(plan: FederationPlan, fingerprint: str) -> RunState:

@@ -27,11 +27,12 @@ from flwr.supercore.task_identity import TaskIdentity
 
 from fedctr.clients.config import PartnerConfig, PrivacySettings, TrainingSettings
 from fedctr.clients.node import ROUND_TIMES_FILE, PartnerNode
-from fedctr.federation.client_app import handle_train
+from fedctr.federation.client_app import handle_message
 from fedctr.models import builtin_spec_path, load_spec, model_config
 from fedctr.privacy import wire as P
 from fedctr.privacy.audit import AuditResult, audit_directories
 from fedctr.privacy.ledger import PLATFORM_OWNER, ledger_file, public_key_file
+from fedctr.privacy.secagg import SecAggSettings
 from fedctr.privacy.signing import (
     generate_signing_key,
     load_private_key,
@@ -52,6 +53,7 @@ class LocalGrid(Grid):
         self.partners = partners
         self.seed = seed
         self.asked: Counter[tuple[int, int]] = Counter()  # (node, round) -> messages
+        self.states: dict[int, RecordDict] = {}  # each node's context state (its SuperNode's)
         self._run = None
 
     def set_run(self, run) -> None:  # type: ignore[no-untyped-def]
@@ -87,11 +89,18 @@ class LocalGrid(Grid):
         for msg in messages:
             assert msg.metadata.message_type == MessageType.TRAIN
             node_id = msg.metadata.dst_node_id
+            state = self.states.setdefault(node_id, RecordDict())
+            if P.CONFIG not in msg.content.config_records:  # a secure-aggregation step
+                replies.append(handle_message(lambda: None, msg, state=state))  # type: ignore[arg-type,return-value]
+                continue
             server_round = int(msg.content[P.CONFIG][P.SERVER_ROUND])
             self.asked[(node_id, server_round)] += 1
-            node = PartnerNode(self.partners[node_id])  # a node started afresh
             seed = self.seed * 1_000_003 + node_id * 1_009 + server_round
-            replies.append(handle_train(node, msg, seed=seed))
+            replies.append(
+                handle_message(  # a node started afresh
+                    lambda n=node_id: PartnerNode(self.partners[n]), msg, state=state, seed=seed
+                )
+            )
         return replies
 
 
@@ -162,6 +171,7 @@ def local_federation(
     rounds: int = 3,
     strategy: str = "fedavg",
     run_id: str = "run-faults",
+    secure_aggregation: SecAggSettings | None = None,
     **strategy_options: object,
 ) -> LocalFederation:
     """Partners for every log in ``logs`` (node ids 1..n), the platform, one plan."""
@@ -205,6 +215,7 @@ def local_federation(
         strategy=strategy_config(strategy, min_partners=2, **strategy_options),
         work_dir=root / "platform" / run_id,
         eval_data=eval_data,
+        secure_aggregation=secure_aggregation,
     )
     return LocalFederation(
         root=root,
