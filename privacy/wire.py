@@ -345,6 +345,7 @@ CARD_FIELDS: tuple[WireField, ...] = tuple(
         ("training.strategy", FieldClass.PUBLIC, "platform config"),
         ("training.min_partners", FieldClass.PUBLIC, "platform config"),
         ("training.rounds_planned", FieldClass.PUBLIC, "platform config"),
+        ("training.secure_aggregation.*", FieldClass.PUBLIC, "platform config"),
         ("training.rounds_aggregated", FieldClass.PUBLIC, "rounds aggregated"),
         ("training.failures[].round", FieldClass.PUBLIC, "error replies: code only"),
         ("training.failures[].node_id", FieldClass.PUBLIC, "Flower node id"),

@@ -137,6 +137,9 @@ def check_partner(
                 max_grad_norm=body.mechanism.max_grad_norm,
                 update_hash=body.update_hash if isinstance(body, PartnerRelease) else None,
                 withheld=body.reason if isinstance(body, PartnerWithheld) else None,
+                secure_aggregation=body.secure_aggregation
+                if isinstance(body, PartnerRelease)
+                else "none",
                 delta=body.delta,
                 claimed=body.epsilon_after,
                 independent_rdp=ind.rdp,

@@ -97,6 +97,7 @@ def _releases_table(g: PartnerGuarantee) -> str:
             _td(r.round, num=True),
             _td(
                 f"<code>{_e(r.update_hash[:16])}…</code>"
+                + (" masked (SecAgg+)" if r.secure_aggregation != "none" else "")
                 if r.update_hash is not None
                 else f"withheld ({_e(r.withheld)}): counted, nothing sent"
             ),

@@ -50,6 +50,7 @@ class EpsilonRow:
     selection_noise_multiplier: float | None = None
     selection_threshold: float | None = None
     withheld: str | None = None  # why a spent round released nothing (partner-withheld)
+    secure_aggregation: str = "none"  # "secagg+": the update left masked, summed unseen
 
     @property
     def unit(self) -> UnitOfPrivacy:
@@ -96,6 +97,7 @@ class EpsilonRow:
             },
             "update_hash": self.update_hash,
             "withheld": self.withheld,
+            "secure_aggregation": self.secure_aggregation,
             "delta": self.delta,
             "epsilon_claimed": self.claimed,
             "epsilon_independent_rdp": self.independent_rdp,

@@ -126,6 +126,7 @@ class Release:
     selection_noise_multiplier: float | None = None
     selection_threshold: float | None = None
     withheld: str | None = None
+    secure_aggregation: str = "none"
 
     @classmethod
     def of(cls, row: EpsilonRow) -> Release:
@@ -147,6 +148,7 @@ class Release:
             selection_noise_multiplier=row.selection_noise_multiplier,
             selection_threshold=row.selection_threshold,
             withheld=row.withheld,
+            secure_aggregation=row.secure_aggregation,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -155,6 +157,7 @@ class Release:
             "round": self.round,
             "update_hash": self.update_hash,
             "withheld": self.withheld,
+            "secure_aggregation": self.secure_aggregation,
             "mechanism": {
                 "name": "subsampled Gaussian (DP-SGD)",
                 "noise_multiplier": self.noise_multiplier,
@@ -288,6 +291,14 @@ def _guarantee(summary: PartnerSummary) -> PartnerGuarantee | None:
         f"by {accountant} at training time. Recomputed independently with dp_accounting: "
         f"RDP ε={final.independent_rdp:.3f}, PLD ε={pld}. Budget ε={final.budget_epsilon:g}."
     )
+    masked = sum(1 for r in summary.rows if r.secure_aggregation != "none")
+    if masked:
+        sentence += (
+            f" {masked} of its updates left the node masked for secure aggregation "
+            "(SecAgg+): the platform saw only their sum with other partners' updates, and "
+            "the update hash above is a commitment to the masked input. This adds to the "
+            "guarantee, it does not change ε: each update is DP on its own."
+        )
     if withheld:
         sentence += (
             f" {withheld} round{'s were' if withheld != 1 else ' was'} spent without a "
@@ -418,7 +429,11 @@ def privacy_statement(result: AuditResult) -> PrivacyStatement:
             "published model with their rows: those see only DP updates, values public by "
             "declaration, and what is computed from them. The platform and auditors trust "
             "each partner's node to run DP-SGD as its signed ledger states, and to send "
-            "nothing the wire contract does not declare."
+            "nothing the wire contract does not declare. Under secure aggregation (SecAgg+) "
+            "the platform sees one partner's update only as a masked input; it can unmask "
+            "the sum of at least a threshold of partners, not one partner, unless it "
+            "colludes with enough partners to reach the threshold or substitutes partners' "
+            "public keys (partners do not authenticate each other's keys)."
         ),
         partners=tuple(g for g in guarantees if g is not None),
         dp_releases=declared_values(FieldClass.DP_RELEASE),

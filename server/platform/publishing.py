@@ -126,6 +126,11 @@ def build_card_fields(
         "strategy": outcome.plan.strategy.name,
         "min_partners": outcome.plan.strategy.min_partners,
         "rounds_planned": outcome.plan.rounds,
+        "secure_aggregation": (
+            {"protocol": "none"}
+            if outcome.plan.secure_aggregation is None
+            else {"protocol": "secagg+", **outcome.plan.secure_aggregation.to_dict()}
+        ),
         "rounds_aggregated": sum(1 for r in rounds.values() if r.aggregated),
         "failures": [
             {"round": r.round, "node_id": f.node_id, "kind": f.kind}

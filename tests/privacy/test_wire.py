@@ -13,6 +13,7 @@ from fedctr.privacy.wire import (
     METRICS,
     NOT_SENT,
     REPORT,
+    SECAGG_REPLY_FIELDS,
     TRAIN_REPLY_FIELDS,
     ContractViolation,
     ErrorCode,
@@ -116,7 +117,13 @@ def test_the_readme_boundary_table_lists_every_declared_value_with_its_class() -
     """README, contract and tests agree: every field appears with its class."""
     text = README.read_text()
     section = text[text.index("## Privacy boundary") : text.index("## How a round works")]
-    for field in (*TRAIN_REPLY_FIELDS, *ERROR_REPLY_FIELDS, *NOT_SENT, *CARD_FIELDS):
+    for field in (
+        *TRAIN_REPLY_FIELDS,
+        *ERROR_REPLY_FIELDS,
+        *SECAGG_REPLY_FIELDS,
+        *NOT_SENT,
+        *CARD_FIELDS,
+    ):
         name = "model update (every tensor)" if field.key == "*" else field.key
         rows = [line for line in section.splitlines() if line.startswith("|")]
         cell = name if field.key == "*" or field.field_class is FieldClass.NOT_SENT else f"`{name}`"
