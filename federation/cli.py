@@ -105,6 +105,11 @@ def _demo_parser(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also train the same model centrally without DP and compare AUC",
     )
+    p.add_argument(
+        "--secure-aggregation",
+        action="store_true",
+        help="SecAgg+ between partners and platform: the platform sees only sums of updates",
+    )
     p.add_argument("--no-serve", action="store_true", help="skip the scoring step")
     p.add_argument("--no-audit", action="store_true", help="skip the audit step")
     p.add_argument(
@@ -146,6 +151,7 @@ def _demo(args: argparse.Namespace) -> int:
         serve=not args.no_serve,
         audit=not args.no_audit,
         release_gate_canaries=args.release_gate_canaries,
+        secure_aggregation=args.secure_aggregation,
     )
     console = Console(width=max(Console().width, 120))
     console.print(f"(detailed log: {workdir.parent / f'{workdir.name}.log'})")

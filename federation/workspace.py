@@ -26,6 +26,7 @@ from fedctr.clients.config import PrivacySettings, TrainingSettings
 from fedctr.federation.tomlfile import toml_sections
 from fedctr.models import FeatureSpec, ModelConfig
 from fedctr.privacy.ledger import Ledger
+from fedctr.privacy.secagg import SecAggSettings
 from fedctr.privacy.signing import generate_signing_key, save_private_key, save_public_key
 from fedctr.server.platform.strategies.registry import StrategyConfig
 
@@ -92,11 +93,13 @@ def create_workspace(
     eval_data: Path | None,
     run_name: str = "demo",
     release_gate_canaries: int | None = None,
+    secure_aggregation: SecAggSettings | None = None,
 ) -> Workspace:
     """Create folders, keys and config files for a federation (``root`` must be new).
 
     ``release_gate_canaries``: publish only after a passing empirical audit with that
     many canaries on ``eval_data`` (``[release_gate]``); None: no gate.
+    ``secure_aggregation``: the ``[secure_aggregation]`` settings (None: plain FedAvg).
     """
     if root.exists() and any(root.iterdir()):
         raise FileExistsError(f"{root} exists and is not empty; choose a new --workdir")
@@ -130,6 +133,11 @@ def create_workspace(
                     {}
                     if release_gate_canaries is None
                     else {"release_gate": {"canaries": release_gate_canaries}}
+                ),
+                **(
+                    {}
+                    if secure_aggregation is None
+                    else {"secure_aggregation": secure_aggregation.to_dict()}
                 ),
             }
         )

@@ -30,6 +30,7 @@ from fedctr.federation.simulation import run_simulation
 from fedctr.federation.workspace import PartnerSetup, Workspace, create_workspace
 from fedctr.models import model_config
 from fedctr.privacy.dpsgd import DEFAULT_IMPLEMENTATION
+from fedctr.privacy.secagg import SecAggSettings
 from fedctr.server.platform.publishing import SUMMARY_FILE
 from fedctr.server.platform.rounds import failure_text, read_round_log
 from fedctr.server.platform.strategies.registry import strategy_config
@@ -70,6 +71,8 @@ class DemoOptions:
     # The release gate's canaries (0: no gate): publishing needs a passing one-run
     # empirical audit of every declared configuration, on the platform's test file.
     release_gate_canaries: int = 1000
+    # SecAgg+ between partners and platform: the platform sees only sums of updates.
+    secure_aggregation: bool = False
 
 
 def _federation_data(opts: DemoOptions) -> FederationData:
@@ -122,6 +125,7 @@ def build_demo_workspace(opts: DemoOptions, data: FederationData) -> Workspace:
             if opts.release_gate_canaries > 0 and data.eval_data is not None
             else None
         ),
+        secure_aggregation=SecAggSettings() if opts.secure_aggregation else None,
     )
 
 
@@ -199,7 +203,9 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
     console.print(
         f"[bold]partners[/]: {', '.join(ws.partner_configs)} — each with its own budget "
         f"ε={opts.epsilon}, δ={opts.delta} over {opts.rounds} rounds; model {opts.model}, "
-        f"strategy {opts.strategy}, DP-SGD implementation {opts.dp_implementation}, "
+        f"strategy {opts.strategy}"
+        f"{' under SecAgg+ (the platform sees only sums)' if opts.secure_aggregation else ''}, "
+        f"DP-SGD implementation {opts.dp_implementation}, "
         f"unit of privacy: {opts.unit}"
     )
 

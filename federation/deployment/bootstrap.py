@@ -50,6 +50,7 @@ from fedctr.federation.tomlfile import toml_line
 from fedctr.federation.waits import Waits
 from fedctr.models import LRConfig, ModelConfig, builtin_spec_path
 from fedctr.models.spec import FeatureSpecError
+from fedctr.privacy.secagg import SecAggSettings
 from fedctr.privacy.signing import generate_signing_key, save_private_key, save_public_key
 from fedctr.server.platform.strategies.registry import strategy_config
 
@@ -90,6 +91,7 @@ class PlatformOptions:
     timeout_s: float = 600.0
     eval_data: Path | None = None
     run_name: str = "fedctr"
+    secure_aggregation: SecAggSettings | None = None  # None: plain aggregation
 
 
 def init_platform(root: Path, opts: PlatformOptions) -> Path:
@@ -132,6 +134,15 @@ def init_platform(root: Path, opts: PlatformOptions) -> Path:
         "[model]",
         *(toml_line(k, v) for k, v in model.items()),
         "",
+        *(
+            []
+            if opts.secure_aggregation is None
+            else [
+                "[secure_aggregation]",
+                *(toml_line(k, v) for k, v in opts.secure_aggregation.to_dict().items()),
+                "",
+            ]
+        ),
         "[superlink]",
         toml_line("host", opts.listen, "interface to listen on"),
         toml_line("port", opts.port, "Fleet + Control + Runtime APIs"),

@@ -62,6 +62,11 @@ def _platform_parser(p: argparse.ArgumentParser) -> None:
     init.add_argument("--timeout", type=float, default=600.0, help="per-round reply timeout (s)")
     init.add_argument("--eval-data", type=Path, default=None, help="platform-held test file")
     init.add_argument("--run-name", default="fedctr")
+    init.add_argument(
+        "--secure-aggregation",
+        action="store_true",
+        help="SecAgg+: the platform sees only sums of partners' updates ([secure_aggregation])",
+    )
 
     add = sub.add_parser("add-partner", help="register a partner's node and ledger keys")
     add.add_argument("dir", type=Path)
@@ -105,6 +110,7 @@ def _platform(args: argparse.Namespace) -> int:
         )
         from fedctr.federation.deployment.settings import load_superlink_settings
         from fedctr.models import ModelConfig
+        from fedctr.privacy.secagg import SecAggSettings
 
         hosts = [h for h in args.hosts.split(",") if h.strip()]
         if "127.0.0.1" not in hosts:  # the platform's own tools dial the SuperLink locally
@@ -124,6 +130,7 @@ def _platform(args: argparse.Namespace) -> int:
                 timeout_s=args.timeout,
                 eval_data=args.eval_data,
                 run_name=args.run_name,
+                secure_aggregation=SecAggSettings() if args.secure_aggregation else None,
             ),
         )
         root = path.parent
