@@ -4,6 +4,7 @@ Usage::
 
     .venv/bin/python bench/bench_rounds.py                  # 3 partners, 4 rounds, both sides
     .venv/bin/python bench/bench_rounds.py --rounds 2 --modes ours
+    .venv/bin/python bench/bench_rounds.py --modes ours,secagg --partners 3,10 --rounds 3
 
 Both sides start the real processes an operator starts (``fedctr platform start``,
 ``fedctr partner start``: SuperLink with TLS and node authentication, three
@@ -16,6 +17,9 @@ of weights by default) and DP-SGD settings, and run ``--rounds`` rounds:
 * ``ours``: the forking executor (imports once, forks per task), shortened SuperNode
   waits, replies collected every 0.1 s, models packed into one array per dtype
   (``fedctr.federation.packing``).
+* ``secagg``: ``ours`` under SecAgg+ (``[secure_aggregation]``, everyone masks with
+  everyone): three more message round trips per round (keys, shares, unmask), each
+  partner masks its update and the platform unmasks the sum.
 
 Either side sends one train message per round (partner-side evaluation is off: see
 README "Privacy boundary"). The ServerApp's ``timing.jsonl`` gives, per round, the
@@ -56,6 +60,7 @@ from fedctr.federation.deployment.localrun import LocalDeployment
 from fedctr.federation.deployment.processes import StopFlag, free_port
 from fedctr.federation.deployment.runs import run_platform
 from fedctr.models import ModelConfig, builtin_spec_path
+from fedctr.privacy.secagg import SecAggSettings
 from fedctr.server.platform.strategies.round_timing import TIMING_FILE, read_timing
 
 logger = logging.getLogger("bench_rounds")
@@ -67,9 +72,19 @@ PARTNERS = (
 )
 
 
+def partner_profiles(count: int) -> tuple[PartnerProfile, ...]:
+    """The three benchmark partners, then more like them (``p04``...) up to ``count``."""
+    extra = tuple(
+        PartnerProfile(f"p{i + 1:02d}", 1200, "parquet", (7 * i) % 32, 0.5, -1.3)
+        for i in range(len(PARTNERS), count)
+    )
+    return (PARTNERS + extra)[:count]
+
+
 @dataclass(frozen=True)
 class Side:
     mode: str
+    partners: int
     rounds: list[dict[str, float]]
     run_s: float
     startup_s: float
@@ -95,10 +110,11 @@ def _prepare(root: Path, mode: str, data: dict[str, Path], args: argparse.Namesp
             port=port,
             listen="127.0.0.1",
             rounds=args.rounds,
-            min_partners=3,
+            min_partners=len(data),
             model=ModelConfig.from_dict({"name": args.model, "embed_dim": args.embed_dim}),
             timeout_s=600.0,
             run_name=f"bench-{mode}",
+            secure_aggregation=SecAggSettings() if mode == "secagg" else None,
         ),
     )
     for pid, path in data.items():
@@ -129,6 +145,7 @@ def _prepare(root: Path, mode: str, data: dict[str, Path], args: argparse.Namesp
 
 
 def run_side(root: Path, mode: str, data: dict[str, Path], args: argparse.Namespace) -> Side:
+    root = root / f"n{len(data)}"
     platform = _prepare(root, mode, data, args)
     partners = [root / mode / pid for pid in data]
     flags = ("--stock",) if mode == "stock" else ()
@@ -150,7 +167,7 @@ def run_side(root: Path, mode: str, data: dict[str, Path], args: argparse.Namesp
     compute = _partner_compute(partners, f"{mode}-run")
     for row in rows:
         row["train_compute_s"] = compute.get(int(row["round"]), 0.0)
-    return Side(mode, rows, run_s, startup, load)
+    return Side(mode, len(data), rows, run_s, startup, load)
 
 
 def _partner_compute(partners: list[Path], run_id: str) -> dict[int, float]:
@@ -174,28 +191,38 @@ def report(sides: list[Side]) -> str:
 
     lines = [
         f"{os.cpu_count()} CPUs; load = 1-min load average during the run",
-        f"{'side':<6} {'round wall s':>13} {'compute s':>10} {'overhead s':>11} "
+        f"{'side':<6} {'partners':>8} {'round wall s':>13} {'compute s':>10} {'overhead s':>11} "
         f"{'overhead, each round':<32} {'run s':>7} {'load':>5}",
     ]
     for s in sides:
         each = " ".join(f"{x:.2f}" for x in s.overhead())
         lines.append(
-            f"{s.mode:<6} {mean(s.wall()):>13.2f} {mean(s.compute()):>10.2f} "
+            f"{s.mode:<6} {s.partners:>8} {mean(s.wall()):>13.2f} {mean(s.compute()):>10.2f} "
             f"{mean(s.overhead()):>11.2f} {each:<32} {s.run_s:>7.1f} {s.load:>5.1f}"
         )
-    by_mode = {s.mode: mean(s.overhead()) for s in sides}
-    if "stock" in by_mode and "ours" in by_mode and by_mode["ours"] > 0:
-        lines.append(
-            f"overhead per round: stock {by_mode['stock']:.2f} s -> ours {by_mode['ours']:.2f} s "
-            f"({by_mode['stock'] / by_mode['ours']:.1f}x less)"
-        )
+    for n in sorted({s.partners for s in sides}):
+        over = {s.mode: mean(s.overhead()) for s in sides if s.partners == n}
+        wall = {s.mode: mean(s.wall()) for s in sides if s.partners == n}
+        if "stock" in over and "ours" in over and over["ours"] > 0:
+            lines.append(
+                f"{n} partners, overhead per round: stock {over['stock']:.2f} s -> ours "
+                f"{over['ours']:.2f} s ({over['stock'] / over['ours']:.1f}x less)"
+            )
+        if "secagg" in wall and "ours" in wall and wall["ours"] > 0:
+            lines.append(
+                f"{n} partners, round wall time: SecAgg+ {wall['secagg']:.2f} s / plain "
+                f"{wall['ours']:.2f} s = {wall['secagg'] / wall['ours']:.2f}x"
+            )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--modes", default="stock,ours", help="comma-separated: stock, ours")
+    parser.add_argument(
+        "--modes", default="stock,ours", help="comma-separated: stock, ours, secagg"
+    )
+    parser.add_argument("--partners", default="3", help="comma-separated partner counts, e.g. 3,10")
     parser.add_argument("--model", default="deepfm")
     parser.add_argument("--embed-dim", type=int, default=28, help="28: 2.4 MB DeepFM")
     parser.add_argument("--local-epochs", type=int, default=2)
@@ -207,13 +234,22 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="bench-rounds-") as tmp:
         root = args.keep or Path(tmp)
-        data, _ = generate_federation(root / "data", partners=PARTNERS, platform_test_rows=200)
-        sides = [run_side(root, m.strip(), data, args) for m in args.modes.split(",")]
+        sides = []
+        for count in (int(n) for n in args.partners.split(",")):
+            data, _ = generate_federation(
+                root / f"data-{count}", partners=partner_profiles(count), platform_test_rows=200
+            )
+            sides += [run_side(root, m.strip(), data, args) for m in args.modes.split(",")]
     text = report(sides)
     print(text)
     if args.json:
         args.json.write_text(
-            json.dumps([{"mode": s.mode, "rounds": s.rounds, "run_s": s.run_s} for s in sides])
+            json.dumps(
+                [
+                    {"mode": s.mode, "partners": s.partners, "rounds": s.rounds, "run_s": s.run_s}
+                    for s in sides
+                ]
+            )
         )
     return 0
 

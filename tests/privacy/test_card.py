@@ -57,6 +57,7 @@ def _fields(**change: Any) -> ModelCardFields:
             "strategy": "fedavg",
             "min_partners": 1,
             "rounds_planned": 3,
+            "secure_aggregation": {"protocol": "none"},
             "rounds_aggregated": 2,
             "failures": [{"round": 3, "node_id": 17, "kind": "bad-data"}],
         },

@@ -1,7 +1,7 @@
 """How long each message round trip takes, as the platform sees it.
 
 Wraps any strategy and writes one JSON line per round to ``timing.jsonl``: the
-wall time of the train message round trip (send until the last reply). Partners
+wall time of the train message round trip (send until the aggregate is ready). Partners
 no longer report their compute time (it reveals their row counts; see
 :mod:`fedctr.privacy.wire`); each partner node keeps its own in a local file
 (:data:`fedctr.clients.node.ROUND_TIMES_FILE`), which ``bench/bench_rounds.py`` reads on
@@ -59,8 +59,11 @@ class RoundTimer(Strategy):
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         replies = list(replies)
+        # Ends once the aggregate exists: under secure aggregation the unmask step runs
+        # inside aggregate_train and is part of the round's wall time.
+        result = self.strategy.aggregate_train(server_round, replies)
         self._end(server_round, "train", replies)
-        return self.strategy.aggregate_train(server_round, replies)
+        return result
 
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
