@@ -10,7 +10,7 @@ mid-training, publishing a card that names only the partners that contributed.
 Run 3: the ServerApp process dies after round 1's replies and ``--resume`` finishes
 the run without any partner training a round twice. Run 4: the SuperLink itself is
 restarted along with the node killed in run 2: all rejoin, and the audit of all four
-runs passes.
+runs passes. Run 5: the same federation under secure aggregation (SecAgg+).
 Every wait polls with a deadline, and every process is stopped at the end.
 """
 
@@ -49,6 +49,7 @@ from fedctr.privacy.ledger import (
     PlatformReport,
     read_ledger,
 )
+from fedctr.server.platform.journal import UpdateJournal
 from fedctr.server.registry import verify_model_main
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -328,5 +329,32 @@ def test_restarted_superlink_and_node_rejoin_and_every_epsilon_is_accounted(
     assert not [b for b in crm if isinstance(b, PartnerRelease) and b.run_id == "run-2"]
     withheld = [b for b in crm if isinstance(b, PartnerWithheld)]
     assert all((b.run_id, b.round) == ("run-2", 1) for b in withheld)
+    audit = _audit(federation, tmp_path / "audit")
+    assert audit.passed, [str(f) for f in audit.findings]
+
+
+def test_secure_aggregation_runs_over_tls_and_the_platform_keeps_only_masked_inputs(
+    federation: Federation, tmp_path: Path
+) -> None:
+    """Run 5: the same deployment with ``[secure_aggregation]`` in platform.toml. Every
+    SecAgg+ step travels through the SuperLink as Message-API train messages (models
+    packed), each partner's release entry names the session and commits to its masked
+    input, the platform's journal holds only masked inputs, and the audit passes."""
+    toml = federation.platform_toml
+    plain = toml.read_text()
+    toml.write_text(plain + "\n[secure_aggregation]\nthreshold = 0.5\n")
+    try:
+        report = _run(federation, "run-5")
+    finally:
+        toml.write_text(plain)
+
+    assert [r["aggregated"] for r in report.summary["rounds"]] == [True, True]
+    assert report.card.training["secure_aggregation"]["protocol"] == "secagg+"
+    for pid in ("shop-a", "advertiser-b", "crm-c"):
+        releases = _bodies(federation.partners[pid] / "ledger.jsonl", PartnerRelease, "run-5")
+        assert len(releases) == 2 and {b.secure_aggregation for b in releases} == {"secagg+"}
+    journal = UpdateJournal(federation.platform / "runs" / "run-5" / "journal")
+    for rnd in (1, 2):
+        assert {tuple(m.content["arrays"]) for m in journal.messages(rnd)} == {("masked",)}
     audit = _audit(federation, tmp_path / "audit")
     assert audit.passed, [str(f) for f in audit.findings]

@@ -25,6 +25,7 @@ from fedctr.federation.workspace import PartnerSetup, create_workspace
 from fedctr.models import builtin_spec_path, load_spec, model_config
 from fedctr.privacy.audit import audit_directories
 from fedctr.privacy.ledger import read_ledger
+from fedctr.privacy.secagg import SecAggSettings
 from fedctr.server.platform.strategies.registry import strategy_config
 from fedctr.server.registry import verify_model_main
 
@@ -46,10 +47,12 @@ class _PlatformLog(logging.Handler):
         self.lines.append(self.format(record))
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory: pytest.TempPathFactory, synthetic_logs):
+@pytest.fixture(scope="module", params=["plain", "secagg"])
+def finished_run(request, tmp_path_factory: pytest.TempPathFactory, synthetic_logs):
+    """The run twice: plain FedAvg, and under SecAgg+ (where the refusing and broken
+    partners drop out after sharing their keys, so their masks must be removed)."""
     logs, test_file = synthetic_logs
-    root = tmp_path_factory.mktemp("sim")
+    root = tmp_path_factory.mktemp(f"sim-{request.param}")
     broken = root / "broken-d.parquet"
     broken.write_bytes(b"PAR1 not really parquet")
     table = pq.read_table(logs["shop-a"])
@@ -81,6 +84,7 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory, synthetic_logs):
         strategy=strategy_config(min_partners=2),
         rounds=2,
         eval_data=test_file,
+        secure_aggregation=SecAggSettings() if request.param == "secagg" else None,
     )
     platform_log = _PlatformLog()
     logging.getLogger().addHandler(platform_log)
