@@ -96,6 +96,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="override the DP recipe for this run, e.g. max_grad_norm=1 batches_per_epoch=10",
     )
     p.add_argument(
+        "--ddp-set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override the distributed-DP (FedSGD) recipe, e.g. rounds=200 batches_per_epoch=10",
+    )
+    p.add_argument(
         "--fixed-recipes",
         action="store_true",
         help="no selection: train each arm with its recipe's learning rate and epochs",
@@ -132,6 +139,7 @@ def parse_overrides(items: list[str]) -> dict[str, object]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     overrides = parse_overrides(args.dp_set)
+    ddp_overrides = parse_overrides(args.ddp_set)
     _quiet()
     torch.set_num_threads(args.threads)
     memoize_opacus_rdp()
@@ -159,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
         logger.info("%s", notes[name])
         for model in models:
             recipe = with_overrides(recipe_for(name, model), **overrides)
+            recipe = dataclasses.replace(
+                recipe, distributed=dataclasses.replace(recipe.distributed, **ddp_overrides)
+            )
             for scenario in scenario_list:
                 for seed in seeds:
                     r = run_cell(

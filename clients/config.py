@@ -84,10 +84,24 @@ class PrivacySettings:
     bucket_selection: bool = False
     selection_noise_ratio: float = 3.0
     selection_threshold: float = 2.0
+    # "distributed": each round is one clipped gradient step carrying only a Skellam
+    # *share* of the noise, masked by secure aggregation; the platform and the public see
+    # the full noise in sums of at least min_noise_shares partners, which the node
+    # enforces when it answers the unmask step (fedctr.privacy.distributed). A round
+    # without secure aggregation is refused. "local": every update is DP on its own.
+    noise: str = "local"
+    min_noise_shares: int = 2
     enabled: bool = True
 
     def __post_init__(self) -> None:
         check = _CHECK.at("[privacy]")
+        check.choice(self.noise, "noise", ("local", "distributed"))
+        check.integer(self.min_noise_shares, "min_noise_shares", minimum=1)
+        if self.noise == "distributed" and self.bucket_selection:
+            raise PartnerConfigError(
+                "[privacy] noise = 'distributed' takes one dense gradient step per round; "
+                "bucket_selection is for local DP-SGD only"
+            )
         check.choice(self.accountant, "accountant", ACCOUNTANT_KINDS)
         check.choice(self.unit, "unit", PRIVACY_UNITS)
         check.integer(self.max_rows_per_user, "max_rows_per_user", minimum=1)

@@ -64,7 +64,9 @@ from fedctr.privacy import (
     calibrate_noise_multiplier,
     poisson_schedule,
 )
-from fedctr.privacy.budget import BucketSelection, split_noise_multiplier
+from fedctr.privacy.budget import BucketSelection, DistributedNoise, split_noise_multiplier
+from fedctr.privacy.distributed import SkellamRound, sensitivities
+from fedctr.privacy.distributed import calibrate as calibrate_distributed
 from fedctr.privacy.ledger import Entry, PartnerRelease, PartnerWithheld
 from fedctr.privacy.ledger.bodies import mechanism_dict, parse_mechanism
 from fedctr.privacy.secagg.release import Sealer
@@ -280,21 +282,8 @@ class PartnerNode:
         delta < 1/n check, never the release.
         """
         p, t = self.config.privacy, self.config.training
-        if p.delta * num_examples >= 1:
-            unit = "users" if p.unit_of_privacy.is_user else "training rows"
-            raise PartnerConfigError(
-                f"partner '{self.config.partner_id}': delta={p.delta:g} is not below 1/n for "
-                f"its {num_examples} {unit}; such a delta permits releasing a whole "
-                "unit's data. Lower [privacy] delta."
-            )
+        remaining = self._rounds_left(state, num_examples)
         steps = poisson_schedule(sample_rate=p.sample_rate, local_epochs=t.local_epochs)
-        remaining = p.planned_rounds - len(state.rounds)
-        if remaining <= 0:
-            raise BudgetExceededError(
-                f"partner '{self.config.partner_id}' has joined all {p.planned_rounds} planned "
-                f"rounds (epsilon spent {state.accountant.epsilon(p.delta):.3f} of {p.epsilon}); "
-                "the node refuses further rounds"
-            )
         sigma = calibrate_noise_multiplier(
             budget=p.budget,
             sample_rate=p.sample_rate,
@@ -315,6 +304,82 @@ class PartnerNode:
             max_grad_norm=p.max_grad_norm,
             selection=selection,
         )
+
+    def _rounds_left(self, state: PartnerState, num_examples: int) -> int:
+        """Planned rounds not yet joined; refuses a delta >= 1/n or a finished plan."""
+        p = self.config.privacy
+        if p.delta * num_examples >= 1:
+            unit = "users" if p.unit_of_privacy.is_user else "training rows"
+            raise PartnerConfigError(
+                f"partner '{self.config.partner_id}': delta={p.delta:g} is not below 1/n for "
+                f"its {num_examples} {unit}; such a delta permits releasing a whole "
+                "unit's data. Lower [privacy] delta."
+            )
+        remaining = p.planned_rounds - len(state.rounds)
+        if remaining <= 0:
+            raise BudgetExceededError(
+                f"partner '{self.config.partner_id}' has joined all {p.planned_rounds} planned "
+                f"rounds (epsilon spent {state.accountant.epsilon(p.delta):.3f} of {p.epsilon}); "
+                "the node refuses further rounds"
+            )
+        return remaining
+
+    def plan_distributed_release(
+        self,
+        state: PartnerState,
+        num_examples: int,
+        *,
+        seal: Sealer | None,
+        base: dict[str, torch.Tensor],
+    ) -> DPSGDRound:
+        """The distributed release of this round: one clipped gradient step whose Skellam
+        noise share is calibrated so that a sum of ``min_noise_shares`` inputs fits the
+        budget over the planned rounds (against the platform and the public).
+
+        Everything it depends on is declared: the sample rate, clipping norm, learning
+        rate and batch size of the partner's config, SecAgg's integer grid and the
+        model's size (both sent by the platform).
+        """
+        p, t = self.config.privacy, self.config.training
+        if seal is None:
+            raise PartnerConfigError(
+                f"partner '{self.config.partner_id}' adds only a share of its noise "
+                "([privacy] noise = 'distributed'); a round without secure aggregation would "
+                "release its update under-noised, so the node refuses it"
+            )
+        if seal.weight != 1:
+            raise PartnerConfigError(
+                "under distributed noise the aggregation weight must be 1 (a weight scales "
+                "the sensitivity the shared noise is calibrated for)"
+            )
+        remaining = self._rounds_left(state, num_examples)
+        settings = seal.session.settings
+        unit_norm = settings.scale * t.learning_rate * p.max_grad_norm / t.batch_size
+        dimension = sum(v.numel() for v in base.values() if v.is_floating_point())
+        l2, l1 = sensitivities(unit_norm=unit_norm, dimension=dimension)
+        template = SkellamRound(
+            noise_multiplier=1.0,
+            min_shares=p.min_noise_shares,
+            sample_rate=p.sample_rate,
+            max_grad_norm=p.max_grad_norm,
+            l2_sensitivity=l2,
+            l1_sensitivity=l1,
+        )
+        tuned = calibrate_distributed(
+            budget=p.budget, rounds=remaining, template=template, spent=state.accountant.distributed
+        )
+        release = DPSGDRound(
+            noise_multiplier=tuned.noise_multiplier,
+            sample_rate=p.sample_rate,
+            steps=1,
+            max_grad_norm=p.max_grad_norm,
+            distributed=DistributedNoise(
+                min_shares=p.min_noise_shares, l2_sensitivity=l2, l1_sensitivity=l1
+            ),
+        )
+        seal.noise_mu_share = tuned.mu_share
+        seal.session.min_active = p.min_noise_shares
+        return release
 
     # ---- rounds --------------------------------------------------------
     def train(
@@ -358,7 +423,12 @@ class PartnerNode:
                 if resent is not None:
                     return resent
             release = None
-            if p.enabled:
+            if p.enabled and p.noise == "distributed":
+                release = self.plan_distributed_release(
+                    state, _units(train_data, p.unit_of_privacy), seal=seal, base=weights
+                )
+                state.accountant.check(release, p.budget)
+            elif p.enabled:
                 release = self.plan_release(state, _units(train_data, p.unit_of_privacy))
                 state.accountant.check(release, p.budget)
                 # Reserved before any noise is drawn: a node stopped from here on finds
@@ -379,7 +449,9 @@ class PartnerNode:
                 proximal_mu=proximal_mu,
                 unit=p.unit_of_privacy if p.enabled else None,
             )
-            if release is not None and result.engine is not None:
+            if release is not None and release.distributed is not None:
+                state.accountant.record_distributed(release)  # its share is drawn below
+            elif release is not None and result.engine is not None:
                 state.accountant.record_opacus_steps(release, result.engine.accountant)
             if release is not None:  # the pending mark now holds the steps taken
                 taken = mechanism_dict(replace(release, steps=result.steps))

@@ -28,6 +28,7 @@ from typing import Any
 from fedctr.clients.errors import PartnerError
 from fedctr.durable import replace_file
 from fedctr.privacy import AccountantKind, AccountantStateError, DPSGDRound, PartnerAccountant
+from fedctr.privacy.accounting import release_key
 
 logger = logging.getLogger(__name__)
 
@@ -154,8 +155,7 @@ def reconcile(
     if state.rounds[: len(ledger_rounds)] == ledger_rounds:
         return state
     if ledger_rounds[: len(state.rounds)] == state.rounds and all(
-        s == (r.mechanism.accounted_noise_multiplier, r.mechanism.sample_rate, r.mechanism.steps)
-        for s, r in zip(state.accountant.history, ledgered, strict=False)
+        s == _key(r.mechanism) for s, r in zip(state.accountant.keys(), ledgered, strict=False)
     ):
         logger.warning(
             "privacy state in %s is behind the ledger %s (%d of %d releases); rebuilding "
@@ -174,7 +174,9 @@ def reconcile(
                     r.mechanism.steps,
                 )
                 for r in ledgered
+                if r.mechanism.skellam is None
             ],
+            distributed=[r.mechanism.skellam for r in ledgered if r.mechanism.skellam is not None],
         )
         return PartnerState(accountant, ledger_rounds)
     raise PartnerStateError(
@@ -182,6 +184,13 @@ def reconcile(
         f"own ledger (rounds {ledger_rounds}); refusing to train. Restore the state file "
         "that belongs to this ledger, or move both aside to start a new participation."
     )
+
+
+def _key(mechanism: DPSGDRound) -> tuple[Any, ...]:
+    """What the accountant keeps of a ledgered release (see PartnerAccountant.keys)."""
+    if mechanism.skellam is not None:
+        return release_key(mechanism.skellam)
+    return (mechanism.accounted_noise_multiplier, mechanism.sample_rate, mechanism.steps)
 
 
 __all__ = [

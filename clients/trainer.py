@@ -76,9 +76,22 @@ def train_locally(
     loader = data.loader(
         batch_size=training.batch_size, shuffle=release is None, generator=generator
     )
-    anchor = [p.detach().clone() for p in model.parameters()] if proximal_mu > 0 else []
+    distributed = release is not None and release.distributed is not None
+    anchor = (
+        [p.detach().clone() for p in model.parameters()]
+        if proximal_mu > 0 and not distributed
+        else []
+    )
     model.train()
-    optimizer = _optimizer(model, training)
+    # A distributed release is one step whose noise is added later, as a Skellam share
+    # on the quantized update (fedctr.privacy.secagg.release): here the step is clipped
+    # and summed without noise, and plain SGD makes the update exactly
+    # -lr * (sum of clipped gradients) / batch_size.
+    optimizer = (
+        torch.optim.SGD(model.parameters(), lr=training.learning_rate)
+        if distributed
+        else _optimizer(model, training)
+    )
     if release is None:
         return _train_plain(model, loader, optimizer, training, anchor, proximal_mu)
 
@@ -100,7 +113,7 @@ def train_locally(
         sample_rate=release.sample_rate,
         steps=release.steps,
         expected_batch_size=training.batch_size,
-        noise_multiplier=release.noise_multiplier,
+        noise_multiplier=0.0 if distributed else release.noise_multiplier,
         max_grad_norm=release.max_grad_norm,
         rng=rng if rng is not None else SecureRandom.fresh(),
         user_sampling=user_sampling,

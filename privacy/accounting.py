@@ -13,6 +13,8 @@ from typing import Any
 from opacus.accountants import IAccountant, create_accountant
 
 from fedctr.privacy.budget import ACCOUNTANT_KINDS, AccountantKind, DPSGDRound, PrivacyBudget
+from fedctr.privacy.distributed.accounting import epsilon as distributed_epsilon
+from fedctr.privacy.distributed.mechanism import SkellamRound
 from fedctr.privacy.errors import AccountantStateError, AccountingMismatchError, BudgetExceededError
 
 STATE_SCHEMA_VERSION = 1
@@ -20,13 +22,31 @@ History = list[tuple[float, float, int]]
 
 
 class PartnerAccountant:
-    """Everything a partner has released so far, and what one more round would cost."""
+    """Everything a partner has released so far, and what one more round would cost.
 
-    def __init__(self, *, kind: AccountantKind, history: History | None = None) -> None:
+    Local releases (Gaussian DP-SGD) are accounted by Opacus; distributed releases
+    (Skellam shares under secure aggregation) by :mod:`fedctr.privacy.distributed`,
+    against the platform. One participation is one or the other: their guarantees are
+    stated against different parties and are not composed here.
+    """
+
+    def __init__(
+        self,
+        *,
+        kind: AccountantKind,
+        history: History | None = None,
+        distributed: list[SkellamRound] | None = None,
+    ) -> None:
         if kind not in ACCOUNTANT_KINDS:
             raise AccountantStateError(f"accountant kind must be one of {ACCOUNTANT_KINDS}")
         self.kind: AccountantKind = kind
         self._history: History = list(history or [])
+        self._distributed: list[SkellamRound] = list(distributed or [])
+        if self._history and self._distributed:
+            raise AccountantStateError(
+                "one participation holds local and distributed releases; their guarantees "
+                "are against different parties and cannot be composed into one epsilon"
+            )
 
     # ---- queries -------------------------------------------------------
     @property
@@ -35,16 +55,48 @@ class PartnerAccountant:
         return list(self._history)
 
     @property
+    def distributed(self) -> list[SkellamRound]:
+        """Distributed releases, oldest first."""
+        return list(self._distributed)
+
+    @property
     def total_steps(self) -> int:
-        return sum(steps for _, _, steps in self._history)
+        return sum(steps for _, _, steps in self._history) + len(self._distributed)
+
+    def keys(self) -> list[tuple[Any, ...]]:
+        """One comparable key per release, in order (what reconciliation with the
+        ledger compares)."""
+        if self._distributed:
+            return [release_key(r) for r in self._distributed]
+        return list(self._history)
 
     def epsilon(self, delta: float) -> float:
-        """Epsilon spent so far at ``delta`` (0 before the first release)."""
+        """Epsilon spent so far at ``delta`` (0 before the first release); for distributed
+        releases, against the platform (and the public)."""
+        if self._distributed:
+            return distributed_epsilon(self._distributed, delta)
         return _epsilon(self.kind, self._history, delta)
+
+    def epsilon_against_coalition(self, delta: float, colluding: int) -> float:
+        """Distributed releases only: against the platform and ``colluding`` partners."""
+        return distributed_epsilon(self._distributed, delta, colluding=colluding)
 
     def epsilon_after(self, release: DPSGDRound, delta: float) -> float:
         """Epsilon the partner would have spent after ``release``."""
+        self._same_mode(release)
+        if release.skellam is not None:
+            return distributed_epsilon([*self._distributed, release.skellam], delta)
         return _epsilon(self.kind, [*self._history, _entry(release)], delta)
+
+    def _same_mode(self, release: DPSGDRound) -> None:
+        local, distributed = bool(self._history), bool(self._distributed)
+        if (release.distributed is None and distributed) or (
+            release.distributed is not None and local
+        ):
+            raise AccountantStateError(
+                "this participation released in the other noise mode (local or distributed); "
+                "one budget covers one mode: start a new participation to switch"
+            )
 
     def would_exceed(self, release: DPSGDRound, budget: PrivacyBudget) -> bool:
         """True if ``release`` would push the partner past ``budget``."""
@@ -66,7 +118,18 @@ class PartnerAccountant:
     def record_interrupted(self, release: DPSGDRound) -> None:
         """Record a round the node stopped in before the accountant saw its steps: all
         the approved steps count (noise may have been drawn for each; never fewer)."""
-        self._history.append(_entry(release))
+        self._same_mode(release)
+        if release.skellam is not None:
+            self._distributed.append(release.skellam)
+        else:
+            self._history.append(_entry(release))
+
+    def record_distributed(self, release: DPSGDRound) -> None:
+        """Record a distributed release (its one step was taken and its share drawn)."""
+        self._same_mode(release)
+        if release.skellam is None:
+            raise AccountingMismatchError("record_distributed takes a distributed release")
+        self._distributed.append(release.skellam)
 
     def record_opacus_steps(self, release: DPSGDRound, opacus_accountant: IAccountant) -> None:
         """Record a finished round from what Opacus' accountant actually saw.
@@ -95,11 +158,14 @@ class PartnerAccountant:
 
     # ---- persistence ---------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "schema_version": STATE_SCHEMA_VERSION,
             "kind": self.kind,
             "history": [[s, q, n] for s, q, n in self._history],
         }
+        if self._distributed:
+            out["distributed"] = [r.to_dict() for r in self._distributed]
+        return out
 
     @classmethod
     def from_state_dict(cls, state: Any) -> PartnerAccountant:
@@ -124,7 +190,22 @@ class PartnerAccountant:
             except (TypeError, ValueError) as exc:
                 raise AccountantStateError(f"bad accountant history entry {item!r}") from exc
             history.append(_entry(release))
-        return cls(kind=state.get("kind"), history=history)
+        try:
+            distributed = [SkellamRound.from_dict(r) for r in state.get("distributed", [])]
+        except (TypeError, ValueError) as exc:
+            raise AccountantStateError(f"bad distributed accountant entry: {exc}") from exc
+        return cls(kind=state.get("kind"), history=history, distributed=distributed)
+
+
+def release_key(release: SkellamRound) -> tuple[Any, ...]:
+    return (
+        "skellam",
+        release.noise_multiplier,
+        release.sample_rate,
+        release.min_shares,
+        release.l2_sensitivity,
+        release.l1_sensitivity,
+    )
 
 
 def _entry(release: DPSGDRound) -> tuple[float, float, int]:
@@ -145,4 +226,4 @@ def opacus_accountant(kind: AccountantKind) -> IAccountant:
     return create_accountant(mechanism=kind)
 
 
-__all__ = ["STATE_SCHEMA_VERSION", "PartnerAccountant", "opacus_accountant"]
+__all__ = ["STATE_SCHEMA_VERSION", "PartnerAccountant", "opacus_accountant", "release_key"]

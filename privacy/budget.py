@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from fedctr.privacy.errors import InvalidPrivacyParameter
 from fedctr.validate import Checker
+
+if TYPE_CHECKING:
+    from fedctr.privacy.distributed.mechanism import SkellamRound
 
 AccountantKind = Literal["rdp", "prv"]
 ACCOUNTANT_KINDS: tuple[str, ...] = ("rdp", "prv")
@@ -63,6 +66,25 @@ class BucketSelection:
 
 
 @dataclass(frozen=True, kw_only=True)
+class DistributedNoise:
+    """Distributed DP (:mod:`fedctr.privacy.distributed`): the release is one clipped
+    gradient step whose noise is discrete (Skellam) and shared out, so the platform,
+    which unmasks only sums of at least ``min_shares`` partners, sees the full noise.
+    ``l2_sensitivity`` / ``l1_sensitivity`` are one unit's effect on the quantized
+    update in integer units (rounding included); ``noise_multiplier`` of the round is
+    then sigma of the summed noise in units of ``l2_sensitivity``."""
+
+    min_shares: int
+    l2_sensitivity: float
+    l1_sensitivity: float
+
+    def __post_init__(self) -> None:
+        _CHECK.integer(self.min_shares, "min_shares", minimum=1)
+        _CHECK.positive(self.l2_sensitivity, "l2_sensitivity")
+        _CHECK.positive(self.l1_sensitivity, "l1_sensitivity")
+
+
+@dataclass(frozen=True, kw_only=True)
 class DPSGDRound:
     """One release: ``steps`` DP-SGD steps of a subsampled Gaussian mechanism.
 
@@ -81,6 +103,7 @@ class DPSGDRound:
     max_grad_norm: float
     sampling: Literal["poisson"] = "poisson"
     selection: BucketSelection | None = None
+    distributed: DistributedNoise | None = None
 
     def __post_init__(self) -> None:
         _CHECK.positive(self.noise_multiplier, "noise_multiplier")
@@ -91,6 +114,29 @@ class DPSGDRound:
             raise InvalidPrivacyParameter("only Poisson sampling is accounted for")
         if self.selection is not None and not isinstance(self.selection, BucketSelection):
             raise InvalidPrivacyParameter("selection must be a BucketSelection or None")
+        if self.distributed is not None:
+            if not isinstance(self.distributed, DistributedNoise):
+                raise InvalidPrivacyParameter("distributed must be a DistributedNoise or None")
+            if self.steps > 1 or self.selection is not None:
+                raise InvalidPrivacyParameter(
+                    "a distributed release is one gradient step, without bucket selection"
+                )
+
+    @property
+    def skellam(self) -> SkellamRound | None:
+        """The accountant's view of a distributed release (None for a local one)."""
+        if self.distributed is None:
+            return None
+        from fedctr.privacy.distributed.mechanism import SkellamRound
+
+        return SkellamRound(
+            noise_multiplier=self.noise_multiplier,
+            min_shares=self.distributed.min_shares,
+            sample_rate=self.sample_rate,
+            max_grad_norm=self.max_grad_norm,
+            l2_sensitivity=self.distributed.l2_sensitivity,
+            l1_sensitivity=self.distributed.l1_sensitivity,
+        )
 
     @property
     def accounted_noise_multiplier(self) -> float:
@@ -124,6 +170,7 @@ __all__ = [
     "AccountantKind",
     "BucketSelection",
     "DPSGDRound",
+    "DistributedNoise",
     "PrivacyBudget",
     "composed_noise_multiplier",
     "split_noise_multiplier",

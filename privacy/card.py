@@ -95,6 +95,9 @@ class PartnerProvenance:
     # "dp-adafest" when the partner's DP-SGD restricted each step to DP-selected
     # embedding rows (fedctr.privacy.dpsgd.bucket_selection), else "none"
     bucket_selection: str = "none"
+    # "distributed" when the partner added Skellam noise shares under secure aggregation
+    # (epsilon is then against the platform and the public); written only then
+    noise: str = "local"
 
     def __post_init__(self) -> None:
         _CHECK.text(self.partner_id, "privacy.partners[].partner_id", IDENTIFIER)
@@ -106,6 +109,7 @@ class PartnerProvenance:
         check.choice(self.unit_of_privacy, "unit_of_privacy", PRIVACY_UNITS)
         check.integer(self.max_rows_per_unit, "max_rows_per_unit", minimum=1)
         check.choice(self.bucket_selection, "bucket_selection", BUCKET_SELECTIONS)
+        check.choice(self.noise, "noise", ("local", "distributed"))
         check.text(self.dp_implementation, "dp_implementation", IDENTIFIER)
         check.integer(self.rounds_contributed, "rounds_contributed")
 
@@ -331,7 +335,7 @@ class ModelCard(ModelCardFields):
             "privacy": {
                 "neighbour_relation": self.neighbour_relation,
                 "num_partners": len(self.partners),
-                "partners": [asdict(p) for p in self.partners],
+                "partners": [_partner_json(p) for p in self.partners],
                 **(
                     {}
                     if self.empirical_audits is None
@@ -361,7 +365,7 @@ class ModelCard(ModelCardFields):
         if not isinstance(raw_partners, list):
             _CHECK.fail("privacy.partners must be a list")
         partners = tuple(
-            _from_keys(PartnerProvenance, p, f"privacy.partners[{i}]")
+            _from_keys(PartnerProvenance, p, f"privacy.partners[{i}]", optional={"noise"})
             for i, p in enumerate(raw_partners)
         )
         num_partners = _field(privacy, "num_partners", "privacy")
@@ -442,10 +446,26 @@ def _fixed(raw: Mapping[str, Any], key: str, where: str, expected: str) -> None:
     _CHECK.choice(_field(raw, key, where), _path(where, key), (expected,))
 
 
-def _from_keys(cls: type[T], raw: Any, where: str) -> T:
-    """``cls`` from the keys of the section ``raw`` that are named like its fields."""
+def _from_keys(cls: type[T], raw: Any, where: str, optional: set[str] = frozenset()) -> T:  # type: ignore[assignment]
+    """``cls`` from the keys of the section ``raw`` that are named like its fields
+    (a field in ``optional`` may be absent: it keeps its default)."""
     section = _object(raw, where)
-    return cls(**{f.name: _field(section, f.name, where) for f in fields(cls)})  # type: ignore[arg-type]
+    return cls(
+        **{  # type: ignore[arg-type]
+            f.name: _field(section, f.name, where)
+            for f in fields(cls)
+            if f.name not in optional or f.name in section
+        }
+    )
+
+
+def _partner_json(partner: PartnerProvenance) -> dict[str, Any]:
+    """A partner's card entry; ``noise`` only when distributed, so a local partner's
+    entry is what it was before distributed noise existed."""
+    out = asdict(partner)
+    if partner.noise == "local":
+        del out["noise"]
+    return out
 
 
 def _timestamp(value: Any) -> datetime:

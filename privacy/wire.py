@@ -37,6 +37,7 @@ from fedctr.privacy.budget import (
     ACCOUNTANT_KINDS,
     AccountantKind,
     BucketSelection,
+    DistributedNoise,
     DPSGDRound,
     PrivacyBudget,
 )
@@ -146,6 +147,32 @@ TRAIN_REPLY_FIELDS: tuple[WireField, ...] = (
         REPORT,
         FieldClass.PUBLIC,
         _CONFIG + ": the declared multiple times selection-noise-multiplier (0 without it)",
+    ),
+    WireField(
+        "noise-distribution",
+        REPORT,
+        FieldClass.PUBLIC,
+        _CONFIG + ": 'gaussian' (local DP-SGD) or 'skellam' (a distributed share under "
+        "secure aggregation: one clipped step, noise-multiplier is sigma of the summed noise)",
+    ),
+    WireField(
+        "min-noise-shares",
+        REPORT,
+        FieldClass.PUBLIC,
+        _CONFIG + ": the fewest partners' shares a sum may hold (0 for local noise)",
+    ),
+    WireField(
+        "l2-sensitivity",
+        REPORT,
+        FieldClass.PUBLIC,
+        "SecAgg grid x learning rate x C / batch size + sqrt(model size): from the config, "
+        "the platform's grid and the model (0 for local noise)",
+    ),
+    WireField(
+        "l1-sensitivity",
+        REPORT,
+        FieldClass.PUBLIC,
+        "min(l2^2, sqrt(model size) x l2) (0 for local noise)",
     ),
     WireField("sample-rate", REPORT, FieldClass.PUBLIC, _CONFIG + ": declared q"),
     WireField("steps", REPORT, FieldClass.PUBLIC, _CONFIG + ": ceil(local_epochs / q)"),
@@ -320,6 +347,7 @@ CARD_FIELDS: tuple[WireField, ...] = tuple(
         ("privacy.partners[].unit_of_privacy", FieldClass.PUBLIC, _CONFIG),
         ("privacy.partners[].max_rows_per_unit", FieldClass.PUBLIC, _CONFIG),
         ("privacy.partners[].bucket_selection", FieldClass.PUBLIC, _CONFIG),
+        ("privacy.partners[].noise", FieldClass.PUBLIC, _CONFIG + ": written when 'distributed'"),
         ("privacy.partners[].dp_implementation", FieldClass.PUBLIC, _CONFIG),
         ("privacy.partners[].rounds_contributed", FieldClass.PUBLIC, "rounds aggregated"),
         *(
@@ -610,6 +638,10 @@ class TrainReply:
                 if r.selection is None
                 else r.selection.noise_multiplier,
                 "selection-threshold": 0.0 if r.selection is None else r.selection.threshold,
+                "noise-distribution": "gaussian" if r.distributed is None else "skellam",
+                "min-noise-shares": 0 if r.distributed is None else r.distributed.min_shares,
+                "l2-sensitivity": 0.0 if r.distributed is None else r.distributed.l2_sensitivity,
+                "l1-sensitivity": 0.0 if r.distributed is None else r.distributed.l1_sensitivity,
                 "sample-rate": r.sample_rate,
                 "steps": r.steps,
                 "max-grad-norm": r.max_grad_norm,
@@ -659,6 +691,7 @@ class TrainReply:
                 steps=_CHECK.integer(report["steps"], "steps"),
                 max_grad_norm=_CHECK.number(report["max-grad-norm"], "max-grad-norm"),
                 selection=_selection(report),
+                distributed=_distributed(report),
             ),
             "accountant": accountant,
             "dp_implementation": _CHECK.text(
@@ -700,6 +733,20 @@ def _secure_aggregation(report: Mapping[str, Any]) -> dict[str, str]:
     else:
         session = _CHECK.text(session, "secagg-session", _SESSION)
     return {"secure_aggregation": kind, "secagg_session": session}
+
+
+def _distributed(report: Mapping[str, Any]) -> DistributedNoise | None:
+    kind = _CHECK.choice(
+        report["noise-distribution"], "noise-distribution", ("gaussian", "skellam")
+    )
+    shares = _CHECK.integer(report["min-noise-shares"], "min-noise-shares")
+    l2 = _CHECK.number(report["l2-sensitivity"], "l2-sensitivity")
+    l1 = _CHECK.number(report["l1-sensitivity"], "l1-sensitivity")
+    if kind == "gaussian":
+        if shares != 0 or l2 != 0 or l1 != 0:
+            raise ContractViolation("local noise: min-noise-shares and sensitivities must be 0")
+        return None
+    return DistributedNoise(min_shares=shares, l2_sensitivity=l2, l1_sensitivity=l1)
 
 
 def _selection(report: Mapping[str, Any]) -> BucketSelection | None:

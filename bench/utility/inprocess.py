@@ -5,7 +5,8 @@ What is the same as the Flower app (``fedctr.federation.server_app`` / ``client_
   FedAvg/FedAdam, weighted by the partners' declared ``aggregation-weight``) inside the platform's
   ``AccountableStrategy``, driven by Flower's own ``Strategy.start`` round loop, with
   the same ``ConfigRecord`` keys and the initial model ``run_federation`` builds;
-- partners: ``fedctr.federation.client_app.handle_train`` and
+- partners: ``fedctr.federation.client_app.handle_message`` (the training handler and the
+  secure-aggregation mod's answers) and
   ``fedctr.clients.node.PartnerNode.train``,
   i.e. the same reply builder, noise calibrated by
   ``plan_release`` from the partner's budget over its planned rounds, the budget
@@ -41,14 +42,16 @@ from flwr.supercore.task_identity import TaskIdentity
 
 from fedctr.clients.config import PartnerConfig, PrivacySettings, TrainingSettings
 from fedctr.clients.node import PartnerNode
-from fedctr.federation.client_app import handle_train
+from fedctr.federation.client_app import handle_message
 from fedctr.models import CTRModel, FeatureSpec, ModelConfig, build_model
 from fedctr.models.logs.reader import EncodedData
 from fedctr.privacy import wire as P
+from fedctr.privacy.secagg import SecAggSettings
 from fedctr.privacy.signing import generate_signing_key, save_private_key
 from fedctr.server.platform.rounds import RoundLog
 from fedctr.server.platform.strategies.accountable import AccountableStrategy
 from fedctr.server.platform.strategies.registry import StrategyConfig, build_strategy
+from fedctr.server.platform.strategies.secagg import SecAggPlus
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +79,7 @@ class InProcessGrid(Grid):
         self.partners = partners
         self.seed = seed
         self._replies: dict[str, Message] = {}
+        self._states: dict[int, RecordDict] = {}  # each node's context state
         self._run = None
 
     def set_run(self, run) -> None:
@@ -102,9 +106,12 @@ class InProcessGrid(Grid):
         node_id = msg.metadata.dst_node_id
         if msg.metadata.message_type != MessageType.TRAIN:
             raise NotImplementedError("the benchmark runs training rounds only")
+        state = self._states.setdefault(node_id, RecordDict())
+        if P.CONFIG not in msg.content.config_records:  # a secure-aggregation step
+            return handle_message(lambda: self.partners[node_id], msg, state=state)
         server_round = int(msg.content[P.CONFIG][P.SERVER_ROUND])
         seed = (self.seed * 1_000_003 + node_id * 1_009 + server_round) % (2**63)
-        return handle_train(self.partners[node_id], msg, seed=seed)
+        return handle_message(lambda: self.partners[node_id], msg, state=state, seed=seed)
 
     def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
         ids = []
@@ -144,6 +151,7 @@ def run_federated(
     rounds: int,
     seed: int,
     on_round: Callable[[int, dict[str, torch.Tensor]], None] | None = None,
+    secure_aggregation: SecAggSettings | None = None,
 ) -> FederatedResult:
     """Train ``rounds`` rounds; partner ``k`` holds ``partners[k]`` and ``trainings[k]``, and
     each its own budget ``privacy``. ``on_round(round, global state)`` sees the global
@@ -172,11 +180,18 @@ def run_federated(
         torch.manual_seed(seed)  # as fedctr.server.platform.orchestrator.initial_model
         model = build_model(spec, model_config)
         round_log = RoundLog(None)
+        aggregation = build_strategy(strategy)
+        secagg = None
+        if secure_aggregation is not None:
+            secagg = SecAggPlus(
+                aggregation, secure_aggregation, round_log=round_log, timeout_s=3600.0
+            )
         wrapped = AccountableStrategy(
-            build_strategy(strategy),
+            secagg or aggregation,
             round_log,
             min_partners=strategy.min_partners,
             require_dp=privacy.enabled,
+            check_reply=None if secagg is None else secagg.reply_problem,
         )
         config = ConfigRecord(
             {

@@ -77,11 +77,28 @@ def _dp(**kw: object) -> FederatedRecipe:
     return replace(_DP, **kw)  # type: ignore[arg-type]
 
 
+# Distributed DP (issue 17): federated SGD, one clipped step per partner and round whose
+# noise is a Skellam share, the mean step applied by server Adam (FedAdam); the local
+# rate only scales the step (Adam undoes it), the server rate is what validation tunes.
+_DDP = FederatedRecipe(
+    rounds=100,
+    local_epochs=1,
+    batch_size=None,
+    batches_per_epoch=5,
+    learning_rate=1.0,
+    optimizer="sgd",
+    strategy="fedadam",
+    server_learning_rate=0.01,
+    max_grad_norm=5.0,
+)
+
+
 @dataclass(frozen=True)
 class Recipe:
     central: CentralRecipe = field(default_factory=CentralRecipe)
     federated: FederatedRecipe = field(default_factory=FederatedRecipe)
     private: FederatedRecipe = _DP
+    distributed: FederatedRecipe = _DDP
     embed_dim: int = 8
 
 

@@ -21,6 +21,7 @@ from fedctr.models import CTRModel, ModelConfig, build_model, log_loss, predict_
 from fedctr.models.logs.reader import EncodedData
 from fedctr.privacy import AccountantKind
 from fedctr.privacy.dpsgd import DEFAULT_IMPLEMENTATION
+from fedctr.privacy.secagg import SecAggSettings
 from fedctr.server.platform.strategies.registry import strategy_from_table
 
 # Centralized arms may train up to this many epochs when selection early-stops them.
@@ -144,7 +145,14 @@ def run_cell(
             key_columns=data.key_columns(),
         )
         smallest = min(len(p) for p in parts)
-        base = recipe.federated if scenario.epsilon is None else recipe.private
+        distributed = scenario.noise_shares is not None
+        base = (
+            recipe.federated
+            if scenario.epsilon is None
+            else recipe.distributed
+            if distributed
+            else recipe.private
+        )
         privacy = PrivacySettings(
             epsilon=scenario.epsilon if scenario.epsilon is not None else 8.0,
             delta=delta_for(smallest),
@@ -157,10 +165,17 @@ def run_cell(
             accountant=accountant,
             dp_implementation=DEFAULT_IMPLEMENTATION,
             enabled=scenario.epsilon is not None,
+            **(
+                {"noise": "distributed", "min_noise_shares": scenario.noise_shares}
+                if distributed
+                else {}
+            ),
         )
-        rates = [base.learning_rate] if chooser is None else learning_rates(base.learning_rate)
+        # FedSGD under server Adam: the server rate sets the step, so it is what is tuned.
+        tuned = base.server_learning_rate if distributed else base.learning_rate
+        rates = [tuned] if chooser is None else learning_rates(tuned)
         for lr in rates:
-            fed = replace(base, learning_rate=lr)
+            fed = replace(base, **{"server_learning_rate" if distributed else "learning_rate": lr})
             probe = build_model(data.spec, model_config)
             result = run_federated(
                 spec=data.spec,
@@ -179,6 +194,7 @@ def run_cell(
                 rounds=fed.rounds,
                 seed=seed,
                 on_round=None if chooser is None else chooser.on_round(probe, lr),
+                secure_aggregation=SecAggSettings() if distributed else None,
             )
             model = result.model
             if result.refusals:

@@ -281,6 +281,11 @@ def check_cards(
                     partner.bucket_selection,
                     "none" if signed.mechanism.selection is None else SELECTION_DP_ADAFEST,
                 ),
+                (
+                    "noise",
+                    partner.noise,
+                    "local" if signed.mechanism.distributed is None else "distributed",
+                ),
                 ("rounds_contributed", partner.rounds_contributed, len(reps)),
             ]
             if release is not None:

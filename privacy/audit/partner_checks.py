@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from fedctr.privacy.audit.loading import Recorded
 from fedctr.privacy.audit.recompute import independent_epsilons, understated
 from fedctr.privacy.audit.result import EpsilonRow, PartnerSummary
+from fedctr.privacy.distributed.accounting import epsilon as distributed_epsilon
+from fedctr.privacy.distributed.mechanism import SkellamRound
 from fedctr.privacy.ledger import Finding, FindingCode, PartnerRelease, PartnerWithheld
 
 _REL = 1e-9  # two figures that should be the same number
@@ -92,8 +94,15 @@ def check_partner(
 
     independent = independent_epsilons([(r.body.mechanism, r.body.delta) for r in releases])
     rows: list[EpsilonRow] = []
+    shared: list[SkellamRound] = []  # distributed releases so far, for the coalition figure
     for rec, ind in zip(releases, independent, strict=True):
         body = rec.body
+        coalition = None
+        if body.mechanism.skellam is not None:
+            shared.append(body.mechanism.skellam)
+            coalition = distributed_epsilon(
+                shared, body.delta, colluding=body.mechanism.skellam.min_shares - 1
+            )
         reference, value = ind.reference(body.accountant)
         low = understated(body.epsilon_after, value, tolerance=tolerance)
         over = body.budget.exceeded_by(value, rel_tol=tolerance)
@@ -140,6 +149,10 @@ def check_partner(
                 secure_aggregation=body.secure_aggregation
                 if isinstance(body, PartnerRelease)
                 else "none",
+                noise_shares=None
+                if body.mechanism.distributed is None
+                else body.mechanism.distributed.min_shares,
+                epsilon_coalition=coalition,
                 delta=body.delta,
                 claimed=body.epsilon_after,
                 independent_rdp=ind.rdp,

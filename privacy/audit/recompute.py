@@ -133,17 +133,77 @@ def _quiet_unconverged_orders() -> Iterator[None]:
         absl.removeFilter(quiet)
 
 
+# ---- distributed (Skellam) releases: a second implementation in mpmath -------------
+_MP_ORDERS = (*range(2, 65), 80, 96, 128, 160, 192, 256, 384, 512)
+
+
+def _skellam_rdp_mp(release: DPSGDRound) -> list[Any]:
+    """RDP of one distributed release at each order, recomputed at 40 digits with mpmath
+    from the ledgered parameters (Skellam bound of Agarwal et al. 2021, Poisson
+    subsampling bound of Zhu & Wang 2019), independently of fedctr.privacy.distributed."""
+    import mpmath
+
+    assert release.distributed is not None
+    mpmath.mp.dps = 40
+    d = release.distributed
+    l2, l1 = mpmath.mpf(d.l2_sensitivity), mpmath.mpf(d.l1_sensitivity)
+    mu = (mpmath.mpf(release.noise_multiplier) * l2) ** 2 / 2
+    q = mpmath.mpf(release.sample_rate)
+
+    def base(a: int) -> Any:
+        return a * l2**2 / (4 * mu) + min(
+            ((2 * a - 1) * l2**2 + 6 * l1) / (16 * mu**2), 3 * l1 / (4 * mu)
+        )
+
+    out = []
+    for a in _MP_ORDERS:
+        if q == 1:
+            out.append(base(a))
+            continue
+        total = (1 - q) ** (a - 1) * (1 + (a - 1) * q) + mpmath.binomial(a, 2) * q**2 * (1 - q) ** (
+            a - 2
+        ) * mpmath.e ** base(2)
+        total += 3 * mpmath.fsum(
+            mpmath.binomial(a, j) * q**j * (1 - q) ** (a - j) * mpmath.e ** ((j - 1) * base(j))
+            for j in range(3, a + 1)
+        )
+        out.append(mpmath.log(total) / (a - 1))
+    return out
+
+
+def _mp_epsilon(rdp: list[Any], delta: float) -> float:
+    import mpmath
+
+    best = min(
+        r + mpmath.log1p(-mpmath.mpf(1) / a) - (mpmath.log(delta) + mpmath.log(a)) / (a - 1)
+        for r, a in zip(rdp, _MP_ORDERS, strict=True)
+    )
+    return float(max(best, 0))
+
+
 @_quiet_unconverged_orders()
 def independent_epsilons(releases: Sequence[tuple[DPSGDRound, float]]) -> list[IndependentEpsilon]:
     """Cumulative epsilon after each ``(release, delta)``, composed in order.
 
     Each figure is at that release's own delta, over it and every release before it.
+    Distributed (Skellam) releases are recomputed by :func:`_skellam_rdp_mp` (RDP only,
+    no PLD) against the platform; a ledger that mixes them with local releases gets
+    the local figure, and the accountant refuses such a participation anyway.
     """
     rdp = RdpAccountant(neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE)
     pld: _PLDComposer | None = _PLDComposer()
     composed = False
     results: list[IndependentEpsilon] = []
+    skellam: list[Any] | None = None
+    cache: dict[DPSGDRound, list[Any]] = {}
     for release, delta in releases:
+        if release.distributed is not None:
+            if release not in cache:
+                cache[release] = _skellam_rdp_mp(release)
+            one = cache[release]
+            skellam = one if skellam is None else [x + y for x, y in zip(skellam, one, strict=True)]
+            results.append(IndependentEpsilon(rdp=_mp_epsilon(skellam, delta), pld=None))
+            continue
         if release.steps > 0:
             rdp.compose(release_event(release))
             if pld is not None:

@@ -51,6 +51,10 @@ class EpsilonRow:
     selection_threshold: float | None = None
     withheld: str | None = None  # why a spent round released nothing (partner-withheld)
     secure_aggregation: str = "none"  # "secagg+": the update left masked, summed unseen
+    # Distributed noise: the fewest shares in a sum, and epsilon against the platform
+    # colluding with noise_shares - 1 partners (None for local noise)
+    noise_shares: int | None = None
+    epsilon_coalition: float | None = None
 
     @property
     def unit(self) -> UnitOfPrivacy:
@@ -98,6 +102,8 @@ class EpsilonRow:
             "update_hash": self.update_hash,
             "withheld": self.withheld,
             "secure_aggregation": self.secure_aggregation,
+            "noise_shares": self.noise_shares,
+            "epsilon_against_coalition": self.epsilon_coalition,
             "delta": self.delta,
             "epsilon_claimed": self.claimed,
             "epsilon_independent_rdp": self.independent_rdp,

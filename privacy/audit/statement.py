@@ -291,8 +291,24 @@ def _guarantee(summary: PartnerSummary) -> PartnerGuarantee | None:
         f"by {accountant} at training time. Recomputed independently with dp_accounting: "
         f"RDP ε={final.independent_rdp:.3f}, PLD ε={pld}. Budget ε={final.budget_epsilon:g}."
     )
+    if final.noise_shares is not None:
+        sentence = (
+            f"{summary.partner_id} released {count} distributed DP update"
+            f"{'s' if count != 1 else ''} (listed below): each one clipped gradient step "
+            "carrying only a share of discrete (Skellam) noise, masked by secure aggregation "
+            "(SecAgg+), so no single update is DP on its own. What the platform unmasks, "
+            f"a sum of at least {final.noise_shares} partners' inputs (the node refuses to "
+            "help unmask a smaller one), and every model published from such sums, satisfy "
+            f"({final.claimed:.3f}, {final.delta:g})-differential privacy for "
+            f"{unit.describe()} against the platform and the public, cumulative over {spent}, "
+            "by the Skellam RDP bound with Poisson subsampling; recomputed independently "
+            f"(mpmath): ε={final.independent_rdp:.3f}. The platform together with "
+            f"{final.noise_shares - 1} colluding partner"
+            f"{'s' if final.noise_shares != 2 else ''} (who remove their own shares) faces "
+            f"ε={final.epsilon_coalition:.3f}. Budget ε={final.budget_epsilon:g}."
+        )
     masked = sum(1 for r in summary.rows if r.secure_aggregation != "none")
-    if masked:
+    if masked and final.noise_shares is None:
         sentence += (
             f" {masked} of its updates left the node masked for secure aggregation "
             "(SecAgg+): the platform saw only their sum with other partners' updates, and "

@@ -18,6 +18,7 @@ from fedctr.privacy.budget import (
     ACCOUNTANT_KINDS,
     AccountantKind,
     BucketSelection,
+    DistributedNoise,
     DPSGDRound,
     PrivacyBudget,
 )
@@ -91,7 +92,7 @@ _SELECTION_KEYS = frozenset({"noise_multiplier", "threshold"})
 
 def parse_mechanism(data: Any) -> DPSGDRound:
     """A recorded DP-SGD round: subsampled Gaussian, Poisson sampling, ``steps`` steps."""
-    data = _fields(data, "mechanism", _MECHANISM_KEYS)
+    data = _fields(data, "mechanism", _MECHANISM_KEYS | {"distributed"}, frozenset({"distributed"}))
     if data["sampling"] != "poisson":
         raise LedgerEntryInvalid(f"mechanism.sampling must be 'poisson', got {data['sampling']!r}")
     try:
@@ -108,9 +109,24 @@ def parse_mechanism(data: Any) -> DPSGDRound:
             sample_rate=_CHECK.number(data["sample_rate"], "sample_rate"),
             steps=_CHECK.integer(data["steps"], "steps", minimum=0),
             selection=selection,
+            distributed=_distributed(data.get("distributed")),
         )
     except InvalidPrivacyParameter as exc:
         raise LedgerEntryInvalid(f"mechanism: {exc}") from exc
+
+
+def _distributed(raw: Any) -> DistributedNoise | None:
+    if raw is None:
+        return None
+    raw = _fields(raw, "mechanism.distributed", _DISTRIBUTED_KEYS)
+    return DistributedNoise(
+        min_shares=_CHECK.integer(raw["min_shares"], "min_shares", minimum=1),
+        l2_sensitivity=_CHECK.number(raw["l2_sensitivity"], "l2_sensitivity"),
+        l1_sensitivity=_CHECK.number(raw["l1_sensitivity"], "l1_sensitivity"),
+    )
+
+
+_DISTRIBUTED_KEYS = frozenset({"min_shares", "l2_sensitivity", "l1_sensitivity"})
 
 
 def parse_unit(data: Mapping[str, Any]) -> UnitOfPrivacy:
@@ -136,7 +152,9 @@ def parse_budget(data: Any) -> PrivacyBudget:
 
 
 def mechanism_dict(mechanism: DPSGDRound) -> dict[str, Any]:
-    return {
+    """The ledger's form; ``distributed`` appears only for a distributed release, so a
+    local release's entry is byte for byte what it was before that mode existed."""
+    out = {
         "noise_multiplier": mechanism.noise_multiplier,
         "max_grad_norm": mechanism.max_grad_norm,
         "sample_rate": mechanism.sample_rate,
@@ -151,6 +169,13 @@ def mechanism_dict(mechanism: DPSGDRound) -> dict[str, Any]:
             }
         ),
     }
+    if mechanism.distributed is not None:
+        out["distributed"] = {
+            "min_shares": mechanism.distributed.min_shares,
+            "l2_sensitivity": mechanism.distributed.l2_sensitivity,
+            "l1_sensitivity": mechanism.distributed.l1_sensitivity,
+        }
+    return out
 
 
 # ---- bodies ----------------------------------------------------------------------

@@ -55,6 +55,9 @@ class PartnerSession:
     held: dict[int, tuple[bytes, bytes]] = field(default_factory=dict)
     masked_with: list[int] = field(default_factory=list)
     revealed: dict[int, str] = field(default_factory=dict)
+    # Distributed DP: the partner's noise share protects it only in a sum of at least
+    # this many inputs, so it never helps unmask a smaller one (0: no such floor).
+    min_active: int = 0
 
     # ---- setup ---------------------------------------------------------------------
     @classmethod
@@ -169,10 +172,11 @@ class PartnerSession:
         known = set(self.masked_with) | {self.node}
         if not a | d <= known:
             raise SecAggRefused("the unmask request names nodes this node did not mask with")
-        if len(a) < self.threshold:
+        if len(a) < max(self.threshold, self.min_active):
             raise SecAggRefused(
                 f"only {len(a)} active node(s) in this neighbourhood, fewer than the "
-                f"threshold {self.threshold}: their sum would be too small to hide in"
+                f"threshold {max(self.threshold, self.min_active)}: their sum would be too "
+                "small to hide in"
             )
         for node in a | d:
             kind = "b" if node in a else "sk"
@@ -218,6 +222,7 @@ class PartnerSession:
                 "held": {str(n): pair(p) for n, p in self.held.items()},
                 "masked_with": self.masked_with,
                 "revealed": {str(n): k for n, k in self.revealed.items()},
+                "min_active": self.min_active,
             }
         )
 
@@ -243,6 +248,7 @@ class PartnerSession:
             held={int(n): pair(p) for n, p in raw["held"].items()},
             masked_with=[int(n) for n in raw["masked_with"]],
             revealed={int(n): str(k) for n, k in raw["revealed"].items()},
+            min_active=int(raw.get("min_active", 0)),
         )
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from fedctr.privacy import wire as P
+from fedctr.privacy.distributed.noise import skellam_noise
 from fedctr.privacy.randomness import SecureRandom
 from fedctr.privacy.secagg.errors import SecAggRefused
 from fedctr.privacy.secagg.partner import PartnerSession
@@ -37,6 +38,8 @@ class Sealer:
     session: PartnerSession
     weight: int
     rng: SecureRandom | None = None
+    # Distributed DP: the Skellam share added to every quantized coordinate (0: none).
+    noise_mu_share: float = 0.0
 
     protocol = PROTOCOL
 
@@ -48,9 +51,10 @@ class Sealer:
         self, base: dict[str, torch.Tensor], new: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
         _, delta = update_vector(base, new)
-        values = quantize(
-            delta, self.session.settings, weight=self.weight, rng=self.rng or SecureRandom.fresh()
-        )
+        rng = self.rng or SecureRandom.fresh()
+        values = quantize(delta, self.session.settings, weight=self.weight, rng=rng)
+        if self.noise_mu_share > 0:
+            values += skellam_noise(values.size, mu=self.noise_mu_share, rng=rng)
         masked = self.session.seal(as_words(values))
         return {P.MASKED: torch.from_numpy(as_signed(masked).copy())}
 

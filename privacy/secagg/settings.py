@@ -71,6 +71,11 @@ class SecAggSettings:
         """Integer steps across ``[-clipping_range, clipping_range]``."""
         return 1 << self.quantization_bits
 
+    @property
+    def scale(self) -> float:
+        """Integer steps per unit of update value (what quantization multiplies by)."""
+        return self.levels / (2 * self.clipping_range)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

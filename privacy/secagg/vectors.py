@@ -91,8 +91,7 @@ def quantize(
     values: np.ndarray, settings: SecAggSettings, *, weight: int, rng: SecureRandom
 ) -> np.ndarray:
     """``weight * round(clip(values) * scale)`` as int64, with unbiased random rounding."""
-    scale = settings.levels / (2 * settings.clipping_range)
-    scaled = np.clip(values, -settings.clipping_range, settings.clipping_range) * scale
+    scaled = np.clip(values, -settings.clipping_range, settings.clipping_range) * settings.scale
     floor = np.floor(scaled)
     words = np.frombuffer(rng.keystream(4 * values.size), dtype=np.uint32)
     up = words.astype(np.float64) / 2.0**32 < (scaled - floor)
@@ -101,7 +100,7 @@ def quantize(
 
 def dequantize(total: np.ndarray, settings: SecAggSettings) -> np.ndarray:
     """The float sum behind an unmasked integer sum (int64 in two's complement)."""
-    return total.astype(np.float64) * (2 * settings.clipping_range / settings.levels)
+    return total.astype(np.float64) / settings.scale
 
 
 def mask(seed: bytes, size: int) -> np.ndarray:

@@ -68,6 +68,7 @@ def partner_provenance(records: list[PartnerTrainRecord]) -> PartnerProvenance:
         unit_of_privacy=reply.unit_of_privacy,
         max_rows_per_unit=reply.unit.max_rows,
         bucket_selection="none" if reply.release.selection is None else SELECTION_DP_ADAFEST,
+        noise="local" if reply.release.distributed is None else "distributed",
         dp_implementation=reply.dp_implementation,
         rounds_contributed=len(records),
     )

@@ -38,6 +38,7 @@ def _fields(**change: Any) -> ModelCardFields:
                 unit_of_privacy="example",
                 dp_implementation="opacus-ghost",
                 rounds_contributed=2,
+                noise="distributed",
             ),
         ),
         "empirical_audits": (

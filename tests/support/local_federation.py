@@ -172,6 +172,7 @@ def local_federation(
     strategy: str = "fedavg",
     run_id: str = "run-faults",
     secure_aggregation: SecAggSettings | None = None,
+    privacy: dict[str, object] | None = None,
     **strategy_options: object,
 ) -> LocalFederation:
     """Partners for every log in ``logs`` (node ids 1..n), the platform, one plan."""
@@ -197,11 +198,14 @@ def local_federation(
             signing_key=partner_key,
             ledger=ledger_file(root / "ledgers", pid),
             privacy=PrivacySettings(
-                epsilon=4.0,
-                delta=1e-5,
-                planned_rounds=rounds,
-                sample_rate=0.1,
-                max_grad_norm=1.0,
+                **{  # type: ignore[arg-type]
+                    "epsilon": 4.0,
+                    "delta": 1e-5,
+                    "planned_rounds": rounds,
+                    "sample_rate": 0.1,
+                    "max_grad_norm": 1.0,
+                    **(privacy or {}),
+                }
             ),
             training=TrainingSettings(
                 batch_size=128, local_epochs=1, learning_rate=0.05, holdout_fraction=0.0
