@@ -109,6 +109,11 @@ def _releases_table(g: PartnerGuarantee) -> str:
                         if r.selection_noise_multiplier is None
                         else f" + σ_select {r.selection_noise_multiplier:g}"
                     )
+                    + (
+                        ""
+                        if r.noise_shares is None
+                        else f" (Skellam, summed over ≥ {r.noise_shares} shares)"
+                    )
                 ),
                 num=True,
             ),

@@ -127,6 +127,8 @@ class Release:
     selection_threshold: float | None = None
     withheld: str | None = None
     secure_aggregation: str = "none"
+    noise_shares: int | None = None  # distributed: Skellam shares, at least this many summed
+    epsilon_coalition: float | None = None
 
     @classmethod
     def of(cls, row: EpsilonRow) -> Release:
@@ -149,6 +151,8 @@ class Release:
             selection_threshold=row.selection_threshold,
             withheld=row.withheld,
             secure_aggregation=row.secure_aggregation,
+            noise_shares=row.noise_shares,
+            epsilon_coalition=row.epsilon_coalition,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -158,8 +162,12 @@ class Release:
             "update_hash": self.update_hash,
             "withheld": self.withheld,
             "secure_aggregation": self.secure_aggregation,
+            "noise_shares": self.noise_shares,
+            "epsilon_against_coalition": self.epsilon_coalition,
             "mechanism": {
-                "name": "subsampled Gaussian (DP-SGD)",
+                "name": "subsampled Gaussian (DP-SGD)"
+                if self.noise_shares is None
+                else f"subsampled Skellam, distributed over >= {self.noise_shares} shares",
                 "noise_multiplier": self.noise_multiplier,
                 "sample_rate": self.sample_rate,
                 "sampling": "poisson",
