@@ -80,15 +80,19 @@ def _dp(**kw: object) -> FederatedRecipe:
 # Distributed DP (issue 17): federated SGD, one clipped step per partner and round whose
 # noise is a Skellam share, the mean step applied by server Adam (FedAdam); the local
 # rate only scales the step (Adam undoes it), the server rate is what validation tunes.
+# Full batches (q = 1): no subsampling, so the Skellam bound is as tight as a Gaussian's
+# (Zhu & Wang's general subsampling bound costs ~25% of epsilon at q = 0.1). DAC 45k FM,
+# seed 0: q 1/5 x 100 rounds gave eps 8 0.7238, eps 1 0.6947; q 1 x 60 rounds gave
+# 0.7224 and 0.7138.
 _DDP = FederatedRecipe(
-    rounds=100,
+    rounds=60,
     local_epochs=1,
     batch_size=None,
-    batches_per_epoch=5,
+    batches_per_epoch=1,
     learning_rate=1.0,
     optimizer="sgd",
     strategy="fedadam",
-    server_learning_rate=0.01,
+    server_learning_rate=0.05,
     max_grad_norm=5.0,
 )
 
