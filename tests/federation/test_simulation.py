@@ -101,21 +101,40 @@ def finished_run(request, tmp_path_factory: pytest.TempPathFactory, synthetic_lo
     return ws, summary, platform_log.lines
 
 
+def _secagg(ws) -> bool:
+    return "[secure_aggregation]" in Path(ws.platform_config).read_text()
+
+
 def test_refusals_and_broken_files_do_not_stop_the_federation(finished_run) -> None:
     """Round 1: three contribute, the broken and the strict file fail; round 2: the
-    partner out of budget refuses; both rounds aggregate."""
-    _, summary, _ = finished_run
+    partner out of budget refuses; both rounds aggregate. Under SecAgg+ the five took
+    part in the key exchange, so round 2's two survivors are fewer than the threshold
+    (3 of 5): the sum is not unmasked and the round is not aggregated, as it must not be."""
+    ws, summary, lines = finished_run
     r1, r2 = summary["rounds"]
 
     assert sorted(t["partner_id"] for t in r1["train"]) == ["advertiser-b", "crm-c", "shop-a"]
-    assert sorted(t["partner_id"] for t in r2["train"]) == ["crm-c", "shop-a"]
     assert sorted((f["kind"], f["problem"]) for f in r1["failures"]) == [
         ("bad-data", "bad-label"),
         ("bad-data", "unreadable-file"),
     ]
-    assert sorted(f["kind"] for f in r2["failures"]) == ["bad-data", "bad-data", "budget-refused"]
-    assert r1["aggregated"] and r2["aggregated"]
-    assert r2["global_metrics"]["auc"] > 0.5
+    refused = ["bad-data", "bad-data", "budget-refused"]
+    assert r1["aggregated"]
+    if _secagg(ws):
+        # and the two survivors themselves refuse to help unmask a sum of two
+        assert sorted(f["kind"] for f in r2["failures"]) == sorted(
+            [*refused, *["partner-error"] * 2]
+        )
+        assert [f["problem"] for f in r2["failures"] if f["kind"] == "partner-error"] == [
+            "secagg-refused"
+        ] * 2
+        assert not r2["aggregated"]
+        assert any("fewer than the threshold 3" in line for line in lines)
+        assert r1["global_metrics"]["auc"] > 0.5
+    else:
+        assert sorted(f["kind"] for f in r2["failures"]) == refused
+        assert sorted(t["partner_id"] for t in r2["train"]) == ["crm-c", "shop-a"]
+        assert r2["aggregated"] and r2["global_metrics"]["auc"] > 0.5
 
 
 def test_epsilon_is_the_worst_partner_and_within_each_budget(finished_run) -> None:
@@ -147,13 +166,13 @@ def test_no_value_or_row_number_of_a_rejected_row_reaches_the_platform(finished_
 
 
 def test_card_names_only_partners_that_contributed(finished_run) -> None:
-    _, summary, _ = finished_run
+    ws, summary, _ = finished_run
     card = json.loads((Path(summary["model_path"]) / "card.json").read_text())
     partners = {p["partner_id"]: p for p in card["privacy"]["partners"]}
 
     assert set(partners) == {"shop-a", "advertiser-b", "crm-c"}
     assert partners["advertiser-b"]["rounds_contributed"] == 1
-    assert partners["shop-a"]["rounds_contributed"] == 2
+    assert partners["shop-a"]["rounds_contributed"] == (1 if _secagg(ws) else 2)
     assert partners["shop-a"]["epsilon"] <= 4.0
     assert card["feature_spec"]["hash"] == load_spec(builtin_spec_path("demo")).spec_hash
     # each partner's unit and method travel through the real Flower path to the card
