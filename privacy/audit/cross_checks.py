@@ -153,12 +153,15 @@ def check_base_models(releases: Releases) -> list[Finding]:
 def _accepted(
     reports: Sequence[Recorded[PlatformReport]], run_id: str, rounds: int
 ) -> dict[str, list[Recorded[PlatformReport]]]:
-    """Accepted reports of ``run_id`` up to round ``rounds``, per partner, in ledger order."""
+    """Accepted reports of ``run_id``'s first ``rounds`` aggregated rounds, per partner, in
+    ledger order. ``rounds`` counts aggregated rounds (what a card and a publish entry
+    state), not round numbers: a round in between may have aggregated nothing."""
+    ours = [r for r in reports if r.body.accepted and r.body.run_id == run_id]
+    kept = set(sorted({r.body.round for r in ours})[:rounds])
     accepted: dict[str, list[Recorded[PlatformReport]]] = defaultdict(list)
-    for rep in reports:
-        b = rep.body
-        if b.accepted and b.run_id == run_id and b.round <= rounds:
-            accepted[b.partner_id].append(rep)
+    for rep in ours:
+        if rep.body.round in kept:
+            accepted[rep.body.partner_id].append(rep)
     return accepted
 
 
@@ -175,7 +178,8 @@ def check_publishes(
                 pub.finding(
                     FindingCode.PUBLISH_MISMATCH,
                     f"model {b.model_version} lists partners {sorted(b.partners)}, but the "
-                    f"platform accepted updates up to round {b.rounds} from {sorted(expected)}",
+                    f"platform accepted updates in its {b.rounds} aggregated round(s) from "
+                    f"{sorted(expected)}",
                 )
             )
     return findings
@@ -251,7 +255,7 @@ def check_cards(
                     claims,
                     FindingCode.CARD_MISMATCH,
                     f"credits partner {partner.partner_id}, but the platform accepted no "
-                    f"update from it in run {card.run_id} up to round {card.rounds}",
+                    f"update from it in the {card.rounds} aggregated round(s) of run {card.run_id}",
                 )
                 continue
             last = reps[-1].body

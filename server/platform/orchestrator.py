@@ -189,6 +189,7 @@ def run_federation(
             journal=journal,
             plan=plan,
             faults=faults,
+            accountable=accountable,
         )
         state = arrays.to_torch_state_dict()
         # Commit: checkpoint, evaluation, ledger, round log, then the run state last.
@@ -219,6 +220,7 @@ def _train_round(
     journal: UpdateJournal,
     plan: FederationPlan,
     faults: FaultPlan,
+    accountable: AccountableStrategy,
 ) -> ArrayRecord:
     """One training round; returns the new global arrays (the old ones if not aggregated).
 
@@ -231,14 +233,22 @@ def _train_round(
     stored = journal.messages(server_round)
     if stored and plan.secure_aggregation is not None:
         # Masked inputs of a crashed attempt belong to a session whose routing died with
-        # the platform: they cannot be unmasked. The round runs again in a new session;
-        # partners that released under the old one refuse to re-mask (see README).
+        # the platform: they cannot be unmasked. They are recorded as received and not
+        # aggregated (so the platform ledger reports every release), and the round runs
+        # again in a new session; partners that released under the old one refuse to
+        # re-mask (see README).
         logger.warning(
             "round %d: %d masked input(s) from the interrupted session cannot be unmasked; "
             "the round starts a new secure-aggregation session",
             server_round,
             len(stored),
         )
+        record = accountable.round_log.round(server_round)
+        for msg in stored:
+            checked, _ = accountable.check(server_round, msg)
+            if checked is not None and checked.reply is not None:
+                record.rejected.append(checked)
+                record.failures.append(Failure(checked.node_id, "secagg", "session-lost-in-crash"))
         stored = []
     messages = list(strategy.configure_train(server_round, arrays, config, grid))
     if len(stored) >= plan.strategy.min_partners:

@@ -24,10 +24,11 @@ from fedctr.privacy.ledger import PartnerRelease, read_ledger
 from fedctr.privacy.secagg import PartnerSession, SecAggSettings
 from fedctr.privacy.secagg.release import Sealer
 from fedctr.server.platform.errors import PlatformConfigError
+from fedctr.server.platform.faults import FaultPlan, FaultStage, InjectedCrash
 from fedctr.server.platform.journal import UpdateJournal
 from fedctr.server.platform.orchestrator import JOURNAL_DIR, initial_model
 from fedctr.server.registry import list_versions
-from tests.support.local_federation import LocalGrid, local_federation
+from tests.support.local_federation import LocalGrid, local_federation, trained_rounds
 
 ROUNDS = 2
 
@@ -233,3 +234,29 @@ def test_a_partner_never_re_masks_a_released_round_under_another_session(runs):
             server_round=1,
             seal=Sealer(other, 1),
         )
+
+
+def test_a_crashed_secagg_run_resumes_and_an_interrupted_round_is_not_re_masked(
+    tmp_path, synthetic_logs
+):
+    """A crash after round 1 committed: the resumed run re-checks round 1's journaled
+    masked inputs (their session is over) and goes on. A crash after round 2's masked
+    inputs arrived: that session's routing died with the platform, the round starts a
+    new session, and every partner refuses to re-mask what it released (one update
+    under two sets of masks would let the platform subtract two sums): round 2 is
+    not aggregated, nobody trained or spent twice, and the audit passes."""
+    logs, eval_file = synthetic_logs
+    fed = local_federation(tmp_path, logs, eval_file, rounds=3, secure_aggregation=SecAggSettings())
+    with pytest.raises(InjectedCrash):
+        fed.run(faults=FaultPlan(FaultStage.AFTER_COMMIT, 1))
+    with pytest.raises(InjectedCrash):
+        fed.run(resume=True, faults=FaultPlan(FaultStage.AFTER_REPLIES, 2))
+    outcome = fed.run(resume=True)
+    rounds = outcome.round_log.rounds
+    assert rounds[1].aggregated and rounds[3].aggregated and not rounds[2].aggregated
+    assert {f.problem for f in rounds[2].failures} == {"already-released", "session-lost-in-crash"}
+    assert len(rounds[2].rejected) == 3  # every release received is reported, not aggregated
+    for config in fed.partners.values():
+        assert sorted(trained_rounds(config)) == [(fed.plan.run_id, r) for r in (1, 2, 3)]
+    fed.publish(outcome)
+    assert fed.audit().findings == ()

@@ -86,7 +86,9 @@ class SecAggPlus(Strategy):
         if reply.secure_aggregation != PROTOCOL:
             return "a plain update in a secure-aggregation round"
         if current is None or current.session.server_round != server_round:
-            return "a masked update for a session this platform is not running"
+            # A committed round re-checked on resume: its session is over, and the signed
+            # entry and the commitment hash are what can still be checked.
+            return None
         if reply.secagg_session != current.session.session:
             return "a masked update from another secure-aggregation session"
         return None
@@ -174,8 +176,12 @@ class SecAggPlus(Strategy):
             if node not in session.commitments:
                 self._fail(server_round, node, "masked input from a node that shared no keys")
                 continue
+            weight = float(msg.content[P.METRICS][P.AGGREGATION_WEIGHT])
+            if weight != int(weight) or not 1 <= weight <= self.settings.max_weight:
+                self._fail(server_round, node, "aggregation weight is not a whole number in range")
+                continue
             masked[node] = vector.view(np.uint64)
-            weights[node] = int(msg.content[P.METRICS][P.AGGREGATION_WEIGHT])
+            weights[node] = int(weight)
             metrics.append(msg.content[P.METRICS])
         survivors = set(masked)
         requests = {}
