@@ -29,6 +29,7 @@ from fedctr.clients.errors import PartnerError
 from fedctr.durable import replace_file
 from fedctr.privacy import AccountantKind, AccountantStateError, DPSGDRound, PartnerAccountant
 from fedctr.privacy.accounting import release_key
+from fedctr.privacy.distributed.mechanism import skellam_of
 
 logger = logging.getLogger(__name__)
 
@@ -174,9 +175,9 @@ def reconcile(
                     r.mechanism.steps,
                 )
                 for r in ledgered
-                if r.mechanism.skellam is None
+                if r.mechanism.distributed is None
             ],
-            distributed=[r.mechanism.skellam for r in ledgered if r.mechanism.skellam is not None],
+            distributed=[s for r in ledgered if (s := skellam_of(r.mechanism)) is not None],
         )
         return PartnerState(accountant, ledger_rounds)
     raise PartnerStateError(
@@ -188,8 +189,9 @@ def reconcile(
 
 def _key(mechanism: DPSGDRound) -> tuple[Any, ...]:
     """What the accountant keeps of a ledgered release (see PartnerAccountant.keys)."""
-    if mechanism.skellam is not None:
-        return release_key(mechanism.skellam)
+    shared = skellam_of(mechanism)
+    if shared is not None:
+        return release_key(shared)
     return (mechanism.accounted_noise_multiplier, mechanism.sample_rate, mechanism.steps)
 
 

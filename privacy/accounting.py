@@ -14,7 +14,7 @@ from opacus.accountants import IAccountant, create_accountant
 
 from fedctr.privacy.budget import ACCOUNTANT_KINDS, AccountantKind, DPSGDRound, PrivacyBudget
 from fedctr.privacy.distributed.accounting import epsilon as distributed_epsilon
-from fedctr.privacy.distributed.mechanism import SkellamRound
+from fedctr.privacy.distributed.mechanism import SkellamRound, skellam_of
 from fedctr.privacy.errors import AccountantStateError, AccountingMismatchError, BudgetExceededError
 
 STATE_SCHEMA_VERSION = 1
@@ -84,8 +84,9 @@ class PartnerAccountant:
     def epsilon_after(self, release: DPSGDRound, delta: float) -> float:
         """Epsilon the partner would have spent after ``release``."""
         self._same_mode(release)
-        if release.skellam is not None:
-            return distributed_epsilon([*self._distributed, release.skellam], delta)
+        shared = skellam_of(release)
+        if shared is not None:
+            return distributed_epsilon([*self._distributed, shared], delta)
         return _epsilon(self.kind, [*self._history, _entry(release)], delta)
 
     def _same_mode(self, release: DPSGDRound) -> None:
@@ -119,17 +120,19 @@ class PartnerAccountant:
         """Record a round the node stopped in before the accountant saw its steps: all
         the approved steps count (noise may have been drawn for each; never fewer)."""
         self._same_mode(release)
-        if release.skellam is not None:
-            self._distributed.append(release.skellam)
+        shared = skellam_of(release)
+        if shared is not None:
+            self._distributed.append(shared)
         else:
             self._history.append(_entry(release))
 
     def record_distributed(self, release: DPSGDRound) -> None:
         """Record a distributed release (its one step was taken and its share drawn)."""
         self._same_mode(release)
-        if release.skellam is None:
+        shared = skellam_of(release)
+        if shared is None:
             raise AccountingMismatchError("record_distributed takes a distributed release")
-        self._distributed.append(release.skellam)
+        self._distributed.append(shared)
 
     def record_opacus_steps(self, release: DPSGDRound, opacus_accountant: IAccountant) -> None:
         """Record a finished round from what Opacus' accountant actually saw.

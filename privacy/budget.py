@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from fedctr.privacy.errors import InvalidPrivacyParameter
 from fedctr.validate import Checker
-
-if TYPE_CHECKING:
-    from fedctr.privacy.distributed.mechanism import SkellamRound
 
 AccountantKind = Literal["rdp", "prv"]
 ACCOUNTANT_KINDS: tuple[str, ...] = ("rdp", "prv")
@@ -121,22 +118,6 @@ class DPSGDRound:
                 raise InvalidPrivacyParameter(
                     "a distributed release is one gradient step, without bucket selection"
                 )
-
-    @property
-    def skellam(self) -> SkellamRound | None:
-        """The accountant's view of a distributed release (None for a local one)."""
-        if self.distributed is None:
-            return None
-        from fedctr.privacy.distributed.mechanism import SkellamRound
-
-        return SkellamRound(
-            noise_multiplier=self.noise_multiplier,
-            min_shares=self.distributed.min_shares,
-            sample_rate=self.sample_rate,
-            max_grad_norm=self.max_grad_norm,
-            l2_sensitivity=self.distributed.l2_sensitivity,
-            l1_sensitivity=self.distributed.l1_sensitivity,
-        )
 
     @property
     def accounted_noise_multiplier(self) -> float:

@@ -14,7 +14,7 @@ from fedctr.privacy.audit.loading import Recorded
 from fedctr.privacy.audit.recompute import independent_epsilons, understated
 from fedctr.privacy.audit.result import EpsilonRow, PartnerSummary
 from fedctr.privacy.distributed.accounting import epsilon as distributed_epsilon
-from fedctr.privacy.distributed.mechanism import SkellamRound
+from fedctr.privacy.distributed.mechanism import SkellamRound, skellam_of
 from fedctr.privacy.ledger import Finding, FindingCode, PartnerRelease, PartnerWithheld
 
 _REL = 1e-9  # two figures that should be the same number
@@ -98,11 +98,10 @@ def check_partner(
     for rec, ind in zip(releases, independent, strict=True):
         body = rec.body
         coalition = None
-        if body.mechanism.skellam is not None:
-            shared.append(body.mechanism.skellam)
-            coalition = distributed_epsilon(
-                shared, body.delta, colluding=body.mechanism.skellam.min_shares - 1
-            )
+        this = skellam_of(body.mechanism)
+        if this is not None:
+            shared.append(this)
+            coalition = distributed_epsilon(shared, body.delta, colluding=this.min_shares - 1)
         reference, value = ind.reference(body.accountant)
         low = understated(body.epsilon_after, value, tolerance=tolerance)
         over = body.budget.exceeded_by(value, rel_tol=tolerance)

@@ -25,6 +25,7 @@ import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from fedctr.privacy.budget import DPSGDRound
 from fedctr.privacy.errors import InvalidPrivacyParameter
 from fedctr.validate import Checker
 
@@ -93,6 +94,21 @@ class SkellamRound:
         return cls(**values)
 
 
+def skellam_of(release: DPSGDRound) -> SkellamRound | None:
+    """The accountant's view of a ledgered release: its Skellam round if it was
+    distributed, None for a local (Gaussian) one."""
+    if release.distributed is None:
+        return None
+    return SkellamRound(
+        noise_multiplier=release.noise_multiplier,
+        min_shares=release.distributed.min_shares,
+        sample_rate=release.sample_rate,
+        max_grad_norm=release.max_grad_norm,
+        l2_sensitivity=release.distributed.l2_sensitivity,
+        l1_sensitivity=release.distributed.l1_sensitivity,
+    )
+
+
 def sensitivities(*, unit_norm: float, dimension: int) -> tuple[float, float]:
     """(l2, l1) of one unit's effect on the quantized, randomly rounded sum, where the
     unit's scaled contribution has L2 norm at most ``unit_norm`` (integer units)."""
@@ -102,4 +118,4 @@ def sensitivities(*, unit_norm: float, dimension: int) -> tuple[float, float]:
     return l2, min(l2 * l2, math.sqrt(dimension) * l2)
 
 
-__all__ = ["SkellamRound", "sensitivities"]
+__all__ = ["SkellamRound", "sensitivities", "skellam_of"]
