@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from flwr.common.constant import SUPERLINK_NODE_ID
+from flwr.supercore.task_identity import TaskIdentity
 
 from fedctr.clients.config import PrivacySettings, TrainingSettings
 from fedctr.federation.demo.synthetic import PartnerProfile, generate_federation
@@ -70,7 +72,8 @@ class Federation:
 
 
 def _partner(root: Path, pid: str, data: Path, port: int, *, epochs: int = 2) -> Path:
-    """Full-batch DP-SGD (sampling rate 1): calibration is instant, steps are few."""
+    """Full-batch DP-SGD (sampling rate 1): calibration is instant, steps are few; 10
+    planned rounds cover the five runs of two rounds below."""
     return init_partner(
         root / pid,
         PartnerOptions(
@@ -80,7 +83,7 @@ def _partner(root: Path, pid: str, data: Path, port: int, *, epochs: int = 2) ->
             superlink=f"127.0.0.1:{port}",
             ca_cert=root / "platform" / "tls" / "ca.crt",
             privacy=PrivacySettings(
-                epsilon=8.0, delta=1e-5, planned_rounds=8, max_grad_norm=5.0, accountant="rdp"
+                epsilon=8.0, delta=1e-5, planned_rounds=10, max_grad_norm=5.0, accountant="rdp"
             ),
             training=TrainingSettings(batch_size=8192, local_epochs=epochs, learning_rate=0.05),
         ),
@@ -353,6 +356,9 @@ def test_secure_aggregation_runs_over_tls_and_the_platform_keeps_only_masked_inp
     for pid in ("shop-a", "advertiser-b", "crm-c"):
         releases = _bodies(federation.partners[pid] / "ledger.jsonl", PartnerRelease, "run-5")
         assert len(releases) == 2 and {b.secure_aggregation for b in releases} == {"secagg+"}
+    # reading journaled messages needs the identity a ServerApp process has
+    TaskIdentity.task_id, TaskIdentity.run_id = 1, 1
+    TaskIdentity.node_id = SUPERLINK_NODE_ID
     journal = UpdateJournal(federation.platform / "runs" / "run-5" / "journal")
     for rnd in (1, 2):
         assert {tuple(m.content["arrays"]) for m in journal.messages(rnd)} == {("masked",)}
