@@ -22,6 +22,7 @@ class CentralRecipe:
     batch_size: int = 1024
     learning_rate: float = 0.01
     epochs: int = 3
+    adam_eps: float = 1e-8
 
 
 @dataclass(frozen=True)

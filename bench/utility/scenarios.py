@@ -21,6 +21,9 @@ class Scenario:
     # federated SGD with Skellam shares that reach the budget in sums of k partners
     # (k = 1: each partner adds all its noise itself, the same algorithm with local noise).
     noise_shares: int | None = None
+    # centralized only: train like the distributed-DP recipe (full-batch steps, Adam),
+    # without noise or partitions: that recipe's own non-private, central baseline
+    full_batch: bool = False
 
     @property
     def centralized(self) -> bool:
@@ -29,7 +32,7 @@ class Scenario:
     @property
     def label(self) -> str:
         if self.centralized:
-            return "centralized, non-private"
+            return "centralized, non-private" + (", full batch" if self.full_batch else "")
         split = "IID" if self.iid else "non-IID"
         privacy = "non-private" if self.epsilon is None else f"DP eps={self.epsilon:g}"
         if self.noise_shares is not None:
@@ -58,6 +61,7 @@ class Scenario:
 
 
 CENTRAL = Scenario("central", 0)
+CENTRAL_FULL_BATCH = Scenario("central-fullbatch", 0, full_batch=True)
 
 ALL: tuple[Scenario, ...] = (
     CENTRAL,
@@ -72,7 +76,8 @@ ALL: tuple[Scenario, ...] = (
     Scenario("dp3-fed3-iid", 3, iid=True, epsilon=3.0),
     Scenario("dp1-fed3-iid", 3, iid=True, epsilon=1.0),
     Scenario("dp8-fed10-noniid", 10, iid=False, epsilon=8.0),
-    # Distributed DP (issue 17): asked for by name, like the 10-partner DP arm.
+    # Distributed DP (issue 17) and its full-batch central baseline: asked for by name.
+    CENTRAL_FULL_BATCH,
     *(
         Scenario(f"{kind}{eps:g}-fed3-noniid", 3, iid=False, epsilon=eps, noise_shares=shares)
         for eps in (8.0, 3.0, 1.0)
@@ -84,7 +89,9 @@ BY_KEY = {s.key: s for s in ALL}
 # The full table: everything but DP over 10 partners (each with a tenth of the rows,
 # 10x the DP-SGD steps of 3 partners); ask for it with --scenarios dp8-fed10-noniid.
 DEFAULT: tuple[str, ...] = tuple(
-    s.key for s in ALL if s.key != "dp8-fed10-noniid" and s.noise_shares is None
+    s.key
+    for s in ALL
+    if s.key != "dp8-fed10-noniid" and s.noise_shares is None and not s.full_batch
 )
 
 QUICK: tuple[str, ...] = ("central", "fed3-noniid", "dp8-fed3-noniid")

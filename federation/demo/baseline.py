@@ -170,13 +170,16 @@ def train_epochs(
     epochs: int,
     seed: int,
     after_epoch: Callable[[int], None] | None = None,
+    adam_eps: float = 1e-8,
 ) -> None:
     """Non-private shuffled mini-batch training, one optimizer (Adam's moments carry over
-    epochs); ``after_epoch(epoch)`` sees the model after each (early stopping)."""
+    epochs); ``after_epoch(epoch)`` sees the model after each (early stopping).
+    ``adam_eps``: Adam's epsilon (1e-3 matches Flower's FedAdam tau, for a central
+    baseline of a server-Adam recipe)."""
     opt: torch.optim.Optimizer = (
         torch.optim.SGD(net.parameters(), lr=learning_rate)
         if optimizer == "sgd"
-        else torch.optim.Adam(net.parameters(), lr=learning_rate)
+        else torch.optim.Adam(net.parameters(), lr=learning_rate, eps=adam_eps)
     )
     generator = torch.Generator().manual_seed(seed)
     loss_fn = torch.nn.BCEWithLogitsLoss()
