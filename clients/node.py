@@ -67,6 +67,7 @@ from fedctr.privacy import (
 from fedctr.privacy.budget import BucketSelection, DistributedNoise, split_noise_multiplier
 from fedctr.privacy.distributed import SkellamRound, sensitivities
 from fedctr.privacy.distributed import calibrate as calibrate_distributed
+from fedctr.privacy.distributed.mechanism import skellam_of
 from fedctr.privacy.ledger import Entry, PartnerRelease, PartnerWithheld
 from fedctr.privacy.ledger.bodies import mechanism_dict, parse_mechanism
 from fedctr.privacy.secagg.release import Sealer
@@ -368,7 +369,7 @@ class PartnerNode:
         tuned = calibrate_distributed(
             budget=p.budget, rounds=remaining, template=template, spent=state.accountant.distributed
         )
-        release = DPSGDRound(
+        return DPSGDRound(
             noise_multiplier=tuned.noise_multiplier,
             sample_rate=p.sample_rate,
             steps=1,
@@ -377,9 +378,6 @@ class PartnerNode:
                 min_shares=p.min_noise_shares, l2_sensitivity=l2, l1_sensitivity=l1
             ),
         )
-        seal.noise_mu_share = tuned.mu_share
-        seal.session.min_active = p.min_noise_shares
-        return release
 
     # ---- rounds --------------------------------------------------------
     def train(
@@ -402,6 +400,8 @@ class PartnerNode:
         (secure aggregation) what is returned, kept and ledgered is the masked input.
         """
         started = time.perf_counter()
+        if seal is not None and seed is not None and seal.rng is None:
+            seal.rng = SecureRandom.from_key(_seed_key(seed, purpose="secagg-rounding"))
         self.check_spec(spec_hash)
         _check_finite(weights)
         p = self.config.privacy
@@ -428,6 +428,10 @@ class PartnerNode:
                     state, _units(train_data, p.unit_of_privacy), seal=seal, base=weights
                 )
                 state.accountant.check(release, p.budget)
+                shared = skellam_of(release)
+                assert seal is not None and shared is not None
+                seal.noise_mu_share = shared.mu_share  # this partner's share of the noise
+                seal.session.min_active = p.min_noise_shares
             elif p.enabled:
                 release = self.plan_release(state, _units(train_data, p.unit_of_privacy))
                 state.accountant.check(release, p.budget)
@@ -621,9 +625,11 @@ def _units(data: EncodedData, unit: UnitOfPrivacy) -> int:
     return len(data)
 
 
-def _seed_key(seed: int) -> bytes:
-    """A 32-byte ChaCha20 key from a benchmark seed (reproducible, not secret)."""
-    return hashlib.sha256(f"fedctr-bench-seed:{seed}".encode()).digest()
+def _seed_key(seed: int, *, purpose: str = "") -> bytes:
+    """A 32-byte ChaCha20 key from a benchmark seed (reproducible, not secret); each
+    ``purpose`` gets its own stream."""
+    label = f"fedctr-bench-seed:{seed}" + (f":{purpose}" if purpose else "")
+    return hashlib.sha256(label.encode()).digest()
 
 
 __all__ = ["ROUND_TIMES_FILE", "EvalReport", "LocalRound", "PartnerNode"]

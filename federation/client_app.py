@@ -14,7 +14,6 @@ chooses can count the partner's rows.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -36,7 +35,6 @@ from fedctr.federation.secagg_mod import (
     secagg_mod,
 )
 from fedctr.models import ModelConfig
-from fedctr.privacy import SecureRandom
 from fedctr.privacy import wire as P
 from fedctr.privacy.wire import ErrorCode, ErrorReply, Problem
 
@@ -85,7 +83,6 @@ def handle_train(
                 dict(msg.content.config_records[P.SECAGG]),
                 store=store,
                 weight=node.config.training.aggregation_weight,
-                rng=None if seed is None else SecureRandom.from_key(_quantization_key(seed)),
             )
         config = msg.content[P.CONFIG]
         model_config = ModelConfig.from_dict(json.loads(str(config[P.MODEL_CONFIG])))
@@ -131,11 +128,6 @@ def train(msg: Message, context: Context) -> Message:
     except Exception as exc:
         return error_reply(msg, exc)
     return handle_train(node, msg, state=context.state)
-
-
-def _quantization_key(seed: int) -> bytes:
-    """Reproducible rounding for seeded benchmarks (never in production)."""
-    return hashlib.sha256(f"fedctr-secagg-rounding:{seed}".encode()).digest()
 
 
 @app.evaluate()

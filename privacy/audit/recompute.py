@@ -144,7 +144,12 @@ def _skellam_rdp_mp(release: DPSGDRound) -> list[Any]:
     import mpmath
 
     assert release.distributed is not None
-    mpmath.mp.dps = 40
+    with mpmath.workdps(40):
+        return _skellam_rdp_at(release, mpmath)
+
+
+def _skellam_rdp_at(release: DPSGDRound, mpmath: Any) -> list[Any]:
+    assert release.distributed is not None
     d = release.distributed
     l2, l1 = mpmath.mpf(d.l2_sensitivity), mpmath.mpf(d.l1_sensitivity)
     mu = (mpmath.mpf(release.noise_multiplier) * l2) ** 2 / 2
@@ -174,11 +179,12 @@ def _skellam_rdp_mp(release: DPSGDRound) -> list[Any]:
 def _mp_epsilon(rdp: list[Any], delta: float) -> float:
     import mpmath
 
-    best = min(
-        r + mpmath.log1p(-mpmath.mpf(1) / a) - (mpmath.log(delta) + mpmath.log(a)) / (a - 1)
-        for r, a in zip(rdp, _MP_ORDERS, strict=True)
-    )
-    return float(max(best, 0))
+    with mpmath.workdps(40):
+        best = min(
+            r + mpmath.log1p(-mpmath.mpf(1) / a) - (mpmath.log(delta) + mpmath.log(a)) / (a - 1)
+            for r, a in zip(rdp, _MP_ORDERS, strict=True)
+        )
+        return float(max(best, 0))
 
 
 @_quiet_unconverged_orders()

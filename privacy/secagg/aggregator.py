@@ -44,6 +44,7 @@ class AggregatorSession:
     commitments: dict[int, bytes] = field(default_factory=dict)
     shares: dict[tuple[int, str], dict[int, bytes]] = field(default_factory=dict)
     excluded: dict[int, str] = field(default_factory=dict)  # node -> why (protocol-level)
+    _members: dict[int, list[int]] = field(default_factory=dict, repr=False)
 
     # ---- setup -----------------------------------------------------------------------
     def accept_keys(self, node: int, key_c: bytes, key_s: bytes) -> None:
@@ -58,9 +59,13 @@ class AggregatorSession:
         return sorted(self.public)
 
     def members(self, node: int) -> list[int]:
-        return neighbourhood(
-            self.key_nodes(), node, neighbours=self.settings.neighbours, session=self.session
-        )
+        """``node``'s neighbourhood among the nodes that announced keys (fixed once the
+        share-keys step starts, so computed once per node)."""
+        if node not in self._members:
+            self._members[node] = neighbourhood(
+                self.key_nodes(), node, neighbours=self.settings.neighbours, session=self.session
+            )
+        return self._members[node]
 
     # ---- share keys ------------------------------------------------------------------
     def accept_shares(

@@ -4,6 +4,8 @@ No training here: partners mask known vectors, so every assertion is exact."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 
@@ -56,16 +58,32 @@ class Round:
             )
             self.masked[u] = self.partners[u].seal(as_words(values))
 
-    def unmask(self, answering: list[int] | None = None) -> np.ndarray:
+    def collect(
+        self,
+        answering: list[int] | None = None,
+        corrupt: Callable[[int, list[bytes]], list[bytes]] | None = None,
+    ) -> None:
+        """The unmask step: each answering node's shares (``corrupt`` may alter them)
+        reach the platform."""
         survivors = set(self.masked)
         for u in answering if answering is not None else sorted(survivors):
             active, dropped = self.platform.unmask_request(u, survivors)
             owners, shares = self.partners[u].unmask(active, dropped)
+            if corrupt is not None:
+                shares = corrupt(u, shares)
             self.platform.accept_unmask(u, owners, shares, survivors)
+
+    def unmask(self, answering: list[int] | None = None) -> np.ndarray:
+        self.collect(answering)
         return dequantize(self.platform.unmask(self.masked), self.settings)
 
     def plain_sum(self, nodes: set[int]) -> np.ndarray:
         return sum(self.updates[u] for u in sorted(nodes))
+
+
+def _flipped(shares: list[bytes]) -> list[bytes]:
+    """Well-formed shares (same holder index) with wrong values."""
+    return [s[:4] + bytes(b ^ 0xFF for b in s[4:]) for s in shares]
 
 
 STEP = 2 * SecAggSettings().clipping_range / SecAggSettings().levels  # one grid step
@@ -139,12 +157,9 @@ def test_a_malformed_share_excludes_its_holder_and_the_others_still_unmask():
     r = Round(5)
     r.seal()
     survivors = set(r.masked)
-    for u in r.nodes:
-        active, dropped = r.platform.unmask_request(u, survivors)
-        owners, shares = r.partners[u].unmask(active, dropped)
-        if u == 102:
-            shares = [b"\x00" * 4 + s[4:] for s in shares]  # wrong holder index
-        r.platform.accept_unmask(u, owners, shares, survivors)
+    r.collect(
+        corrupt=lambda u, shares: [b"\x00" * 4 + s[4:] for s in shares] if u == 102 else shares
+    )  # wrong holder index
     assert r.platform.excluded == {102: "secagg-malformed-unmask"}
     total = dequantize(r.platform.unmask(r.masked), r.settings)
     assert np.abs(total - r.plain_sum(survivors)).max() <= 5 * STEP
@@ -154,12 +169,7 @@ def test_a_wrong_but_well_formed_share_is_found_by_the_commitment_check():
     r = Round(5)
     r.seal()
     survivors = set(r.masked)
-    for u in r.nodes:
-        active, dropped = r.platform.unmask_request(u, survivors)
-        owners, shares = r.partners[u].unmask(active, dropped)
-        if u == 101:
-            shares = [s[:4] + bytes(b ^ 0xFF for b in s[4:]) for s in shares]  # same index
-        r.platform.accept_unmask(u, owners, shares, survivors)
+    r.collect(corrupt=lambda u, shares: _flipped(shares) if u == 101 else shares)  # same index
     total = dequantize(r.platform.unmask(r.masked), r.settings)
     assert np.abs(total - r.plain_sum(survivors)).max() <= 5 * STEP
 
@@ -167,13 +177,7 @@ def test_a_wrong_but_well_formed_share_is_found_by_the_commitment_check():
 def test_the_round_aborts_with_a_clear_error_when_too_few_valid_shares_remain():
     r = Round(3)  # threshold 2 of 3
     r.seal()
-    survivors = set(r.masked)
-    for u in r.nodes:
-        active, dropped = r.platform.unmask_request(u, survivors)
-        owners, shares = r.partners[u].unmask(active, dropped)
-        if u != 101:
-            shares = [s[:4] + bytes(b ^ 0xFF for b in s[4:]) for s in shares]
-        r.platform.accept_unmask(u, owners, shares, survivors)
+    r.collect(corrupt=lambda u, shares: shares if u == 101 else _flipped(shares))
     with pytest.raises(SecAggAbort, match="do not rebuild a secret that matches"):
         r.platform.unmask(r.masked)
 

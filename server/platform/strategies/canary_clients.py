@@ -67,6 +67,7 @@ from flwr.serverapp.strategy import (
 
 from fedctr.privacy.audit.one_shot import canary_direction, cosines
 from fedctr.server.platform.errors import PlatformError
+from fedctr.server.platform.strategies.wrapper import StrategyWrapper
 from fedctr.validate import Checker
 
 logger = logging.getLogger(__name__)
@@ -191,7 +192,7 @@ def _canary_metadata(template: Message, index: int) -> Metadata:
     )
 
 
-class CanaryClients(Strategy):
+class CanaryClients(StrategyWrapper):
     """Delegate to ``strategy``, adding canary updates to every training aggregation.
 
     ``record`` collects what the estimator needs; pass one in to read it after the run.
@@ -206,6 +207,7 @@ class CanaryClients(Strategy):
                 "the weighted updates (robust aggregation may drop the canary by design); "
                 f"use one of {', '.join(t.__name__ for t in FITTING_STRATEGIES)}"
             )
+        super().__init__(strategy)
         self.strategy: FedAvg = strategy
         self.config = config
         self.record = record if record is not None else CanaryRecord(config)
@@ -304,16 +306,6 @@ class CanaryClients(Strategy):
             len(real),
         )
         return arrays, metrics
-
-    def configure_evaluate(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> Iterable[Message]:
-        return self.strategy.configure_evaluate(server_round, arrays, config, grid)
-
-    def aggregate_evaluate(
-        self, server_round: int, replies: Iterable[Message]
-    ) -> MetricRecord | None:
-        return self.strategy.aggregate_evaluate(server_round, replies)
 
 
 __all__ = [

@@ -44,6 +44,7 @@ from fedctr.privacy.secagg import (
 from fedctr.privacy.wire import ContractViolation, TrainReply
 from fedctr.server.platform.rounds import Failure, RoundLog
 from fedctr.server.platform.strategies.accountable import failure_of
+from fedctr.server.platform.strategies.wrapper import StrategyWrapper
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class _Round:
     arrays: ArrayRecord
 
 
-class SecAggPlus(Strategy):
+class SecAggPlus(StrategyWrapper):
     """Delegate to ``strategy`` (FedAvg, FedProx, FedAdam), seeing only sums."""
 
     def __init__(
@@ -69,7 +70,7 @@ class SecAggPlus(Strategy):
         round_log: RoundLog,
         timeout_s: float,
     ) -> None:
-        self.strategy = strategy
+        super().__init__(strategy)
         self.settings = settings
         self.round_log = round_log
         self.timeout_s = timeout_s
@@ -278,17 +279,6 @@ class SecAggPlus(Strategy):
     def _fail(self, server_round: int, node: int, why: str) -> None:
         logger.warning("round %d: node %d: %s", server_round, node, why)
         self.round_log.round(server_round).failures.append(Failure(node, "invalid-update", why))
-
-    # ---- evaluate: delegated ------------------------------------------------------------
-    def configure_evaluate(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> Iterable[Message]:
-        return self.strategy.configure_evaluate(server_round, arrays, config, grid)
-
-    def aggregate_evaluate(
-        self, server_round: int, replies: Iterable[Message]
-    ) -> MetricRecord | None:
-        return self.strategy.aggregate_evaluate(server_round, replies)
 
 
 __all__ = ["SUMMABLE", "SecAggPlus"]
