@@ -103,7 +103,10 @@ TRAIN_REPLY_FIELDS: tuple[WireField, ...] = (
         ARRAYS,
         FieldClass.DP_RELEASE,
         "DP-SGD update: Poisson subsampled Gaussian (q, sigma, C, steps, and with bucket "
-        "selection sigma_select, in this reply), composed in the partner's accountant and ledger",
+        "selection sigma_select, in this reply), composed in the partner's accountant and "
+        "ledger. Under secure aggregation one array 'masked': that update quantized and masked "
+        "(uniform on Z_2^64 alone), only the sum over surviving partners is unmasked; with "
+        "distributed noise one clipped step plus a Skellam share, accounted on that sum",
     ),
     WireField(AGGREGATION_WEIGHT, METRICS, FieldClass.PUBLIC, _CONFIG + ": FedAvg weight"),
     WireField(
@@ -111,7 +114,8 @@ TRAIN_REPLY_FIELDS: tuple[WireField, ...] = (
         METRICS,
         FieldClass.PUBLIC,
         "accountant(sigma, q, steps) of all releases (sigma composed with sigma_select under "
-        "bucket selection): depends on the config only",
+        "bucket selection; Skellam RDP against the platform for distributed noise): depends "
+        "on the config only",
     ),
     WireField(DELTA, METRICS, FieldClass.PUBLIC, _CONFIG),
     WireField(PARTNER_ID, REPORT, FieldClass.PUBLIC, _CONFIG),

@@ -28,6 +28,7 @@ from fedctr.privacy.wire import (
     CARD_FIELDS,
     ERROR_REPLY_FIELDS,
     NOT_SENT,
+    SECAGG_REPLY_FIELDS,
     TRAIN_REPLY_FIELDS,
     FieldClass,
     WireField,
@@ -120,12 +121,14 @@ class DeclaredValue:
 
 TRAIN_REPLY = "partner → platform: train reply"
 ERROR_REPLY = "partner → platform: error reply"
+SECAGG_REPLY = "partner → platform: secure-aggregation reply"
 MODEL_CARD = "platform → public: model card"
 NOWHERE = "stays on the partner's node"
 
 CONTRACT_SOURCES: tuple[tuple[str, tuple[WireField, ...]], ...] = (
     (TRAIN_REPLY, TRAIN_REPLY_FIELDS),
     (ERROR_REPLY, ERROR_REPLY_FIELDS),
+    (SECAGG_REPLY, SECAGG_REPLY_FIELDS),
     (MODEL_CARD, CARD_FIELDS),
     (NOWHERE, NOT_SENT),
 )

@@ -313,7 +313,10 @@ def _guarantee(summary: PartnerSummary) -> PartnerGuarantee | None:
             f"(mpmath): ε={final.independent_rdp:.3f}. The platform together with "
             f"{final.noise_shares - 1} colluding partner"
             f"{'s' if final.noise_shares != 2 else ''} (who remove their own shares) faces "
-            f"ε={final.epsilon_coalition:.3f}. Budget ε={final.budget_epsilon:g}."
+            f"ε={final.epsilon_coalition:.3f}. Budget ε={final.budget_epsilon:g}. This "
+            "assumes the platform forwards partners' public keys unchanged: partners do not "
+            "authenticate each other's keys, and a platform that substitutes them can unmask "
+            "one partner's update, which carries only its share of the noise."
         )
     masked = sum(1 for r in summary.rows if r.secure_aggregation != "none")
     if masked and final.noise_shares is None:

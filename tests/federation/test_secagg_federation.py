@@ -20,9 +20,11 @@ from fedctr.federation.client_app import handle_message
 from fedctr.federation.config import load_platform_config
 from fedctr.models import builtin_spec_path, model_config
 from fedctr.privacy import wire as P
+from fedctr.privacy.audit.contract import declared_values
 from fedctr.privacy.ledger import PartnerRelease, read_ledger
 from fedctr.privacy.secagg import PartnerSession, SecAggSettings
 from fedctr.privacy.secagg.release import Sealer
+from fedctr.privacy.wire import FieldClass, declared_keys
 from fedctr.server.platform.errors import PlatformConfigError
 from fedctr.server.platform.faults import FaultPlan, FaultStage, InjectedCrash
 from fedctr.server.platform.journal import UpdateJournal
@@ -260,3 +262,42 @@ def test_a_crashed_secagg_run_resumes_and_an_interrupted_round_is_not_re_masked(
         assert sorted(trained_rounds(config)) == [(fed.plan.run_id, r) for r in (1, 2, 3)]
     fed.publish(outcome)
     assert fed.audit().findings == ()
+
+
+def test_every_secagg_reply_carries_exactly_the_declared_keys(tmp_path, synthetic_logs):
+    """Contract test on a real run: each protocol reply's record holds exactly the keys
+    its stage declares, and each training reply exactly the train-reply keys plus one
+    masked array; the privacy statement lists the protocol values as public."""
+    logs, eval_file = synthetic_logs
+    fed = local_federation(tmp_path, logs, eval_file, rounds=1, secure_aggregation=SecAggSettings())
+    seen: list[tuple[str, dict[str, set[str]], list[str]]] = []
+
+    class RecordingGrid(LocalGrid):
+        def send_and_receive(self, messages, *, timeout=None):
+            messages = list(messages)
+            stages = {
+                m.metadata.dst_node_id: str(m.content.config_records[P.SECAGG]["stage"])
+                for m in messages
+            }
+            replies = list(super().send_and_receive(messages, timeout=timeout))
+            for r in replies:
+                assert not r.has_error()
+                records = {k: set(v) for k, v in r.content.config_records.items()}
+                records |= {k: set(v) for k, v in r.content.metric_records.items()}
+                seen.append(
+                    (stages[r.metadata.src_node_id], records, list(r.content.array_records))
+                )
+            return replies
+
+    fed.grid = lambda: RecordingGrid(fed.partners)  # type: ignore[method-assign]
+    assert fed.run().round_log.rounds[1].aggregated
+    train_keys = declared_keys("train-reply")
+    assert sorted({stage for stage, _, _ in seen}) == ["collect", "setup", "share-keys", "unmask"]
+    for stage, records, arrays in seen:
+        if stage == "collect":
+            assert records == {P.METRICS: train_keys[P.METRICS], P.REPORT: train_keys[P.REPORT]}
+            assert arrays == [P.ARRAYS]
+        else:
+            assert records == {P.SECAGG: set(P.SECAGG_STAGE_KEYS[stage])} and arrays == []
+    public = {(v.record, v.key) for v in declared_values(FieldClass.PUBLIC)}
+    assert {(P.SECAGG, k) for keys in P.SECAGG_STAGE_KEYS.values() for k in keys} <= public

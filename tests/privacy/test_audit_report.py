@@ -33,6 +33,7 @@ from fedctr.privacy.wire import (
     CARD_FIELDS,
     ERROR_REPLY_FIELDS,
     NOT_SENT,
+    SECAGG_REPLY_FIELDS,
     TRAIN_REPLY_FIELDS,
     FieldClass,
     Problem,
@@ -183,7 +184,13 @@ def test_the_statement_lists_the_wire_contract_not_a_copy_of_it(honest):
     result = audit(honest)
     statement = report_dict(result, generated_at=WHEN)["privacy_statement"]
     page = render_html(result, generated_at=WHEN)
-    every = (*TRAIN_REPLY_FIELDS, *ERROR_REPLY_FIELDS, *CARD_FIELDS, *NOT_SENT)
+    every = (
+        *TRAIN_REPLY_FIELDS,
+        *ERROR_REPLY_FIELDS,
+        *SECAGG_REPLY_FIELDS,
+        *CARD_FIELDS,
+        *NOT_SENT,
+    )
 
     for name, testid, cls in (
         ("not_sent", "contract-not-sent", FieldClass.NOT_SENT),
