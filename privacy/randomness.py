@@ -68,6 +68,7 @@ import torch
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms
 
 from fedctr.privacy.errors import InvalidPrivacyParameter, PrivacyError
+from fedctr.privacy.poisson import PoissonSampler
 from fedctr.validate import Checker
 
 _CHECK = Checker(InvalidPrivacyParameter)
@@ -180,6 +181,22 @@ class SecureRandom:
     def _words(self, count: int) -> np.ndarray:
         """The next ``count <= _MASK_WORDS`` uint64 words (a view, as :meth:`_fill`)."""
         return np.frombuffer(self._fill(8 * count), dtype="<u8")
+
+    def words(self, count: int) -> np.ndarray:
+        """The next ``count`` uniform uint64 words of the sequential stream (a copy)."""
+        _CHECK.integer(count, "a draw count")
+        out = np.empty(count, dtype=np.uint64)
+        for start in range(0, count, _MASK_WORDS):
+            stop = min(count, start + _MASK_WORDS)
+            out[start:stop] = self._words(stop - start)
+        return out
+
+    def poisson_indices(self, n: int, *, sampler: PoissonSampler) -> torch.Tensor:
+        """The rows of ``0..n-1`` that one Poisson draw includes (sorted int64), each
+        independently with probability ``sampler.probability``: the same law as
+        :meth:`poisson_mask` at ``floor(rate * 2**64) / 2**64``, in ``O(n * rate)``
+        words instead of ``n`` (:mod:`fedctr.privacy.poisson`)."""
+        return torch.from_numpy(sampler.indices(n, self.words))
 
     # ---- Gaussian noise ----------------------------------------------------------------
     def gaussian_(self, out: torch.Tensor, *, std: float) -> torch.Tensor:

@@ -6,8 +6,11 @@ generator: the accountant's epsilon, the steps in the ledger and the averaging
 constant then reveal ``n``, and the sampling is predictable. Here ``q`` and the
 number of steps come from the partner's config, so everything a release states is
 data-independent; only the batches depend on the rows, which is what the
-subsampled Gaussian mechanism accounts for. Each row's inclusion is one draw of
-:meth:`fedctr.privacy.randomness.SecureRandom.poisson_mask`.
+subsampled Gaussian mechanism accounts for. Each row is included independently with
+probability ``floor(rate * 2**64) / 2**64``, drawn by
+:meth:`fedctr.privacy.randomness.SecureRandom.poisson_indices`: the gaps between
+included rows, exactly geometric, so a step costs words per *sampled* row, not per
+row of the log (:mod:`fedctr.privacy.poisson`).
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from fedctr.privacy.dpsgd.errors import SeamArgumentError
 from fedctr.privacy.errors import InvalidPrivacyParameter
+from fedctr.privacy.poisson import PoissonSampler
 from fedctr.privacy.randomness import SecureRandom
 from fedctr.validate import Checker
 
@@ -28,7 +32,7 @@ _CHECK = Checker(InvalidPrivacyParameter)
 
 class PoissonLoader:
     """Exactly ``steps`` batches; in each, every row independently with probability
-    ``sample_rate`` (at most: see :meth:`SecureRandom.poisson_mask`).
+    ``sample_rate`` (at most: see :class:`fedctr.privacy.poisson.PoissonSampler`).
 
     A batch is the tuple of the dataset's tensors indexed by the sampled rows, in row
     order (one gather per tensor, no per-row fetch). A batch with no row has zero rows
@@ -54,16 +58,16 @@ class PoissonLoader:
         self.sample_rate = float(sample_rate)
         self.steps = steps
         self._rng = rng
+        self._sampler = PoissonSampler(self.sample_rate)
 
     def __len__(self) -> int:
         return self.steps
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
-        tensors = self.dataset.tensors
-        rows = len(tensors[0])
+        rows = len(self.dataset)
         for _ in range(self.steps):
-            index = self._rng.poisson_mask(rows, rate=self.sample_rate).nonzero().squeeze(1)
-            yield tuple(t.index_select(0, index) for t in tensors)
+            index = self._rng.poisson_indices(rows, sampler=self._sampler)
+            yield gather(self.dataset, index)
 
 
 class UserPoissonLoader:
@@ -118,22 +122,39 @@ class UserPoissonLoader:
         position = torch.arange(rows)
         rank = position - torch.cummax(torch.where(starts, position, 0), 0).values
         kept = torch.from_numpy(order)[rank < max_rows]
-        self._rows = kept.sort().values  # the selected rows, in row order
-        self._row_user = user[self._rows]
+        # the selected rows grouped by user (row order within a user): a step gathers
+        # its sampled users' runs, in time proportional to the batch
+        by_user = kept[torch.argsort(user[kept], stable=True)]
+        self._grouped = by_user.numpy()
+        counts = np.bincount(user[by_user].numpy(), minlength=len(self.user_ids))
+        self._ends = np.cumsum(counts)
+        self._starts = self._ends - counts
+        self._sampler = PoissonSampler(self.sample_rate)
 
     def __len__(self) -> int:
         return self.steps
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
-        tensors = self.dataset.tensors
         for _ in range(self.steps):
-            sampled = self._rng.poisson_mask(len(self.user_ids), rate=self.sample_rate)
-            in_batch = sampled[self._row_user]
-            index = self._rows[in_batch]
-            yield (
-                *(t.index_select(0, index) for t in tensors),
-                self.user_ids[self._row_user[in_batch]],
-            )
+            sampled = self._rng.poisson_indices(len(self.user_ids), sampler=self._sampler).numpy()
+            counts = self._ends[sampled] - self._starts[sampled]
+            # positions start..end-1 of every sampled user, concatenated
+            offsets = np.repeat(self._starts[sampled] - (np.cumsum(counts) - counts), counts)
+            rows = self._grouped[offsets + np.arange(int(counts.sum()))]
+            order = np.argsort(rows, kind="stable")  # the batch in row order
+            index = torch.from_numpy(rows[order])
+            batch_users = self.user_ids[torch.from_numpy(np.repeat(sampled, counts)[order])]
+            yield (*gather(self.dataset, index), batch_users)
+
+
+def gather(dataset: Dataset, index: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The rows ``index`` of every column of ``dataset``: a :class:`~torch.utils.data.TensorDataset`
+    (one gather per tensor) or a source with its own ``gather`` (e.g. memory-mapped
+    columns on disk, :class:`fedctr.models.logs.cache.MappedRows`)."""
+    own = getattr(dataset, "gather", None)
+    if own is not None:
+        return tuple(own(index))
+    return tuple(t.index_select(0, index) for t in dataset.tensors)  # type: ignore[attr-defined]
 
 
 def poisson_loader(
@@ -149,4 +170,4 @@ def check_schedule(*, sample_rate: object, steps: object) -> None:
     _CHECK.integer(steps, "steps")
 
 
-__all__ = ["PoissonLoader", "UserPoissonLoader", "check_schedule", "poisson_loader"]
+__all__ = ["PoissonLoader", "UserPoissonLoader", "check_schedule", "gather", "poisson_loader"]
