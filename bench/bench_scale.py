@@ -45,8 +45,10 @@ def _generate(path: Path, rows: int) -> None:
     logs["scale"].rename(path / "log.parquet")
 
 
-def _one(log: Path, rows: int, out: Path) -> None:
-    """Child process: one DP round of a real partner node on ``log``."""
+def _one(log: Path, rows: int, out: Path, cache: str) -> None:
+    """Child process: one DP round of a real partner node on ``log``, with its log read
+    whole (``cache="memory"``) or encoded block by block into its on-disk cache
+    (``"disk"``)."""
     import torch
 
     from fedctr.clients.config import PartnerConfig, PrivacySettings, TrainingSettings
@@ -55,7 +57,7 @@ def _one(log: Path, rows: int, out: Path) -> None:
     from fedctr.privacy.signing import generate_signing_key, save_private_key
 
     torch.set_num_threads(1)
-    work = log.parent / f"node-{rows}"
+    work = log.parent / f"node-{rows}-{cache}"
     work.mkdir()
     key = save_private_key(generate_signing_key(), work / "partner.key")
     spec_path = builtin_spec_path("demo")
@@ -67,6 +69,7 @@ def _one(log: Path, rows: int, out: Path) -> None:
         state_dir=work / "state",
         signing_key=key,
         ledger=work / "ledger.jsonl",
+        data_cache=cache,
         privacy=PrivacySettings(
             epsilon=8.0, delta=min(1e-5, 0.1 / rows), planned_rounds=1, sample_rate=rate
         ),
@@ -89,13 +92,18 @@ def _one(log: Path, rows: int, out: Path) -> None:
         seed=0,
     )
     epoch_s = time.perf_counter() - started
+    started = time.perf_counter()
+    PartnerNode(config).splits()  # the next round's node (one per message in Flower)
+    reread_s = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out.write_text(
         json.dumps(
             {
+                "path": cache,
                 "rows": len(train),
                 "read_s": read_s,
                 "epoch_s": epoch_s,
+                "reread_s": reread_s,
                 "rows_per_s": len(train) / epoch_s,
                 "peak_rss_mb": peak_mb,
             }
@@ -103,26 +111,44 @@ def _one(log: Path, rows: int, out: Path) -> None:
     )
 
 
-def measure(rows: int, root: Path) -> dict[str, float]:
+def measure(rows: int, root: Path, caches: list[str]) -> list[dict[str, float]]:
     folder = root / f"rows-{rows}"
     _generate(folder, rows)
-    out = folder / "result.json"
-    subprocess.run(
-        [sys.executable, __file__, "--child", str(folder / "log.parquet"), str(rows), str(out)],
-        check=True,
-    )
-    return json.loads(out.read_text())
+    results = []
+    for cache in caches:
+        out = folder / f"result-{cache}.json"
+        subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                str(folder / "log.parquet"),
+                str(rows),
+                str(out),
+                cache,
+            ],
+            check=True,
+        )
+        results.append(json.loads(out.read_text()))
+        logger.info("%d rows, %s: %s", rows, cache, results[-1])
+    return results
 
 
 def report(results: list[dict[str, float]]) -> str:
     lines = [
-        "Partner data growth, in-memory path (DP DeepFM, one local epoch, 1 torch thread)",
-        f"{'rows':>10} {'read+encode s':>14} {'DP epoch s':>11} {'rows/s':>9} {'peak RSS MB':>12}",
+        "Partner data growth (DP DeepFM, one local epoch at q = 1024/rows, 1 torch thread)",
+        "memory = log read whole; disk = encoded block by block into the node's cache, "
+        "memory-mapped",
+        f"{'rows':>10} {'path':>6} {'read+encode s':>14} {'next round read s':>18} "
+        f"{'DP epoch s':>11} {'rows/s':>9} {'vs memory':>10} {'peak RSS MB':>12}",
     ]
+    base = {int(r["rows"]): r["rows_per_s"] for r in results if r["path"] == "memory"}
     for r in results:
+        ratio = r["rows_per_s"] / base[int(r["rows"])] if int(r["rows"]) in base else None
         lines.append(
-            f"{int(r['rows']):>10,} {r['read_s']:>14.1f} {r['epoch_s']:>11.1f} "
-            f"{r['rows_per_s']:>9,.0f} {r['peak_rss_mb']:>12,.0f}"
+            f"{int(r['rows']):>10,} {r['path']:>6} {r['read_s']:>14.1f} {r['reread_s']:>18.2f} "
+            f"{r['epoch_s']:>11.1f} {r['rows_per_s']:>9,.0f} "
+            f"{'' if ratio is None else f'{ratio:.2f}x':>10} {r['peak_rss_mb']:>12,.0f}"
         )
     return "\n".join(lines)
 
@@ -130,17 +156,19 @@ def report(results: list[dict[str, float]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--child":
-        _one(Path(argv[1]), int(argv[2]), Path(argv[3]))
+        _one(Path(argv[1]), int(argv[2]), Path(argv[3]), argv[4])
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=list(DEFAULT_ROWS))
+    parser.add_argument(
+        "--paths", default="memory,disk", help="comma-separated: memory (read whole), disk"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         results = []
         for rows in args.rows:
-            results.append(measure(rows, Path(tmp)))
-            logger.info("%d rows: %s", rows, results[-1])
+            results.extend(measure(rows, Path(tmp), args.paths.split(",")))
     print(report(results))
     return 0
 

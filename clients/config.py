@@ -13,6 +13,9 @@ Example ``partner.toml`` (paths relative to the file)::
     signing_key = "keys/shop-a.key"   # Ed25519, signs the partner's ledger
     ledger = "ledger.jsonl"
     bad_rows = "skip"            # or "reject"
+    data_cache = "auto"          # "disk": encode the log once, block by block, into state_dir
+                                 # and train from it (bounded memory); "memory": read whole;
+                                 # "auto": disk for logs over 256 MiB
 
     [privacy]
     epsilon = 8.0
@@ -181,6 +184,10 @@ class PartnerConfig:
     signing_key: Path | None = None
     ledger: Path | None = None
     bad_rows: BadRowPolicy = BadRowPolicy.SKIP
+    # Where the encoded log lives while training (fedctr.models.logs.cache): "memory"
+    # (read whole, each process), "disk" (encoded once into state_dir/encoded, memory-mapped),
+    # "auto" (disk for files over DISK_CACHE_FROM_BYTES).
+    data_cache: str = "auto"
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
     training: TrainingSettings = field(default_factory=TrainingSettings)
 
@@ -189,9 +196,26 @@ class PartnerConfig:
             raise PartnerConfigError(
                 f"[partner] id must be letters, digits, '-' or '_', got {self.partner_id!r}"
             )
+        if self.data_cache not in DATA_CACHES:
+            raise PartnerConfigError(
+                f"[partner] data_cache must be one of {DATA_CACHES}, got {self.data_cache!r}"
+            )
+
+    def cache_on_disk(self) -> bool:
+        """Whether the node trains from its on-disk encoded cache of the log."""
+        if self.data_cache == "auto":
+            try:
+                return self.data.stat().st_size > DISK_CACHE_FROM_BYTES
+            except OSError:
+                return False  # the reader names the missing file
+        return self.data_cache == "disk"
 
 
-_PARTNER_KEYS = frozenset({"id", "data", "spec", "state_dir", "signing_key", "ledger", "bad_rows"})
+DATA_CACHES = ("auto", "memory", "disk")
+DISK_CACHE_FROM_BYTES = 256 << 20
+_PARTNER_KEYS = frozenset(
+    {"id", "data", "spec", "state_dir", "signing_key", "ledger", "bad_rows", "data_cache"}
+)
 
 
 def _section(raw: dict[str, Any], name: str, cls: type, source: Path) -> Any:
@@ -235,6 +259,7 @@ def load_partner_config(path: str | Path) -> PartnerConfig:
         signing_key=(base / key).resolve() if key else None,
         ledger=(base / partner.get("ledger", "ledger.jsonl")).resolve(),
         bad_rows=policy,
+        data_cache=str(partner.get("data_cache", "auto")),
         privacy=_section(raw, "privacy", PrivacySettings, path),
         training=_section(raw, "training", TrainingSettings, path),
     )

@@ -56,7 +56,8 @@ from fedctr.models import (
     roc_auc,
     state_dict_sha256,
 )
-from fedctr.models.logs.reader import EncodedData, read_partner_log
+from fedctr.models.logs.cache import encoded_splits
+from fedctr.models.logs.reader import EncodedData, UserKeyCollision, read_partner_log
 from fedctr.privacy import (
     BudgetExceededError,
     DPSGDRound,
@@ -77,6 +78,7 @@ from fedctr.privacy.wire import TrainReply
 logger = logging.getLogger(__name__)
 
 ROUND_TIMES_FILE = "round-times.jsonl"  # in the state dir: the node's own timing, never sent
+ENCODED_CACHE_DIR = "encoded"  # in the state dir: the encoded log (data_cache), never sent
 
 
 @dataclass(frozen=True)
@@ -126,16 +128,34 @@ class PartnerNode:
     def splits(self) -> tuple[EncodedData, EncodedData]:
         """(train, holdout) of the partner's log; read once per process."""
         if self._splits is None:
-            data = read_partner_log(
-                self.config.data,
-                self.spec,
-                policy=self.config.bad_rows,
-                users=self.config.privacy.unit_of_privacy.is_user,
-            )
-            logger.info("partner %s: %s", self.config.partner_id, data.report.summary())
-            t = self.config.training
-            key = holdout_key(self.config.state_dir)
-            self._splits = data.split(t.holdout_fraction, key=key)
+            c = self.config
+            users = c.privacy.unit_of_privacy.is_user
+            key = holdout_key(c.state_dir)
+            fraction = c.training.holdout_fraction
+            if c.cache_on_disk():
+                try:
+                    self._splits = encoded_splits(
+                        c.data,
+                        self.spec,
+                        c.state_dir / ENCODED_CACHE_DIR,
+                        holdout_fraction=fraction,
+                        holdout_key=key,
+                        policy=c.bad_rows,
+                        users=users,
+                    )
+                except UserKeyCollision:
+                    logger.warning(
+                        "partner %s: two user keys share an id across blocks of %s; reading "
+                        "the log whole, where exact ids are used",
+                        c.partner_id,
+                        c.data,
+                    )
+            if self._splits is None:
+                data = read_partner_log(c.data, self.spec, policy=c.bad_rows, users=users)
+                self._splits = data.split(fraction, key=key)
+            report = self._splits[0].report
+            assert report is not None
+            logger.info("partner %s: %s", c.partner_id, report.summary())
         return self._splits
 
     def check_spec(self, spec_hash: str) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import mmap
 from dataclasses import dataclass, field
 from enum import StrEnum
 from fractions import Fraction
@@ -30,6 +31,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from fedctr.models.encoding import hash_column, transform_numeric
 from fedctr.models.logs.errors import DataFileError, DataProblem
 from fedctr.models.logs.formats import read_spec_columns
+from fedctr.models.logs.formats.base import ReadResult
 from fedctr.models.spec import EmbeddingFeature, FeatureSpec
 
 logger = logging.getLogger(__name__)
@@ -96,6 +98,12 @@ class EncodedData:
     def __len__(self) -> int:
         return len(self.y)
 
+    @property
+    def on_disk(self) -> bool:
+        """Whether the arrays are memory maps of the partner's encoded cache
+        (:mod:`fedctr.models.logs.cache`) rather than arrays in memory."""
+        return isinstance(self.y, np.memmap)
+
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         return (
             torch.from_numpy(self.x_cat),
@@ -116,8 +124,9 @@ class EncodedData:
         without its per-row fetch and stack, which cost ~30x the indexing on CTR logs of a
         few columns. Opacus' Poisson loader keeps the dataset and collate function.
         """
+        rows = MappedRows(self) if self.on_disk else _BatchFetchDataset(*self.tensors())
         return DataLoader(
-            _BatchFetchDataset(*self.tensors()),
+            rows,
             batch_size=batch_size,
             shuffle=shuffle,
             generator=generator,
@@ -187,6 +196,42 @@ class _BatchFetchDataset(TensorDataset):
         return tuple(t[index] for t in self.tensors)
 
 
+class MappedRows(_BatchFetchDataset):
+    """Rows of an on-disk :class:`EncodedData`, gathered a batch at a time from memory maps.
+
+    A gather faults in only the pages its rows sit on, and those pages are file-backed:
+    the kernel can drop them under pressure, but while mapped they count in the
+    process's resident set. After about ``release_bytes`` of pages may have been
+    touched, they are unmapped (``MADV_DONTNEED``; the file's pages stay in the page
+    cache), so resident memory stays bounded whatever the log's size.
+    """
+
+    def __init__(self, data: EncodedData, *, release_bytes: int = 256 << 20) -> None:
+        super().__init__(*data.tensors())
+        arrays = (data.x_cat, data.x_num, data.x_dense, data.y)
+        self._maps = [a._mmap for a in arrays if isinstance(a, np.memmap) and a._mmap is not None]
+        self._pages_per_row = sum(1 for a in arrays if a.size)
+        self._release_bytes = release_bytes
+        self._touched = 0
+
+    def __getitems__(self, indices: list[int] | torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.gather(torch.as_tensor(indices, dtype=torch.long))
+
+    def gather(self, index: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The rows ``index`` of every column (copies, in memory)."""
+        out = tuple(t.index_select(0, index) for t in self.tensors)
+        self._touched += len(index) * self._pages_per_row * mmap.PAGESIZE
+        if self._touched >= self._release_bytes:
+            self.release()
+        return out
+
+    def release(self) -> None:
+        """Unmap the pages gathers faulted in (they are re-read on the next touch)."""
+        for m in self._maps:
+            m.madvise(mmap.MADV_DONTNEED)
+        self._touched = 0
+
+
 def _already_collated(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
     return batch
 
@@ -222,7 +267,7 @@ def _as_strings(column: pa.ChunkedArray) -> list[str | None]:
     return [None if v is None else str(v) for v in column.to_pylist()]
 
 
-def _parse_label(column: pa.ChunkedArray, spec: FeatureSpec, issues: _Issues) -> np.ndarray:
+def _parse_label(column: pa.ChunkedArray, spec: FeatureSpec, issues: _Offset) -> np.ndarray:
     values = _as_strings(column)
     y = np.full(len(values), np.nan, dtype=np.float32)
     for i, v in enumerate(values):
@@ -243,7 +288,7 @@ def _parse_label(column: pa.ChunkedArray, spec: FeatureSpec, issues: _Issues) ->
     return y
 
 
-def _parse_numeric(column: pa.ChunkedArray, name: str, issues: _Issues) -> np.ndarray:
+def _parse_numeric(column: pa.ChunkedArray, name: str, issues: _Offset) -> np.ndarray:
     """Float values with NaN for missing; unparseable or infinite values are issues."""
     if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
         x = column.to_numpy(zero_copy_only=False).astype(np.float64)
@@ -270,7 +315,7 @@ def _parse_numeric(column: pa.ChunkedArray, name: str, issues: _Issues) -> np.nd
     return _mark_inf(x, name, issues, already_reported=set())
 
 
-def _mark_inf(x: np.ndarray, name: str, issues: _Issues, already_reported: set[int]) -> np.ndarray:
+def _mark_inf(x: np.ndarray, name: str, issues: _Offset, already_reported: set[int]) -> np.ndarray:
     inf = np.flatnonzero(np.isinf(x))
     fresh = np.array([i for i in inf if i not in already_reported], dtype=np.int64)
     if len(fresh):
@@ -278,7 +323,7 @@ def _mark_inf(x: np.ndarray, name: str, issues: _Issues, already_reported: set[i
     return x
 
 
-def _parse_embedding(column: pa.ChunkedArray, feature: EmbeddingFeature, issues: _Issues):
+def _parse_embedding(column: pa.ChunkedArray, feature: EmbeddingFeature, issues: _Offset):
     values = column.to_pylist()
     out = np.zeros((len(values), feature.dim), dtype=np.float32)
     bad_rows: list[int] = []
@@ -302,13 +347,48 @@ def _parse_embedding(column: pa.ChunkedArray, feature: EmbeddingFeature, issues:
     return out, np.array(bad_rows, dtype=np.int64)
 
 
-def user_ids(table: pa.Table, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray]:
+class UserKeyCollision(Exception):
+    """Two people's user keys share a 64-bit id in a file read in blocks; the caller
+    reads the file whole instead, where exact per-file ids replace the hashes."""
+
+
+class UserKeyCheck:
+    """Collision check of user ids across the blocks of one file: each distinct key's
+    id and a second, independent 64-bit hash (16 bytes per distinct key per block)."""
+
+    def __init__(self) -> None:
+        self._pairs: list[np.ndarray] = []
+
+    def add(self, ids: np.ndarray, keys: list[str | None], salt: bytes) -> None:
+        if len(np.unique(ids)) < len(ids):
+            raise UserKeyCollision("user-key hash collision within one block")
+        second = np.array([_key_hash(salt, v, b"\x01") for v in keys], dtype=np.int64)
+        self._pairs.append(np.stack([ids, second], axis=1))
+
+    def finish(self) -> None:
+        if not self._pairs:
+            return
+        pairs = np.unique(np.concatenate(self._pairs), axis=0)
+        self._pairs = []
+        if len(np.unique(pairs[:, 0])) < len(pairs):
+            raise UserKeyCollision("user-key hash collision across blocks")
+
+
+def _key_hash(salt: bytes, key: str | None, tag: bytes) -> int:
+    digest = hashlib.blake2b(salt + tag + (key or "").encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
+
+
+def user_ids(
+    table: pa.Table, spec: FeatureSpec, *, check: UserKeyCheck | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(int64 user id per row, bool missing per row) from the spec's ``user_key`` columns.
 
     The id is the first 8 bytes of ``blake2b(salt, cells joined by U+001F)`` (a
     separator inside a cell escaped): stable across files and runs of one federation,
     so a person's rows in two files are one user. Each distinct key is hashed once; on
-    a hash collision the file's exact codes are used instead.
+    a hash collision the file's exact codes are used instead, or, for one block of a
+    file (``check`` given), :class:`UserKeyCollision` is raised.
     """
     cells = [pc.cast(table.column(c), pa.string()) for c in spec.user_key]
     missing = np.zeros(table.num_rows, dtype=bool)
@@ -321,18 +401,11 @@ def user_ids(table: pa.Table, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray
     ]
     joined = pc.binary_join_element_wise(*escaped, "\x1f").combine_chunks().dictionary_encode()
     salt = spec.salt.encode()
-    hashed = np.array(
-        [
-            int.from_bytes(
-                hashlib.blake2b(salt + b"\x00" + (v or "").encode(), digest_size=8).digest(),
-                "little",
-                signed=True,
-            )
-            for v in joined.dictionary.to_pylist()
-        ],
-        dtype=np.int64,
-    )
-    if len(np.unique(hashed)) < len(hashed):
+    keys = joined.dictionary.to_pylist()
+    hashed = np.array([_key_hash(salt, v, b"\x00") for v in keys], dtype=np.int64)
+    if check is not None:
+        check.add(hashed, keys, salt)
+    elif len(np.unique(hashed)) < len(hashed):
         # two people on one 64-bit hash would be clipped as one unit (sensitivity 2C):
         # fall back to this file's exact codes, which never leave the node either
         logger.warning("user-key hash collision in this file; using exact per-file user ids")
@@ -340,6 +413,153 @@ def user_ids(table: pa.Table, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray
     codes = joined.indices.fill_null(0).to_numpy(zero_copy_only=False)
     ids = hashed[codes] if len(hashed) else np.zeros(table.num_rows, dtype=np.int64)
     return ids.astype(np.int64), missing
+
+
+@dataclass
+class _Encoded:
+    """One table's rows encoded, before bad rows are dropped (``bad`` marks them)."""
+
+    x_cat: np.ndarray
+    x_num: np.ndarray
+    x_dense: np.ndarray
+    y: np.ndarray
+    users: np.ndarray | None
+    bad: np.ndarray
+
+    def kept(self, report: LoadReport | None) -> EncodedData:
+        keep = ~self.bad
+        return EncodedData(
+            np.ascontiguousarray(self.x_cat[keep]),
+            np.ascontiguousarray(self.x_num[keep]),
+            np.ascontiguousarray(self.x_dense[keep]),
+            np.ascontiguousarray(self.y[keep]),
+            report,
+            None if self.users is None else np.ascontiguousarray(self.users[keep]),
+        )
+
+
+class LogEncoder:
+    """Validates and encodes a partner log's tables, one after another, as one file.
+
+    Row numbers in issues and errors count from the file's first data row whatever
+    the table the row came in, so a file read whole (:func:`read_partner_log`) or in
+    blocks (:mod:`fedctr.models.logs.cache`) reports the same rows; the counts add up
+    in :meth:`report`.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        spec: FeatureSpec,
+        *,
+        policy: BadRowPolicy = BadRowPolicy.SKIP,
+        max_issue_samples: int = 20,
+        users: bool = True,
+        user_check: UserKeyCheck | None = None,
+    ) -> None:
+        self.path, self.spec, self.users = path, spec, users
+        self._user_check = user_check
+        self._issues = _Issues(
+            str(path), BadRowPolicy(policy), max_issue_samples, frozenset(spec.read_columns)
+        )
+        self.rows_read = 0
+        self.rows_kept = 0
+
+    def encode(self, read: ReadResult) -> _Encoded:
+        """Encode one table of the file (its rows follow those of earlier tables)."""
+        path, spec, table = self.path, self.spec, read.table
+        issues = _Offset(self._issues, self.rows_read)
+        n = table.num_rows
+        bad = np.zeros(n, dtype=bool)
+        for problem in read.problems:  # rows the format reader could not lay out
+            issues.add(np.array([problem.row]), problem.column, problem.reason, problem.problem)
+            bad[problem.row] = True
+
+        y = _parse_label(table.column(spec.label), spec, issues)
+        bad |= np.isnan(y)
+
+        x_num = np.zeros((n, spec.num_numeric), dtype=np.float32)
+        for j, feature in enumerate(spec.numeric):
+            raw = _parse_numeric(table.column(feature.name), feature.name, issues)
+            bad |= np.isinf(raw)
+            x_num[:, j] = transform_numeric(np.where(np.isinf(raw), np.nan, raw), feature=feature)
+
+        x_cat = np.zeros((n, spec.num_categorical), dtype=np.int64)
+        for j, feature in enumerate(spec.categorical):
+            try:
+                x_cat[:, j] = hash_column(
+                    table.column(feature.name), feature=feature, salt=spec.salt
+                )
+            except TypeError as exc:
+                raise DataFileError(
+                    f"{path}: column '{feature.name}': {exc}",
+                    file=str(path),
+                    problem=DataProblem.BAD_CATEGORY,
+                    column=feature.name,
+                ) from exc
+
+        dense_parts = []
+        for feature in spec.embedding:
+            values, bad_rows = _parse_embedding(table.column(feature.name), feature, issues)
+            bad[bad_rows] = True
+            dense_parts.append(values)
+        x_dense = (
+            np.concatenate(dense_parts, axis=1) if dense_parts else np.zeros((n, 0), np.float32)
+        )
+
+        row_users = None
+        if self.users and spec.user_key:
+            row_users, no_user = user_ids(table, spec, check=self._user_check)
+            for column in spec.user_key:
+                rows = np.flatnonzero(no_user & _empty(table.column(column)))
+                if len(rows):
+                    issues.add(
+                        rows,
+                        column,
+                        "user-key cell is empty: the row names no person, so user-level DP "
+                        "cannot protect it",
+                        DataProblem.MISSING_USER_KEY,
+                    )
+            bad |= no_user
+        self.rows_read += n
+        self.rows_kept += int((~bad).sum())
+        return _Encoded(x_cat, x_num, x_dense, y, row_users, bad)
+
+    def report(self) -> LoadReport:
+        """What reading the file did; refuses an empty file or one with no good row."""
+        path = self.path
+        if self._user_check is not None:
+            self._user_check.finish()
+        if self.rows_read == 0:
+            raise DataFileError(
+                f"{path}: the file has no data rows", file=str(path), problem=DataProblem.EMPTY_FILE
+            )
+        report = LoadReport(
+            file=str(path),
+            rows_read=self.rows_read,
+            rows_kept=self.rows_kept,
+            issues=tuple(self._issues.samples),
+            issue_count=self._issues.count,
+        )
+        if report.rows_kept == 0:
+            raise DataFileError(
+                f"{path}: every row is bad ({report.summary()})",
+                file=str(path),
+                problem=DataProblem.ALL_ROWS_BAD,
+            )
+        if report.rows_skipped:
+            logger.warning("%s", report.summary())
+        return report
+
+
+class _Offset:
+    """Issues of one table, numbered from the file's first data row."""
+
+    def __init__(self, issues: _Issues, offset: int) -> None:
+        self._issues, self._offset = issues, offset
+
+    def add(self, rows: np.ndarray, column: str, reason: str, problem: DataProblem) -> None:
+        self._issues.add(np.asarray(rows, dtype=np.int64) + self._offset, column, reason, problem)
 
 
 def read_partner_log(
@@ -355,87 +575,14 @@ def read_partner_log(
     user key (rows without one are bad rows); ``False`` for a partner whose unit of
     privacy is one example, which needs no user."""
     path = Path(path)
+    encoder = LogEncoder(
+        path, spec, policy=policy, max_issue_samples=max_issue_samples, users=users
+    )
     read = read_spec_columns(path, spec, user_key=users)
-    table = read.table
-    n = table.num_rows
-    if n == 0:
-        raise DataFileError(
-            f"{path}: the file has no data rows", file=str(path), problem=DataProblem.EMPTY_FILE
-        )
-    spec_columns = frozenset(spec.read_columns)
-    issues = _Issues(str(path), BadRowPolicy(policy), max_issue_samples, spec_columns)
-    bad = np.zeros(n, dtype=bool)
-    for problem in read.problems:  # rows the format reader could not lay out
-        issues.add(np.array([problem.row]), problem.column, problem.reason, problem.problem)
-        bad[problem.row] = True
-
-    y = _parse_label(table.column(spec.label), spec, issues)
-    bad |= np.isnan(y)
-
-    x_num = np.zeros((n, spec.num_numeric), dtype=np.float32)
-    for j, feature in enumerate(spec.numeric):
-        raw = _parse_numeric(table.column(feature.name), feature.name, issues)
-        bad |= np.isinf(raw)
-        x_num[:, j] = transform_numeric(np.where(np.isinf(raw), np.nan, raw), feature=feature)
-
-    x_cat = np.zeros((n, spec.num_categorical), dtype=np.int64)
-    for j, feature in enumerate(spec.categorical):
-        try:
-            x_cat[:, j] = hash_column(table.column(feature.name), feature=feature, salt=spec.salt)
-        except TypeError as exc:
-            raise DataFileError(
-                f"{path}: column '{feature.name}': {exc}",
-                file=str(path),
-                problem=DataProblem.BAD_CATEGORY,
-                column=feature.name,
-            ) from exc
-
-    dense_parts = []
-    for feature in spec.embedding:
-        values, bad_rows = _parse_embedding(table.column(feature.name), feature, issues)
-        bad[bad_rows] = True
-        dense_parts.append(values)
-    x_dense = np.concatenate(dense_parts, axis=1) if dense_parts else np.zeros((n, 0), np.float32)
-
-    row_users = None
-    if users and spec.user_key:
-        row_users, no_user = user_ids(table, spec)
-        for column in spec.user_key:
-            rows = np.flatnonzero(no_user & _empty(table.column(column)))
-            if len(rows):
-                issues.add(
-                    rows,
-                    column,
-                    "user-key cell is empty: the row names no person, so user-level DP "
-                    "cannot protect it",
-                    DataProblem.MISSING_USER_KEY,
-                )
-        bad |= no_user
-
-    keep = ~bad
-    report = LoadReport(
-        file=str(path),
-        rows_read=n,
-        rows_kept=int(keep.sum()),
-        issues=tuple(issues.samples),
-        issue_count=issues.count,
-    )
-    if report.rows_kept == 0:
-        raise DataFileError(
-            f"{path}: every row is bad ({report.summary()})",
-            file=str(path),
-            problem=DataProblem.ALL_ROWS_BAD,
-        )
-    if report.rows_skipped:
-        logger.warning("%s", report.summary())
-    return EncodedData(
-        np.ascontiguousarray(x_cat[keep]),
-        np.ascontiguousarray(x_num[keep]),
-        np.ascontiguousarray(x_dense[keep]),
-        np.ascontiguousarray(y[keep]),
-        report,
-        None if row_users is None else np.ascontiguousarray(row_users[keep]),
-    )
+    if read.table.num_rows == 0:
+        encoder.report()  # raises: no data rows
+    encoded = encoder.encode(read)
+    return encoded.kept(encoder.report())
 
 
 def _empty(column: pa.ChunkedArray) -> np.ndarray:
@@ -448,7 +595,11 @@ __all__ = [
     "BadRowPolicy",
     "EncodedData",
     "LoadReport",
+    "LogEncoder",
+    "MappedRows",
     "RowIssue",
+    "UserKeyCheck",
+    "UserKeyCollision",
     "read_partner_log",
     "user_ids",
 ]

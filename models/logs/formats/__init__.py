@@ -5,6 +5,7 @@ from fedctr.models.logs.formats.base import FormatReader, ReadResult, RowProblem
 from fedctr.models.logs.formats.registry import (
     available_formats,
     get_reader,
+    iter_spec_columns,
     read_spec_columns,
     register_format,
 )
@@ -15,6 +16,7 @@ __all__ = [
     "RowProblem",
     "available_formats",
     "get_reader",
+    "iter_spec_columns",
     "read_spec_columns",
     "register_format",
 ]

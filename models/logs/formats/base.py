@@ -11,8 +11,8 @@ it by the partner's policy.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -52,6 +52,27 @@ class FormatReader(ABC):
         self, path: Path, columns: list[str], options: Mapping[str, OptionValue]
     ) -> ReadResult:
         """Columns ``columns`` of ``path`` (a missing one rejects the file)."""
+
+    def batches(
+        self, path: Path, columns: list[str], options: Mapping[str, OptionValue], *, rows: int
+    ) -> Iterator[ReadResult]:
+        """The same columns as :meth:`read`, as consecutive tables of about ``rows`` rows
+        in file order (problems numbered within each table).
+
+        This default reads the file whole and slices it, so its memory is the file's;
+        formats Arrow can stream (CSV, TSV, Parquet) override it to hold one block.
+        """
+        result = self.read(path, columns, options)
+        table = result.table
+        for start in range(0, max(table.num_rows, 1), rows):
+            yield ReadResult(
+                table.slice(start, rows),
+                tuple(
+                    replace(p, row=p.row - start)
+                    for p in result.problems
+                    if start <= p.row < start + rows
+                ),
+            )
 
 
 __all__ = ["FormatReader", "ReadResult", "RowProblem"]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from fedctr.models.logs.errors import DataFileError, DataProblem
@@ -17,6 +18,7 @@ from fedctr.models.logs.formats.base import FormatReader, ReadResult
 from fedctr.models.logs.formats.registry import register_format
 from fedctr.models.source_layout import OptionValue
 
+_CSV_BLOCK_BYTES = 16 << 20  # Arrow's CSV block when streamed: the unit of memory
 _BY_SUFFIX = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".txt": "csv", ".tsv": "tsv"}
 
 
@@ -130,16 +132,52 @@ def read_delimited(path: Path, columns: list[str], delimiter: str, kind: str) ->
     with _arrow_errors(path, kind):
         names = pacsv.open_csv(path, parse_options=parse).schema.names
         require_columns(path, names, columns, header_starts_file=True)
-        return pacsv.read_csv(
-            path,
-            parse_options=parse,
-            convert_options=pacsv.ConvertOptions(
-                include_columns=columns,
-                column_types={c: pa.string() for c in columns},
-                strings_can_be_null=True,
-                quoted_strings_can_be_null=True,
-            ),
-        )
+        return pacsv.read_csv(path, parse_options=parse, convert_options=_string_columns(columns))
+
+
+def _string_columns(columns: list[str]) -> pacsv.ConvertOptions:
+    """Every requested column as strings (nulls for blanks): parsing is the loader's job."""
+    return pacsv.ConvertOptions(
+        include_columns=columns,
+        column_types={c: pa.string() for c in columns},
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=True,
+    )
+
+
+def stream_tabular(path: Path, columns: list[str], kind: str, rows: int) -> Iterator[ReadResult]:
+    """Columns of a CSV, TSV or Parquet file, streamed: Parquet through an Arrow dataset
+    scan (row groups), CSV through Arrow's streaming reader (blocks of
+    ``_CSV_BLOCK_BYTES``), cut into tables of at most ``rows`` rows, so memory holds about
+    one block whatever the file's size. Header and parse errors are those of the
+    whole-file readers."""
+    if kind == "parquet":
+        with _arrow_errors(path, kind):
+            require_columns(path, pq.read_schema(path).names, columns)
+            scan = ds.dataset(path, format="parquet").scanner(
+                columns=columns, batch_size=rows, use_threads=False
+            )
+            batches: Iterator[pa.RecordBatch] = iter(scan.to_batches())
+    else:
+        parse = pacsv.ParseOptions(delimiter="\t" if kind == "tsv" else ",")
+        with _arrow_errors(path, kind):
+            names = pacsv.open_csv(path, parse_options=parse).schema.names
+            require_columns(path, names, columns, header_starts_file=True)
+            batches = iter(
+                pacsv.open_csv(
+                    path,
+                    parse_options=parse,
+                    read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK_BYTES),
+                    convert_options=_string_columns(columns),
+                )
+            )
+    while True:
+        with _arrow_errors(path, kind):
+            batch = next(batches, None)
+        if batch is None:
+            return
+        for start in range(0, batch.num_rows, rows):
+            yield ReadResult(pa.Table.from_batches([batch.slice(start, rows)]))
 
 
 @register_format("parquet")
@@ -148,6 +186,11 @@ class Parquet(FormatReader):
         self, path: Path, columns: list[str], options: Mapping[str, OptionValue]
     ) -> ReadResult:
         return ReadResult(read_parquet(path, columns))
+
+    def batches(
+        self, path: Path, columns: list[str], options: Mapping[str, OptionValue], *, rows: int
+    ) -> Iterator[ReadResult]:
+        return stream_tabular(path, columns, "parquet", rows)
 
 
 @register_format("csv")
@@ -168,6 +211,13 @@ class Csv(FormatReader):
             )
         return ReadResult(read_delimited(path, columns, delimiter, "csv"))
 
+    def batches(
+        self, path: Path, columns: list[str], options: Mapping[str, OptionValue], *, rows: int
+    ) -> Iterator[ReadResult]:
+        if options.get("delimiter", ",") != ",":
+            return super().batches(path, columns, options, rows=rows)
+        return stream_tabular(path, columns, "csv", rows)
+
 
 @register_format("tsv")
 class Tsv(FormatReader):
@@ -175,6 +225,11 @@ class Tsv(FormatReader):
         self, path: Path, columns: list[str], options: Mapping[str, OptionValue]
     ) -> ReadResult:
         return ReadResult(read_delimited(path, columns, "\t", "tsv"))
+
+    def batches(
+        self, path: Path, columns: list[str], options: Mapping[str, OptionValue], *, rows: int
+    ) -> Iterator[ReadResult]:
+        return stream_tabular(path, columns, "tsv", rows)
 
 
 @register_format("auto")
@@ -195,6 +250,14 @@ class BySuffix(FormatReader):
         if kind == "parquet":
             return ReadResult(read_parquet(path, columns))
         return ReadResult(read_delimited(path, columns, "\t" if kind == "tsv" else ",", kind))
+
+    def batches(
+        self, path: Path, columns: list[str], options: Mapping[str, OptionValue], *, rows: int
+    ) -> Iterator[ReadResult]:
+        kind = _BY_SUFFIX.get(path.suffix.lower())
+        if kind is None:
+            return super().batches(path, columns, options, rows=rows)  # read() refuses it
+        return stream_tabular(path, columns, kind, rows)
 
 
 __all__ = ["BySuffix", "Csv", "Parquet", "Tsv", "read_delimited", "read_parquet", "require_columns"]
