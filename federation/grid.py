@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from flwr.app import Error, Message, RecordDict
 from flwr.proto.node_pb2 import NodeInfo
@@ -109,20 +109,26 @@ class ResponsiveGrid(Grid):
         self, messages: Iterable[Message], *, timeout: float | None = None
     ) -> Iterable[Message]:
         """Push ``messages``; return the replies that arrive within ``timeout`` seconds."""
+        return list(self.receive(messages, timeout=timeout))
+
+    def receive(
+        self, messages: Iterable[Message], *, timeout: float | None = None
+    ) -> Iterator[Message]:
+        """Push ``messages``; yield each reply as it is pulled, until all have answered or
+        ``timeout`` seconds passed. The caller may handle (and drop) each reply before the
+        next is pulled, so the replies of a round need not be in memory together."""
         messages = list(messages)
         if not messages:
-            return []
+            return
         pending = set(self.push_messages(messages))
         deadline = None if timeout is None else self._clock() + timeout
-        replies: list[Message] = []
         while pending:
             arrived = list(self.pull_messages(pending))
-            replies.extend(arrived)
             pending.difference_update(m.metadata.reply_to_message_id for m in arrived)
+            yield from arrived
             if not pending or (deadline is not None and self._clock() >= deadline):
                 break
             self._sleep(self.poll_s)
-        return replies
 
 
 def responsive_grid(grid: Grid) -> Grid:

@@ -24,6 +24,9 @@ import pyarrow.parquet as pq
 
 TEXT_DIM = 16
 IMAGE_DIM = 16
+# Parquet row groups of the generated logs: a partner streaming its log holds one at a
+# time (fedctr.models.logs.cache), so exports should keep them to ~10^5 rows
+ROW_GROUP_ROWS = 1 << 16
 N_ADS = 400
 N_SEGMENTS = 40
 # Rows per user ~ Zipf(USER_ZIPF), capped at MAX_ROWS_PER_USER: about 60% of users have
@@ -186,7 +189,7 @@ def generate_federation(
         if profile.file_format == "csv":
             _write_csv(table, path, profile.bad_rows, np.random.default_rng(seed + 1))
         else:
-            pq.write_table(table, path)
+            pq.write_table(table, path, row_group_size=ROW_GROUP_ROWS)
         paths[profile.partner_id] = path
     mixed = PartnerProfile("platform-test", platform_test_rows, "parquet", 7, 0.55, -1.6)
     test_path = out_dir / "platform-test.parquet"

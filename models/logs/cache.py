@@ -43,7 +43,7 @@ from fedctr.models.spec import FeatureSpec
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-BLOCK_ROWS = 1 << 16  # rows encoded at a time: the unit of memory while building
+BLOCK_ROWS = 1 << 14  # rows encoded at a time: the unit of memory while building
 _COLUMNS = (("x_cat", np.int64), ("x_num", np.float32), ("x_dense", np.float32), ("y", np.float32))
 
 

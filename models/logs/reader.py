@@ -202,11 +202,11 @@ class MappedRows(_BatchFetchDataset):
     A gather faults in only the pages its rows sit on, and those pages are file-backed:
     the kernel can drop them under pressure, but while mapped they count in the
     process's resident set. After about ``release_bytes`` of pages may have been
-    touched, they are unmapped (``MADV_DONTNEED``; the file's pages stay in the page
+    touched (64 MiB), they are unmapped (``MADV_DONTNEED``; the file's pages stay in the page
     cache), so resident memory stays bounded whatever the log's size.
     """
 
-    def __init__(self, data: EncodedData, *, release_bytes: int = 256 << 20) -> None:
+    def __init__(self, data: EncodedData, *, release_bytes: int = 64 << 20) -> None:
         super().__init__(*data.tensors())
         arrays = (data.x_cat, data.x_num, data.x_dense, data.y)
         self._maps = [a._mmap for a in arrays if isinstance(a, np.memmap) and a._mmap is not None]

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from flwr.app import ArrayRecord, ConfigRecord
+from flwr.app import ArrayRecord, ConfigRecord, Message
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
@@ -45,6 +45,7 @@ from fedctr.server.platform.run_state import (
 from fedctr.server.platform.strategies.accountable import AccountableStrategy
 from fedctr.server.platform.strategies.registry import StrategyConfig, build_strategy
 from fedctr.server.platform.strategies.round_timing import TIMING_FILE, RoundTimer
+from fedctr.server.platform.strategies.running_mean import FOLDABLE
 from fedctr.server.platform.strategies.secagg import SUMMABLE, SecAggPlus
 
 logger = logging.getLogger(__name__)
@@ -133,7 +134,13 @@ def run_federation(
         return None
 
     accountable = AccountableStrategy(
-        aggregation, round_log, min_partners=plan.strategy.min_partners, check_reply=check_reply
+        aggregation,
+        round_log,
+        min_partners=plan.strategy.min_partners,
+        check_reply=check_reply,
+        # a running weighted sum where the aggregate is one; SecAgg sums its own masked
+        # inputs and an audit's canary wrapper needs every update's norm
+        fold=plan.strategy.name in FOLDABLE and secagg is None and wrap_aggregation is None,
     )
     strategy: Strategy = RoundTimer(accountable, work / TIMING_FILE)
     fingerprint = plan_hash(
@@ -262,10 +269,17 @@ def _train_round(
         done = {m.metadata.src_node_id for m in stored}
         messages = [m for m in messages if m.metadata.dst_node_id not in done]
     faults.hit(FaultStage.BEFORE_SEND, server_round)
-    replies = list(grid.send_and_receive(messages, timeout=plan.timeout_s)) if messages else []
-    journal.record(server_round, replies)
-    faults.hit(FaultStage.AFTER_REPLIES, server_round)
-    new_arrays, _ = strategy.aggregate_train(server_round, [*stored, *replies])
+
+    def arrivals() -> Iterator[Message]:
+        """Journaled replies, then each new reply once it is durable in the journal: the
+        strategy checks (and a folding one sums) replies one at a time as they come."""
+        yield from stored
+        for msg in _as_they_arrive(grid, messages, timeout=plan.timeout_s):
+            journal.record(server_round, [msg])
+            yield msg
+        faults.hit(FaultStage.AFTER_REPLIES, server_round)
+
+    new_arrays, _ = strategy.aggregate_train(server_round, arrivals())
     arrays = arrays if new_arrays is None else new_arrays
     # Flower's evaluate leg, as Strategy.start runs it (fedctr sends no evaluate messages;
     # the round timer closes the round's timing row here).
@@ -274,6 +288,19 @@ def _train_round(
     strategy.aggregate_evaluate(server_round, answers)
     faults.hit(FaultStage.AFTER_AGGREGATION, server_round)
     return arrays
+
+
+def _as_they_arrive(
+    grid: Grid, messages: list[Message], *, timeout: float | None
+) -> Iterator[Message]:
+    """The replies to ``messages``, each as it is pulled (a grid with ``receive``, i.e.
+    :class:`fedctr.federation.grid.ResponsiveGrid`), or all at once (any other grid)."""
+    if not messages:
+        return iter(())
+    receive = getattr(grid, "receive", None)
+    if receive is not None:
+        return receive(messages, timeout=timeout)
+    return iter(grid.send_and_receive(messages, timeout=timeout))
 
 
 def _secure_aggregation(

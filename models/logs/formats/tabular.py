@@ -155,7 +155,11 @@ def stream_tabular(path: Path, columns: list[str], kind: str, rows: int) -> Iter
         with _arrow_errors(path, kind):
             require_columns(path, pq.read_schema(path).names, columns)
             scan = ds.dataset(path, format="parquet").scanner(
-                columns=columns, batch_size=rows, use_threads=False
+                columns=columns,
+                batch_size=rows,
+                use_threads=False,
+                batch_readahead=1,  # one block in memory, not Arrow's default 16
+                fragment_readahead=1,
             )
             batches: Iterator[pa.RecordBatch] = iter(scan.to_batches())
     else:

@@ -8,7 +8,10 @@ training reply must carry exactly the declared records and keys, finite weights
 that hash to the declared update hash, and (through ``check_reply``) a ledger
 entry signed by a registered partner key. Anything else is rejected with a code,
 logged, and never aggregated. A round aggregates only if at least
-``min_partners`` partners contributed.
+``min_partners`` partners contributed. With ``fold`` (FedAvg, FedProx, FedAdam) each
+accepted reply is added to a running weighted sum as it is checked and let go, so the
+platform holds O(model), not O(partners x model)
+(:mod:`~fedctr.server.platform.strategies.running_mean`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from fedctr.models import state_dict_sha256
 from fedctr.privacy import wire as P
 from fedctr.privacy.wire import ContractViolation, ErrorCode, ErrorReply, TrainReply
 from fedctr.server.platform.rounds import Failure, PartnerTrainRecord, RoundLog
+from fedctr.server.platform.strategies.running_mean import RunningMean
 
 logger = logging.getLogger(__name__)
 
@@ -84,12 +88,15 @@ class AccountableStrategy(Strategy):
         min_partners: int,
         check_reply: ReplyCheck | None = None,
         require_dp: bool = True,
+        fold: bool = False,
     ) -> None:
         self.strategy = strategy
         self.round_log = round_log
         self.min_partners = min_partners
         self.check_reply = check_reply
         self.require_dp = require_dp
+        self.fold = fold
+        self._global: ArrayRecord | None = None
 
     def summary(self) -> None:
         logger.info("AccountableStrategy(min_partners=%d) wrapping:", self.min_partners)
@@ -98,6 +105,7 @@ class AccountableStrategy(Strategy):
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
+        self._global = arrays  # the layout a folded reply must have
         return self.strategy.configure_train(server_round, arrays, config, grid)
 
     def check(
@@ -126,6 +134,7 @@ class AccountableStrategy(Strategy):
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         record = self.round_log.round(server_round)
         accepted: list[Message] = []
+        mean = RunningMean(self._global) if self.fold and self._global is not None else None
         updates: dict[str, str] = {}  # partner -> the update hash counted for it
         for msg in replies:
             if msg.has_error():
@@ -141,6 +150,8 @@ class AccountableStrategy(Strategy):
                         train.node_id, "invalid-update", "second update from a partner in one round"
                     )
                 else:
+                    failure = self._unfoldable(mean, msg)
+                if failure is None:
                     updates[train.partner_id] = train.reply.update_hash
             if failure is not None:
                 record.failures.append(failure)
@@ -157,19 +168,32 @@ class AccountableStrategy(Strategy):
                 continue
             if train is not None:
                 record.train.append(train)
-                accepted.append(msg)
-        if len(accepted) < self.min_partners:
+                if mean is not None and train.reply is not None:
+                    mean.add(msg)  # and the reply's arrays are let go
+                else:
+                    accepted.append(msg)
+        count = len(accepted) + (0 if mean is None else mean.count)
+        if count < self.min_partners:
             logger.error(
                 "round %d: only %d partner(s) contributed, fewer than min_partners=%d; "
                 "the global model is not updated this round",
                 server_round,
-                len(accepted),
+                count,
                 self.min_partners,
             )
             return None, None
+        if mean is not None and mean.count:
+            accepted = [mean.reply(), *accepted]
         arrays, metrics = self.strategy.aggregate_train(server_round, accepted)
         record.aggregated = arrays is not None
         return arrays, metrics
+
+    @staticmethod
+    def _unfoldable(mean: RunningMean | None, msg: Message) -> Failure | None:
+        problem = None if mean is None else mean.problem(msg)
+        if problem is None:
+            return None
+        return Failure(msg.metadata.src_node_id, "invalid-update", problem)
 
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid

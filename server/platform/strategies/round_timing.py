@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 import logging
+import resource
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
@@ -44,10 +45,12 @@ class RoundTimer(Strategy):
     def _begin(self, server_round: int, kind: str) -> None:
         self._started[(server_round, kind)] = self._clock()
 
-    def _end(self, server_round: int, kind: str, replies: list[Message]) -> None:
+    def _end(self, server_round: int, kind: str, replies: int) -> None:
         row = self._rows.setdefault(server_round, {"round": server_round})
         row[f"{kind}_wall_s"] = self._clock() - self._started.pop((server_round, kind))
-        row[f"{kind}_replies"] = len(replies)
+        row[f"{kind}_replies"] = replies
+        # the platform process's own high-water mark (Linux: KiB), for bench_scale
+        row["platform_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
@@ -58,11 +61,18 @@ class RoundTimer(Strategy):
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        replies = list(replies)
+        seen = 0
+
+        def counted() -> Iterator[Message]:  # replies stream through, one at a time
+            nonlocal seen
+            for msg in replies:
+                seen += 1
+                yield msg
+
         # Ends once the aggregate exists: under secure aggregation the unmask step runs
         # inside aggregate_train and is part of the round's wall time.
-        result = self.strategy.aggregate_train(server_round, replies)
-        self._end(server_round, "train", replies)
+        result = self.strategy.aggregate_train(server_round, counted())
+        self._end(server_round, "train", seen)
         return result
 
     def configure_evaluate(
@@ -75,7 +85,7 @@ class RoundTimer(Strategy):
         self, server_round: int, replies: Iterable[Message]
     ) -> MetricRecord | None:
         replies = list(replies)
-        self._end(server_round, "evaluate", replies)
+        self._end(server_round, "evaluate", len(replies))
         result = self.strategy.aggregate_evaluate(server_round, replies)
         self._write(server_round)
         return result
