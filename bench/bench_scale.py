@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -55,6 +55,7 @@ def _one(log: Path, rows: int, out: Path, cache: str) -> None:
     from fedctr.clients.node import PartnerNode
     from fedctr.models import build_model, builtin_spec_path, load_spec, model_config
     from fedctr.privacy.signing import generate_signing_key, save_private_key
+    from fedctr.server.platform.strategies.round_timing import peak_rss_mb
 
     torch.set_num_threads(1)
     work = log.parent / f"node-{rows}-{cache}"
@@ -95,7 +96,7 @@ def _one(log: Path, rows: int, out: Path, cache: str) -> None:
     started = time.perf_counter()
     PartnerNode(config).splits()  # the next round's node (one per message in Flower)
     reread_s = time.perf_counter() - started
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = peak_rss_mb()  # VmHWM: ru_maxrss would carry the parent's peak over exec
     out.write_text(
         json.dumps(
             {
@@ -113,7 +114,8 @@ def _one(log: Path, rows: int, out: Path, cache: str) -> None:
 
 def measure(rows: int, root: Path, caches: list[str]) -> list[dict[str, float]]:
     folder = root / f"rows-{rows}"
-    _generate(folder, rows)
+    # generated in a process of its own: 10^7 rows take ~4 GB while being built
+    subprocess.run([sys.executable, __file__, "--generate", str(folder), str(rows)], check=True)
     results = []
     for cache in caches:
         out = folder / f"result-{cache}.json"
@@ -153,23 +155,215 @@ def report(results: list[dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+# ---- federation growth -------------------------------------------------------------------
+
+
+def _simulate_child(root: Path, partners: int, rows: int, rounds: int, strategy: str) -> None:
+    """Child process: a federation of ``partners`` virtual partners (LR, ``rows`` rows
+    each) on Flower's simulation engine; the ServerApp runs in this process."""
+    from fedctr.clients.config import PrivacySettings, TrainingSettings
+    from fedctr.federation.demo.synthetic import PartnerProfile, generate_federation
+    from fedctr.federation.simulation import run_simulation
+    from fedctr.federation.workspace import PartnerSetup, create_workspace
+    from fedctr.models import builtin_spec_path, load_spec, model_config
+    from fedctr.server.platform.strategies.registry import strategy_config
+
+    profiles = tuple(
+        PartnerProfile(f"p{i:04d}", rows, "parquet", (7 * i) % 32, 0.5, -1.3)
+        for i in range(partners)
+    )
+    logs, test = generate_federation(root / "data", partners=profiles, platform_test_rows=2000)
+    spec_file = builtin_spec_path("demo")
+    setups = [
+        PartnerSetup(
+            partner_id=pid,
+            data=path,
+            privacy=PrivacySettings(
+                epsilon=8.0, delta=1e-5, planned_rounds=rounds, sample_rate=0.1, max_grad_norm=1.0
+            ),
+            training=TrainingSettings(batch_size=max(1, int(0.08 * rows)), learning_rate=0.05),
+        )
+        for pid, path in logs.items()
+    ]
+    ws = create_workspace(
+        root / "ws",
+        spec_file=spec_file,
+        spec=load_spec(spec_file),
+        partners=setups,
+        model=model_config("lr"),
+        strategy=strategy_config(strategy, min_partners=partners),
+        rounds=rounds,
+        eval_data=test,
+        run_name="scale",
+    )
+    run_simulation(
+        platform_config=ws.platform_config,
+        partner_configs=list(ws.partner_configs.values()),
+        run_id="scale-run",
+        flwr_home=root / "flwr-home",
+    )
+
+
+def simulate(partners: int, root: Path, *, rows: int, rounds: int, strategy: str) -> dict:
+    """Rounds of a simulated federation, with the partners' own compute times."""
+    from fedctr.clients.node import ROUND_TIMES_FILE
+    from fedctr.server.platform.strategies.round_timing import TIMING_FILE, read_timing
+
+    folder = root / f"sim-{partners}-{strategy}"
+    started = time.perf_counter()
+    subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--simulate",
+            str(folder),
+            str(partners),
+            str(rows),
+            str(rounds),
+            strategy,
+        ],
+        check=True,
+    )
+    total_s = time.perf_counter() - started
+    timing = read_timing(folder / "ws" / "platform" / "runs" / "scale-run" / TIMING_FILE)
+    compute: dict[int, list[float]] = {}
+    for path in (folder / "ws" / "partners").glob(f"*/state/{ROUND_TIMES_FILE}"):
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            compute.setdefault(int(row["round"]), []).append(float(row["seconds"]))
+    return {
+        "kind": "simulation",
+        "partners": partners,
+        "strategy": strategy,
+        "total_s": total_s,
+        "rounds": [
+            {
+                "wall_s": t["train_wall_s"],
+                "replies": t["train_replies"],
+                "compute_sum_s": sum(compute.get(int(t["round"]), [])),
+                "compute_max_s": max(compute.get(int(t["round"]), [0.0])),
+                "platform_peak_mb": t.get("platform_peak_rss_mb", float("nan")),
+            }
+            for t in timing
+        ],
+    }
+
+
+def loopback(partners: int, root: Path, *, rounds: int) -> dict:
+    """Rounds of a real loopback deployment (SuperLink + one SuperNode per partner, TLS),
+    as ``bench_rounds.py`` runs it (its ``ours`` side)."""
+    import bench_rounds
+
+    args = argparse.Namespace(rounds=rounds, model="deepfm", embed_dim=28, local_epochs=1)
+    data, _ = bench_rounds.generate_federation(
+        root / f"loop-data-{partners}",
+        partners=bench_rounds.partner_profiles(partners),
+        platform_test_rows=200,
+    )
+    side = bench_rounds.run_side(root / "loopback", "ours", data, args)
+    return {
+        "kind": "loopback",
+        "partners": partners,
+        "strategy": "fedavg",
+        "total_s": side.run_s,
+        "rounds": [
+            {
+                "wall_s": r["train_wall_s"],
+                "replies": r["train_replies"],
+                "compute_sum_s": float("nan"),
+                "compute_max_s": r["train_compute_s"],
+                "platform_peak_mb": r.get("platform_peak_rss_mb", float("nan")),
+            }
+            for r in side.rounds
+        ],
+    }
+
+
+def federation_report(results: list[dict]) -> str:
+    """Per federation: mean round wall time, overhead beyond compute, platform peak."""
+    lines = [
+        "Federation growth (one train message round trip per round; mean over rounds)",
+        "loopback: DeepFM 2.4 MB, each partner its own SuperNode process, TLS; overhead = wall "
+        "- slowest partner's compute",
+        "simulation: LR, 1,000 rows per partner, Ray on 2 CPUs; overhead = wall - sum of "
+        "partner compute / 2 workers",
+        f"{'kind':<10} {'partners':>8} {'strategy':>9} {'round wall s':>13} "
+        f"{'partner compute s':>18} {'overhead s':>11} {'platform peak MB':>17}",
+    ]
+    for r in results:
+        rounds = r["rounds"]
+        wall = statistics.fmean(x["wall_s"] for x in rounds)
+        if r["kind"] == "simulation":
+            compute = statistics.fmean(x["compute_sum_s"] for x in rounds)
+            overhead = wall - compute / 2
+        else:
+            compute = statistics.fmean(x["compute_max_s"] for x in rounds)
+            overhead = wall - compute
+        peak = max(x["platform_peak_mb"] for x in rounds)
+        lines.append(
+            f"{r['kind']:<10} {r['partners']:>8} {r['strategy']:>9} {wall:>13.1f} "
+            f"{compute:>18.1f} {overhead:>11.1f} {peak:>17,.0f}"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--generate":
+        _generate(Path(argv[1]), int(argv[2]))
+        return 0
+    if argv and argv[0] == "--simulate":
+        _simulate_child(Path(argv[1]), int(argv[2]), int(argv[3]), int(argv[4]), argv[5])
+        return 0
     if argv and argv[0] == "--child":
         _one(Path(argv[1]), int(argv[2]), Path(argv[3]), argv[4])
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, nargs="+", default=list(DEFAULT_ROWS))
+    parser.add_argument("--rows", type=int, nargs="*", default=list(DEFAULT_ROWS))
     parser.add_argument(
         "--paths", default="memory,disk", help="comma-separated: memory (read whole), disk"
     )
+    parser.add_argument(
+        "--loopback",
+        type=int,
+        nargs="*",
+        default=[3, 10, 30],
+        help="partner counts (real processes)",
+    )
+    parser.add_argument(
+        "--simulation", type=int, nargs="*", default=[100, 1000], help="virtual partner counts"
+    )
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--strategies",
+        default="fedavg",
+        help="simulation strategies, comma-separated (fedmedian: the list path, for contrast)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    for noisy in ("httpx", "alembic", "flwr"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    tables = []
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
-        results = []
-        for rows in args.rows:
-            results.extend(measure(rows, Path(tmp), args.paths.split(",")))
-    print(report(results))
+        root = Path(tmp)
+        if args.rows:
+            results = []
+            for rows in args.rows:
+                results.extend(measure(rows, root, args.paths.split(",")))
+            tables.append(report(results))
+        federations = []
+        for n in args.loopback:
+            federations.append(loopback(n, root, rounds=args.rounds))
+            logger.info("loopback %d: %s", n, federations[-1])
+        for n in args.simulation:
+            for strategy in args.strategies.split(","):
+                federations.append(
+                    simulate(n, root, rows=1000, rounds=args.rounds, strategy=strategy)
+                )
+                logger.info("simulation %d %s: %s", n, strategy, federations[-1])
+        if federations:
+            tables.append(federation_report(federations))
+    print("\n\n".join(tables))
     return 0
 
 

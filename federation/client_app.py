@@ -18,6 +18,7 @@ import json
 import logging
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 from flwr.app import Context, Message, RecordDict
 from flwr.clientapp import ClientApp
@@ -50,7 +51,10 @@ def partner_config_for(context: Context) -> PartnerConfig:
     """The partner config of the node running this ClientApp."""
     path = context.node_config.get(PARTNER_CONFIG_KEY)
     if not path:
-        listed = [p for p in os.environ.get(SIM_PARTNERS_ENV, "").split(os.pathsep) if p]
+        value = os.environ.get(SIM_PARTNERS_ENV, "")
+        if value.startswith("@"):  # a file listing them, one per line (many partners)
+            value = os.pathsep.join(Path(value[1:]).read_text().splitlines())
+        listed = [p for p in value.split(os.pathsep) if p]
         pid = context.node_config.get("partition-id")
         if pid is None or int(pid) >= len(listed):
             raise PartnerConfigError(

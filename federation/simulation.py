@@ -50,6 +50,19 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = old
 
 
+def _partner_list(platform_config: Path, partner_configs: Sequence[Path]) -> str:
+    """The partner configs as the ClientApp reads them: joined in the environment, or,
+    past what one environment variable can hold (128 KiB on Linux), ``@`` and a file
+    listing them one per line (next to the platform config)."""
+    paths = [str(Path(p).resolve()) for p in partner_configs]
+    joined = os.pathsep.join(paths)
+    if len(joined) < 32 << 10:
+        return joined
+    listing = platform_config.resolve().parent / "simulation-partners.txt"
+    listing.write_text("\n".join(paths) + "\n")
+    return "@" + str(listing)
+
+
 def run_simulation(
     *,
     platform_config: Path,
@@ -85,7 +98,7 @@ def run_simulation(
     env = {
         **FLOWER_QUIET_ENV,
         PLATFORM_CONFIG_ENV: str(Path(platform_config).resolve()),
-        SIM_PARTNERS_ENV: os.pathsep.join(str(Path(p).resolve()) for p in partner_configs),
+        SIM_PARTNERS_ENV: _partner_list(Path(platform_config), partner_configs),
         RUN_ID_ENV: run_id,
         RESUME_ENV: "1" if resume else "",
     }

@@ -27,6 +27,18 @@ logger = logging.getLogger(__name__)
 TIMING_FILE = "timing.jsonl"
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MiB: Linux's ``VmHWM``, which starts afresh
+    at exec (``ru_maxrss`` carries over a forking parent's peak), else ``ru_maxrss``."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 class RoundTimer(Strategy):
     """Delegate to ``strategy``; time each message round trip (see module doc)."""
 
@@ -49,8 +61,7 @@ class RoundTimer(Strategy):
         row = self._rows.setdefault(server_round, {"round": server_round})
         row[f"{kind}_wall_s"] = self._clock() - self._started.pop((server_round, kind))
         row[f"{kind}_replies"] = replies
-        # the platform process's own high-water mark (Linux: KiB), for bench_scale
-        row["platform_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        row["platform_peak_rss_mb"] = peak_rss_mb()  # this process's, for bench_scale
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
@@ -106,4 +117,4 @@ def read_timing(path: Path) -> list[dict[str, float]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-__all__ = ["TIMING_FILE", "RoundTimer", "read_timing"]
+__all__ = ["TIMING_FILE", "RoundTimer", "peak_rss_mb", "read_timing"]
