@@ -62,7 +62,6 @@ sys.path.insert(0, str(REPO))
 from bench.bench_dpsgd import kept_rows  # noqa: E402
 from bench.utility.datasets import DATA_ROOT, HOLDOUT_SEED, load_dataset, split_by_user  # noqa: E402
 from bench.utility.inprocess import run_federated  # noqa: E402
-from bench.utility.rdp_cache import memoize_opacus_rdp  # noqa: E402
 from bench.utility.recipes import FederatedRecipe, recipe_for  # noqa: E402
 from bench.utility.report import bootstrap_auc_gap_se  # noqa: E402
 from bench.utility.runner import delta_for  # noqa: E402
@@ -87,6 +86,7 @@ from fedctr.models import (  # noqa: E402
 )
 from fedctr.models.logs.reader import EncodedData, read_partner_log  # noqa: E402
 from fedctr.privacy.dpsgd import DEFAULT_IMPLEMENTATION  # noqa: E402
+from fedctr.privacy.rdp_memo import memoize_opacus_rdp  # noqa: E402
 from fedctr.privacy.unit import UnitOfPrivacy, group_privacy  # noqa: E402
 from fedctr.server.platform.strategies.registry import strategy_from_table  # noqa: E402
 

@@ -39,7 +39,6 @@ sys.path.insert(0, str(REPO))
 
 from bench.utility import scenarios as sc  # noqa: E402
 from bench.utility.datasets import LOADERS, load_dataset  # noqa: E402
-from bench.utility.rdp_cache import memoize_opacus_rdp  # noqa: E402
 from bench.utility.recipes import MODELS, FederatedRecipe, recipe_for, with_overrides  # noqa: E402
 from bench.utility.report import (  # noqa: E402
     decomposition,
@@ -50,6 +49,7 @@ from bench.utility.report import (  # noqa: E402
 )
 from bench.utility.runner import RunResult, run_cell  # noqa: E402
 from fedctr.privacy.dpsgd import DEFAULT_IMPLEMENTATION  # noqa: E402
+from fedctr.privacy.rdp_memo import memoize_opacus_rdp  # noqa: E402
 
 logger = logging.getLogger("bench_utility")
 

@@ -37,6 +37,7 @@ from fedctr.federation.secagg_mod import (
 )
 from fedctr.models import ModelConfig
 from fedctr.privacy import wire as P
+from fedctr.privacy.rdp_memo import memoize_opacus_rdp
 from fedctr.privacy.wire import ErrorCode, ErrorReply, Problem
 
 logger = logging.getLogger(__name__)
@@ -127,6 +128,7 @@ def handle_message(
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     """One local DP round on the partner's data; refusals are error replies."""
+    memoize_opacus_rdp()  # same floats, computed once per process (simulation workers)
     try:
         node = PartnerNode(partner_config_for(context))
     except Exception as exc:

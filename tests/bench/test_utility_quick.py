@@ -12,10 +12,10 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from bench.utility.datasets import load_dataset  # noqa: E402
-from bench.utility.rdp_cache import memoize_opacus_rdp  # noqa: E402
 from bench.utility.recipes import recipe_for  # noqa: E402
 from bench.utility.runner import delta_for, run_cell  # noqa: E402
 from bench.utility.scenarios import BY_KEY  # noqa: E402
+from fedctr.privacy.rdp_memo import memoize_opacus_rdp  # noqa: E402
 
 
 @pytest.fixture
