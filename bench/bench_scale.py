@@ -140,7 +140,7 @@ def report(results: list[dict[str, float]]) -> str:
     lines = [
         "Partner data growth (DP DeepFM, one local epoch at q = 1024/rows, 1 torch thread)",
         "memory = log read whole; disk = encoded block by block into the node's cache, "
-        "memory-mapped",
+        "batches read with pread",
         f"{'rows':>10} {'path':>6} {'read+encode s':>14} {'next round read s':>18} "
         f"{'DP epoch s':>11} {'rows/s':>9} {'vs memory':>10} {'peak RSS MB':>12}",
     ]

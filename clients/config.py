@@ -185,7 +185,7 @@ class PartnerConfig:
     ledger: Path | None = None
     bad_rows: BadRowPolicy = BadRowPolicy.SKIP
     # Where the encoded log lives while training (fedctr.models.logs.cache): "memory"
-    # (read whole, each process), "disk" (encoded once into state_dir/encoded, memory-mapped),
+    # (read whole, each process), "disk" (encoded once into state_dir/encoded, batches read),
     # "auto" (disk for files over DISK_CACHE_FROM_BYTES).
     data_cache: str = "auto"
     privacy: PrivacySettings = field(default_factory=PrivacySettings)

@@ -78,6 +78,7 @@ from fedctr.privacy.wire import TrainReply
 logger = logging.getLogger(__name__)
 
 ROUND_TIMES_FILE = "round-times.jsonl"  # in the state dir: the node's own timing, never sent
+EVAL_BATCH_ROWS = 1 << 16  # holdout rows scored at a time
 ENCODED_CACHE_DIR = "encoded"  # in the state dir: the encoded log (data_cache), never sent
 
 
@@ -616,13 +617,18 @@ class PartnerNode:
         if len(holdout) == 0:
             raise PartnerError(f"partner '{self.config.partner_id}' has no holdout rows")
         model = self._model(model_config, weights)
-        x_cat, x_num, x_dense, y = holdout.tensors()
-        probs = predict_proba(model, x_cat, x_num, x_dense)
+        # a batch at a time: a holdout in the on-disk cache is never read whole
+        parts = [
+            (y.numpy(), predict_proba(model, x_cat, x_num, x_dense))
+            for x_cat, x_num, x_dense, y in holdout.batches(EVAL_BATCH_ROWS)
+        ]
+        y = np.concatenate([labels for labels, _ in parts])
+        probs = np.concatenate([p for _, p in parts])
         return EvalReport(
             self.config.partner_id,
             len(holdout),
-            roc_auc(y.numpy(), probs),
-            log_loss(y.numpy(), probs),
+            roc_auc(y, probs),
+            log_loss(y, probs),
             float(probs.mean()),
         )
 

@@ -6,9 +6,9 @@ column at once (about 1 GB per 10^6 rows of the demo spec, measured in
 dataset (Parquet row groups, CSV blocks: :func:`fedctr.models.logs.formats.iter_spec_columns`),
 each block is validated and encoded exactly as :func:`~fedctr.models.logs.reader.read_partner_log`
 would (:class:`~fedctr.models.logs.reader.LogEncoder`), split into train and holdout
-rows by the partner's secret holdout key, and appended to raw column files. Training
-then memory-maps them (:class:`~fedctr.models.logs.reader.MappedRows`): a Poisson
-batch faults in only its rows' pages.
+rows by the partner's secret holdout key, and appended to one row-major file per split.
+Training reads each Poisson batch's rows from it (:class:`~fedctr.models.logs.reader.RowStore`,
+one ``pread`` per row), so memory holds one batch, not the log.
 
 The cache is keyed by the file (path, size, modification time), the spec, the holdout
 fraction and key, the bad-row policy and whether user ids are read, so a log that
@@ -36,15 +36,15 @@ from fedctr.models.logs.reader import (
     LoadReport,
     LogEncoder,
     RowIssue,
+    RowStore,
     UserKeyCheck,
 )
 from fedctr.models.spec import FeatureSpec
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: one row-major file per split
 BLOCK_ROWS = 1 << 14  # rows encoded at a time: the unit of memory while building
-_COLUMNS = (("x_cat", np.int64), ("x_num", np.float32), ("x_dense", np.float32), ("y", np.float32))
 
 
 def cache_key(
@@ -72,61 +72,58 @@ def cache_key(
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
 
 
-class _ColumnWriter:
-    """Appends one split's encoded rows to raw little-endian column files."""
+def row_dtype(spec: FeatureSpec, *, users: bool) -> np.dtype:
+    """One encoded row on disk: the user id (if kept), bucket ids, numerics, dense
+    vectors and label, aligned so every field is a whole number of its items."""
+    fields: list[tuple] = [("users", "<i8")] if users else []
+    fields += [
+        ("x_cat", "<i8", (spec.num_categorical,)),
+        ("x_num", "<f4", (spec.num_numeric,)),
+        ("x_dense", "<f4", (spec.dense_dim(),)),
+        ("y", "<f4"),
+    ]
+    return np.dtype(fields, align=True)
 
-    def __init__(self, folder: Path, users: bool) -> None:
-        folder.mkdir(parents=True)
-        self.folder = folder
-        names = [name for name, _ in _COLUMNS] + (["users"] if users else [])
-        self._files = {name: (folder / f"{name}.bin").open("wb") for name in names}
+
+class _RowWriter:
+    """Appends one split's encoded rows to its row file."""
+
+    def __init__(self, path: Path, dtype: np.dtype) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path, self.dtype = path, dtype
+        self._fh = path.open("wb")
         self.rows = 0
-        self.widths: dict[str, int] = {}
 
     def append(self, data: EncodedData) -> None:
-        arrays = {"x_cat": data.x_cat, "x_num": data.x_num, "x_dense": data.x_dense, "y": data.y}
-        if "users" in self._files:
-            arrays["users"] = data.users  # type: ignore[assignment]
-        for name, fh in self._files.items():
-            array = arrays[name]
-            self.widths[name] = int(np.prod(array.shape[1:], dtype=np.int64))
-            fh.write(np.ascontiguousarray(array).tobytes())
+        rows = np.zeros(len(data), dtype=self.dtype)
+        for name in self.dtype.names or ():
+            rows[name] = getattr(data, name)
+        self._fh.write(rows.tobytes())
         self.rows += len(data)
 
     def close(self) -> dict[str, object]:
-        for fh in self._files.values():
-            fh.flush()
-            os.fsync(fh.fileno())
-            fh.close()
-        return {"rows": self.rows, "widths": self.widths}
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        return {"rows": self.rows}
 
 
-def _open(folder: Path, meta: dict, spec: FeatureSpec, report: LoadReport) -> EncodedData:
-    rows = int(meta["rows"])
-    widths = {
-        "x_cat": spec.num_categorical,
-        "x_num": spec.num_numeric,
-        "x_dense": spec.dense_dim(),
-        "y": 1,
-        "users": 1,
-    }
-    arrays: dict[str, np.ndarray] = {}
-    for name, dtype in (*_COLUMNS, ("users", np.int64)):
-        file = folder / f"{name}.bin"
-        if not file.exists():
-            continue
-        shape: tuple[int, ...] = (rows,) if name in ("y", "users") else (rows, widths[name])
-        if rows == 0 or (len(shape) == 2 and shape[1] == 0):
-            arrays[name] = np.zeros(shape, dtype=dtype)
-        else:  # copy-on-write: writable for torch, never written, shared with the page cache
-            arrays[name] = np.memmap(file, dtype=dtype, mode="c", shape=shape)
+def _open(path: Path, rows: int, dtype: np.dtype, report: LoadReport) -> EncodedData:
+    """The split's rows: views of a memory map for shapes and ``len`` (and, under
+    user-level DP, the user ids), a :class:`RowStore` for reading batches."""
+    if rows == 0:
+        table = np.zeros(0, dtype=dtype)
+    else:  # copy-on-write: writable for torch, never written
+        table = np.memmap(path, dtype=dtype, mode="c", shape=(rows,))
+    users = table["users"] if "users" in (dtype.names or ()) else None
     return EncodedData(
-        arrays["x_cat"],
-        arrays["x_num"],
-        arrays["x_dense"],
-        arrays["y"],
+        table["x_cat"],
+        table["x_num"],
+        table["x_dense"],
+        table["y"],
         report,
-        arrays.get("users"),
+        users,
+        store=RowStore(path, dtype, rows) if rows else None,
     )
 
 
@@ -140,16 +137,19 @@ def _report(raw: dict) -> LoadReport:
     )
 
 
-def load_cached(folder: Path, spec: FeatureSpec) -> tuple[EncodedData, EncodedData] | None:
+def load_cached(
+    folder: Path, spec: FeatureSpec, *, users: bool
+) -> tuple[EncodedData, EncodedData] | None:
     """(train, holdout) from a finished cache folder, or ``None`` if there is none."""
     meta_file = folder / "meta.json"
     if not meta_file.exists():
         return None
     meta = json.loads(meta_file.read_text())
     report = _report(meta["report"])
+    dtype = row_dtype(spec, users=users)
     return (
-        _open(folder / "train", meta["train"], spec, report),
-        _open(folder / "holdout", meta["holdout"], spec, report),
+        _open(folder / "train.rows", meta["train"]["rows"], dtype, report),
+        _open(folder / "holdout.rows", meta["holdout"]["rows"], dtype, report),
     )
 
 
@@ -164,7 +164,7 @@ def encoded_splits(
     users: bool = True,
     block_rows: int = BLOCK_ROWS,
 ) -> tuple[EncodedData, EncodedData]:
-    """(train, holdout) of the log at ``path``, memory-mapped from its encoded cache in
+    """(train, holdout) of the log at ``path``, read from its encoded cache in
     ``cache_dir``; built first (block by block) if the log, spec or split changed.
 
     The rows, their order, the split and the report are those of
@@ -184,7 +184,8 @@ def encoded_splits(
         users=users,
     )
     folder = cache_dir / key
-    cached = load_cached(folder, spec)
+    with_users = users and bool(spec.user_key)
+    cached = load_cached(folder, spec, users=with_users)
     if cached is not None:
         logger.info("%s: encoded rows read from the node's cache %s", path, folder)
         return cached
@@ -213,7 +214,7 @@ def encoded_splits(
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
-    cached = load_cached(folder, spec)
+    cached = load_cached(folder, spec, users=with_users)
     assert cached is not None
     return cached
 
@@ -233,8 +234,9 @@ def _build(
     encoder = LogEncoder(
         path, spec, policy=policy, users=users, user_check=UserKeyCheck() if with_users else None
     )
-    train = _ColumnWriter(folder / "train", with_users)
-    holdout = _ColumnWriter(folder / "holdout", with_users)
+    dtype = row_dtype(spec, users=with_users)
+    train = _RowWriter(folder / "train.rows", dtype)
+    holdout = _RowWriter(folder / "holdout.rows", dtype)
     try:
         for block in iter_spec_columns(path, spec, user_key=users, rows=block_rows):
             if block.table.num_rows == 0:
@@ -263,4 +265,4 @@ def _build(
     }
 
 
-__all__ = ["BLOCK_ROWS", "cache_key", "encoded_splits", "load_cached"]
+__all__ = ["BLOCK_ROWS", "cache_key", "encoded_splits", "load_cached", "row_dtype"]

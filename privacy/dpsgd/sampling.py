@@ -149,8 +149,8 @@ class UserPoissonLoader:
 
 def gather(dataset: Dataset, index: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """The rows ``index`` of every column of ``dataset``: a :class:`~torch.utils.data.TensorDataset`
-    (one gather per tensor) or a source with its own ``gather`` (e.g. memory-mapped
-    columns on disk, :class:`fedctr.models.logs.cache.MappedRows`)."""
+    (one gather per tensor) or a source with its own ``gather`` (e.g. encoded
+    rows read from disk, :class:`fedctr.models.logs.reader.StoredRows`)."""
     own = getattr(dataset, "gather", None)
     if own is not None:
         return tuple(own(index))

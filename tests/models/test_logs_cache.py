@@ -1,6 +1,6 @@
 """The on-disk encoded cache (issue 19): a log encoded block by block is the log read
 whole, row for row, split for split and issue for issue; it is built once and rebuilt
-when the log changes; training reads it through memory maps."""
+when the log changes; training reads its batches from the row file."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from fedctr.models.logs.cache import encoded_splits
 from fedctr.models.logs.reader import (
     BadRowPolicy,
     EncodedData,
-    MappedRows,
+    StoredRows,
     UserKeyCheck,
     UserKeyCollision,
     read_partner_log,
@@ -118,21 +118,22 @@ def test_the_cache_is_built_once_and_rebuilt_when_the_log_changes(
     assert len(list((tmp_path / "cache").iterdir())) == 1  # the old encoding is gone
 
 
-def test_mapped_rows_gather_the_rows_and_release_their_pages(
+def test_stored_rows_read_batches_from_disk(
     tmp_path: Path, synthetic_logs, demo_spec: FeatureSpec
 ) -> None:
     train, _ = encoded_splits(
         synthetic_logs[0]["shop-a"], demo_spec, tmp_path, holdout_fraction=0.0, holdout_key=KEY
     )
-    rows = MappedRows(train, release_bytes=1)  # unmap after every gather
-    index = torch.tensor([0, 7, 7, 1499])
-    for _ in range(3):
-        got = rows.gather(index)
-        for column, expected in zip(got, train.tensors(), strict=True):
-            assert torch.equal(column, expected.index_select(0, index))
+    assert train.store is not None
+    index = torch.tensor([0, 7, 7, 1499, 3])
+    for column, expected in zip(train.store.gather(index), train.tensors(), strict=True):
+        assert torch.equal(column, expected.index_select(0, index))
     loader = train.loader(batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(0))
-    assert isinstance(loader.dataset, MappedRows)
+    assert isinstance(loader.dataset, StoredRows)
     assert sum(len(batch[-1]) for batch in loader) == len(train)
+    in_batches = [torch.cat(parts) for parts in zip(*train.batches(100), strict=True)]
+    for column, expected in zip(in_batches, train.tensors(), strict=True):
+        assert torch.equal(column, expected)
 
 
 def test_a_user_key_collision_across_blocks_is_detected() -> None:

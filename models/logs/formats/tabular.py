@@ -154,7 +154,12 @@ def stream_tabular(path: Path, columns: list[str], kind: str, rows: int) -> Iter
     if kind == "parquet":
         with _arrow_errors(path, kind):
             require_columns(path, pq.read_schema(path).names, columns)
-            scan = ds.dataset(path, format="parquet").scanner(
+            # pre_buffer off: with it, Arrow keeps every column chunk it read until the
+            # file is closed (measured: +2.4 MB per 16k rows, 1.6 GB at 10^7 rows)
+            parquet = ds.ParquetFileFormat(
+                default_fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=False)
+            )
+            scan = ds.dataset(path, format=parquet).scanner(
                 columns=columns,
                 batch_size=rows,
                 use_threads=False,
