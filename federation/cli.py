@@ -110,6 +110,12 @@ def _demo_parser(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="SecAgg+ between partners and platform: the platform sees only sums of updates",
     )
+    p.add_argument(
+        "--ray-address",
+        default=None,
+        help="run the virtual partners on this Ray cluster ('auto' or host:port); the "
+        "workdir must be on a filesystem every machine mounts (README 'Many partners')",
+    )
     p.add_argument("--no-serve", action="store_true", help="skip the scoring step")
     p.add_argument("--no-audit", action="store_true", help="skip the audit step")
     p.add_argument(
@@ -152,6 +158,7 @@ def _demo(args: argparse.Namespace) -> int:
         audit=not args.no_audit,
         release_gate_canaries=args.release_gate_canaries,
         secure_aggregation=args.secure_aggregation,
+        ray_address=args.ray_address,
     )
     console = Console(width=max(Console().width, 120))
     console.print(f"(detailed log: {workdir.parent / f'{workdir.name}.log'})")

@@ -50,13 +50,15 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = old
 
 
-def _partner_list(platform_config: Path, partner_configs: Sequence[Path]) -> str:
+def _partner_list(
+    platform_config: Path, partner_configs: Sequence[Path], *, to_file: bool = False
+) -> str:
     """The partner configs as the ClientApp reads them: joined in the environment, or,
     past what one environment variable can hold (128 KiB on Linux), ``@`` and a file
     listing them one per line (next to the platform config)."""
     paths = [str(Path(p).resolve()) for p in partner_configs]
     joined = os.pathsep.join(paths)
-    if len(joined) < 32 << 10:
+    if len(joined) < 32 << 10 and not to_file:
         return joined
     listing = platform_config.resolve().parent / "simulation-partners.txt"
     listing.write_text("\n".join(paths) + "\n")
@@ -72,6 +74,7 @@ def run_simulation(
     flwr_home: Path | None = None,
     server_app: ServerApp | None = None,
     resume: bool = False,
+    ray_address: str | None = None,
 ) -> None:
     """Run the ServerApp against ``len(partner_configs)`` virtual partners.
 
@@ -79,6 +82,12 @@ def run_simulation(
     finds its partner config and the ServerApp its platform config. ``server_app``
     replaces the platform's ServerApp (tests play a malicious server with it).
     ``resume`` continues ``run_id`` from its last committed round (a crashed run).
+    ``ray_address`` joins a running Ray cluster (``"auto"`` or ``host:port``) instead of
+    starting one here: the partners' folders must then be on a filesystem every machine
+    mounts at the same path, and each machine's Ray node must have been started with
+    ``FEDCTR_SIM_PARTNERS=@<platform folder>/simulation-partners.txt`` in its
+    environment (remote workers inherit their node's environment, not this one's);
+    see README "Many partners".
     """
     from flwr.simulation import run_simulation as flwr_run_simulation
 
@@ -98,12 +107,24 @@ def run_simulation(
     env = {
         **FLOWER_QUIET_ENV,
         PLATFORM_CONFIG_ENV: str(Path(platform_config).resolve()),
-        SIM_PARTNERS_ENV: _partner_list(Path(platform_config), partner_configs),
+        SIM_PARTNERS_ENV: _partner_list(
+            Path(platform_config), partner_configs, to_file=ray_address is not None
+        ),
         RUN_ID_ENV: run_id,
         RESUME_ENV: "1" if resume else "",
     }
     if flwr_home is not None:
         env["FLWR_HOME"] = str(flwr_home)
+    ray_init: dict[str, object] = {
+        "include_dashboard": False,
+        "logging_level": "WARNING",
+        "log_to_driver": False,
+    }
+    if ray_address is None:  # one machine: Ray's servers listen on loopback only
+        ray_init["num_cpus"] = cpus
+        ray_init["_node_ip_address"] = "127.0.0.1"
+    else:  # the cluster's own resources; each partner still takes one CPU
+        ray_init["address"] = ray_address
     with _environment(env):
         flwr_run_simulation(
             server_app=server_app,
@@ -111,12 +132,7 @@ def run_simulation(
             num_supernodes=len(partner_configs),
             backend_config={
                 "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-                "init_args": {
-                    "num_cpus": cpus,
-                    "include_dashboard": False,
-                    "logging_level": "WARNING",
-                    "log_to_driver": False,
-                },
+                "init_args": ray_init,
             },
         )
 

@@ -13,6 +13,10 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
+# Read when Ray is first imported: Ray then keeps 127.0.0.1 as the node address instead
+# of swapping in the machine's routable one, so every Ray server in the tests listens on
+# loopback (a single-machine cluster; tests never join a second machine).
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
 @pytest.fixture(scope="session")

@@ -73,6 +73,8 @@ class DemoOptions:
     release_gate_canaries: int = 1000
     # SecAgg+ between partners and platform: the platform sees only sums of updates.
     secure_aggregation: bool = False
+    # Join this Ray cluster ("auto", "host:port") instead of starting Ray here.
+    ray_address: str | None = None
 
 
 def _federation_data(opts: DemoOptions) -> FederationData:
@@ -225,6 +227,7 @@ def run_demo(opts: DemoOptions, console: Console) -> int:
             partner_configs=list(ws.partner_configs.values()),
             run_id=run_id,
             flwr_home=opts.workdir / "flwr-home",
+            ray_address=opts.ray_address,
         )
     except FedctrError as exc:
         failure = exc
