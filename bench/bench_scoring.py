@@ -8,10 +8,13 @@ process, one after the other, so the table's ratios compare like with like.
     .venv/bin/python bench/bench_scoring.py        # deepfm, demo spec, median of 3 x 5 s
     .venv/bin/python bench/bench_scoring.py --model dcnv2 --repeat 1
 
-Configurations (``inference:workers[:route]``): the naive baseline ``torch:1:route``
+Configurations (``inference:workers[:route|:ab]``): the naive baseline ``torch:1:route``
 (torch inference behind ordinary FastAPI routes, 1 worker), numpy inference behind
-the FastAPI routes, and numpy inference with the ASGI fast path on 1 and 2 workers.
-Batches go as JSON rows and as an Arrow IPC stream (the same rows, as columns).
+the FastAPI routes, numpy inference with the ASGI fast path on 1 and 2 workers, and
+two-arm serving (``numpy:2:ab``: a canary at 50%, single requests keyed by 1,024
+impression ids in turn, so both arms score and every impression is recorded for
+feedback). Batches go as JSON rows and as an Arrow IPC stream (the same rows, as
+columns); batches stay on the control arm.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from tests.support.scoring import (  # noqa: E402
 )
 
 JSON = "application/json"
+Body = bytes | list[bytes]  # a list: requests cycle through it
 
 
 @dataclass
@@ -79,14 +83,25 @@ def _ms(text: str) -> float:
 
 
 def run_wrk(
-    url: str, body: bytes, *, connections: int, duration: float, tmp: Path, content_type: str
+    url: str, body: Body, *, connections: int, duration: float, tmp: Path, content_type: str
 ) -> Load:
-    (tmp / "body.bin").write_bytes(body)
+    bodies = body if isinstance(body, list) else [body]
+    (tmp / "body.bin").write_bytes(b"\n".join(bodies))
     script = tmp / "post.lua"
+    # Bodies are read once, then each request takes the next (keyed A/B requests go to
+    # both arms); pre-formatted so the load generator does no per-request work.
     script.write_text(
         f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "{content_type}"\n'
         f'local f = assert(io.open("{tmp / "body.bin"}", "rb"))\n'
-        'wrk.body = f:read("*all")\nf:close()\n'
+        'local all = f:read("*all")\nf:close()\n'
+        + (
+            "wrk.body = all\n"
+            if len(bodies) == 1
+            else "local reqs, i = {}, 0\n"
+            'for line in all:gmatch("[^\\n]+") do reqs[#reqs + 1] = '
+            "wrk.format(nil, nil, nil, line) end\n"
+            "request = function() i = i % #reqs + 1; return reqs[i] end\n"
+        )
     )
     out = subprocess.run(
         [
@@ -116,19 +131,20 @@ def run_wrk(
     )
 
 
-def _py_worker(url: str, body: bytes, deadline: float, queue: mp.Queue, content_type: str) -> None:
+def _py_worker(url: str, body: Body, deadline: float, queue: mp.Queue, content_type: str) -> None:
     lat, errors = [], 0
+    bodies = body if isinstance(body, list) else [body]
     with httpx.Client(headers={"content-type": content_type}) as c:
         while time.monotonic() < deadline:
             t = time.perf_counter()
-            r = c.post(url, content=body)
+            r = c.post(url, content=bodies[len(lat) % len(bodies)])
             lat.append(time.perf_counter() - t)
             errors += r.status_code != 200
     queue.put((lat, errors))
 
 
 def run_python_load(
-    url: str, body: bytes, *, connections: int, duration: float, content_type: str
+    url: str, body: Body, *, connections: int, duration: float, content_type: str
 ) -> Load:
     """Fallback load generator: ``connections`` processes with one keep-alive client each."""
     ctx = mp.get_context("spawn")
@@ -154,7 +170,7 @@ def run_python_load(
 
 def measure(
     url: str,
-    body: bytes,
+    body: Body,
     *,
     connections: int,
     duration: float,
@@ -193,8 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument(
         "--configs",
-        default="torch:1:route,numpy:1:route,numpy:1,numpy:2",
-        help="inference:workers[:route], comma-separated (route: FastAPI routes, no fast path)",
+        default="torch:1:route,numpy:1:route,numpy:1,numpy:2,numpy:2:ab",
+        help="inference:workers[:route|:ab], comma-separated (route: FastAPI routes, no "
+        "fast path; ab: a canary at 50%%, single requests keyed by 1,024 impression ids)",
     )
     args = parser.parse_args(argv)
 
@@ -202,7 +219,14 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="fedctr-bench-"))
     key = generate_signing_key()
     model = random_model(spec, args.model, seed=1, hidden=(64, 32))
-    publish_model(
+    canary = publish_model(
+        registry_dir=tmp / "registry",
+        model=random_model(spec, args.model, seed=2, hidden=(64, 32)),
+        spec=spec,
+        card=example_card(band=(0.001, 0.999)),
+        signing_key=key,
+    ).version
+    publish_model(  # LATEST: the control arm (and the only model without :ab)
         registry_dir=tmp / "registry",
         model=model,
         spec=spec,
@@ -211,6 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     pub = save_public_key(key, tmp / "platform.pub")
     single = json.dumps({"features": example_row(spec, 3)}).encode()
+    keyed = [
+        json.dumps({"features": example_row(spec, 3), "impression_id": f"imp-{i:05d}"}).encode()
+        for i in range(1024)
+    ]
+    arms: dict[str, str] = {}
     rows = [example_row(spec, i) for i in range(args.batch_rows)]
     batch = json.dumps({"rows": rows}).encode()
     arrow = arrow_body(spec, rows)
@@ -219,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     try:
         for config in args.configs.split(","):
-            inference, workers, *route = config.split(":")
+            inference, workers, *mode = config.split(":")
+            route, ab = "route" in mode, "ab" in mode
             srv = ServerProcess(
                 registry=tmp / "registry",
                 public_key=pub,
@@ -228,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
                 cwd=REPO,
                 extra_args=(
                     *(("--no-fast-path",) if route else ()),
+                    *(("--canary", canary, "--canary-share", "0.5") if ab else ()),
                     "--inference",
                     inference,
                     "--max-batch-rows",
@@ -282,8 +313,17 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     return loads[len(loads) // 2]
 
-                r16 = median(url, single, args.connections)
-                r1 = median(url, single, 1)
+                one = keyed if ab else single
+                r16 = median(url, one, args.connections)
+                r1 = median(url, one, 1)
+                if ab:
+                    figures = httpx.get(srv.url + "/v1/rollout").json()["arms"]
+                    served = {arm: figures[arm]["served"] for arm in ("control", "canary")}
+                    arms[config] = (
+                        f"{config}: canary served {served['canary']:,} of "
+                        f"{sum(served.values()):,} keyed singles "
+                        f"({served['canary'] / max(1, sum(served.values())):.1%}; share 50%)"
+                    )
                 rb = median(url + "/batch", batch, bc)
                 ra = median(url + "/batch", arrow, bc, ARROW)
                 results[config] = (r16, r1, rb, ra, diff)
@@ -319,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{r16.cpu_us:>12.0f}{rb.cpu_us / args.batch_rows:>12.2f}"
             f"{ra.cpu_us / args.batch_rows:>13.2f}"
         )
+    for line in arms.values():
+        print(line)
     print(
         f"load average during the run: {os.getloadavg()[0]:.1f} (2 cores). CPU us/req: server "
         "CPU (all worker processes) per single-impression request at "

@@ -190,6 +190,18 @@ def _serve(args: argparse.Namespace) -> int:
     return serve(args)
 
 
+def _console_parser(p: argparse.ArgumentParser) -> None:
+    from fedctr.server.console.cli import build_console_parser
+
+    build_console_parser(p)
+
+
+def _console(args: argparse.Namespace) -> int:
+    from fedctr.server.console.cli import run_console
+
+    return run_console(args)
+
+
 def _audit_parser(p: argparse.ArgumentParser) -> None:
     from fedctr.privacy.audit.cli import build_audit_parser
 
@@ -293,6 +305,11 @@ _OWN_COMMANDS: dict[str, tuple[str, Builder, Handler]] = {
         _verify,
     ),
     "serve": ("serve the signed global model over HTTP (FastAPI/uvicorn)", _serve_parser, _serve),
+    "console": (
+        "read-only operator console: runs, privacy spend, model versions, serving arms",
+        _console_parser,
+        _console,
+    ),
     "audit": (
         "verify ledgers, model cards and every epsilon; write a report",
         _audit_parser,

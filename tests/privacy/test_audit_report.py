@@ -5,11 +5,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
-import shutil
-import struct
-import subprocess
-import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,6 +34,7 @@ from fedctr.privacy.wire import (
     Problem,
 )
 from tests.support.audit_run import SyntheticPartner, SyntheticRun, write_synthetic_run
+from tests.support.browser import chromium_or_skip, near, read_png_rows, screenshot
 
 WHEN = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 BUDGET = PrivacyBudget(epsilon=1.0, delta=1e-5)
@@ -280,94 +276,6 @@ def test_cli_exit_codes_pass_findings_and_bad_input(honest, understating, tmp_pa
 
 
 # ---- as a person sees it -------------------------------------------------------------------------
-def chromium_or_skip() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is required under CI: apt-get install -y chromium")
-        pytest.skip("chromium not installed (apt-get install -y chromium); CI runs this test")
-    return path
-
-
-def screenshot(chromium: str, page: Path, png: Path, profile: Path) -> None:
-    subprocess.run(
-        [
-            chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={profile}",
-            f"--screenshot={png}",
-            "--window-size=1280,2000",
-            page.resolve().as_uri(),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=180,
-        env={**os.environ, "HOME": str(profile)},
-    )
-
-
-def read_png_rows(path: Path, rows: int) -> np.ndarray:
-    """The first ``rows`` rows of an 8-bit RGB/RGBA PNG as an array [rows, width, 3]."""
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, idat, header = 8, b"", None
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos : pos + 4])
-        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
-        if kind == b"IHDR":
-            header = struct.unpack(">IIBBBBB", body)
-        elif kind == b"IDAT":
-            idat += body
-        pos += 12 + length
-    width, height, depth, color, _, _, interlace = header
-    assert depth == 8 and color in (2, 6) and interlace == 0
-    bpp = 3 if color == 2 else 4
-    stride = width * bpp
-    raw = zlib.decompress(idat)
-    out = np.zeros((min(rows, height), stride), dtype=np.uint8)
-    prior = bytearray(stride)
-    for y in range(out.shape[0]):
-        kind = raw[y * (stride + 1)]
-        line = bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
-        if kind == 1:  # Sub: a running sum per channel
-            line = bytearray(
-                np.cumsum(np.frombuffer(line, np.uint8).reshape(-1, bpp), axis=0, dtype=np.uint64)
-                .astype(np.uint8)
-                .tobytes()
-            )
-        elif kind == 2:  # Up
-            line = bytearray(
-                (np.frombuffer(line, np.uint8) + np.frombuffer(prior, np.uint8)).tobytes()
-            )
-        elif kind in (3, 4):  # Average, Paeth: sequential
-            for i in range(stride):
-                a = line[i - bpp] if i >= bpp else 0
-                b = prior[i]
-                if kind == 3:
-                    line[i] = (line[i] + (a + b) // 2) & 0xFF
-                    continue
-                c = prior[i - bpp] if i >= bpp else 0
-                p = a + b - c
-                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
-                line[i] = (line[i] + pred) & 0xFF
-        out[y] = np.frombuffer(line, np.uint8)
-        prior = line
-    return out.reshape(out.shape[0], width, bpp)[:, :, :3]
-
-
-def near(pixels: np.ndarray, hex_color: str, tolerance: int = 24) -> np.ndarray:
-    rgb = np.array([int(hex_color[i : i + 2], 16) for i in (1, 3, 5)], dtype=np.int16)
-    return np.abs(pixels.astype(np.int16) - rgb).max(axis=-1) <= tolerance
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("fixture", "verdict_rgb"), [("honest", PASS_RGB), ("understating", FAIL_RGB)]

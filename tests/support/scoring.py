@@ -254,6 +254,45 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def pipelined_posts(
+    port: int, path: str, bodies: list[bytes], *, depth: int = 64
+) -> list[tuple[int, bytes]]:
+    """POST every body over one keep-alive connection, ``depth`` requests in flight
+    (HTTP/1.1 pipelining): a client fast enough that the server, not the test, sets
+    the pace. Returns (status, body) in order."""
+    replies: list[tuple[int, bytes]] = []
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        buffer = b""
+        for start in range(0, len(bodies), depth):
+            chunk = bodies[start : start + depth]
+            sock.sendall(
+                b"".join(
+                    b"POST " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    b"Content-Type: application/json\r\nContent-Length: "
+                    + str(len(body)).encode()
+                    + b"\r\n\r\n"
+                    + body
+                    for body in chunk
+                )
+            )
+            for _ in chunk:
+                while b"\r\n\r\n" not in buffer:
+                    buffer += sock.recv(1 << 16)
+                head, _, buffer = buffer.partition(b"\r\n\r\n")
+                lines = head.split(b"\r\n")
+                status = int(lines[0].split()[1])
+                length = next(
+                    int(line.split(b":", 1)[1])
+                    for line in lines[1:]
+                    if line.lower().startswith(b"content-length:")
+                )
+                while len(buffer) < length:
+                    buffer += sock.recv(1 << 16)
+                replies.append((status, buffer[:length]))
+                buffer = buffer[length:]
+    return replies
+
+
 class ServerProcess:
     """The scoring service as a real uvicorn process (its own session, output to ``log``)."""
 
@@ -266,6 +305,7 @@ class ServerProcess:
         workers: int = 1,
         extra_args: tuple[str, ...] = (),
         cwd: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -290,7 +330,7 @@ class ServerProcess:
             stdout=self._out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
 
     def wait_ready(self, timeout: float = 180.0, *, workers_ready: int = 1) -> None:
@@ -331,5 +371,6 @@ __all__ = [
     "bad_request_cases",
     "example_row",
     "free_port",
+    "pipelined_posts",
     "torch_reference",
 ]

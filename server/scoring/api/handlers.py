@@ -19,6 +19,7 @@ from fedctr.server.scoring.api.holder import ModelHolder
 from fedctr.server.scoring.api.metrics import ServiceMetrics
 from fedctr.server.scoring.api.schemas import RequestSchemas
 from fedctr.server.scoring.columnar import ARROW_STREAM, ColumnarBodyError
+from fedctr.server.scoring.rollout import Arm, Rollout, Routed
 
 log = logging.getLogger("fedctr.serve")
 Reply = tuple[int, bytes]
@@ -74,10 +75,16 @@ class ScoreHandlers:
     """The two scoring operations of one app (its holder, metrics and request models)."""
 
     def __init__(
-        self, *, holder: ModelHolder, metrics: ServiceMetrics, schemas: RequestSchemas
+        self,
+        *,
+        holder: ModelHolder,
+        metrics: ServiceMetrics,
+        schemas: RequestSchemas,
+        rollout: Rollout,
     ) -> None:
         self.holder = holder
         self.metrics = metrics
+        self.rollout = rollout
         self.score_model = schemas.score
         self.batch_model = schemas.batch
         self.max_batch_rows = schemas.max_batch_rows
@@ -90,19 +97,30 @@ class ScoreHandlers:
             req = self.score_model.model_validate_json(body)
         except ValidationError as exc:
             return _invalid(exc)
+        routed = self.rollout.route(req.impression_id, req.user_id)
+        if routed.arm is Arm.CANARY:
+            canary = self.holder.canary
+            if canary is not None:
+                active = canary
+            else:  # no canary in this worker: control answers, and is counted
+                routed = Routed(Arm.CONTROL, routed.impression)
         personalized = req.personalized
         try:
             raw = active.scorer.score_one(req.features, personalized=personalized)
             value, conservative = active.breaker.apply_one(raw, track=personalized)
         except Exception as exc:
+            self.rollout.failed(routed.arm)
             return _failed(path, exc)
+        self.rollout.served(routed, value, conservative=conservative, trips=active.breaker.trips)
         self.metrics.count_rows(1, personalized=personalized, conservative=conservative)
-        self.metrics.breaker_state(active.breaker.is_open)
+        if routed.arm is Arm.CONTROL:
+            self.metrics.breaker_state(active.breaker.is_open)
         rid = req.request_id  # matches ^[A-Za-z0-9._:-]+$: safe inside a JSON string
         return 200, (
             f'{{"score":{value!r},"model_version":"{active.version}",'
             f'"personalized":{_flag(personalized)},"conservative":{_flag(conservative)},'
-            f'"request_id":{"null" if rid is None else chr(34) + rid + chr(34)}}}'
+            f'"request_id":{"null" if rid is None else chr(34) + rid + chr(34)},'
+            f'"arm":"{routed.arm.label}"}}'
         ).encode()
 
     def batch(

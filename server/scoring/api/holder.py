@@ -74,9 +74,13 @@ def prepare_model(
 
 @dataclass
 class ModelHolder:
-    """What is served now, and which versions were refused (so they are not retried)."""
+    """What is served now, and which versions were refused (so they are not retried).
+
+    ``current`` is the control arm (it follows LATEST); ``canary`` the pinned canary
+    version, if one is being rolled out."""
 
     current: ActiveModel | None = None
+    canary: ActiveModel | None = None
     refused: dict[str, str] = field(default_factory=dict)
 
     def swap(self, new: ActiveModel) -> ActiveModel | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,17 +21,27 @@ from pydantic import TypeAdapter
 
 from fedctr.errors import FedctrError
 from fedctr.privacy.signing import load_public_key
+from fedctr.server.monitoring import AlertLog, WebhookNotifier
 from fedctr.server.registry import resolve_version_dir
 from fedctr.server.registry.cli import load_spec_arg
+from fedctr.server.registry.layout import MODELS_DIR
 from fedctr.server.scoring.api.core.config import Settings, get_settings
 from fedctr.server.scoring.api.errors import install_error_handlers
 from fedctr.server.scoring.api.fastpath import ScoringFastPath
 from fedctr.server.scoring.api.handlers import ScoreHandlers
 from fedctr.server.scoring.api.holder import ModelHolder, prepare_model
 from fedctr.server.scoring.api.metrics import MetricsMiddleware, ServiceMetrics
+from fedctr.server.scoring.api.monitor import TrafficMonitor, default_detectors, watch_traffic
 from fedctr.server.scoring.api.reloader import watch_registry
-from fedctr.server.scoring.api.routes import build_score_router, health, metrics, model
+from fedctr.server.scoring.api.routes import (
+    build_score_router,
+    health,
+    metrics,
+    model,
+    rollout,
+)
 from fedctr.server.scoring.api.schemas import RequestSchemas, build_request_schemas
+from fedctr.server.scoring.rollout import Board, RollbackPolicy, Rollout, TrafficSplit
 
 log = logging.getLogger("fedctr.serve")
 API_PREFIX = "/v1"
@@ -60,6 +71,26 @@ def _install_openapi(app: FastAPI, schemas: RequestSchemas) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def _rollout(settings: Settings, has_canary: bool) -> Rollout:
+    """The A/B rollout over the board ``fedctr serve`` created for its workers, or a
+    private one (one process)."""
+    if settings.rollout_state is not None:
+        board = Board.open(settings.rollout_state)
+    else:
+        share = settings.canary_share if has_canary else 0.0
+        board = Board.create(None, share=share, capacity=settings.impression_capacity)
+    salt = bytes.fromhex(settings.split_salt) if settings.split_salt else os.urandom(16)
+    policy = RollbackPolicy(
+        band=(settings.rollback_band_low, settings.rollback_band_high),
+        z=settings.rollback_z,
+        min_expected_clicks=settings.rollback_min_expected_clicks,
+    )
+    return Rollout(
+        board, TrafficSplit(salt), split_key=settings.split_key, policy=policy,
+        has_canary=has_canary,
+    )  # fmt: skip
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app (uvicorn calls this in each worker with ``factory=True``)."""
     settings = settings or get_settings()
@@ -87,22 +118,58 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             spec.spec_hash[:12],
             initial.scorer.inference,
         )
+    if settings.canary is not None:
+        try:
+            holder.canary = prepare_model(
+                settings.registry / MODELS_DIR / settings.canary,
+                public_key,
+                settings,
+                expected_spec_hash=spec.spec_hash,
+            )
+        except FedctrError as exc:
+            raise ServeConfigError(f"cannot load canary {settings.canary}: {exc}") from exc
+        log.info("canary %s loaded", settings.canary)
     schemas = build_request_schemas(spec, max_batch_rows=settings.max_batch_rows)
     service_metrics = ServiceMetrics()
+    ab = _rollout(settings, has_canary=holder.canary is not None)
+    service_metrics.watch_rollout(ab)
     if holder.current is not None:
         service_metrics.model_swapped(None, holder.current.version)
 
+    alert_log = AlertLog(
+        None if ab.board.path is None else ab.board.path.with_name("alerts.jsonl"),
+        notifiers=(
+            (WebhookNotifier(settings.alert_webhook, service="fedctr-serve"),)
+            if settings.alert_webhook
+            else ()
+        ),
+    )
+    band = (
+        (holder.current.breaker.guard.mean_prediction_low,
+         holder.current.breaker.guard.mean_prediction_high)
+        if holder.current is not None
+        else (0.0, 1.0)
+    )  # fmt: skip
+    monitor = TrafficMonitor(ab, alert_log, default_detectors(band))
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(
-            watch_registry(holder, settings, public_key, service_metrics, spec_hash=spec.spec_hash)
-        )
+        tasks = [
+            asyncio.create_task(
+                watch_registry(
+                    holder, settings, public_key, service_metrics, spec_hash=spec.spec_hash
+                )
+            ),
+            asyncio.create_task(watch_traffic(monitor, settings.alert_interval_s)),
+        ]
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     app = FastAPI(
         title="fedctr scoring API",
@@ -118,12 +185,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.holder = holder
     app.state.metrics = service_metrics
     app.state.spec = spec
-    handlers = ScoreHandlers(holder=holder, metrics=service_metrics, schemas=schemas)
+    app.state.rollout = ab
+    app.state.alerts = alert_log
+    app.state.monitor = monitor
+    handlers = ScoreHandlers(holder=holder, metrics=service_metrics, schemas=schemas, rollout=ab)
     known = {"/openapi.json", "/docs", "/redoc"}
     for router, prefix in (
         (build_score_router(handlers, schemas, max_body_bytes=settings.max_body_bytes), API_PREFIX),
         (model.router, API_PREFIX),
         (health.router, API_PREFIX),
+        (rollout.router, API_PREFIX),
         (metrics.router, ""),
     ):
         app.include_router(router, prefix=prefix)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import Any
 
 from prometheus_client import (
@@ -21,6 +21,10 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from fedctr.server.scoring.rollout import Arm, Rollout
 
 LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
 Scope = MutableMapping[str, Any]
@@ -28,6 +32,50 @@ Message = MutableMapping[str, Any]
 ASGIApp = Callable[
     [Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]
 ]
+
+
+class RolloutCollector(Collector):
+    """Per-arm figures read from the rollout's shared board at scrape time: already
+    summed over every worker, so the same in single- and multi-process mode."""
+
+    def __init__(self, rollout: Rollout) -> None:
+        self.rollout = rollout
+
+    def collect(self) -> Iterator[Any]:
+        board = self.rollout.board
+        yield GaugeMetricFamily("fedctr_canary_share", "Canary share of keyed traffic", board.share)
+        yield GaugeMetricFamily(
+            "fedctr_canary_rolled_back",
+            "1 once the canary was rolled back",
+            int(board.rollback > 0),
+        )
+        counts = {
+            "fedctr_arm_scored": ("Scores answered per arm", "served"),
+            "fedctr_arm_recorded_impressions": ("Impressions recorded for feedback", "recorded"),
+            "fedctr_arm_clicks": ("Clicks joined to recorded impressions", "clicks"),
+            "fedctr_arm_conversions": ("Conversions joined likewise", "conversions"),
+            "fedctr_arm_errors": ("Requests that failed while scoring", "errors"),
+            "fedctr_arm_breaker_trips": ("Circuit breaker trips", "breaker_trips"),
+        }
+        gauges = {
+            "fedctr_arm_expected_clicks": ("Sum of recorded predictions", "expected_clicks"),
+            "fedctr_arm_mean_prediction": ("Mean score answered", "mean_prediction"),
+            "fedctr_arm_ctr": ("Observed clicks per recorded impression", "ctr"),
+            "fedctr_arm_calibration": ("Observed over expected clicks", "calibration"),
+        }
+        arms = self.rollout.arms()
+        for name, (doc, field) in counts.items():
+            family = CounterMetricFamily(name, doc, labels=["arm"])
+            for arm in Arm:
+                family.add_metric([arm.label], getattr(arms[arm], field))
+            yield family
+        for name, (doc, field) in gauges.items():
+            family = GaugeMetricFamily(name, doc, labels=["arm"])
+            for arm in Arm:
+                value = getattr(arms[arm], field)
+                if value is not None:
+                    family.add_metric([arm.label], value)
+            yield family
 
 
 class ServiceMetrics:
@@ -74,6 +122,12 @@ class ServiceMetrics:
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self._rows = {True: self.rows.labels("true"), False: self.rows.labels("false")}
         self._open: bool | None = None
+        self._rollout: RolloutCollector | None = None
+
+    def watch_rollout(self, rollout: Rollout) -> None:
+        """Export the rollout's per-arm figures with every scrape."""
+        self._rollout = RolloutCollector(rollout)
+        self.registry.register(self._rollout)
 
     def breaker_state(self, is_open: bool) -> None:
         if is_open is not self._open:
@@ -105,6 +159,8 @@ class ServiceMetrics:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             merged = CollectorRegistry()
             multiprocess.MultiProcessCollector(merged)
+            if self._rollout is not None:
+                merged.register(self._rollout)
             return generate_latest(merged)
         return generate_latest(self.registry)
 

@@ -88,6 +88,14 @@ def build_request_schemas(spec: FeatureSpec, *, max_batch_rows: int) -> RequestS
             description="false: score without user-level features (non-personalised option)",
         )
         request_id: RequestId | None = Field(default=None, description="echoed back, not logged")
+        impression_id: RequestId | None = Field(
+            default=None,
+            description="keys the A/B split (split_key impression_id) and joins feedback "
+            "(POST /v1/feedback); its hash is kept, never logged",
+        )
+        user_id: RequestId | None = Field(
+            default=None, description="keys the A/B split when split_key is user_id (hashed)"
+        )
 
         @model_validator(mode="after")
         def _user_features_present(self) -> ScoreRequest:
@@ -136,6 +144,9 @@ class ScoreResponse(BaseModel):
         description="true: the circuit breaker served the card's base rate instead of the model"
     )
     request_id: str | None = None
+    arm: str = Field(
+        description="control, or canary: the A/B arm that scored it (batches: control)"
+    )
 
 
 class BatchScoreResponse(BaseModel):

@@ -12,6 +12,7 @@ import copy
 import logging
 import logging.config
 import os
+import secrets
 import shutil
 import sys
 import tempfile
@@ -48,6 +49,21 @@ def build_serve_parser(parser: argparse.ArgumentParser | None = None) -> argpars
     parser.add_argument(
         "--log-level", default="info", choices=("critical", "error", "warning", "info", "debug")
     )
+    ab = parser.add_argument_group("A/B and canary (README 'A/B and canary serving')")
+    ab.add_argument(
+        "--canary", default=None, help="registry version to serve as the canary arm (vNNNN-...)"
+    )
+    ab.add_argument(
+        "--canary-share", type=float, default=0.01, help="initial canary share (ramp at runtime)"
+    )
+    ab.add_argument("--split-key", choices=("impression_id", "user_id"), default="impression_id")
+    ab.add_argument(
+        "--admin-token-file",
+        type=Path,
+        default=None,
+        help="file holding the bearer token for ramp, rollback and feedback (default: "
+        "loopback clients only)",
+    )
     return parser
 
 
@@ -63,6 +79,12 @@ def _environment(args: argparse.Namespace) -> dict[str, str]:
     if args.spec is not None:
         spec = Path(args.spec)
         env["SPEC"] = str(spec.resolve()) if spec.exists() else args.spec
+    if args.canary is not None:
+        env["CANARY"] = args.canary
+    env["CANARY_SHARE"] = str(args.canary_share)
+    env["SPLIT_KEY"] = args.split_key
+    if args.admin_token_file is not None:
+        env["ADMIN_TOKEN"] = args.admin_token_file.read_text().strip()
     return {ENV_PREFIX + k: v for k, v in env.items()}
 
 
@@ -94,6 +116,11 @@ def _argv(args: argparse.Namespace) -> list[str]:
         argv += ["--spec", args.spec]
     if args.no_fast_path:
         argv.append("--no-fast-path")
+    if args.canary is not None:
+        argv += ["--canary", args.canary]
+    argv += ["--canary-share", str(args.canary_share), "--split-key", args.split_key]
+    if args.admin_token_file is not None:
+        argv += ["--admin-token-file", str(args.admin_token_file)]
     return argv
 
 
@@ -116,18 +143,42 @@ def _one_blas_thread(args: argparse.Namespace) -> None:
 def serve(args: argparse.Namespace) -> int:
     """Validate the configuration, then run uvicorn until interrupted."""
     _one_blas_thread(args)
+    if args.workers < 1:
+        sys.stderr.write("fedctr serve: --workers must be >= 1\n")
+        return 2
+    try:
+        os.environ.update(_environment(args))
+    except OSError as exc:
+        sys.stderr.write(f"fedctr serve: cannot read the admin token: {exc}\n")
+        return 1
+    # Every worker splits with the same key and shares one rollout board (a file the
+    # parent creates before any worker starts, removed when the service stops).
+    os.environ.setdefault(ENV_PREFIX + "SPLIT_SALT", secrets.token_hex(16))
+    state_dir = tempfile.mkdtemp(prefix="fedctr-rollout-")
+    try:
+        return _serve(args, Path(state_dir))
+    finally:
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def _serve(args: argparse.Namespace, state_dir: Path) -> int:
     import uvicorn
 
     from fedctr.server.scoring.api.main import create_app
     from fedctr.server.scoring.api.workers import run_workers
+    from fedctr.server.scoring.rollout import Board
 
-    if args.workers < 1:
-        sys.stderr.write("fedctr serve: --workers must be >= 1\n")
-        return 2
-    os.environ.update(_environment(args))
     logging.config.dictConfig(log_config(args.log_level))
     try:
-        app = create_app(Settings())  # type: ignore[call-arg]  (from the environment)
+        settings = Settings()  # type: ignore[call-arg]  (from the environment)
+        state = state_dir / "rollout.bin"
+        Board.create(
+            state,
+            share=settings.canary_share if settings.canary else 0.0,
+            capacity=settings.impression_capacity,
+        ).close()
+        os.environ[ENV_PREFIX + "ROLLOUT_STATE"] = str(state)
+        app = create_app(Settings())  # type: ignore[call-arg]
     except (ValidationError, FedctrError) as exc:
         sys.stderr.write(f"fedctr serve: {exc}\n")
         return 1

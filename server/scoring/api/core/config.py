@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "FEDCTR_SERVE_"
@@ -41,6 +41,45 @@ class Settings(BaseSettings):
     breaker_window: int = Field(default=2000, ge=1)
     breaker_min_samples: int = Field(default=200, ge=1)
     breaker_cooldown_s: float = Field(default=5.0, ge=0)
+    # A/B and canary (server/scoring/rollout): a second verified version takes a share
+    # of keyed traffic; the split key's hash decides, with this deployment's salt.
+    canary: str | None = Field(
+        default=None, description="registry version served as the canary arm (vNNNN-...)"
+    )
+    canary_share: float = Field(default=0.01, ge=0, le=1, description="initial canary share")
+    split_key: Literal["impression_id", "user_id"] = "impression_id"
+    split_salt: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{32}$",
+        description="16-byte hex key of the split hash (every worker must share it); "
+        "default: random per start",
+    )
+    rollout_state: Path | None = Field(
+        default=None, description="shared rollout state file (fedctr serve creates it)"
+    )
+    impression_capacity: int = Field(default=1 << 20, ge=1, le=1 << 28)
+    rollback_band_low: float = Field(default=0.8, gt=0, le=1)
+    rollback_band_high: float = Field(default=1.25, ge=1)
+    rollback_z: float = Field(default=3.0, gt=0)
+    rollback_min_expected_clicks: float = Field(default=30.0, gt=0)
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description="bearer token for ramp and rollback; without one only loopback clients "
+        "may change the rollout",
+    )
+
+    alert_interval_s: float = Field(
+        default=10.0, gt=0, le=3600, description="seconds per alert window"
+    )
+    alert_webhook: str | None = Field(
+        default=None, pattern=r"^https?://", description="URL alerts are POSTed to as JSON"
+    )
+
+    @model_validator(mode="after")
+    def _salt_shared_by_workers(self) -> Settings:
+        if self.rollout_state is not None and self.split_salt is None:
+            raise ValueError("a shared rollout_state needs the split_salt every worker uses")
+        return self
 
     @field_validator("public_key")
     @classmethod
