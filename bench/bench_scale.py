@@ -1,20 +1,25 @@
-"""How a partner's cost grows with its log: epoch time, rows/s and peak memory (issue 19).
+"""How cost grows, with a partner's log and with the number of partners (issue 19).
 
-Usage::
+Usage (README "How cost grows: big logs and many partners")::
 
-    .venv/bin/python bench/bench_scale.py                      # 10^4, 10^5, 10^6 rows
-    .venv/bin/python bench/bench_scale.py --rows 10000000      # the 10^7 row, separately
+    .venv/bin/python bench/bench_scale.py --rows 10000 100000 1000000 10000000 \\
+        --loopback 3 10 20 --simulation 100 1000 --strategies fedavg,fedmedian
 
-For each size a demo-spec log is generated (Parquet), then a fresh process (so peak
-RSS is that size's alone) runs one DP-DeepFM round of the real partner node
-(``PartnerNode.train``: read the log through the spec, calibrate, DP-SGD with
-fedctr-sparse, ledger), at a declared Poisson rate giving ~1,024-row batches at 10^6
-rows and one local epoch. Reported: read+encode time, DP epoch time, rows/s of the
-epoch, and the process's peak RSS.
+**Partner data growth.** For each size a demo-spec log is generated (Parquet, in its
+own process), then a fresh process (so peak RSS is that size's alone, read from
+VmHWM) runs one DP-DeepFM round of the real partner node (``PartnerNode.train``:
+read the log through the spec, calibrate, DP-SGD with fedctr-sparse, ledger) at a
+declared Poisson rate of 1,024/rows and one local epoch, on each path: ``memory``
+(the log read whole) and ``disk`` (encoded block by block into the node's on-disk
+cache, batches read with pread). Reported: read+encode time, the next round's read,
+DP epoch time, rows/s of the epoch and its ratio to the memory path, peak RSS.
 
-This is the **in-memory path** (the whole log is read and encoded before training):
-the baseline that streaming through pyarrow datasets (issue 19) is to be measured
-against, side by side, in this same script.
+**Federation growth.** Loopback deployments (SuperLink and one SuperNode process per
+partner, TLS, DeepFM, as ``bench_rounds.py`` runs them) and simulations of N virtual
+LR partners with 1,000 rows each (Flower's simulation engine on Ray, in a child
+process): round wall time, partner compute, the overhead beyond it, and the
+platform's peak RSS. On this 2-core, 24 GiB machine a loopback deployment of 30
+DeepFM partners does not complete (README): 20 is the largest default.
 """
 
 from __future__ import annotations
@@ -327,8 +332,8 @@ def main(argv: list[str] | None = None) -> int:
         "--loopback",
         type=int,
         nargs="*",
-        default=[3, 10, 30],
-        help="partner counts (real processes)",
+        default=[3, 10, 20],
+        help="partner counts (real processes; each SuperNode and its ClientApp take ~0.75 GB)",
     )
     parser.add_argument(
         "--simulation", type=int, nargs="*", default=[100, 1000], help="virtual partner counts"

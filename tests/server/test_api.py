@@ -336,7 +336,10 @@ def test_serve_command_line_round_trips() -> None:
     parser = build_serve_parser()
     args = parser.parse_args(
         ["--registry", "reg", "--public-key", "k.pub", "--spec", "demo", "--workers", "2",
-         "--no-fast-path", "--inference", "torch", "--poll-interval", "0.2"]
+         "--no-fast-path", "--inference", "torch", "--poll-interval", "0.2",
+         "--canary", "v0002-abc", "--canary-share", "0.2", "--split-key", "user_id",
+         "--impression-capacity", "4096", "--alert-webhook", "http://127.0.0.1:9/h",
+         "--admin-token-file", "token.txt"]
     )  # fmt: skip
     assert parser.parse_args(_argv(args)) == args
 

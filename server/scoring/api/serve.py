@@ -58,6 +58,13 @@ def build_serve_parser(parser: argparse.ArgumentParser | None = None) -> argpars
     )
     ab.add_argument("--split-key", choices=("impression_id", "user_id"), default="impression_id")
     ab.add_argument(
+        "--impression-capacity",
+        type=int,
+        default=1 << 20,
+        help="impressions kept for feedback (14 bytes each; older ones are evicted)",
+    )
+    ab.add_argument("--alert-webhook", default=None, help="URL alerts are POSTed to as JSON")
+    ab.add_argument(
         "--admin-token-file",
         type=Path,
         default=None,
@@ -83,6 +90,9 @@ def _environment(args: argparse.Namespace) -> dict[str, str]:
         env["CANARY"] = args.canary
     env["CANARY_SHARE"] = str(args.canary_share)
     env["SPLIT_KEY"] = args.split_key
+    env["IMPRESSION_CAPACITY"] = str(args.impression_capacity)
+    if args.alert_webhook is not None:
+        env["ALERT_WEBHOOK"] = args.alert_webhook
     if args.admin_token_file is not None:
         env["ADMIN_TOKEN"] = args.admin_token_file.read_text().strip()
     return {ENV_PREFIX + k: v for k, v in env.items()}
@@ -119,6 +129,9 @@ def _argv(args: argparse.Namespace) -> list[str]:
     if args.canary is not None:
         argv += ["--canary", args.canary]
     argv += ["--canary-share", str(args.canary_share), "--split-key", args.split_key]
+    argv += ["--impression-capacity", str(args.impression_capacity)]
+    if args.alert_webhook is not None:
+        argv += ["--alert-webhook", args.alert_webhook]
     if args.admin_token_file is not None:
         argv += ["--admin-token-file", str(args.admin_token_file)]
     return argv
