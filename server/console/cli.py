@@ -20,7 +20,15 @@ def build_console_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     parser.add_argument(
         "--scoring-url", default=None, help="the scoring API, e.g. http://127.0.0.1:8000"
     )
-    parser.add_argument("--expected-partners", type=int, default=None)
+    parser.add_argument(
+        "--expected-partners",
+        type=int,
+        default=None,
+        help="partners a round should aggregate (default: all that contributed to the run)",
+    )
+    parser.add_argument(
+        "--alert-webhook", default=None, help="URL partner-shortfall alerts are POSTed to"
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument(
@@ -47,6 +55,7 @@ def run_console(args: argparse.Namespace) -> int:
         scoring_url=args.scoring_url,
         token=args.token_file.read_text().strip() if args.token_file else None,
         expected_partners=args.expected_partners,
+        alert_webhook=args.alert_webhook,
     )
     config.check_bind(args.host)
     uvicorn.run(create_console(config), host=args.host, port=args.port, log_level="info")

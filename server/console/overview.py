@@ -164,6 +164,18 @@ def read_serving(url: str, timeout_s: float = 2.0) -> tuple[dict[str, Any] | Non
     return {**rollout.json(), "alerts": alerts.json()["alerts"]}, None
 
 
+def read_runs(runs_dir: Path | None, expected_partners: int | None = None) -> list[RunView]:
+    """Every run folder with a round log, most recently active first."""
+    if runs_dir is None or not runs_dir.is_dir():
+        return []
+    folders = sorted(
+        (p for p in runs_dir.iterdir() if (p / ROUND_LOG).exists()),
+        key=lambda p: (p / ROUND_LOG).stat().st_mtime,
+        reverse=True,
+    )
+    return [read_run(p, expected_partners) for p in folders]
+
+
 def gather(
     *,
     runs_dir: Path | None,
@@ -172,14 +184,7 @@ def gather(
     scoring_url: str | None,
     expected_partners: int | None = None,
 ) -> Overview:
-    runs = []
-    if runs_dir is not None and runs_dir.is_dir():
-        folders = sorted(
-            (p for p in runs_dir.iterdir() if (p / ROUND_LOG).exists()),
-            key=lambda p: (p / ROUND_LOG).stat().st_mtime,
-            reverse=True,
-        )
-        runs = [read_run(p, expected_partners) for p in folders]
+    runs = read_runs(runs_dir, expected_partners)
     versions = (
         read_versions(registry, public_key)
         if registry is not None and public_key is not None
@@ -200,6 +205,7 @@ __all__ = [
     "VersionView",
     "gather",
     "read_run",
+    "read_runs",
     "read_serving",
     "read_versions",
 ]

@@ -149,6 +149,7 @@ def test_round_timer_records_each_round_trip_as_the_platform_sees_it(
     timer.aggregate_evaluate(1, [])
 
     (row,) = read_timing(tmp_path / "timing.jsonl")
+    assert row.pop("platform_peak_rss_mb") > 0  # this process's VmHWM, in MB
     assert row == {
         "round": 1,
         "train_wall_s": 5.0,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -187,3 +188,53 @@ def test_a_canary_whose_predictions_drift_is_rolled_back(platform) -> None:
     assert canary["calibration_ci95"][1] < 0.8
     assert {json.loads(b)["arm"] for _, b in after} == {Arm.CONTROL.label}
     assert "fedctr_canary_rolled_back 1.0" in metrics
+
+
+def test_alerts_stay_quiet_on_normal_traffic_and_fire_on_a_ctr_drop(platform, tmp_path) -> None:
+    """Real uvicorn with 0.5 s alert windows and a webhook: 5 s of traffic at the true
+    click rate raise nothing; when clicks fall to a fifth, the webhook hears
+    ``ctr_drop`` for the arm within a few windows."""
+    from tests.support.webhook import webhook_server
+
+    with webhook_server() as hook:
+        server = ServerProcess(
+            registry=platform["registry"],
+            public_key=platform["pub"],
+            log=platform["root"] / "alerts.log",
+            workers=2,
+            extra_args=(
+                "--alert-webhook",
+                f"http://127.0.0.1:{hook.server_address[1]}/hook",
+            ),
+            cwd=REPO,
+            env={"FEDCTR_SERVE_SPLIT_SALT": SALT, "FEDCTR_SERVE_ALERT_INTERVAL_S": "0.5"},
+        )
+        rng = np.random.default_rng(11)
+        try:
+            server.wait_ready(workers_ready=2)
+
+            def traffic(seconds: float, ctr: float, tag: str) -> None:
+                deadline = time.monotonic() + seconds
+                batch = 0
+                while time.monotonic() < deadline:
+                    keys = [f"{tag}{batch}-{i}" for i in range(200)]
+                    pipelined_posts(server.port, "/v1/score", bodies(keys))
+                    clicks = [k for k in keys if rng.random() < ctr]
+                    feedback = [json.dumps({"impression_id": k, "clicked": True}).encode()
+                                for k in clicks]  # fmt: skip
+                    pipelined_posts(server.port, "/v1/feedback", feedback)
+                    batch += 1
+
+            traffic(5.0, 0.3, "n")
+            quiet = list(hook.received)
+            traffic(3.0, 0.06, "d")
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not hook.received[len(quiet) :]:
+                time.sleep(0.05)
+            listed = httpx.get(server.url + "/v1/alerts").json()["alerts"]
+        finally:
+            server.stop()
+    assert quiet == []
+    fired = {r["alert"]["name"] for r in hook.received}
+    assert "ctr_drop:control" in fired
+    assert any(a["name"] == "ctr_drop:control" for a in listed)

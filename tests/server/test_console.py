@@ -250,3 +250,23 @@ def test_console_in_headless_chromium_shows_plots_and_the_apis_numbers(platform)
         assert near(pixels, color, 30).sum() > 300, color
     assert near(pixels, "#555555", 10).sum() > 100  # the dashed budget lines
     assert np.isfinite(pixels).all()
+
+
+def test_partner_shortfall_alerts_reach_the_webhook_once_per_round(platform) -> None:
+    """Rounds 2 and 3 aggregated fewer partners than the run's three: one webhook post
+    each, not repeated at the next check; a new short round is posted when it lands."""
+    from fedctr.server.console.app import FederationAlerts
+    from fedctr.server.monitoring import WebhookNotifier
+    from tests.support.webhook import webhook_server
+
+    with webhook_server() as hook:
+        url = f"http://127.0.0.1:{hook.server_address[1]}/hook"
+        alerts = FederationAlerts(config_for(platform), WebhookNotifier(url))
+        assert [a.figures["round"] for a in alerts.check()] == [2, 3]
+        assert alerts.check() == []
+        log = platform["root"] / "runs" / "run-2" / "rounds.jsonl"
+        extra = {"round": 4, "train": [_train("crm-c", 4.0)], "failures": [], "aggregated": True}
+        log.write_text(log.read_text() + json.dumps(extra) + "\n")
+        assert [a.figures["round"] for a in alerts.check()] == [4]
+    assert [r["alert"]["figures"]["round"] for r in hook.received] == [2, 3, 4]
+    assert all(r["alert"]["name"] == "partner_shortfall" for r in hook.received)

@@ -5,10 +5,9 @@ metrics the service exports."""
 
 from __future__ import annotations
 
-import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +35,7 @@ from fedctr.server.scoring.rollout import (
     Rollout,
     TrafficSplit,
 )
+from tests.support.webhook import webhook_server
 
 RULES = Path(__file__).resolve().parents[2] / "server" / "monitoring" / "prometheus-rules.yml"
 WINDOW = 1000
@@ -125,28 +125,10 @@ def test_partner_shortfall() -> None:
     assert zero is not None and zero.severity == "critical"
 
 
-class _Hook(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.received.append(json.loads(body))  # type: ignore[attr-defined]
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
-def webhook():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
-    server.received = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+def webhook() -> Iterator[ThreadingHTTPServer]:
+    with webhook_server() as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_the_webhook_hears_an_alert_once_per_episode(webhook, tmp_path: Path) -> None:
