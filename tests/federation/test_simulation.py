@@ -215,3 +215,17 @@ def test_ledgers_match_and_the_audit_passes(finished_run, tmp_path: Path) -> Non
 
     result = audit_directories(ledgers_dir=ledgers, keys_dir=keys, registry_dir=ws.registry)
     assert result.passed, [str(f) for f in result.findings]
+
+
+def test_the_console_reads_the_round_log_the_platform_wrote(finished_run) -> None:
+    """The operator console's view of a real run: the platform's contributors per round,
+    each partner's cumulative epsilon within its budget, the refusals counted."""
+    from fedctr.server.console.overview import read_run
+
+    ws, summary, _ = finished_run
+    view = read_run(ws.runs / "sim-test")
+    assert [r.contributors for r in view.rounds] == [len(r["train"]) for r in summary["rounds"]]
+    assert all(r.refusals >= 1 for r in view.rounds)  # broken-d and strict-e never contribute
+    for points in view.epsilon.values():
+        assert all(0 < p.epsilon <= p.budget for p in points)
+        assert [p.epsilon for p in points] == sorted(p.epsilon for p in points)
