@@ -56,6 +56,10 @@ class TrafficMonitor:
         self._detectors = {arm: detectors() for arm in Arm}
         self._last = rollout.board.totals()
 
+    def start_from_now(self) -> None:
+        """Forget traffic so far: the next window starts now (a worker taking over)."""
+        self._last = self.rollout.board.totals()
+
     def tick(self) -> list[Alert]:
         """One interval: the alerts that fired (the log decides which are new)."""
         totals = self.rollout.board.totals()
@@ -108,7 +112,7 @@ async def watch_traffic(monitor: TrafficMonitor, interval_s: float) -> None:
                 lock = _try_lock(monitor.rollout.board.path)
                 if lock is None:
                     continue
-                monitor._last = monitor.rollout.board.totals()  # start from now
+                monitor.start_from_now()
                 continue
             try:
                 monitor.tick()
