@@ -16,7 +16,12 @@ def build_console_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     parser.add_argument(
         "--registry", type=Path, default=None, help="model registry (default: PLATFORM/registry)"
     )
-    parser.add_argument("--public-key", type=Path, default=None, help="platform public key PEM")
+    parser.add_argument(
+        "--public-key",
+        type=Path,
+        default=None,
+        help="platform public key PEM (default: PLATFORM/keys/platform.pub)",
+    )
     parser.add_argument(
         "--scoring-url", default=None, help="the scoring API, e.g. http://127.0.0.1:8000"
     )
@@ -45,9 +50,9 @@ def run_console(args: argparse.Namespace) -> int:
     platform = args.platform
     registry = args.registry or (platform / "registry" if platform else None)
     public_key = args.public_key
-    if public_key is None and platform is not None:
-        found = sorted(platform.glob("**/*.pub"))
-        public_key = found[0] if found else None
+    if public_key is None and platform is not None:  # where platform init and the demo put it
+        default = platform / "keys" / "platform.pub"
+        public_key = default if default.is_file() else None
     config = ConsoleConfig(
         runs_dir=args.runs or (platform / "runs" if platform else None),
         registry=registry if registry is not None and registry.is_dir() else None,
