@@ -111,7 +111,11 @@ def _prepare(root: Path, mode: str, data: dict[str, Path], args: argparse.Namesp
             listen="127.0.0.1",
             rounds=args.rounds,
             min_partners=len(data),
-            model=ModelConfig.from_dict({"name": args.model, "embed_dim": args.embed_dim}),
+            model=ModelConfig.from_dict(
+                {"name": args.model}
+                if args.model == "lr"  # LR has no embeddings to size
+                else {"name": args.model, "embed_dim": args.embed_dim}
+            ),
             timeout_s=600.0,
             run_name=f"bench-{mode}",
             secure_aggregation=SecAggSettings() if mode == "secagg" else None,

@@ -254,20 +254,20 @@ def simulate(partners: int, root: Path, *, rows: int, rounds: int, strategy: str
     }
 
 
-def loopback(partners: int, root: Path, *, rounds: int) -> dict:
+def loopback(partners: int, root: Path, *, rounds: int, model: str = "deepfm") -> dict:
     """Rounds of a real loopback deployment (SuperLink + one SuperNode per partner, TLS),
     as ``bench_rounds.py`` runs it (its ``ours`` side)."""
     import bench_rounds
 
-    args = argparse.Namespace(rounds=rounds, model="deepfm", embed_dim=28, local_epochs=1)
+    args = argparse.Namespace(rounds=rounds, model=model, embed_dim=28, local_epochs=1)
     data, _ = bench_rounds.generate_federation(
-        root / f"loop-data-{partners}",
+        root / f"loop-data-{partners}-{model}",
         partners=bench_rounds.partner_profiles(partners),
         platform_test_rows=200,
     )
-    side = bench_rounds.run_side(root / "loopback", "ours", data, args)
+    side = bench_rounds.run_side(root / f"loopback-{model}", "ours", data, args)
     return {
-        "kind": "loopback",
+        "kind": "loopback" if model == "deepfm" else f"loopback-{model}",
         "partners": partners,
         "strategy": "fedavg",
         "total_s": side.run_s,
@@ -288,11 +288,11 @@ def federation_report(results: list[dict]) -> str:
     """Per federation: mean round wall time, overhead beyond compute, platform peak."""
     lines = [
         "Federation growth (one train message round trip per round; mean over rounds)",
-        "loopback: DeepFM 2.4 MB, each partner its own SuperNode process, TLS; overhead = wall "
-        "- slowest partner's compute",
+        "loopback: DeepFM 2.4 MB (loopback-lr: LR), each partner its own SuperNode process, "
+        "TLS; overhead = wall - slowest partner's compute",
         "simulation: LR, 1,000 rows per partner, Ray on 2 CPUs; overhead = wall - sum of "
         "partner compute / 2 workers",
-        f"{'kind':<10} {'partners':>8} {'strategy':>9} {'round wall s':>13} "
+        f"{'kind':<12} {'partners':>8} {'strategy':>9} {'round wall s':>13} "
         f"{'partner compute s':>18} {'overhead s':>11} {'platform peak MB':>17}",
     ]
     for r in results:
@@ -306,7 +306,7 @@ def federation_report(results: list[dict]) -> str:
             overhead = wall - compute
         peak = max(x["platform_peak_mb"] for x in rounds)
         lines.append(
-            f"{r['kind']:<10} {r['partners']:>8} {r['strategy']:>9} {wall:>13.1f} "
+            f"{r['kind']:<12} {r['partners']:>8} {r['strategy']:>9} {wall:>13.1f} "
             f"{compute:>18.1f} {overhead:>11.1f} {peak:>17,.0f}"
         )
     return "\n".join(lines)
@@ -336,6 +336,11 @@ def main(argv: list[str] | None = None) -> int:
         help="partner counts (real processes; each SuperNode and its ClientApp take ~0.75 GB)",
     )
     parser.add_argument(
+        "--loopback-model",
+        default="deepfm",
+        help="model of the loopback deployments (lr: the simulations' model, 30 fit in 24 GiB)",
+    )
+    parser.add_argument(
         "--simulation", type=int, nargs="*", default=[100, 1000], help="virtual partner counts"
     )
     parser.add_argument("--rounds", type=int, default=2)
@@ -358,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
             tables.append(report(results))
         federations = []
         for n in args.loopback:
-            federations.append(loopback(n, root, rounds=args.rounds))
+            federations.append(loopback(n, root, rounds=args.rounds, model=args.loopback_model))
             logger.info("loopback %d: %s", n, federations[-1])
         for n in args.simulation:
             for strategy in args.strategies.split(","):
