@@ -22,7 +22,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from fedctr.errors import FedctrError
 from fedctr.privacy.signing import load_public_key
-from fedctr.server.console.overview import gather, read_runs
+from fedctr.server.console.overview import VersionCache, gather, read_runs
 from fedctr.server.console.page import render
 from fedctr.server.monitoring import Alert, Notifier, WebhookNotifier
 
@@ -124,6 +124,8 @@ def create_console(config: ConsoleConfig) -> FastAPI:
                 return JSONResponse({"detail": "console token required"}, status_code=401)
         return await call_next(request)
 
+    versions: VersionCache = {}
+
     def overview() -> Any:
         return gather(
             runs_dir=config.runs_dir,
@@ -131,6 +133,7 @@ def create_console(config: ConsoleConfig) -> FastAPI:
             public_key=public_key,
             scoring_url=config.scoring_url,
             expected_partners=config.expected_partners,
+            version_cache=versions,
         )
 
     @app.get("/api/overview")

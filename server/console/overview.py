@@ -11,7 +11,7 @@ page renders exactly those numbers.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -116,39 +116,63 @@ def read_run(folder: Path, expected_partners: int | None = None) -> RunView:
     return RunView(folder.name, rounds, epsilon, alerts, expected)
 
 
-def read_versions(registry: Path, public_key: Ed25519PublicKey) -> list[VersionView]:
-    """Every published version, newest first, each verified (signature, weights hash)."""
+VersionCache = dict[tuple[str, tuple[tuple[str, int, int], ...]], "VersionView"]
+
+
+def _fingerprint(folder: Path) -> tuple[tuple[str, int, int], ...]:
+    """Name, size and mtime of each file: a version's files change only if tampered."""
+    return tuple(
+        (p.name, st.st_size, st.st_mtime_ns)
+        for p in sorted(folder.iterdir())
+        if p.is_file() and (st := p.stat())
+    )
+
+
+def _version_view(
+    registry: Path, version: str, latest: str | None, public_key: Ed25519PublicKey
+) -> VersionView:
+    try:
+        loaded = load_verified(registry / MODELS_DIR / version, public_key, expected_spec_hash=None)
+    except (FedctrError, OSError, ValueError) as exc:
+        failed = f"FAILED: {type(exc).__name__}: {exc}"
+        return VersionView(version, version == latest, failed, None, None, None, [], None)
+    card = loaded.card
+    metrics = card.metrics.get("platform_holdout") or {}
+    return VersionView(
+        version=version,
+        latest=version == latest,
+        signature="verified",
+        run_id=card.run_id,
+        created_at=card.created_at.isoformat(),
+        model=card.model_name,
+        partners=[
+            {"partner_id": p.partner_id, "epsilon": p.epsilon, "delta": p.delta}
+            for p in card.partners
+        ],
+        auc=metrics.get("auc"),
+    )
+
+
+def read_versions(
+    registry: Path, public_key: Ed25519PublicKey, cache: VersionCache | None = None
+) -> list[VersionView]:
+    """Every published version, newest first, each verified (signature, weights hash).
+
+    Verifying rebuilds the model, so with a ``cache`` a version is verified again only
+    when one of its files changed (the page reloads every few seconds)."""
     try:
         latest = read_latest(registry)
     except FedctrError:
         latest = None
     out = []
     for version in reversed(list_versions(registry)):
-        try:
-            loaded = load_verified(
-                registry / MODELS_DIR / version, public_key, expected_spec_hash=None
-            )
-        except (FedctrError, OSError, ValueError) as exc:
-            failed = f"FAILED: {type(exc).__name__}: {exc}"
-            out.append(VersionView(version, version == latest, failed, None, None, None, [], None))
-            continue
-        card = loaded.card
-        metrics = card.metrics.get("platform_holdout") or {}
-        out.append(
-            VersionView(
-                version=version,
-                latest=version == latest,
-                signature="verified",
-                run_id=card.run_id,
-                created_at=card.created_at.isoformat(),
-                model=card.model_name,
-                partners=[
-                    {"partner_id": p.partner_id, "epsilon": p.epsilon, "delta": p.delta}
-                    for p in card.partners
-                ],
-                auc=metrics.get("auc"),
-            )
-        )
+        key = (version, _fingerprint(registry / MODELS_DIR / version))
+        view = None if cache is None else cache.get(key)
+        if view is None:
+            view = _version_view(registry, version, latest, public_key)
+            if cache is not None:
+                cache[key] = view
+        out.append(replace(view, latest=version == latest))
     return out
 
 
@@ -183,10 +207,11 @@ def gather(
     public_key: Ed25519PublicKey | None,
     scoring_url: str | None,
     expected_partners: int | None = None,
+    version_cache: VersionCache | None = None,
 ) -> Overview:
     runs = read_runs(runs_dir, expected_partners)
     versions = (
-        read_versions(registry, public_key)
+        read_versions(registry, public_key, version_cache)
         if registry is not None and public_key is not None
         else []
     )
